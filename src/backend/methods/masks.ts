@@ -1,0 +1,99 @@
+// Mask selection shared by the methods: k-th value thresholds, per-row and per-group (N:M) choices.
+// Convention everywhere: mask value 1 = pruned.
+
+/** The k-th smallest value (0-based) of `values` (copied; the input is not reordered). O(n) average. */
+export function kthSmallest(values: ArrayLike<number>, k: number): number {
+  const a = Float64Array.from(values as ArrayLike<number>);
+  if (k < 0 || k >= a.length) throw new RangeError(`k=${k} outside [0, ${a.length})`);
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo < hi) {
+    // Median-of-three pivot, Hoare partition.
+    const mid = (lo + hi) >>> 1;
+    const pivot = median3(a[lo], a[mid], a[hi]);
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i]; a[i] = a[j]; a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k];
+  }
+  return a[k];
+}
+
+function median3(a: number, b: number, c: number): number {
+  return a < b ? (b < c ? b : a < c ? c : a) : a < c ? a : b < c ? c : b;
+}
+
+/**
+ * SparseGPT's adaptive rule over a set of scores: thresh = sorted(scores)[floor(len·sparsity)], prune every
+ * score <= thresh. (So at least floor(len·s)+1 entries are pruned; ties prune together.)
+ */
+export function thresholdMask(scores: Float64Array, sparsity: number, mask: Uint8Array, offset = 0): void {
+  const thresh = kthSmallest(scores, Math.floor(scores.length * sparsity));
+  for (let i = 0; i < scores.length; i++) mask[offset + i] = scores[i] <= thresh ? 1 : 0;
+}
+
+/** Wanda's per-row rule: in each row, prune exactly floor(cols·sparsity) entries with the smallest scores
+ *  (stable: among equal scores the leftmost go first, as torch.sort(stable=True)). */
+export function perRowMask(scores: Float64Array, rows: number, cols: number, sparsity: number, mask: Uint8Array): void {
+  const k = Math.floor(cols * sparsity);
+  for (let r = 0; r < rows; r++) {
+    const row = scores.subarray(r * cols, (r + 1) * cols);
+    mask.fill(0, r * cols, (r + 1) * cols);
+    if (k === 0) continue;
+    const thresh = kthSmallest(row, k - 1);
+    let left = k;
+    for (let j = 0; j < cols; j++) if (row[j] < thresh) { mask[r * cols + j] = 1; left--; }
+    for (let j = 0; j < cols && left > 0; j++) if (row[j] === thresh) { mask[r * cols + j] = 1; left--; }
+  }
+}
+
+/** The n smallest of scores[start..start+m) (ties: leftmost first) are marked pruned in mask[maskStart..]. */
+export function nmGroupMask(scores: ArrayLike<number>, start: number, m: number, n: number, mask: Uint8Array, maskStart: number): void {
+  for (let j = 0; j < m; j++) mask[maskStart + j] = 0;
+  for (let t = 0; t < n; t++) {
+    let best = -1;
+    for (let j = 0; j < m; j++) {
+      if (mask[maskStart + j]) continue;
+      if (best < 0 || scores[start + j] < scores[start + best]) best = j;
+    }
+    mask[maskStart + best] = 1;
+  }
+}
+
+/** N:M over a whole (rows, cols) score matrix; a trailing partial group (cols % m) stays dense. */
+export function nmMask(scores: Float64Array, rows: number, cols: number, n: number, m: number, mask: Uint8Array): void {
+  const full = cols - (cols % m);
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < full; g += m) nmGroupMask(scores, r * cols + g, m, n, mask, r * cols + g);
+    for (let j = full; j < cols; j++) mask[r * cols + j] = 0;
+  }
+}
+
+/** All size-n subsets of {0..m-1}, in lexicographic order. */
+export function combinations(m: number, n: number): number[][] {
+  const out: number[][] = [];
+  const cur: number[] = [];
+  const rec = (start: number): void => {
+    if (cur.length === n) {
+      out.push([...cur]);
+      return;
+    }
+    for (let j = start; j <= m - (n - cur.length); j++) {
+      cur.push(j);
+      rec(j + 1);
+      cur.pop();
+    }
+  };
+  rec(0);
+  return out;
+}

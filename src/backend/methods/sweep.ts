@@ -1,0 +1,96 @@
+// The left-to-right blocked OBS sweep shared by SparseGPT and APT (algorithms.md §1.5, §2.2).
+//
+// Both methods walk the input columns in blocks of B. For a block b = [i1, i2) with the still-active set
+// A = [i1, cols), the upper inverse-Hessian factor U gives (H_AA⁻¹)_{b,:} = Gᵀ·U[b, i1:] with G = U[b, b].
+// Each method turns the block's current weights into a mask and an error matrix E (rows × B) such that
+// the optimal compensation of the whole active set is  W[:, i1:] −= E · U[b, i1:]  — one GEMM per block,
+// which also performs the in-block update. SparseGPT's E comes from removing one column at a time;
+// APT's from removing each row's pruned set jointly. Everything else lives here, once.
+
+import { dampedInverseFactor } from '../linalg/cholesky';
+import { Kernels, mat } from '../linalg/kernels';
+import type { Engine } from '../onnx/session';
+import { LayerProblem, MethodOutput, PruneOptions } from './types';
+
+/** What a method sees of one block. All arrays are row-major float64 unless noted. */
+export interface Block {
+  rows: number;
+  /** Block width B (the last block may be narrower). */
+  width: number;
+  /** Index of the block's first column. */
+  start: number;
+  /** (rows, width) current weights of the block, after all updates from earlier blocks. */
+  w: Float64Array;
+  /** (width, width) G = U[b, b], upper triangular. */
+  G: Float64Array;
+  /** (rows, width) 1 = pruned. Pre-filled (and not to be changed) when `fixedMask`. */
+  mask: Uint8Array;
+  fixedMask: boolean;
+  /** (rows, width) output: the block's error matrix E. */
+  E: Float64Array;
+  /** Columns from this one on are a trailing partial N:M group and stay dense. */
+  denseFrom: number;
+}
+
+export type BlockSolver = (block: Block) => void;
+
+export async function obsSweep(problem: LayerProblem, options: PruneOptions, engine: Engine, solve: BlockSolver): Promise<MethodOutput> {
+  const { rows, cols } = problem;
+  const pattern = options.pattern;
+  const m = pattern.kind === 'nm' ? pattern.m : 1;
+  // N:M groups must not straddle blocks.
+  const blockSize = Math.max(m, Math.ceil((options.blockSize ?? 128) / m) * m);
+  const kernels = new Kernels(engine);
+  const factor = await dampedInverseFactor(problem.H as Float32Array, cols, options.dampening ?? 0.01, kernels);
+  const notes = [...factor.notes];
+  if (factor.dead.length) notes.push(`${factor.dead.length} input column(s) never active in calibration: their weights are zeroed`);
+  if (blockSize !== (options.blockSize ?? 128)) notes.push(`block size rounded to ${blockSize}, a multiple of M=${m}`);
+  const denseFromCol = cols - (cols % m);
+  if (denseFromCol < cols) notes.push(`cols=${cols} is not a multiple of M=${m}: the last ${cols - denseFromCol} column(s) stay dense`);
+  const U = factor.U.data;
+
+  // Work on Wᵀ (cols, rows): a block of columns of W is then a contiguous run of rows, and the suffix
+  // W[:, i1:] the GEMM updates is a contiguous tail of the array.
+  const Wt = new Float32Array(cols * rows);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) Wt[j * rows + r] = problem.W[r * cols + j];
+  for (const j of factor.dead) Wt.fill(0, j * rows, (j + 1) * rows);
+  const mask = new Uint8Array(rows * cols);
+
+  for (let i1 = 0; i1 < cols; i1 += blockSize) {
+    const i2 = Math.min(i1 + blockSize, cols);
+    const width = i2 - i1;
+    const w = new Float64Array(rows * width);
+    for (let k = 0; k < width; k++) for (let r = 0; r < rows; r++) w[r * width + k] = Wt[(i1 + k) * rows + r];
+    const G = new Float64Array(width * width);
+    for (let k = 0; k < width; k++) for (let l = k; l < width; l++) G[k * width + l] = U[(i1 + k) * cols + i1 + l];
+    const blockMask = new Uint8Array(rows * width);
+    if (options.mask) for (let r = 0; r < rows; r++) blockMask.set(options.mask.subarray(r * cols + i1, r * cols + i2), r * width);
+    const block: Block = {
+      rows, width, start: i1, w, G, mask: blockMask, fixedMask: !!options.mask,
+      E: new Float64Array(rows * width), denseFrom: Math.max(0, denseFromCol - i1),
+    };
+    solve(block);
+
+    // W[:, i1:] −= E·U[b, i1:]   ⇔   Wᵀ[i1:, :] −= U[b, i1:]ᵀ · Eᵀ
+    const Et = new Float32Array(width * rows);
+    for (let r = 0; r < rows; r++) for (let k = 0; k < width; k++) Et[k * rows + r] = block.E[r * width + k];
+    const Ub = new Float32Array(width * (cols - i1));
+    for (let k = 0; k < width; k++) Ub.set(U.subarray((i1 + k) * cols + i1, (i1 + k + 1) * cols), k * (cols - i1));
+    const tail = Wt.subarray(i1 * rows);
+    const updated = await kernels.cMinusATB(mat(width, cols - i1, Ub), mat(width, rows, Et), mat(cols - i1, rows, tail));
+    tail.set(updated.data);
+
+    // Pruned weights become exact zeros; the block is now frozen.
+    for (let r = 0; r < rows; r++) {
+      for (let k = 0; k < width; k++) {
+        if (blockMask[r * width + k]) {
+          Wt[(i1 + k) * rows + r] = 0;
+          mask[r * cols + i1 + k] = 1;
+        }
+      }
+    }
+  }
+  const W = new Float32Array(rows * cols);
+  for (let j = 0; j < cols; j++) for (let r = 0; r < rows; r++) W[r * cols + j] = Wt[j * rows + r];
+  return { W, mask, dampening: factor.dampening, notes };
+}

@@ -1,0 +1,80 @@
+// The one interface every pruning method implements. A method sees one linear layer at a time:
+// W (rows = output features, cols = input features), row-major fp32, plus the calibration statistics it
+// needs, and returns the pruned weights and mask. Losses are measured by the caller with one shared
+// routine (see loss.ts), so every method is scored the same way.
+
+import type { Engine } from '../onnx/session';
+
+export type Pattern =
+  | { kind: 'unstructured'; sparsity: number }
+  /** N:M: exactly N of every M consecutive input weights of a row are zero. */
+  | { kind: 'nm'; n: number; m: number };
+
+export interface LayerProblem {
+  /** Layer name, used in every error message. */
+  name: string;
+  rows: number;
+  cols: number;
+  /** (rows, cols) row-major. Not modified. */
+  W: Float32Array;
+  /** (cols, cols) H = (2/N) Σ xᵀx over calibration tokens (N = number of sequences). Not modified. */
+  H?: Float32Array;
+  /** (cols) Σ x_j² per input feature (Wanda's ‖X_j‖₂²); derived from diag(H) when absent. */
+  colNorm2?: Float32Array;
+}
+
+export interface PruneOptions {
+  pattern: Pattern;
+  /** Columns per lazy-update block (SparseGPT, APT). Default 128. */
+  blockSize?: number;
+  /** λ = dampening · mean(diag H) is added to diag H. Default 0.01. */
+  dampening?: number;
+  /** A fixed mask (rows*cols, 1 = pruned): skips mask selection (SparseGPT, APT) so the weight update can be
+   *  studied apart from it. */
+  mask?: Uint8Array;
+  /** APT's N:M mask rule: 'saliency' (Solution S: smallest w²/[H⁻¹]jj per group) or 'joint' (Solution M: the
+   *  group subset with the smallest joint removal loss, all C(M,N) candidates). */
+  nmMask?: 'saliency' | 'joint';
+  /** Magnitude's comparison group for unstructured sparsity. Default 'layer' (SparseGPT's --gmp). */
+  magnitudeGroup?: 'layer' | 'row';
+}
+
+export interface MethodOutput {
+  /** (rows, cols) pruned weights. */
+  W: Float32Array;
+  /** (rows, cols) 1 = pruned. */
+  mask: Uint8Array;
+  /** Dampening actually used (after any retry), for Hessian-based methods. */
+  dampening?: number;
+  notes: string[];
+}
+
+export interface PruneResult extends MethodOutput {
+  method: MethodName;
+  /** 0.5·tr(ΔW H ΔWᵀ) with the undamped H: the calibration reconstruction error. */
+  loss: number;
+  /** loss / 0.5·tr(W H Wᵀ). */
+  relLoss: number;
+  /** Fraction of zeros in the pruned W. */
+  sparsity: number;
+  /** Wall time of the pruning itself (not of measuring the loss). */
+  seconds: number;
+  device: string;
+}
+
+export type MethodName = 'apt' | 'sparsegpt' | 'wanda' | 'magnitude';
+
+export interface PruningMethod {
+  readonly name: MethodName;
+  /** Which calibration statistics the method needs. */
+  readonly needs: 'hessian' | 'norms' | 'none';
+  prune(problem: LayerProblem, options: PruneOptions, engine: Engine): Promise<MethodOutput>;
+}
+
+/** An error about a specific layer and field; the CLI and the extension show both. */
+export class PruneError extends Error {
+  constructor(readonly layer: string, readonly field: string, message: string) {
+    super(`layer ${layer}: ${field}: ${message}`);
+    this.name = 'PruneError';
+  }
+}

@@ -1,0 +1,38 @@
+// Wanda (Sun et al., ICLR 2024; algorithms.md §3): score |W_ij|·‖X_j‖₂, compared within each output row
+// (exactly floor(cols·s) pruned per row), or the N smallest per M-group for N:M. No weight update.
+
+import { nmMask, perRowMask } from './masks';
+import { PruningMethod, PruneError } from './types';
+
+export const wanda: PruningMethod = {
+  name: 'wanda',
+  needs: 'norms',
+  async prune(problem, options) {
+    const { rows, cols, W } = problem;
+    const norm2 = problem.colNorm2 ?? diagonal(problem);
+    const scores = new Float64Array(rows * cols);
+    for (let j = 0; j < cols; j++) {
+      const s = Math.sqrt(norm2[j]);
+      for (let r = 0; r < rows; r++) scores[r * cols + j] = Math.abs(W[r * cols + j]) * s;
+    }
+    const mask = new Uint8Array(rows * cols);
+    const p = options.pattern;
+    if (p.kind === 'unstructured') perRowMask(scores, rows, cols, p.sparsity, mask);
+    else nmMask(scores, rows, cols, p.n, p.m, mask);
+    return { W: applyMask(W, mask), mask, notes: [] };
+  },
+};
+
+/** diag(H) is ‖X_j‖² up to one constant factor, which no per-row comparison can see. */
+function diagonal(problem: { name: string; cols: number; H?: Float32Array }): Float64Array {
+  if (!problem.H) throw new PruneError(problem.name, 'colNorm2', 'Wanda needs input norms or a Hessian');
+  const d = new Float64Array(problem.cols);
+  for (let j = 0; j < problem.cols; j++) d[j] = problem.H[j * problem.cols + j];
+  return d;
+}
+
+export function applyMask(W: Float32Array, mask: Uint8Array): Float32Array {
+  const out = Float32Array.from(W);
+  for (let i = 0; i < out.length; i++) if (mask[i]) out[i] = 0;
+  return out;
+}

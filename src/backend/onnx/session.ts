@@ -1,0 +1,131 @@
+// Session factory: one place that turns a graph into an onnxruntime session on the requested device.
+// `auto` tries CUDA, then WebGPU on a hardware adapter, then CPU. onnxruntime-node THROWS when a provider
+// cannot load (even with 'cpu' listed after it), so each attempt is caught and the next one tried; every
+// session records the device it actually runs on.
+
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { encodeModel, ModelProto } from './proto';
+
+export type DeviceRequest = 'auto' | 'cpu' | 'webgpu' | 'cuda' | `cuda:${number}`;
+export type Device = 'cpu' | 'webgpu' | `cuda:${number}`;
+
+export interface EngineOptions {
+  device: DeviceRequest;
+  /** onnxruntime intra-op threads; 0 = onnxruntime's default (one per core). */
+  threads: number;
+}
+
+export type Feeds = Record<string, ort.Tensor>;
+
+export class Kernel {
+  constructor(readonly session: ort.InferenceSession, readonly device: Device) {}
+
+  async run(feeds: Feeds): Promise<Record<string, ort.Tensor>> {
+    return (await this.session.run(feeds)) as Record<string, ort.Tensor>;
+  }
+}
+
+function deviceToProvider(device: Device): ort.InferenceSession.ExecutionProviderConfig {
+  if (device === 'cpu') return 'cpu';
+  if (device === 'webgpu') return 'webgpu';
+  return { name: 'cuda', deviceId: Number(device.slice(5)) } as ort.InferenceSession.ExecutionProviderConfig;
+}
+
+/** True when this machine plausibly has a hardware GPU adapter for WebGPU. Dawn may otherwise pick a
+ *  software (SwiftShader/llvmpipe) adapter, which is slower than the CPU provider: never choose that. */
+export function hasHardwareGpuAdapter(): boolean {
+  if (process.platform === 'darwin') return true; // Metal: every supported Mac has a GPU.
+  if (process.platform === 'win32') return true; // D3D12 on a desktop; WARP is only used when asked for.
+  try {
+    // Linux: Vulkan needs a DRM render node or the NVIDIA device files.
+    if (existsSync('/dev/nvidia0')) return true;
+    return existsSync('/dev/dri') && readdirSync('/dev/dri').some((f) => f.startsWith('renderD'));
+  } catch {
+    return false;
+  }
+}
+
+/** Where onnxruntime-node looks for the CUDA provider libraries. */
+export function cudaProviderPath(): string {
+  const pkg = path.dirname(require.resolve('onnxruntime-node/package.json'));
+  return path.join(pkg, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so');
+}
+
+export class Engine {
+  private readonly cache = new Map<string, Kernel>();
+  private resolved: Device | undefined;
+  /** Why devices earlier in the `auto` order were not used (for the run report). */
+  readonly fallbacks: string[] = [];
+
+  constructor(readonly options: EngineOptions = { device: 'auto', threads: 0 }) {}
+
+  /** The device sessions run on (known after the first kernel is created). */
+  get device(): Device | undefined {
+    return this.resolved;
+  }
+
+  private candidates(): Device[] {
+    const d = this.options.device;
+    if (d === 'cpu' || d === 'webgpu') return [d];
+    if (d === 'cuda') return ['cuda:0'];
+    if (d.startsWith('cuda:')) return [d as Device];
+    const order: Device[] = [];
+    if (process.platform !== 'darwin' && existsSync(cudaProviderPath())) order.push('cuda:0');
+    else this.fallbacks.push('cuda: provider libraries not installed (see README, "GPU")');
+    if (hasHardwareGpuAdapter()) order.push('webgpu');
+    else this.fallbacks.push('webgpu: no hardware GPU adapter found');
+    order.push('cpu');
+    return order;
+  }
+
+  private async createOn(device: Device, bytes: Uint8Array): Promise<ort.InferenceSession> {
+    const opts: ort.InferenceSession.SessionOptions = {
+      executionProviders: [deviceToProvider(device)],
+      graphOptimizationLevel: 'all',
+      logSeverityLevel: 3,
+    };
+    if (this.options.threads > 0) opts.intraOpNumThreads = this.options.threads;
+    return ort.InferenceSession.create(bytes, opts);
+  }
+
+  /** A cached session for `model`; the key is the model's bytes, so equal graphs share one session. */
+  async kernel(model: ModelProto): Promise<Kernel> {
+    const bytes = encodeModel(model);
+    const key = createHash('sha1').update(bytes).digest('hex');
+    const hit = this.cache.get(key);
+    if (hit) return hit;
+    let kernel: Kernel | undefined;
+    if (this.resolved) {
+      kernel = new Kernel(await this.createOn(this.resolved, bytes), this.resolved);
+    } else {
+      const errors: string[] = [];
+      for (const device of this.candidates()) {
+        try {
+          kernel = new Kernel(await this.createOn(device, bytes), device);
+          this.resolved = device;
+          break;
+        } catch (e) {
+          const msg = `${device}: ${(e as Error).message.split('\n')[0]}`;
+          errors.push(msg);
+          if (this.options.device === 'auto') this.fallbacks.push(msg);
+        }
+      }
+      if (!kernel) throw new Error(`no onnxruntime device could run the graph: ${errors.join('; ')}`);
+    }
+    this.cache.set(key, kernel);
+    return kernel;
+  }
+
+  async release(): Promise<void> {
+    for (const k of this.cache.values()) await k.session.release();
+    this.cache.clear();
+  }
+}
+
+export function f32(data: Float32Array, dims: number[]): ort.Tensor {
+  // onnxruntime reads the memory in place; a view into a larger buffer is fine.
+  return new ort.Tensor('float32', data as Float32Array<ArrayBuffer>, dims);
+}

@@ -1,0 +1,52 @@
+// Synthetic layers for the demo and the solver benchmark: W ~ N(0, 1/cols) and a Hessian from correlated
+// random activations (an AR(1) mix across input features plus a few heavy "outlier" features, as LLM
+// activations have), accumulated by the same Hessian graph the pipeline uses.
+
+import { HessianAccumulator } from './calibration/hessian';
+import type { Engine } from './onnx/session';
+
+/** Deterministic standard normals (xorshift32 + Box–Muller). */
+export function normalRng(seed: number): () => number {
+  let s = (seed * 2654435761) >>> 0 || 1;
+  const u = (): number => {
+    s ^= s << 13; s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5; s >>>= 0;
+    return (s + 0.5) / 4294967296;
+  };
+  return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+}
+
+export interface SyntheticLayer {
+  name: string;
+  rows: number;
+  cols: number;
+  W: Float32Array;
+  H: Float32Array;
+  colNorm2: Float32Array;
+}
+
+export async function syntheticLayer(name: string, rows: number, cols: number, engine: Engine, opts: { tokens?: number; seed?: number } = {}): Promise<SyntheticLayer> {
+  const rand = normalRng(opts.seed ?? rows * 31 + cols);
+  const W = new Float32Array(rows * cols);
+  const scale = 1 / Math.sqrt(cols);
+  for (let i = 0; i < W.length; i++) W[i] = rand() * scale;
+  const tokens = opts.tokens ?? Math.max(2 * cols, 512);
+  const outlierEvery = 97;
+  const acc = new HessianAccumulator(cols, engine);
+  const seqLen = 128;
+  const batch = 8 * seqLen;
+  for (let t0 = 0; t0 < tokens; t0 += batch) {
+    const n = Math.min(batch, tokens - t0);
+    const X = new Float32Array(n * cols);
+    for (let t = 0; t < n; t++) {
+      let prev = 0;
+      for (let j = 0; j < cols; j++) {
+        prev = 0.8 * prev + 0.6 * rand();
+        X[t * cols + j] = j % outlierEvery === 0 ? 8 * prev : prev;
+      }
+    }
+    await acc.addBatch(X, Math.ceil(n / seqLen));
+  }
+  return { name, rows, cols, W, H: acc.H, colNorm2: acc.colNorm2 };
+}
