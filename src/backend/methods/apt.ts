@@ -11,8 +11,8 @@
 // optionally "Solution M": per group, the subset with the smallest joint loss among all C(M, N).
 // With block size 1 this is SparseGPT's update; with block size = cols, the row-wise optimum.
 
-import { choleskyLowerInPlace } from '../linalg/cholesky';
 import { combinations, nmGroupMask, thresholdMask } from './masks';
+import { rowPool } from './rowKernels';
 import { Block, obsSweep } from './sweep';
 import { PruningMethod } from './types';
 
@@ -22,7 +22,7 @@ export const apt: PruningMethod = {
   prune(problem, options, engine) {
     const pattern = options.pattern;
     const nmRule = options.nmMask ?? 'joint';
-    return obsSweep(problem, options, engine, (blk: Block) => {
+    return obsSweep(problem, options, engine, async (blk: Block) => {
       const { rows, width: B, w, G, mask, E } = blk;
       const S = gram(G, B);
       if (!blk.fixedMask) {
@@ -32,43 +32,24 @@ export const apt: PruningMethod = {
           thresholdMask(scores, pattern.sparsity, mask);
         } else if (nmRule === 'saliency') {
           const score = new Float64Array(B);
+          const groupsEnd = Math.min(B, blk.denseFrom);
           for (let r = 0; r < rows; r++) {
             for (let k = 0; k < B; k++) score[k] = (w[r * B + k] * w[r * B + k]) / S[k * B + k];
-            for (let g = 0; g + pattern.m <= blk.denseFrom && g < B; g += pattern.m) nmGroupMask(score, g, pattern.m, pattern.n, mask, r * B + g);
+            for (let g = 0; g + pattern.m <= groupsEnd; g += pattern.m) nmGroupMask(score, g, pattern.m, pattern.n, mask, r * B + g);
           }
         } else {
-          jointNmMask(blk, S, pattern.n, pattern.m);
+          const subsets = Int32Array.from(combinations(pattern.m, pattern.n).flat());
+          await rowPool.run('aptJointNmRows', rows, { B, w, S, mask, n: pattern.n, m: pattern.m, groupsEnd: Math.min(B, blk.denseFrom), subsets });
         }
       }
-      // Per row: λ = S_PP⁻¹ w_P, e = G[:, P] λ.
-      const P = new Int32Array(B);
-      const A = new Float64Array(B * B);
-      const lambda = new Float64Array(B);
-      for (let r = 0; r < rows; r++) {
-        let n = 0;
-        for (let k = 0; k < B; k++) if (mask[r * B + k]) P[n++] = k;
-        if (n === 0) continue;
-        for (let a = 0; a < n; a++) {
-          const pa = P[a] * B;
-          for (let b = 0; b <= a; b++) A[a * n + b] = S[pa + P[b]];
-          lambda[a] = w[r * B + P[a]];
-        }
-        choleskyLowerInPlace(A, n);
-        solveCholesky(A, n, lambda);
-        const e = E.subarray(r * B, (r + 1) * B);
-        for (let a = 0; a < n; a++) {
-          const p = P[a];
-          const la = lambda[a];
-          for (let k = 0; k <= p; k++) e[k] += G[k * B + p] * la;
-        }
-      }
+      await rowPool.run('aptSolveRows', rows, { B, w, S, G, mask, E });
     });
   },
 };
 
-/** S = GᵀG for upper-triangular G (B×B). */
+/** S = GᵀG for upper-triangular G (B×B), in shared memory for the row kernels. */
 function gram(G: Float64Array, B: number): Float64Array {
-  const S = new Float64Array(B * B);
+  const S = new Float64Array(new SharedArrayBuffer(B * B * 8));
   for (let i = 0; i < B; i++) {
     for (let j = i; j < B; j++) {
       let s = 0;
@@ -78,54 +59,4 @@ function gram(G: Float64Array, B: number): Float64Array {
     }
   }
   return S;
-}
-
-/** Solves (L Lᵀ) x = b in place, L the lower factor in the leading n×n of `L` (row stride n). */
-function solveCholesky(L: Float64Array, n: number, x: Float64Array): void {
-  for (let i = 0; i < n; i++) {
-    let s = x[i];
-    for (let k = 0; k < i; k++) s -= L[i * n + k] * x[k];
-    x[i] = s / L[i * n + i];
-  }
-  for (let i = n - 1; i >= 0; i--) {
-    let s = x[i];
-    for (let k = i + 1; k < n; k++) s -= L[k * n + i] * x[k];
-    x[i] = s / L[i * n + i];
-  }
-}
-
-/** Solution M for N:M: per row and group, the N-subset P minimising ½ w_P (S_PP)⁻¹ w_Pᵀ. */
-function jointNmMask(blk: Block, S: Float64Array, n: number, m: number): void {
-  const { rows, width: B, w, mask } = blk;
-  const subsets = combinations(m, n);
-  const A = new Float64Array(n * n);
-  const x = new Float64Array(n);
-  for (let g = 0; g + m <= blk.denseFrom && g < B; g += m) {
-    for (let r = 0; r < rows; r++) {
-      let best = -1;
-      let bestLoss = Infinity;
-      for (let s = 0; s < subsets.length; s++) {
-        const P = subsets[s];
-        for (let a = 0; a < n; a++) {
-          for (let b = 0; b <= a; b++) A[a * n + b] = S[(g + P[a]) * B + g + P[b]];
-          x[a] = w[r * B + g + P[a]];
-        }
-        choleskyLowerInPlace(A, n);
-        // loss ∝ ‖L⁻¹ w_P‖²
-        let loss = 0;
-        for (let a = 0; a < n; a++) {
-          let v = x[a];
-          for (let b = 0; b < a; b++) v -= A[a * n + b] * x[b];
-          x[a] = v / A[a * n + a];
-          loss += x[a] * x[a];
-        }
-        if (loss < bestLoss) {
-          bestLoss = loss;
-          best = s;
-        }
-      }
-      for (let j = 0; j < m; j++) mask[r * B + g + j] = 0;
-      for (const j of subsets[best]) mask[r * B + g + j] = 1;
-    }
-  }
 }

@@ -11,7 +11,8 @@ export const magnitude: PruningMethod = {
   needs: 'none',
   async prune(problem, options) {
     const { rows, cols, W } = problem;
-    const scores = Float64Array.from(W, Math.abs);
+    const scores = new Float64Array(W.length);
+    for (let i = 0; i < W.length; i++) scores[i] = Math.abs(W[i]);
     const mask = new Uint8Array(rows * cols);
     const p = options.pattern;
     if (p.kind === 'nm') nmMask(scores, rows, cols, p.n, p.m, mask);

@@ -4,7 +4,8 @@
 // column-by-column OBS removal: err = w_i / U_ii, and the row's later columns absorb −err·U[i, i:].
 // The errors form E; the shared sweep applies E·U[b, i1:] to the block and the rest of the row.
 
-import { nmGroupMask, thresholdMask } from './masks';
+import { thresholdMask } from './masks';
+import { rowPool } from './rowKernels';
 import { Block, obsSweep } from './sweep';
 import { PruningMethod } from './types';
 
@@ -13,7 +14,7 @@ export const sparsegpt: PruningMethod = {
   needs: 'hessian',
   prune(problem, options, engine) {
     const pattern = options.pattern;
-    return obsSweep(problem, options, engine, (blk: Block) => {
+    return obsSweep(problem, options, engine, async (blk: Block) => {
       const { rows, width: B, w, G, mask, E } = blk;
       if (!blk.fixedMask && pattern.kind === 'unstructured') {
         const scores = new Float64Array(rows * B);
@@ -22,23 +23,13 @@ export const sparsegpt: PruningMethod = {
         }
         thresholdMask(scores, pattern.sparsity, mask);
       }
-      const cur = new Float64Array(B);
-      const score = new Float64Array(B);
-      for (let r = 0; r < rows; r++) {
-        cur.set(w.subarray(r * B, (r + 1) * B));
-        for (let i = 0; i < B; i++) {
-          if (!blk.fixedMask && pattern.kind === 'nm' && i % pattern.m === 0) {
-            if (i < blk.denseFrom) {
-              for (let j = i; j < i + pattern.m; j++) score[j] = (cur[j] * cur[j]) / (G[j * B + j] * G[j * B + j]);
-              nmGroupMask(score, i, pattern.m, pattern.n, mask, r * B + i);
-            }
-          }
-          if (!mask[r * B + i]) continue;
-          const err = cur[i] / G[i * B + i];
-          E[r * B + i] = err;
-          for (let j = i + 1; j < B; j++) cur[j] -= err * G[i * B + j];
-        }
-      }
+      const nm = !blk.fixedMask && pattern.kind === 'nm';
+      await rowPool.run('sparsegptSweepRows', rows, {
+        B, w, G, mask, E,
+        n: nm ? pattern.n : 0,
+        m: nm ? pattern.m : 0,
+        groupsEnd: Math.min(B, blk.denseFrom),
+      });
     });
   },
 };

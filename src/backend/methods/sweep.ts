@@ -9,6 +9,7 @@
 
 import { dampedInverseFactor } from '../linalg/cholesky';
 import { Kernels, mat } from '../linalg/kernels';
+import { sharedF64, sharedU8 } from '../parallel/rowPool';
 import type { Engine } from '../onnx/session';
 import { LayerProblem, MethodOutput, PruneOptions } from './types';
 
@@ -32,7 +33,9 @@ export interface Block {
   denseFrom: number;
 }
 
-export type BlockSolver = (block: Block) => void;
+/** Fills the block's mask (unless fixed) and E. The block's arrays live in shared memory, so a solver may
+ *  hand rows to worker threads. */
+export type BlockSolver = (block: Block) => void | Promise<void>;
 
 export async function obsSweep(problem: LayerProblem, options: PruneOptions, engine: Engine, solve: BlockSolver): Promise<MethodOutput> {
   const { rows, cols } = problem;
@@ -59,17 +62,17 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   for (let i1 = 0; i1 < cols; i1 += blockSize) {
     const i2 = Math.min(i1 + blockSize, cols);
     const width = i2 - i1;
-    const w = new Float64Array(rows * width);
+    const w = sharedF64(rows * width);
     for (let k = 0; k < width; k++) for (let r = 0; r < rows; r++) w[r * width + k] = Wt[(i1 + k) * rows + r];
-    const G = new Float64Array(width * width);
+    const G = sharedF64(width * width);
     for (let k = 0; k < width; k++) for (let l = k; l < width; l++) G[k * width + l] = U[(i1 + k) * cols + i1 + l];
-    const blockMask = new Uint8Array(rows * width);
+    const blockMask = sharedU8(rows * width);
     if (options.mask) for (let r = 0; r < rows; r++) blockMask.set(options.mask.subarray(r * cols + i1, r * cols + i2), r * width);
     const block: Block = {
       rows, width, start: i1, w, G, mask: blockMask, fixedMask: !!options.mask,
-      E: new Float64Array(rows * width), denseFrom: Math.max(0, denseFromCol - i1),
+      E: sharedF64(rows * width), denseFrom: Math.max(0, denseFromCol - i1),
     };
-    solve(block);
+    await solve(block);
 
     // W[:, i1:] −= E·U[b, i1:]   ⇔   Wᵀ[i1:, :] −= U[b, i1:]ᵀ · Eᵀ
     const Et = new Float32Array(width * rows);
