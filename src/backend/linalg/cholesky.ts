@@ -64,30 +64,40 @@ function place(dst: Mat, src: Mat, r0: number, c0: number): void {
 }
 
 /** Lower Cholesky factor L of SPD `a` and its inverse X = L⁻¹, both n×n fp32. */
-export async function choleskyWithInverse(a: Mat, k: Kernels, pivotOffset = 0): Promise<{ L: Mat; X: Mat }> {
+export async function choleskyWithInverse(a: Mat, k: Kernels): Promise<{ L: Mat; X: Mat }> {
+  const r = await factor(a, k, 0, true);
+  return { L: r.L as Mat, X: r.X };
+}
+
+/** X = L⁻¹ for the lower Cholesky factor L of SPD `a` (L itself is never needed: L21 = B·X11ᵀ). */
+export async function inverseCholeskyFactor(a: Mat, k: Kernels): Promise<Mat> {
+  return (await factor(a, k, 0, false)).X;
+}
+
+async function factor(a: Mat, k: Kernels, pivotOffset: number, withL: boolean): Promise<{ L?: Mat; X: Mat }> {
   const n = a.rows;
   if (n <= BASE) {
     const l = Float64Array.from(a.data);
     choleskyLowerInPlace(l, n, pivotOffset);
     const x = invertLower(l, n);
-    return { L: mat(n, n, Float32Array.from(l)), X: mat(n, n, Float32Array.from(x)) };
+    return { L: withL ? mat(n, n, Float32Array.from(l)) : undefined, X: mat(n, n, Float32Array.from(x)) };
   }
   // Split at a multiple of BASE so every leaf is a full BASE block except possibly the last.
   const n1 = Math.ceil(n / 2 / BASE) * BASE;
-  const top = await choleskyWithInverse(block(a, 0, n1, 0, n1), k, pivotOffset);
-  const b = block(a, n1, n, 0, n1);
-  const l21 = await k.abT(b, top.X); //                     L21 = B·L11⁻ᵀ
+  const top = await factor(block(a, 0, n1, 0, n1), k, pivotOffset, withL);
+  const l21 = await k.abT(block(a, n1, n, 0, n1), top.X); //      L21 = B·L11⁻ᵀ
   const schur = await k.cMinusAAT(l21, block(a, n1, n, n1, n)); // C − L21·L21ᵀ
-  const bottom = await choleskyWithInverse(schur, k, pivotOffset + n1);
-  const x21 = await k.negABC(bottom.X, l21, top.X); //       X21 = −L22⁻¹·L21·L11⁻¹
-  const L = mat(n, n);
+  const bottom = await factor(schur, k, pivotOffset + n1, withL);
+  const x21 = await k.negABC(bottom.X, l21, top.X); //            X21 = −L22⁻¹·L21·L11⁻¹
   const X = mat(n, n);
-  place(L, top.L, 0, 0);
-  place(L, l21, n1, 0);
-  place(L, bottom.L, n1, n1);
   place(X, top.X, 0, 0);
   place(X, x21, n1, 0);
   place(X, bottom.X, n1, n1);
+  if (!withL) return { X };
+  const L = mat(n, n);
+  place(L, top.L as Mat, 0, 0);
+  place(L, l21, n1, 0);
+  place(L, bottom.L as Mat, n1, n1);
   return { L, X };
 }
 
@@ -109,25 +119,23 @@ export interface DampedFactor {
  */
 export async function dampedInverseFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedFactor> {
   const dead: number[] = [];
-  const base = Float32Array.from(H);
-  for (let j = 0; j < n; j++) {
-    if (base[j * n + j] === 0) {
-      dead.push(j);
-      base[j * n + j] = 1;
-    }
-  }
   let mean = 0;
-  for (let j = 0; j < n; j++) mean += base[j * n + j];
+  for (let j = 0; j < n; j++) {
+    const d = H[j * n + j];
+    if (d === 0) dead.push(j);
+    mean += d === 0 ? 1 : d;
+  }
   mean /= n;
   const notes: string[] = [];
   let damp = dampening;
   for (let attempt = 0; ; attempt++) {
-    const h = Float32Array.from(base);
+    const h = Float32Array.from(H);
     const lambda = damp * mean;
+    for (const j of dead) h[j * n + j] = 1;
     for (let j = 0; j < n; j++) h[j * n + j] += lambda;
     try {
       // J·H·J is the reversed array; U = J·X·J is the reversed inverse factor.
-      const { X } = await choleskyWithInverse(mat(n, n, h.reverse()), k);
+      const X = await inverseCholeskyFactor(mat(n, n, h.reverse()), k);
       if (attempt > 0) notes.push(`H was not positive definite with dampening ${dampening}; used ${damp}`);
       return { U: mat(n, n, X.data.reverse()), dampening: damp, dead, notes };
     } catch (e) {

@@ -44,11 +44,24 @@ function checkFinite(a: Float32Array, layer: string, field: string): void {
   }
 }
 
-/** 0.5·tr(ΔW H ΔWᵀ) and 0.5·tr(W H Wᵀ), fp32 GEMMs on the engine. */
+/** 0.5·tr(ΔW H ΔWᵀ) and 0.5·tr(W H Wᵀ) as fp32 GEMMs on the engine, in row chunks to bound memory;
+ *  chunk results are summed in float64. */
 export async function reconstructionLoss(W0: Float32Array, W: Float32Array, rows: number, cols: number, H: Float32Array, engine: Engine): Promise<{ loss: number; relLoss: number }> {
-  const dW = new Float32Array(W0.length);
-  for (let i = 0; i < dW.length; i++) dW[i] = W0[i] - W[i];
-  const [loss, ref] = await new Kernels(engine).quadForms(mat(rows, cols, dW), mat(rows, cols, W0), mat(cols, cols, H));
+  const kernels = new Kernels(engine);
+  const h = mat(cols, cols, H);
+  const chunk = Math.max(1, Math.floor((1 << 22) / cols));
+  let loss = 0;
+  let ref = 0;
+  for (let r0 = 0; r0 < rows; r0 += chunk) {
+    const r1 = Math.min(rows, r0 + chunk);
+    const w0 = W0.subarray(r0 * cols, r1 * cols);
+    const w = W.subarray(r0 * cols, r1 * cols);
+    const dW = new Float32Array(w0.length);
+    for (let i = 0; i < dW.length; i++) dW[i] = w0[i] - w[i];
+    const [l, q] = await kernels.quadForms(mat(r1 - r0, cols, dW), mat(r1 - r0, cols, w0), h);
+    loss += l;
+    ref += q;
+  }
   return { loss, relLoss: ref > 0 ? loss / ref : 0 };
 }
 
