@@ -65,59 +65,108 @@ export function aptSolveRows(start: number, end: number, a: AptRowArgs): void {
   }
 }
 
-export interface JointNmArgs {
+export interface AptNmRowArgs {
   B: number;
   w: Float64Array;
-  S: Float64Array;
+  G: Float64Array;
+  /** (groups, m, m): per group g, S_g = U[g,g]ᵀU[g,g] = (H_A⁻¹)_gg for the active set A from the group on. */
+  Sg: Float64Array;
   mask: Uint8Array;
   n: number;
   m: number;
   /** Groups start at 0, m, 2m, … below this column. */
   groupsEnd: number;
+  /** 1: "Solution M" (the N-subset with the smallest joint loss); 0: "Solution S" (N smallest w²/S_jj). */
+  joint: number;
   /** All size-n subsets of 0..m-1, flattened (count × n). */
   subsets: Int32Array;
 }
 
-/** "Solution M": per row and M-group, prune the N-subset P with the smallest joint loss ½·w_P S_PP⁻¹ w_Pᵀ. */
-export function aptJointNmRows(start: number, end: number, a: JointNmArgs): void {
-  const { B, w, S, mask, n, m, groupsEnd, subsets } = a;
+/** APT's N:M mask, group by group along each row: on the weights already compensated for earlier groups,
+ *  pick the group's N pruned weights, remove them jointly (λ = S_PP⁻¹ w_P, e = G_g[:, P]·λ) and let the rest
+ *  of the block absorb −e·U[g, :]. Only the mask is kept: the block is then compensated jointly. */
+export function aptNmMaskRows(start: number, end: number, a: AptNmRowArgs): void {
+  const { B, w, G, Sg, mask, n, m, groupsEnd, joint, subsets } = a;
   const count = subsets.length / n;
-  const L = new Float64Array(n * n);
-  const x = new Float64Array(n);
+  const cur = new Float64Array(B);
+  const L = new Float64Array(m * m);
+  const x = new Float64Array(m);
+  const P = new Int32Array(m);
+  // Cholesky of S_PP (np×np) of group g into L; returns false if not positive definite.
+  const factor = (g: number, np: number): boolean => {
+    const base = (g / m) * m * m;
+    for (let i = 0; i < np; i++) for (let j = 0; j <= i; j++) L[i * np + j] = Sg[base + P[i] * m + P[j]];
+    for (let j = 0; j < np; j++) {
+      let d = L[j * np + j];
+      for (let k = 0; k < j; k++) d -= L[j * np + k] * L[j * np + k];
+      if (!(d > 0)) return false;
+      d = Math.sqrt(d);
+      L[j * np + j] = d;
+      for (let i = j + 1; i < np; i++) {
+        let t = L[i * np + j];
+        for (let k = 0; k < j; k++) t -= L[i * np + k] * L[j * np + k];
+        L[i * np + j] = t / d;
+      }
+    }
+    return true;
+  };
   for (let r = start; r < end; r++) {
+    const o = r * B;
+    for (let k = 0; k < B; k++) cur[k] = w[o + k];
     for (let g = 0; g + m <= groupsEnd; g += m) {
-      let best = 0;
-      let bestLoss = Infinity;
-      for (let s = 0; s < count; s++) {
-        for (let i = 0; i < n; i++) {
-          const pi = g + subsets[s * n + i];
-          for (let j = 0; j <= i; j++) L[i * n + j] = S[pi * B + g + subsets[s * n + j]];
-          x[i] = w[r * B + pi];
-        }
-        // Cholesky, then loss ∝ ‖L⁻¹ w_P‖².
-        let loss = 0;
-        for (let j = 0; j < n; j++) {
-          let d = L[j * n + j];
-          for (let k = 0; k < j; k++) d -= L[j * n + k] * L[j * n + k];
-          d = Math.sqrt(d);
-          L[j * n + j] = d;
-          for (let i = j + 1; i < n; i++) {
-            let t = L[i * n + j];
-            for (let k = 0; k < j; k++) t -= L[i * n + k] * L[j * n + k];
-            L[i * n + j] = t / d;
+      const sBase = (g / m) * m * m;
+      if (joint) {
+        let best = 0;
+        let bestLoss = Infinity;
+        for (let s = 0; s < count; s++) {
+          for (let i = 0; i < n; i++) P[i] = subsets[s * n + i];
+          if (!factor(g, n)) continue;
+          let loss = 0; // ∝ ‖L⁻¹ w_P‖²
+          for (let i = 0; i < n; i++) {
+            let v = cur[g + P[i]];
+            for (let k = 0; k < i; k++) v -= L[i * n + k] * x[k];
+            x[i] = v / L[i * n + i];
+            loss += x[i] * x[i];
           }
-          let v = x[j];
-          for (let k = 0; k < j; k++) v -= L[j * n + k] * x[k];
-          x[j] = v / d;
-          loss += x[j] * x[j];
+          if (loss < bestLoss) { bestLoss = loss; best = s; }
         }
-        if (loss < bestLoss) {
-          bestLoss = loss;
-          best = s;
+        for (let j = 0; j < m; j++) mask[o + g + j] = 0;
+        for (let i = 0; i < n; i++) mask[o + g + subsets[best * n + i]] = 1;
+      } else {
+        for (let j = 0; j < m; j++) mask[o + g + j] = 0;
+        for (let t = 0; t < n; t++) {
+          let bj = -1;
+          let bs = Infinity;
+          for (let j = 0; j < m; j++) {
+            if (mask[o + g + j]) continue;
+            const sc = (cur[g + j] * cur[g + j]) / Sg[sBase + j * m + j];
+            if (sc < bs) { bs = sc; bj = j; }
+          }
+          mask[o + g + bj] = 1;
         }
       }
-      for (let j = 0; j < m; j++) mask[r * B + g + j] = 0;
-      for (let i = 0; i < n; i++) mask[r * B + g + subsets[best * n + i]] = 1;
+      let np = 0;
+      for (let j = 0; j < m; j++) if (mask[o + g + j]) P[np++] = j;
+      if (np === 0) continue;
+      if (!factor(g, np)) throw new Error(`APT: S_PP not positive definite in row ${r}, group at column ${g}`);
+      for (let i = 0; i < np; i++) {
+        let v = cur[g + P[i]];
+        for (let k = 0; k < i; k++) v -= L[i * np + k] * x[k];
+        x[i] = v / L[i * np + i];
+      }
+      for (let i = np - 1; i >= 0; i--) {
+        let v = x[i];
+        for (let k = i + 1; k < np; k++) v -= L[k * np + i] * x[k];
+        x[i] = v / L[i * np + i];
+      }
+      // e_k = Σ_p G[g+k, g+P_p]·λ_p (k ≤ P_p), then the rest of the block absorbs −e·U[g, :].
+      for (let k = 0; k < m; k++) {
+        let e = 0;
+        for (let i = 0; i < np; i++) if (P[i] >= k) e += G[(g + k) * B + g + P[i]] * x[i];
+        if (e === 0) continue;
+        const gr = (g + k) * B;
+        for (let j = g + k; j < B; j++) cur[j] -= e * G[gr + j];
+      }
     }
   }
 }
@@ -171,4 +220,4 @@ export function sparsegptSweepRows(start: number, end: number, a: SparsegptRowAr
 }
 
 /** One pool per process for all row kernels, started on first use. */
-export const rowPool = new RowPool({ aptSolveRows, aptJointNmRows, sparsegptSweepRows });
+export const rowPool = new RowPool({ aptSolveRows, aptNmMaskRows, sparsegptSweepRows });

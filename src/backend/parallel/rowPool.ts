@@ -13,6 +13,8 @@ export type RowKernel<A> = (start: number, end: number, args: A) => void;
 
 const WORKER_SOURCE = (kernels: Record<string, string>) => `
 const { parentPort } = require('node:worker_threads');
+// esbuild (tsx, keepNames) wraps nested functions in __name(fn, "name"); give kernels a no-op one.
+var __name = (f) => f;
 const kernels = { ${Object.entries(kernels).map(([k, src]) => `${JSON.stringify(k)}: (${src})`).join(',\n')} };
 parentPort.on('message', (m) => {
   try { kernels[m.name](m.start, m.end, m.args); parentPort.postMessage({ id: m.id }); }
@@ -36,7 +38,6 @@ export class RowPool {
     const source = WORKER_SOURCE(Object.fromEntries(Object.entries(this.kernels).map(([k, f]) => [k, f.toString()])));
     for (let i = 0; i < this.size; i++) {
       const w = new Worker(source, { eval: true });
-      w.unref(); // an idle pool never keeps the process alive
       w.on('message', (m: { id: number; error?: string }) => {
         const p = this.pending.get(m.id);
         this.pending.delete(m.id);
@@ -48,6 +49,7 @@ export class RowPool {
         this.pending.clear();
         this.workers = [];
       });
+      w.unref(); // after the listeners (adding one re-refs): an idle pool never keeps the process alive
       this.workers.push(w);
     }
   }
@@ -63,6 +65,8 @@ export class RowPool {
     this.start();
     const chunk = Math.ceil(rows / this.workers.length);
     const jobs: Promise<void>[] = [];
+    // Busy workers keep the process alive, so a pending job is never abandoned at exit.
+    for (const w of this.workers) w.ref();
     this.workers.forEach((w, i) => {
       const start = i * chunk;
       const end = Math.min(rows, start + chunk);
@@ -71,7 +75,11 @@ export class RowPool {
       jobs.push(new Promise<void>((resolve, reject) => this.pending.set(id, { resolve, reject })));
       w.postMessage({ id, name, start, end, args });
     });
-    await Promise.all(jobs);
+    try {
+      await Promise.all(jobs);
+    } finally {
+      for (const w of this.workers) w.unref();
+    }
   }
 
   async close(): Promise<void> {
