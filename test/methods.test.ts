@@ -393,6 +393,13 @@ describe('mask rules', () => {
 // ---------------------------------------------------------------------------------------------------------
 // 5. Bad input
 
+function indefiniteHessian(cols: number): Float32Array {
+  const H = new Float32Array(cols * cols);
+  for (let j = 0; j < cols; j++) H[j * cols + j] = 1;
+  H[1] = H[cols] = 1000;
+  return H;
+}
+
 describe('bad input gives a PruneError naming the layer and the field', () => {
   const rows = 8;
   const cols = 16;
@@ -423,6 +430,8 @@ describe('bad input gives a PruneError naming the layer and the field', () => {
     { what: 'dampening -0.01', methods: ['apt', 'sparsegpt'], options: { dampening: -0.01 }, field: 'dampening' },
     { what: 'dampening NaN', methods: ['apt', 'sparsegpt'], options: { dampening: Number.NaN }, field: 'dampening' },
     { what: 'shape 0 rows', methods: ['apt', 'sparsegpt', 'wanda', 'magnitude'], problem: { rows: 0 }, field: 'shape' },
+    // Eigenvalue −999 against a mean diagonal of 1: even the last retry (dampening 100) cannot fix it.
+    { what: 'H indefinite beyond any dampening retry', methods: ['apt', 'sparsegpt'], problem: { H: indefiniteHessian(cols) }, field: 'H' },
   ];
   for (const c of cases) {
     test(c.what, async () => {

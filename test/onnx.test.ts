@@ -279,6 +279,12 @@ const negGraph = (): ModelProto => {
 };
 
 describe('Engine devices', () => {
+  test('an unknown device name is refused up front', () => {
+    for (const bad of ['bogus', 'gpu', 'cuda:x', 'CPU', '']) {
+      assert.throws(() => new Engine({ device: bad as DeviceRequest, threads: 0 }), /is not one of auto, cpu, cuda, cuda:N, webgpu/, bad);
+    }
+  });
+
   test("'cpu' reports cpu", async () => {
     const e = engine('cpu');
     assert.equal(e.device, undefined, 'unknown before the first kernel');
@@ -322,6 +328,7 @@ describe('Engine devices', () => {
         assert.match(err.message, /^no onnxruntime device could run the graph: /);
         assert.match(err.message, device === 'cuda' ? /cuda:0: / : /cuda:1: /);
         assert.match(err.message, /Cuda|CUDA|cuda/);
+        assert.match(err.message, /README, "GPU"/, 'points to the install instructions');
         return true;
       });
       assert.equal(e.device, undefined, 'nothing resolved');

@@ -13,8 +13,8 @@ import { Kernels, Mat, mat } from './kernels';
 const BASE = 128;
 
 export class NotPositiveDefiniteError extends Error {
-  constructor(readonly pivot: number) {
-    super(`matrix is not positive definite (pivot ${pivot})`);
+  constructor(readonly pivot: number, what = 'matrix is not positive definite') {
+    super(`${what} (pivot ${pivot})`);
   }
 }
 
@@ -139,7 +139,11 @@ export async function dampedInverseFactor(H: Float32Array, n: number, dampening:
       if (attempt > 0) notes.push(`H was not positive definite with dampening ${dampening}; used ${damp}`);
       return { U: mat(n, n, X.data.reverse()), dampening: damp, dead, notes };
     } catch (e) {
-      if (!(e instanceof NotPositiveDefiniteError) || attempt >= 4) throw e;
+      if (!(e instanceof NotPositiveDefiniteError)) throw e;
+      if (attempt >= 4) {
+        // Pivots count in the reversed matrix: report the original column.
+        throw new NotPositiveDefiniteError(n - 1 - e.pivot, `H is not positive definite even with dampening ${damp}`);
+      }
       damp *= 10;
     }
   }

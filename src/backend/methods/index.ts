@@ -1,6 +1,7 @@
 // Runs any method on one layer: validates the input, times the pruning, and scores the result with the
 // same loss for every method, 0.5·tr(ΔW H ΔWᵀ) against the undamped H, plus its relative form.
 
+import { NotPositiveDefiniteError } from '../linalg/cholesky';
 import { Kernels, mat } from '../linalg/kernels';
 import type { Engine } from '../onnx/session';
 import { apt } from './apt';
@@ -70,7 +71,13 @@ export async function pruneLayer(methodName: MethodName, problem: LayerProblem, 
   if (!method) throw new PruneError(problem.name, 'method', `unknown method '${methodName}' (known: ${Object.keys(METHODS).join(', ')})`);
   validate(problem, options, method);
   const t0 = performance.now();
-  const out = await method.prune(problem, options, engine);
+  let out;
+  try {
+    out = await method.prune(problem, options, engine);
+  } catch (e) {
+    if (e instanceof PruneError) throw e;
+    throw new PruneError(problem.name, e instanceof NotPositiveDefiniteError ? 'H' : methodName, (e as Error).message);
+  }
   const seconds = (performance.now() - t0) / 1000;
   let zeros = 0;
   for (let i = 0; i < out.W.length; i++) if (out.W[i] === 0) zeros++;

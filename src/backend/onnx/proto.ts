@@ -261,6 +261,8 @@ function encodeMessage(type: string, obj: Record<string, unknown>, w: Writer): v
     if (v === undefined || v === null) continue;
     const values = f.repeated ? (v as unknown[]) : [v];
     if (f.repeated && values.length === 0) continue;
+    // An empty singular string means "not set" in ONNX; omitting it keeps re-encoded files byte-compact.
+    if (!f.repeated && f.kind === 'string' && v === '') continue;
     if (f.packed) {
       const inner = new Writer();
       for (const x of values) {

@@ -60,7 +60,11 @@ export class Engine {
   /** Why devices earlier in the `auto` order were not used (for the run report). */
   readonly fallbacks: string[] = [];
 
-  constructor(readonly options: EngineOptions = { device: 'auto', threads: 0 }) {}
+  constructor(readonly options: EngineOptions = { device: 'auto', threads: 0 }) {
+    if (!/^(auto|cpu|webgpu|cuda(:\d+)?)$/.test(options.device)) {
+      throw new Error(`device '${options.device}' is not one of auto, cpu, cuda, cuda:N, webgpu`);
+    }
+  }
 
   /** The device sessions run on (known after the first kernel is created). */
   get device(): Device | undefined {
@@ -113,7 +117,10 @@ export class Engine {
           if (this.options.device === 'auto') this.fallbacks.push(msg);
         }
       }
-      if (!kernel) throw new Error(`no onnxruntime device could run the graph: ${errors.join('; ')}`);
+      if (!kernel) {
+        const hint = this.options.device.startsWith('cuda') ? ' (the CUDA provider is installed separately: see the README, "GPU")' : '';
+        throw new Error(`no onnxruntime device could run the graph: ${errors.join('; ')}${hint}`);
+      }
     }
     this.cache.set(key, kernel);
     return kernel;
