@@ -148,7 +148,7 @@ class TimedEngine extends Engine {
 
 // Graph names in src/backend/linalg/kernels.ts.
 const FACTOR_GRAPHS = ['abT', 'cMinusAAT', 'negABC'];
-const LAZY_GRAPHS = ['cMinusATB'];
+const LAZY_GRAPHS = ['cMinusATBT'];
 
 // ---------------------------------------------------------------------------------------------------------
 // Flop counts (docs/BENCHMARKS.md, algorithms.md §7.4–7.5). Useful flops: a multiply-add is 2 flops.

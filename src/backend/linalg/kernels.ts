@@ -44,8 +44,8 @@ const GRAPHS = {
   cMinusAAT: matrixGraph('cMinusAAT', 2, (g, [a, c]) => g.op('Gemm', [a, a, c], { transB: 1, alpha: { f: -1 }, beta: { f: 1 } })),
   /** y = −a·(b·c)  (off-diagonal block of a triangular inverse) */
   negABC: matrixGraph('negABC', 3, (g, [a, b, c]) => g.op('Neg', [g.op('MatMul', [a, g.op('MatMul', [b, c])])])),
-  /** y = c − aᵀ·b  (the lazy OBS update, on the transposed weights) */
-  cMinusATB: matrixGraph('cMinusATB', 3, (g, [a, b, c]) => g.op('Gemm', [a, b, c], { transA: 1, alpha: { f: -1 }, beta: { f: 1 } })),
+  /** y = c − aᵀ·bᵀ  (the lazy OBS update, on the transposed weights) */
+  cMinusATBT: matrixGraph('cMinusATBT', 3, (g, [a, b, c]) => g.op('Gemm', [a, b, c], { transA: 1, transB: 1, alpha: { f: -1 }, beta: { f: 1 } })),
   /** y = a·b */
   ab: matrixGraph('ab', 2, (g, [a, b]) => g.op('MatMul', [a, b])),
 };
@@ -66,18 +66,22 @@ const QUAD_FORMS = quadFormGraph();
 export class Kernels {
   constructor(readonly engine: Engine) {}
 
-  private async run(model: ReturnType<typeof matrixGraph>, ...ms: Mat[]): Promise<Mat> {
+  private async run(model: ReturnType<typeof matrixGraph>, ms: Mat[], into?: Mat): Promise<Mat> {
     const k = await this.engine.kernel(model);
     const feeds: Record<string, ort.Tensor> = {};
     ms.forEach((m, i) => (feeds[String.fromCharCode(97 + i)] = t(m)));
-    return out(await k.run(feeds), 'y');
+    if (!into) return out(await k.run(feeds), 'y');
+    await k.run(feeds, { y: t(into) });
+    return into;
   }
 
-  abT(a: Mat, b: Mat): Promise<Mat> { return this.run(GRAPHS.abT, a, b); }
-  ab(a: Mat, b: Mat): Promise<Mat> { return this.run(GRAPHS.ab, a, b); }
-  cMinusAAT(a: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.cMinusAAT, a, c); }
-  negABC(a: Mat, b: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.negABC, a, b, c); }
-  cMinusATB(a: Mat, b: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.cMinusATB, a, b, c); }
+  abT(a: Mat, b: Mat): Promise<Mat> { return this.run(GRAPHS.abT, [a, b]); }
+  ab(a: Mat, b: Mat): Promise<Mat> { return this.run(GRAPHS.ab, [a, b]); }
+  cMinusAAT(a: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.cMinusAAT, [a, c]); }
+  negABC(a: Mat, b: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.negABC, [a, b, c]); }
+  /** c ← c − aᵀ·bᵀ, written in place into c's memory (onnxruntime's Gemm copies C into Y before the
+   *  product, so aliasing them is safe; it saves a copy of the whole weight tail per block). */
+  cMinusATBTInPlace(a: Mat, b: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.cMinusATBT, [a, b, c], c); }
 
   /** [0.5·tr(A H Aᵀ), 0.5·tr(B H Bᵀ)] in one pass. */
   async quadForms(a: Mat, b: Mat, h: Mat): Promise<[number, number]> {

@@ -74,14 +74,11 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
     };
     await solve(block);
 
-    // W[:, i1:] −= E·U[b, i1:]   ⇔   Wᵀ[i1:, :] −= U[b, i1:]ᵀ · Eᵀ
-    const Et = new Float32Array(width * rows);
-    for (let r = 0; r < rows; r++) for (let k = 0; k < width; k++) Et[k * rows + r] = block.E[r * width + k];
+    // W[:, i1:] −= E·U[b, i1:]   ⇔   Wᵀ[i1:, :] −= U[b, i1:]ᵀ · Eᵀ, in place on the tail of Wᵀ.
     const Ub = new Float32Array(width * (cols - i1));
     for (let k = 0; k < width; k++) Ub.set(U.subarray((i1 + k) * cols + i1, (i1 + k + 1) * cols), k * (cols - i1));
     const tail = Wt.subarray(i1 * rows);
-    const updated = await kernels.cMinusATB(mat(width, cols - i1, Ub), mat(width, rows, Et), mat(cols - i1, rows, tail));
-    tail.set(updated.data);
+    await kernels.cMinusATBTInPlace(mat(width, cols - i1, Ub), mat(rows, width, Float32Array.from(block.E)), mat(cols - i1, rows, tail));
 
     // Pruned weights become exact zeros; the block is now frozen.
     for (let r = 0; r < rows; r++) {

@@ -23,8 +23,9 @@ export type Feeds = Record<string, ort.Tensor>;
 export class Kernel {
   constructor(readonly session: ort.InferenceSession, readonly device: Device) {}
 
-  async run(feeds: Feeds): Promise<Record<string, ort.Tensor>> {
-    return (await this.session.run(feeds)) as Record<string, ort.Tensor>;
+  /** Runs the graph; `outputs` may pre-allocate output tensors (onnxruntime writes into their memory). */
+  async run(feeds: Feeds, outputs?: Feeds): Promise<Record<string, ort.Tensor>> {
+    return (await (outputs ? this.session.run(feeds, outputs) : this.session.run(feeds))) as Record<string, ort.Tensor>;
   }
 }
 
@@ -90,6 +91,10 @@ export class Engine {
       executionProviders: [deviceToProvider(device)],
       graphOptimizationLevel: 'all',
       logSeverityLevel: 3,
+      // Our graphs run once per block on ever-changing shapes: an arena would keep the largest
+      // intermediate of the run alive for good, so allocate per run.
+      enableCpuMemArena: false,
+      enableMemPattern: false,
     };
     if (this.options.threads > 0) opts.intraOpNumThreads = this.options.threads;
     return ort.InferenceSession.create(bytes, opts);
