@@ -124,10 +124,11 @@ class TimedEngine extends Engine {
       const name = model.graph.name;
       const totals = this.ortSeconds;
       k = new (class extends Kernel {
-        override async run(feeds: Feeds) {
+        override async run(feeds: Feeds, outputs?: Feeds) {
           const t0 = performance.now();
           try {
-            return await super.run(feeds);
+            // Forward pre-allocated outputs: the lazy update is written in place through them.
+            return await super.run(feeds, outputs);
           } finally {
             totals.set(name, (totals.get(name) ?? 0) + (performance.now() - t0) / 1000);
           }
