@@ -4,11 +4,10 @@
 // routine (see loss.ts), so every method is scored the same way.
 
 import type { Engine } from '../onnx/session';
+import type { MethodName, Pattern } from '../../protocol/pruning';
 
-export type Pattern =
-  | { kind: 'unstructured'; sparsity: number }
-  /** N:M: exactly N of every M consecutive input weights of a row are zero. */
-  | { kind: 'nm'; n: number; m: number };
+// MethodName and Pattern are defined once, in the protocol shared with the extension and the config file.
+export type { MethodName, Pattern };
 
 export interface LayerProblem {
   /** Layer name, used in every error message. */
@@ -61,8 +60,6 @@ export interface PruneResult extends MethodOutput {
   seconds: number;
   device: string;
 }
-
-export type MethodName = 'apt' | 'sparsegpt' | 'wanda' | 'magnitude';
 
 export interface PruningMethod {
   readonly name: MethodName;

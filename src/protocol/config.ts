@@ -1,0 +1,295 @@
+// The `*.prune.json` config: its TypeScript shape, and resolveConfig, which validates a parsed file against
+// prune-config.schema.json (the single source of truth, also VS Code's), fills the schema's defaults, checks
+// what a schema cannot say (N < M, regular expressions, calibration data for the methods that need it) and
+// resolves paths against the config file's folder. Every problem names its JSON path:
+// `$.calibration.nsamples: must be an integer >= 1 (got 0)`.
+// Pure TypeScript (no vscode, no Node): the backend, the extension host and the webview share it.
+
+import schemaJson from './prune-config.schema.json';
+import { basenamePath, dirnamePath, joinPath, resolvePath } from './paths';
+import {
+  DeviceName, MagnitudeGroup, METHOD_NEEDS, MethodName, NmMask, parsePattern, Pattern, patternSparsity, PatternString,
+} from './pruning';
+import { childPath, JsonSchema, SchemaProblem, validateSchema, withDefaults } from './schema';
+
+export const PRUNE_CONFIG_SCHEMA = schemaJson as unknown as JsonSchema;
+
+/** What VS Code's jsonValidation matches, and what the extension looks for. */
+export const CONFIG_FILE_SUFFIX = '.prune.json';
+
+// ---------------------------------------------------------------------------------------------------------
+// The file as written (every field but checkpoint optional). Field meanings and defaults: the schema's
+// descriptions. test/protocol.test.ts fails when these keys and the schema's properties differ.
+
+export interface PruneConfig {
+  $schema?: string;
+  checkpoint: string;
+  output?: string | null;
+  tokenizer?: string | null;
+  method?: MethodName;
+  sparsity?: number;
+  pattern?: PatternString;
+  blockSize?: number;
+  dampening?: number;
+  nmMask?: NmMask;
+  magnitudeGroup?: MagnitudeGroup;
+  calibration?: CalibrationConfig | null;
+  evaluation?: EvaluationConfig | false;
+  layers?: LayersConfig;
+  keepDense?: KeepDenseConfig;
+  blockPattern?: string | null;
+  device?: DeviceName;
+  threads?: number;
+  overwrite?: boolean;
+}
+
+export interface CalibrationConfig {
+  path: string;
+  nsamples?: number;
+  seqlen?: number | null;
+  seed?: number;
+  skipTokens?: number;
+}
+
+export interface EvaluationConfig {
+  path: string;
+  seqlen?: number | null;
+  maxWindows?: number | null;
+}
+
+export interface LayersConfig {
+  include?: string[];
+  exclude?: string[];
+  overrides?: LayerOverride[];
+}
+
+/** Fields left out keep the top-level value. */
+export interface LayerOverride {
+  match: string;
+  method?: MethodName;
+  sparsity?: number;
+  pattern?: PatternString;
+}
+
+export interface KeepDenseConfig {
+  embedding?: boolean;
+  lmHead?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The resolved form: every default filled, paths absolute. What run.started carries and the pipeline reads.
+// null keeps the meaning the schema gives it ("from the model": calibration.seqlen, evaluation.seqlen; "all":
+// evaluation.maxWindows; "detect": blockPattern). The pipeline fills the model-dependent ones before
+// run.started, so that event's config has numbers there.
+
+export interface ResolvedConfig {
+  checkpoint: string;
+  output: string;
+  tokenizer: string;
+  method: MethodName;
+  sparsity: number;
+  pattern: PatternString;
+  blockSize: number;
+  dampening: number;
+  nmMask: NmMask;
+  magnitudeGroup: MagnitudeGroup;
+  /** null: no calibration data (only with magnitude everywhere). */
+  calibration: ResolvedCalibration | null;
+  evaluation: ResolvedEvaluation | false;
+  layers: ResolvedLayers;
+  keepDense: Required<KeepDenseConfig>;
+  blockPattern: string | null;
+  device: DeviceName;
+  threads: number;
+  overwrite: boolean;
+}
+
+export type ResolvedCalibration = Required<CalibrationConfig>;
+export type ResolvedEvaluation = Required<EvaluationConfig>;
+export type ResolvedLayers = Required<LayersConfig>;
+
+/** A config that breaks the schema or its rules; `problems` name JSON paths, `message` lists them one a line. */
+export class ConfigError extends Error {
+  constructor(readonly problems: SchemaProblem[]) {
+    super(problems.map((p) => `${p.path}: ${p.message}`).join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Parses the text of a config file; a syntax error becomes a ConfigError at `$` with line and column.
+ * (Plain JSON, as VS Code treats *.json: no comments.)
+ */
+export function parseConfigText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    const message = (e as Error).message;
+    const at = /position (\d+)/.exec(message);
+    let where = '';
+    if (at && !/line \d+/.test(message)) {
+      const before = text.slice(0, Number(at[1])).split('\n');
+      where = ` (line ${before.length}, column ${before[before.length - 1].length + 1})`;
+    }
+    throw new ConfigError([{ path: '$', message: `not valid JSON: ${message}${where}` }]);
+  }
+}
+
+/**
+ * Validates a parsed config and returns it resolved. baseDir: the absolute folder of the config file
+ * (relative paths resolve against it; the CLI passes its working directory when flags alone describe the run,
+ * and absolute paths from flags pass through unchanged). Throws ConfigError listing every problem.
+ */
+export function resolveConfig(raw: unknown, baseDir: string): ResolvedConfig {
+  const problems = validateSchema(PRUNE_CONFIG_SCHEMA, raw);
+  if (problems.length > 0) throw new ConfigError(problems);
+  const filled = withDefaults(PRUNE_CONFIG_SCHEMA, raw) as Omit<ResolvedConfig, 'output' | 'tokenizer'> & {
+    $schema?: string;
+    output: string | null;
+    tokenizer: string | null;
+  };
+  delete filled.$schema; // where an editor found the schema: not part of the run
+
+  const checkpoint = resolvePath(baseDir, filled.checkpoint);
+  // A .onnx file is the model itself; anything else is the folder holding model.onnx.
+  const isFile = /\.onnx$/i.test(checkpoint);
+  const modelDir = isFile ? dirnamePath(checkpoint) : checkpoint;
+  const config: ResolvedConfig = {
+    ...filled,
+    checkpoint,
+    output: filled.output === null ? defaultOutput(checkpoint, isFile, filled) : resolvePath(baseDir, filled.output),
+    tokenizer: filled.tokenizer === null ? joinPath(modelDir, 'tokenizer.json') : resolvePath(baseDir, filled.tokenizer),
+    calibration: filled.calibration && { ...filled.calibration, path: resolvePath(baseDir, filled.calibration.path) },
+    evaluation: filled.evaluation && { ...filled.evaluation, path: resolvePath(baseDir, filled.evaluation.path) },
+  };
+
+  const rules = ruleProblems(config, modelDir);
+  if (rules.length > 0) throw new ConfigError(rules);
+  return config;
+}
+
+/** `<folder>-apt-50` beside a model folder, `<name>-sparsegpt-2of4` beside a .onnx file. */
+function defaultOutput(checkpoint: string, isFile: boolean, c: Pick<ResolvedConfig, 'method' | 'pattern' | 'sparsity'>): string {
+  const tag = c.pattern === 'unstructured' ? `${Math.round(c.sparsity * 100)}` : c.pattern.replace(':', 'of');
+  const stem = isFile ? basenamePath(checkpoint).replace(/\.onnx$/i, '') : basenamePath(checkpoint);
+  return joinPath(dirnamePath(checkpoint), `${stem}-${c.method}-${tag}`);
+}
+
+/** What the schema cannot express. */
+function ruleProblems(c: ResolvedConfig, modelDir: string): SchemaProblem[] {
+  const out: SchemaProblem[] = [];
+  const patternRule = (text: string, path: string) => {
+    try {
+      parsePattern(text, 0.5);
+    } catch (e) {
+      out.push({ path, message: (e as Error).message });
+    }
+  };
+  const matcherRule = (pattern: string, path: string) => {
+    try {
+      layerMatcher(pattern);
+    } catch (e) {
+      out.push({ path, message: (e as Error).message });
+    }
+  };
+
+  patternRule(c.pattern, '$.pattern');
+  c.layers.include.forEach((p, i) => matcherRule(p, `$.layers.include[${i}]`));
+  c.layers.exclude.forEach((p, i) => matcherRule(p, `$.layers.exclude[${i}]`));
+  c.layers.overrides.forEach((o, i) => {
+    const at = `$.layers.overrides[${i}]`;
+    matcherRule(o.match, `${at}.match`);
+    if (o.pattern !== undefined) patternRule(o.pattern, `${at}.pattern`);
+  });
+
+  if (c.blockPattern !== null) {
+    try {
+      const groups = (new RegExp(`${c.blockPattern}|`).exec('') as RegExpExecArray).length - 1;
+      if (groups < 1) out.push({ path: '$.blockPattern', message: `needs a capture group for the block index, e.g. "layers\\.(\\d+)\\." (got "${c.blockPattern}")` });
+    } catch (e) {
+      out.push({ path: '$.blockPattern', message: `not a valid regular expression: ${(e as Error).message}` });
+    }
+  }
+
+  if (c.calibration === null) {
+    const users: [MethodName, string][] = [[c.method, '$.method'], ...c.layers.overrides.flatMap((o, i): [MethodName, string][] => (o.method ? [[o.method, `$.layers.overrides[${i}].method`]] : []))];
+    const needy = users.find(([m]) => METHOD_NEEDS[m] !== 'none');
+    if (needy) {
+      out.push({ path: '$.calibration', message: `is required: method "${needy[0]}" (${needy[1]}) needs calibration data; add e.g. {"path": "calibration.txt"}` });
+    }
+  }
+
+  if (c.output === c.checkpoint || c.output === modelDir) {
+    out.push({ path: '$.output', message: `must be a new folder, not the input model's (${c.output})` });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Layer selection: which layers a config prunes, and how. Shared so the editor can preview exactly what the
+// backend will do. keepDense (embedding, LM head) needs the graph and is applied by the pipeline before this.
+
+/**
+ * A layer-name pattern as a predicate: "re:<regex>" is searched in the name; anything else is a glob matched
+ * against the whole name (`*` any run of characters, `/` and `.` included; `?` one character).
+ * Throws on an invalid regular expression.
+ */
+export function layerMatcher(pattern: string): (name: string) => boolean {
+  if (pattern.startsWith('re:')) {
+    let re: RegExp;
+    try {
+      re = new RegExp(pattern.slice(3));
+    } catch (e) {
+      throw new Error(`not a valid regular expression: ${(e as Error).message}`);
+    }
+    return (name) => re.test(name);
+  }
+  const source = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*+/g, '.*').replace(/\?/g, '.');
+  const re = new RegExp(`^${source}$`);
+  return (name) => re.test(name);
+}
+
+/** How one layer is pruned: the method, the pattern and the fraction of zeros it asks for (N/M for N:M). */
+export interface LayerTarget {
+  method: MethodName;
+  pattern: Pattern;
+  sparsity: number;
+}
+
+/**
+ * include, exclude and overrides of a resolved config as one function of the layer name: null for a layer
+ * left dense, else its target. Overrides apply in order, later entries winning for the fields they set.
+ */
+export function layerSelector(c: ResolvedConfig): (name: string) => LayerTarget | null {
+  const include = c.layers.include.map(layerMatcher);
+  const exclude = c.layers.exclude.map(layerMatcher);
+  const overrides = c.layers.overrides.map((o) => ({ o, matches: layerMatcher(o.match) }));
+  return (name) => {
+    if (!include.some((m) => m(name)) || exclude.some((m) => m(name))) return null;
+    let { method, sparsity, pattern } = c;
+    for (const { o, matches } of overrides) {
+      if (!matches(name)) continue;
+      method = o.method ?? method;
+      sparsity = o.sparsity ?? sparsity;
+      pattern = o.pattern ?? pattern;
+    }
+    const p = parsePattern(pattern, sparsity);
+    return { method, pattern: p, sparsity: patternSparsity(p) };
+  };
+}
+
+/**
+ * The include, exclude and override patterns that match none of the given layer names, with their JSON
+ * paths (the pipeline reports them as errors: a pattern matching nothing is almost always a typo).
+ */
+export function unmatchedLayerPatterns(c: ResolvedConfig, names: readonly string[]): SchemaProblem[] {
+  const out: SchemaProblem[] = [];
+  const test = (pattern: string, path: string) => {
+    const m = layerMatcher(pattern);
+    if (!names.some(m)) out.push({ path, message: `"${pattern}" matches no prunable layer (run \`prunekit inspect\` for their names)` });
+  };
+  c.layers.include.forEach((p, i) => test(p, childPath('$.layers.include', i)));
+  c.layers.exclude.forEach((p, i) => test(p, childPath('$.layers.exclude', i)));
+  c.layers.overrides.forEach((o, i) => test(o.match, `${childPath('$.layers.overrides', i)}.match`));
+  return out;
+}
