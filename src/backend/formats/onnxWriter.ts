@@ -1,0 +1,408 @@
+// Writing a checkpoint: a new folder with model.onnx (some initializers replaced, stored in their original data
+// type), external data when the input had it or the model would not fit one protobuf, and the tokenizer/config
+// files copied. Tensors that are not replaced are copied byte for byte (never decoded to values and re-encoded).
+// The folder is built under `<out>.tmp-<pid>` and renamed into place when complete; a failure or a cancel removes
+// the temporary folder and leaves any previous output as it was. The input is only ever read.
+
+import { lstatSync, readdirSync, realpathSync } from 'node:fs';
+import { copyFile, FileHandle, mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { encodeModelParts, TensorProto } from '../onnx/proto';
+import { byteLengthOf, dataTypeName, float32ToBytes, isFloatType } from './dtype';
+import { CheckpointError, errnoCode } from './errors';
+import { MODEL_FILE, OnnxCheckpoint, openOnnxCheckpoint } from './onnxReader';
+import { DEFAULT_CHUNK_SIZE } from './rangeReader';
+import { DATA_LOCATION_EXTERNAL, elementCount, forEachTensor, inlineBytes, isExternal, mapTensors } from './tensors';
+
+/** The external data file written beside model.onnx (onnxruntime resolves it through each tensor's location). */
+export const DATA_FILE = 'model.onnx_data';
+/** A protobuf over 2 GiB cannot be parsed; stay clearly below it. */
+export const MAX_INLINE_BYTES = 2_000_000_000;
+/** Tensors smaller than this stay inline when the writer chooses what goes external (onnx's size_threshold). */
+export const EXTERNAL_MIN_BYTES = 1024;
+/** Tensors over ALIGN_THRESHOLD start at a multiple of ALIGNMENT in the data file (onnx's defaults, for mmap). */
+const ALIGN_THRESHOLD = 1024 * 1024;
+const ALIGNMENT = 64 * 1024;
+
+export interface WriteHooks {
+  /** Called after each chunk written into the temporary folder. Throwing aborts the write (tests inject failures here). */
+  afterChunk?(file: string, bytesWrittenToFile: number): void | Promise<void>;
+  /** Called when everything is in the temporary folder, just before it is renamed into place. */
+  beforeCommit?(tmpDir: string): void | Promise<void>;
+}
+
+export interface WriteOptions {
+  /** Replace an existing output folder (only one that is empty or holds a model.onnx). Default false. */
+  overwrite?: boolean;
+  /**
+   * 'auto' (default): external data when the input had it or the model would exceed `maxInlineBytes`; tensors keep
+   * their placement otherwise. 'always': every initializer of at least `externalMinBytes` goes external.
+   * 'never': everything inline (refused when the model would exceed `maxInlineBytes`).
+   */
+  externalData?: 'auto' | 'always' | 'never';
+  maxInlineBytes?: number;
+  externalMinBytes?: number;
+  /** Bytes per read and write call (default 64 MiB). */
+  chunkSize?: number;
+  /** More files for the output folder: name → contents (string, bytes) written with the model. */
+  extraFiles?: Record<string, string | Uint8Array>;
+  /** fsync written files before the rename (default true). */
+  fsync?: boolean;
+  /** Aborting stops at the next chunk, removes the temporary folder and rejects with code 'cancelled'. */
+  signal?: AbortSignal;
+  hooks?: WriteHooks;
+}
+
+export interface WriteResult {
+  dir: string;
+  modelPath: string;
+  /** The external data file, when one was written. */
+  dataPath?: string;
+  modelBytes: number;
+  dataBytes: number;
+  /** Initializers written from replacements. */
+  replaced: string[];
+  /** Names of the side and extra files written beside the model. */
+  files: string[];
+  /** Problems that did not fail the write (a previous output that could not be removed after the swap). */
+  warnings: string[];
+}
+
+/** One tensor of the output's data file. */
+interface DataEntry {
+  source: TensorProto;
+  replacement?: { values: Float32Array; dataType: number };
+  offset: number;
+  length: number;
+}
+
+const DATA_KEYS = ['rawData', 'floatData', 'int32Data', 'int64Data', 'doubleData', 'uint64Data', 'externalData', 'dataLocation'] as const;
+
+/** A copy of `t` without any data fields (name, dims, type, doc and unknown fields kept). */
+function withoutData(t: TensorProto): TensorProto {
+  const copy: TensorProto = { ...t };
+  for (const k of DATA_KEYS) delete copy[k];
+  return copy;
+}
+
+/** True when `inner` is `outer` or inside it. */
+function isWithin(outer: string, inner: string): boolean {
+  const rel = path.relative(outer, inner);
+  return rel === '' || (!path.isAbsolute(rel) && rel !== '..' && !rel.startsWith(`..${path.sep}`));
+}
+
+function realOrResolved(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    const parent = path.dirname(p);
+    return parent === p ? p : path.join(realOrResolved(parent), path.basename(p));
+  }
+}
+
+function exists(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Writes `src` with the initializers in `replacements` (name → float32 values, converted to the initializer's own
+ * type) to the new folder `outDir`. See WriteOptions for external data and overwriting.
+ */
+export async function writeOnnxCheckpoint(
+  src: OnnxCheckpoint | string,
+  outDir: string,
+  replacements: ReadonlyMap<string, Float32Array> = new Map(),
+  opts: WriteOptions = {},
+): Promise<WriteResult> {
+  const ckpt = typeof src === 'string' ? openOnnxCheckpoint(src) : src;
+  const out = path.resolve(outDir);
+  const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  const mode = opts.externalData ?? 'auto';
+  const maxInline = opts.maxInlineBytes ?? MAX_INLINE_BYTES;
+  const minExternal = opts.externalMinBytes ?? EXTERNAL_MIN_BYTES;
+
+  // --- Check everything that can be checked before touching the disk.
+  for (const [name, values] of replacements) {
+    const t = ckpt.tensor(name);
+    if (!isFloatType(t.dataType)) {
+      throw new CheckpointError('unsupported-dtype', `cannot replace '${name}' in ${ckpt.modelPath}: it is ${dataTypeName(t.dataType)}, not a floating-point tensor`, ckpt.modelPath);
+    }
+    const n = elementCount(t);
+    if (!(values instanceof Float32Array) || values.length !== n) {
+      throw new CheckpointError(
+        'bad-replacement',
+        `replacement for '${name}' has ${values?.length} values; the initializer in ${ckpt.modelPath} has shape [${t.dims.join(', ')}] (${n} values)`,
+        ckpt.modelPath,
+      );
+    }
+  }
+  for (const name of Object.keys(opts.extraFiles ?? {})) {
+    if (!name || name !== path.basename(name) || name === '.' || name === '..' || name === MODEL_FILE || name === DATA_FILE) {
+      throw new RangeError(`extra output file name '${name}' must be a plain file name other than ${MODEL_FILE} and ${DATA_FILE}`);
+    }
+  }
+  const realOut = realOrResolved(out);
+  const inputs = [ckpt.modelPath, ...ckpt.externalFiles, ...ckpt.sideFiles.values()].map(realOrResolved);
+  for (const p of inputs) {
+    if (isWithin(realOut, p)) {
+      throw new CheckpointError('output-is-input', `output folder ${out} would replace the input (${p}): choose a new folder`, out);
+    }
+  }
+  checkExistingOutput(out, !!opts.overwrite);
+
+  // --- Plan: which tensors go to the data file, and the output model.
+  const mainInits = new Set(ckpt.model.graph.initializer);
+  const replacementOf = (t: TensorProto): Float32Array | undefined => (mainInits.has(t) ? replacements.get(t.name) : undefined);
+  /** Bytes of a tensor kept inline (0 for STRING and layouts without a raw form: those always stay inline). */
+  const inlineSize = (t: TensorProto): number => {
+    try {
+      return inlineBytes(t)?.length ?? 0;
+    } catch {
+      return 0;
+    }
+  };
+  const sizeOf = (t: TensorProto): number => {
+    const r = replacementOf(t);
+    if (r) return byteLengthOf(t.dataType, r.length) as number;
+    return ckpt.externalRef(t)?.length ?? inlineSize(t);
+  };
+  let inlineTensorBytes = 0;
+  let allTensorBytes = 0;
+  const initializers = new Set<TensorProto>();
+  forEachTensor(ckpt.model, (t, _where, initializer) => {
+    if (initializer) initializers.add(t);
+    const ext = ckpt.externalRef(t);
+    if (ext) {
+      allTensorBytes += ext.length;
+    } else {
+      const n = inlineSize(t);
+      inlineTensorBytes += n;
+      allTensorBytes += n;
+    }
+  });
+  const structureBytes = Math.max(0, ckpt.modelFileBytes - inlineTensorBytes);
+  const allInlineEstimate = structureBytes + allTensorBytes;
+  const tooLarge = allInlineEstimate > maxInline;
+  if (mode === 'never' && tooLarge) {
+    throw new CheckpointError(
+      'model-too-large',
+      `${ckpt.modelPath} would be about ${allInlineEstimate} bytes as one protobuf, over the ${maxInline}-byte limit: write it with external data`,
+      ckpt.modelPath,
+    );
+  }
+  const externalOut = mode === 'always' || (mode === 'auto' && (ckpt.hasExternalData || tooLarge));
+  const moveInline = mode === 'always' || tooLarge;
+
+  const entries: DataEntry[] = [];
+  let dataBytes = 0;
+  const replaced: string[] = [];
+  const outModel = mapTensors(ckpt.model, (t) => {
+    const replacement = replacementOf(t);
+    if (replacement) replaced.push(t.name);
+    const wasExternal = isExternal(t);
+    // Only initializers move out of the protobuf; attribute tensors (Constant values) stay where they are.
+    const goesExternal = externalOut && (wasExternal || (moveInline && initializers.has(t) && sizeOf(t) >= minExternal));
+    if (goesExternal) {
+      const length = sizeOf(t);
+      if (length > ALIGN_THRESHOLD) dataBytes = Math.ceil(dataBytes / ALIGNMENT) * ALIGNMENT;
+      const entry: DataEntry = { source: t, offset: dataBytes, length };
+      if (replacement) entry.replacement = { values: replacement, dataType: t.dataType };
+      entries.push(entry);
+      dataBytes += length;
+      const kept = replacement ? [] : (t.externalData ?? []).filter((e) => !['location', 'offset', 'length', 'basepath'].includes(e.key));
+      return {
+        ...withoutData(t),
+        dataLocation: DATA_LOCATION_EXTERNAL,
+        externalData: [
+          { key: 'location', value: DATA_FILE },
+          { key: 'offset', value: String(entry.offset) },
+          { key: 'length', value: String(length) },
+          ...kept,
+        ],
+      };
+    }
+    if (replacement) return { ...withoutData(t), rawData: float32ToBytes(t.dataType, replacement) };
+    if (wasExternal) return { ...withoutData(t), rawData: ckpt.tensorBytes(t) };
+    return t; // unchanged: re-encoded from the same raw bytes / typed values
+  });
+
+  // --- Write into the temporary folder.
+  const tmp = `${out}.tmp-${process.pid}`;
+  const warnings: string[] = [];
+  let current = tmp;
+  const sink = new Sink(out, chunkSize, opts.signal, opts.hooks);
+  try {
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(path.dirname(out), { recursive: true });
+    await mkdir(tmp);
+
+    let dataPath: string | undefined;
+    if (externalOut) {
+      current = path.join(tmp, DATA_FILE);
+      await sink.file(current, opts.fsync !== false, async (write) => {
+        let at = 0;
+        for (const e of entries) {
+          if (e.offset > at) await write(new Uint8Array(e.offset - at));
+          if (e.replacement) {
+            await write(float32ToBytes(e.replacement.dataType, e.replacement.values));
+          } else {
+            for (const chunk of ckpt.tensorChunks(e.source)) await write(chunk);
+          }
+          at = e.offset + e.length;
+        }
+      });
+      dataPath = path.join(out, DATA_FILE);
+    }
+
+    current = path.join(tmp, MODEL_FILE);
+    const modelBytes = await sink.file(current, opts.fsync !== false, async (write) => {
+      for (const part of encodeModelParts(outModel)) await write(part);
+    });
+
+    const files: string[] = [];
+    for (const [name, from] of ckpt.sideFiles) {
+      current = path.join(tmp, name);
+      await copyFile(from, current);
+      files.push(name);
+    }
+    for (const [name, contents] of Object.entries(opts.extraFiles ?? {})) {
+      current = path.join(tmp, name);
+      await writeFile(current, contents);
+      if (!files.includes(name)) files.push(name);
+    }
+    sink.checkCancel();
+    current = tmp;
+    await opts.hooks?.beforeCommit?.(tmp);
+    sink.checkCancel();
+
+    // --- Commit: rename into place, swapping out a previous output only now.
+    current = out;
+    checkExistingOutput(out, !!opts.overwrite);
+    let old: string | undefined;
+    if (exists(out)) {
+      old = `${out}.old-${process.pid}`;
+      await rm(old, { recursive: true, force: true });
+      await rename(out, old);
+    }
+    try {
+      await rename(tmp, out);
+    } catch (e) {
+      if (old) await rename(old, out);
+      throw e;
+    }
+    if (old) {
+      try {
+        await rm(old, { recursive: true, force: true });
+      } catch (e) {
+        warnings.push(`the previous output was moved to ${old} but could not be removed: ${(e as Error).message}`);
+      }
+    }
+    return {
+      dir: out,
+      modelPath: path.join(out, MODEL_FILE),
+      dataPath,
+      modelBytes,
+      dataBytes: externalOut ? dataBytes : 0,
+      replaced,
+      files,
+      warnings,
+    };
+  } catch (e) {
+    await sink.closeAll();
+    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    throw writeError(e, current, out);
+  }
+}
+
+/** Refuses an existing output unless overwriting, and then only a folder that looks like a written checkpoint. */
+function checkExistingOutput(out: string, overwrite: boolean): void {
+  let st;
+  try {
+    st = lstatSync(out);
+  } catch {
+    return;
+  }
+  if (!overwrite) {
+    throw new CheckpointError('output-exists', `output folder ${out} already exists: choose another output, or overwrite it (--overwrite)`, out);
+  }
+  if (!st.isDirectory()) {
+    throw new CheckpointError('output-exists', `cannot overwrite ${out}: it is not a folder`, out);
+  }
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(out);
+  } catch {
+    // unreadable: treated as not holding a model
+  }
+  if (entries.length > 0 && !entries.includes(MODEL_FILE)) {
+    throw new CheckpointError(
+      'output-exists',
+      `refusing to overwrite ${out}: it is not empty and holds no ${MODEL_FILE}, so it does not look like a model folder this tool wrote`,
+      out,
+    );
+  }
+}
+
+function writeError(e: unknown, file: string, out: string): CheckpointError {
+  if (e instanceof CheckpointError) return e;
+  const code = errnoCode(e);
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new CheckpointError('no-space', `no space left on the device while writing ${file} (output ${out} not written)`, file, { cause: e });
+  }
+  return new CheckpointError('write-failed', `writing ${out} failed at ${file}: ${(e as Error)?.message ?? String(e)}`, file, { cause: e });
+}
+
+/** Writes files in bounded chunks, with cancel checks and hooks between chunks; tracks open handles for cleanup. */
+class Sink {
+  private readonly open = new Set<FileHandle>();
+
+  constructor(
+    private readonly out: string,
+    private readonly chunkSize: number,
+    private readonly signal: AbortSignal | undefined,
+    private readonly hooks: WriteHooks | undefined,
+  ) {}
+
+  checkCancel(): void {
+    if (this.signal?.aborted) {
+      throw new CheckpointError('cancelled', `writing ${this.out} was cancelled; its temporary folder is removed and nothing was written`, this.out);
+    }
+  }
+
+  /** Creates `file`, lets `body` write to it, syncs and closes it; returns the bytes written. */
+  async file(file: string, fsync: boolean, body: (write: (bytes: Uint8Array) => Promise<void>) => Promise<void>): Promise<number> {
+    this.checkCancel();
+    const fh = await open(file, 'wx');
+    this.open.add(fh);
+    let written = 0;
+    const write = async (bytes: Uint8Array): Promise<void> => {
+      for (let at = 0; at < bytes.length; ) {
+        const piece = bytes.subarray(at, Math.min(bytes.length, at + this.chunkSize));
+        let done = 0;
+        while (done < piece.length) {
+          const { bytesWritten } = await fh.write(piece, done, piece.length - done);
+          done += bytesWritten;
+        }
+        at += piece.length;
+        written += piece.length;
+        this.checkCancel();
+        await this.hooks?.afterChunk?.(file, written);
+      }
+    };
+    await body(write);
+    if (fsync) await fh.sync();
+    this.open.delete(fh);
+    await fh.close();
+    return written;
+  }
+
+  async closeAll(): Promise<void> {
+    for (const fh of this.open) await fh.close().catch(() => undefined);
+    this.open.clear();
+  }
+}
