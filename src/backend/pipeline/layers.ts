@@ -1,0 +1,367 @@
+// Discovery: which linear layers of an ONNX checkpoint can be pruned, and which transformer block each
+// belongs to.
+//
+// A prunable layer is a MatMul whose second input is a 2-D floating-point initializer (stored [in, out]),
+// or a Gemm whose B is one ([in, out], or [out, in] with transB=1). It is identified by the node that
+// consumes the weight (`/model/layers.3/mlp/down_proj/MatMul` → `layers.3.mlp.down_proj`), never by the
+// initializer's name (exporters call those `onnx::MatMul_1234`). Embeddings are Gathers, so never layers.
+//
+// Blocks come from the node names: the first of `layers.N`, `h.N`, `layer.N`, `blocks.N` (a path
+// component) that names the most layers, or a caller's `blockPattern` whose first capture group is the
+// block index. Layers outside every block (the LM head, or a projection before the first block) and layers
+// named lm_head/embed_out are left dense unless `includeLmHead`. Where no pattern names any layer, every
+// layer becomes its own block, in topological order, and a note says so.
+
+import type { GraphProto, ModelProto, NodeProto, TensorProto } from '../onnx/proto';
+import { AttributeType, DataType } from '../onnx/proto';
+
+/** How the weight initializer is stored. MatMul and Gemm(transB=0): [in, out] = [cols, rows];
+ *  Gemm(transB=1): [out, in] = [rows, cols] (already the (rows, cols) row-major layout the methods use). */
+export type WeightLayout = 'in_out' | 'out_in';
+
+export interface LinearLayer {
+  /** Friendly, unique name: `layers.3.mlp.down_proj`. */
+  name: string;
+  /** The MatMul/Gemm node's name (may be empty in unnamed graphs). */
+  node: string;
+  /** Index of that node in `model.graph.node`. */
+  nodeIndex: number;
+  op: 'MatMul' | 'Gemm';
+  /** The weight initializer's name. */
+  weight: string;
+  /** out features */
+  rows: number;
+  /** in features */
+  cols: number;
+  layout: WeightLayout;
+  /** The initializer's dims as stored ([cols, rows] for in_out, [rows, cols] for out_in). */
+  weightDims: [number, number];
+  dataType: DataType;
+  /** The activation tensor the layer reads (any rank, last dimension = cols). */
+  input: string;
+  /** The tensor it writes. */
+  output: string;
+  /** Index into `Discovery.blocks`, or null for a layer outside every block (only with includeLmHead). */
+  block: number | null;
+}
+
+export interface SkippedLayer extends LinearLayer {
+  /** Why it is left dense. */
+  reason: string;
+}
+
+export interface Block {
+  /** Position in `Discovery.blocks` (0-based, in block order). */
+  index: number;
+  /** The number captured from the node names (`layers.7` → 7); equals `index` for per-layer blocks. */
+  id: number;
+  /** `layers.7`, or the layer's name for per-layer blocks. */
+  name: string;
+  /** Names of the prunable layers in it, in topological order. */
+  layers: string[];
+}
+
+export type BlockSource = 'pattern' | 'custom' | 'per-layer';
+
+export interface Discovery {
+  /** Prunable layers in topological order. */
+  layers: LinearLayer[];
+  /** Linear layers found but left dense (LM head, layers outside the blocks, shared or unsupported weights). */
+  skipped: SkippedLayer[];
+  blocks: Block[];
+  /** Where the blocks came from: a built-in pattern, the caller's blockPattern, or one block per layer. */
+  blockSource: BlockSource;
+  /** The regular expression used (source text), null for per-layer blocks. */
+  pattern: string | null;
+  /** Block index (into `blocks`) of every node of `model.graph.node`, -1 for nodes outside every block. */
+  nodeBlock: Int32Array;
+  /** Human-readable remarks for the run report (fallbacks, skipped layers). */
+  notes: string[];
+}
+
+export interface DiscoverOptions {
+  /** A regular expression matched against node names; its first capture group is the block index. */
+  blockPattern?: string | RegExp;
+  /** Also prune linear layers outside every block and those named lm_head/embed_out (default false). */
+  includeLmHead?: boolean;
+}
+
+/** The built-in block scopes, tried in this order (a tie in layers named goes to the earlier one). */
+export const DEFAULT_BLOCK_PATTERNS: readonly RegExp[] = ['layers', 'h', 'layer', 'blocks'].map(
+  (word) => new RegExp(`(?:^|[/.])(${word}\\.(\\d+))(?=[/.]|$)`),
+);
+
+const FLOAT_TYPES = new Set([DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE]);
+const LM_HEAD_NAME = /(?:^|[/._])(?:lm_head|embed_out)(?:[/._]|$)/;
+
+/** Nodes of the default ONNX domain. */
+export function isDefaultDomain(node: NodeProto): boolean {
+  return !node.domain || node.domain === 'ai.onnx';
+}
+
+function intAttr(node: NodeProto, name: string, dflt: number): number {
+  const a = node.attribute.find((x) => x.name === name);
+  return a && a.type === AttributeType.INT && a.i !== undefined ? Number(a.i) : dflt;
+}
+
+function floatAttr(node: NodeProto, name: string, dflt: number): number {
+  const a = node.attribute.find((x) => x.name === name);
+  return a && a.type === AttributeType.FLOAT && a.f !== undefined ? a.f : dflt;
+}
+
+/**
+ * Node indices in topological order. ONNX requires graphs to be sorted already, and then this returns
+ * 0..n-1 unchanged; otherwise a stable sort (each node as early as its inputs allow, ties in file order).
+ */
+export function topologicalOrder(graph: GraphProto): number[] {
+  const n = graph.node.length;
+  const producer = new Map<string, number>();
+  graph.node.forEach((node, i) => node.output.forEach((t) => t && producer.set(t, i)));
+  let sorted = true;
+  for (let i = 0; i < n && sorted; i++) {
+    for (const t of nodeInputs(graph.node[i])) {
+      const p = producer.get(t);
+      if (p !== undefined && p >= i) { sorted = false; break; }
+    }
+  }
+  if (sorted) return Array.from({ length: n }, (_, i) => i);
+  const indeg = new Int32Array(n);
+  const users: number[][] = Array.from({ length: n }, () => []);
+  graph.node.forEach((node, i) => {
+    for (const t of new Set(nodeInputs(node))) {
+      const p = producer.get(t);
+      if (p !== undefined && p !== i) { indeg[i]++; users[p].push(i); }
+    }
+  });
+  // A min-heap would be O(n log n); graphs this function ever sorts are small, so a sorted ready list will do.
+  const ready: number[] = [];
+  for (let i = 0; i < n; i++) if (indeg[i] === 0) ready.push(i);
+  const order: number[] = [];
+  while (ready.length) {
+    ready.sort((a, b) => a - b);
+    const i = ready.shift() as number;
+    order.push(i);
+    for (const u of users[i]) if (--indeg[u] === 0) ready.push(u);
+  }
+  if (order.length !== n) throw new Error(`the graph has a cycle: ${n - order.length} nodes cannot be ordered`);
+  return order;
+}
+
+/** A node's inputs, including tensors its subgraphs (If/Loop/Scan bodies) read from the enclosing scope. */
+export function nodeInputs(node: NodeProto): string[] {
+  const direct = node.input.filter((t) => t !== '');
+  const outer = new Set<string>();
+  for (const a of node.attribute) {
+    for (const g of [a.g, ...(a.graphs ?? [])]) if (g) for (const t of outerReferences(g)) outer.add(t);
+  }
+  return outer.size ? [...direct, ...[...outer].filter((t) => !direct.includes(t))] : direct;
+}
+
+/** Names a (sub)graph reads that it does not define itself. */
+function outerReferences(g: GraphProto): Set<string> {
+  const defined = new Set<string>([...g.input.map((v) => v.name), ...g.initializer.map((t) => t.name)]);
+  const refs = new Set<string>();
+  for (const node of g.node) {
+    for (const t of nodeInputs(node)) if (!defined.has(t)) refs.add(t);
+    for (const t of node.output) defined.add(t);
+  }
+  for (const o of g.output) if (!defined.has(o.name)) refs.add(o.name);
+  return refs;
+}
+
+/** The friendly name of a layer node: `/model/layers.3/mlp/down_proj/MatMul` → `layers.3.mlp.down_proj`.
+ *  `from` is where the block scope starts in the name (the name is cut there); otherwise the whole scope. */
+export function friendlyLayerName(nodeName: string, opType: string, from = 0, keepOp = false): string {
+  const parts = nodeName.slice(from).split('/').filter((p) => p !== '');
+  const last = parts[parts.length - 1];
+  if (!keepOp && parts.length > 1 && last !== undefined && new RegExp(`^${opType}(?:_\\d+)?$`).test(last)) parts.pop();
+  return parts.join('.');
+}
+
+interface Candidate {
+  node: NodeProto;
+  nodeIndex: number;
+  layer: Omit<LinearLayer, 'name' | 'block'>;
+  /** Why it cannot be pruned at all (independent of the options). */
+  unsupported?: string;
+}
+
+function tensorKind(t: TensorProto): string {
+  return `${DataType[t.dataType] ?? t.dataType} [${t.dims.join(', ')}]`;
+}
+
+/** Every MatMul/Gemm reading a 2-D initializer as its weight, with its shape and layout. */
+function linearCandidates(graph: GraphProto, order: number[]): Candidate[] {
+  const inits = new Map(graph.initializer.map((t) => [t.name, t]));
+  // How many nodes (and graph outputs) read each initializer: a weight read elsewhere too cannot be pruned alone.
+  const readers = new Map<string, number>();
+  for (const node of graph.node) for (const t of new Set(nodeInputs(node))) if (inits.has(t)) readers.set(t, (readers.get(t) ?? 0) + 1);
+  for (const o of graph.output) if (inits.has(o.name)) readers.set(o.name, (readers.get(o.name) ?? 0) + 1);
+
+  const out: Candidate[] = [];
+  for (const i of order) {
+    const node = graph.node[i];
+    if (!isDefaultDomain(node) || (node.opType !== 'MatMul' && node.opType !== 'Gemm')) continue;
+    const w = inits.get(node.input[1]);
+    if (!w || w.dims.length !== 2) continue;
+    const d0 = Number(w.dims[0]);
+    const d1 = Number(w.dims[1]);
+    let layout: WeightLayout = 'in_out';
+    let unsupported: string | undefined;
+    if (node.opType === 'Gemm') {
+      if (intAttr(node, 'transB', 0)) layout = 'out_in';
+      if (intAttr(node, 'transA', 0)) unsupported = 'Gemm with transA=1 (activations transposed)';
+      else if (floatAttr(node, 'alpha', 1) !== 1) unsupported = `Gemm with alpha=${floatAttr(node, 'alpha', 1)}`;
+    }
+    const rows = layout === 'in_out' ? d1 : d0;
+    const cols = layout === 'in_out' ? d0 : d1;
+    if (!unsupported && !FLOAT_TYPES.has(w.dataType)) unsupported = `weight ${w.name} is ${tensorKind(w)}, not a floating-point type`;
+    if (!unsupported && (readers.get(w.name) ?? 0) > 1) unsupported = `weight ${w.name} is shared with ${(readers.get(w.name) ?? 0) - 1} other reader(s)`;
+    out.push({
+      node,
+      nodeIndex: i,
+      unsupported,
+      layer: {
+        node: node.name,
+        nodeIndex: i,
+        op: node.opType as 'MatMul' | 'Gemm',
+        weight: w.name,
+        rows,
+        cols,
+        layout,
+        weightDims: [d0, d1],
+        dataType: w.dataType,
+        input: node.input[0],
+        output: node.output[0],
+      },
+    });
+  }
+  return out;
+}
+
+function compilePattern(p: string | RegExp): RegExp {
+  let re: RegExp;
+  try {
+    re = typeof p === 'string' ? new RegExp(p) : new RegExp(p.source, p.flags.replace(/[gy]/g, ''));
+  } catch (e) {
+    throw new Error(`blockPattern ${JSON.stringify(String(p))} is not a valid regular expression: ${(e as Error).message}`);
+  }
+  // A pattern without a capture group matches like one whose group is empty: count groups with a probe.
+  const groups = new RegExp(`${re.source}|`).exec('')?.length ?? 1;
+  if (groups < 2) throw new Error(`blockPattern ${JSON.stringify(re.source)} has no capture group: its first group must capture the block index`);
+  return re;
+}
+
+interface BlockMatch { id: number; name: string; start: number }
+
+/** The block a node name belongs to under `re`, or null. Built-in patterns capture (scope, index). */
+function matchBlock(re: RegExp, name: string, builtIn: boolean): BlockMatch | null {
+  const m = re.exec(name);
+  if (!m) return null;
+  const idText = builtIn ? m[2] : m[1];
+  if (idText === undefined) return null;
+  const id = Number(idText);
+  if (!Number.isInteger(id)) {
+    throw new Error(`blockPattern ${JSON.stringify(re.source)}: its first capture group must be the block index (an integer), got ${JSON.stringify(idText)} in node ${name}`);
+  }
+  if (builtIn) return { id, name: m[1], start: m.index + m[0].length - m[1].length };
+  const text = m[0].replace(/^[/.]+|[/.]+$/g, '');
+  return { id, name: text || `block ${id}`, start: m.index + m[0].length - m[0].replace(/^[/.]+/, '').length };
+}
+
+/** Finds the prunable linear layers and the blocks of `model`. */
+export function discoverLayers(model: ModelProto, options: DiscoverOptions = {}): Discovery {
+  const graph = model.graph;
+  const order = topologicalOrder(graph);
+  const candidates = linearCandidates(graph, order);
+  const notes: string[] = [];
+
+  // Choose the block pattern.
+  let re: RegExp | null = null;
+  let builtIn = false;
+  let blockSource: BlockSource = 'per-layer';
+  if (options.blockPattern !== undefined && options.blockPattern !== '') {
+    re = compilePattern(options.blockPattern);
+    blockSource = 'custom';
+    const hits = candidates.filter((c) => !c.unsupported && re?.exec(c.node.name)).length;
+    if (hits === 0) throw new Error(`blockPattern ${JSON.stringify(re.source)} matches none of the ${candidates.length} linear layers' node names (e.g. ${JSON.stringify(candidates[0]?.node.name ?? '')})`);
+  } else {
+    let best = 0;
+    for (const p of DEFAULT_BLOCK_PATTERNS) {
+      const hits = candidates.filter((c) => !c.unsupported && p.test(c.node.name)).length;
+      if (hits > best) { best = hits; re = p; }
+    }
+    if (re) { builtIn = true; blockSource = 'pattern'; }
+  }
+
+  const nodeBlock = new Int32Array(graph.node.length).fill(-1);
+  const blocks: Block[] = [];
+  const layers: LinearLayer[] = [];
+  const skipped: SkippedLayer[] = [];
+  const usedNames = new Set<string>();
+  const uniqueName = (base: string, node: NodeProto, weight: string, from: number): string => {
+    const first = base || weight || `node_${node.output[0] ?? ''}`;
+    let name = first;
+    // Two layers in one scope (`…/MatMul`, `…/MatMul_1`): keep the op component to tell them apart.
+    if (usedNames.has(name) && node.name) name = friendlyLayerName(node.name, node.opType, from, true);
+    for (let k = 2; usedNames.has(name); k++) name = `${first}#${k}`;
+    usedNames.add(name);
+    return name;
+  };
+
+  if (re) {
+    // Blocks: every node whose name matches, grouped by the captured index, in index order.
+    const matches: (BlockMatch | null)[] = graph.node.map((n) => matchBlock(re as RegExp, n.name, builtIn));
+    const ids = [...new Set(matches.filter((m): m is BlockMatch => m !== null).map((m) => m.id))].sort((a, b) => a - b);
+    const indexOf = new Map(ids.map((id, k) => [id, k]));
+    const nameOf = new Map<number, string>();
+    matches.forEach((m, i) => {
+      if (!m) return;
+      nodeBlock[i] = indexOf.get(m.id) as number;
+      if (!nameOf.has(m.id)) nameOf.set(m.id, m.name);
+    });
+    ids.forEach((id, k) => blocks.push({ index: k, id, name: nameOf.get(id) as string, layers: [] }));
+    for (const c of candidates) {
+      const m = matches[c.nodeIndex];
+      const from = m ? m.start : 0;
+      const name = uniqueName(friendlyLayerName(c.node.name, c.node.opType, from), c.node, c.layer.weight, from);
+      const block = m ? (indexOf.get(m.id) as number) : null;
+      const layer: LinearLayer = { ...c.layer, name, block };
+      let reason = c.unsupported;
+      if (!reason && !options.includeLmHead) {
+        if (LM_HEAD_NAME.test(c.node.name)) reason = 'LM head (left dense by default)';
+        else if (block === null) reason = 'outside every block (left dense by default, like the LM head)';
+      }
+      if (reason) skipped.push({ ...layer, block, reason });
+      else {
+        layers.push(layer);
+        if (block !== null) blocks[block].layers.push(name);
+      }
+    }
+  } else {
+    // One block per layer, in topological order.
+    const outputs = new Set(graph.output.map((o) => o.name));
+    for (const c of candidates) {
+      const name = uniqueName(friendlyLayerName(c.node.name, c.node.opType), c.node, c.layer.weight, 0);
+      let reason = c.unsupported;
+      if (!reason && !options.includeLmHead && (LM_HEAD_NAME.test(c.node.name) || outputs.has(c.layer.output))) {
+        reason = 'LM head (left dense by default)';
+      }
+      if (reason) {
+        skipped.push({ ...c.layer, name, block: null, reason });
+        continue;
+      }
+      const k = blocks.length;
+      blocks.push({ index: k, id: k, name, layers: [name] });
+      nodeBlock[c.nodeIndex] = k;
+      layers.push({ ...c.layer, name, block: k });
+    }
+    if (candidates.length) {
+      notes.push(`no block pattern (layers.N, h.N, layer.N, blocks.N) names the linear layers: one block per layer (${blocks.length}) in topological order; set blockPattern to group them`);
+    }
+  }
+
+  if (candidates.length === 0) notes.push('no MatMul or Gemm node reads a 2-D initializer: nothing to prune');
+  for (const s of skipped) notes.push(`${s.name} (${s.node || s.weight}, ${s.rows}x${s.cols}) left dense: ${s.reason}`);
+  return { layers, skipped, blocks, blockSource, pattern: re ? re.source : null, nodeBlock, notes };
+}
