@@ -1,101 +1,296 @@
-// `prunekit`: the pruning backend's command line. The extension spawns this same bundle.
+// `prunekit`: the pruning backend's command line. The extension spawns this same bundle with --json.
 
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { METHODS, pruneLayer } from '../methods';
-import type { MethodName, Pattern } from '../methods/types';
-import { DeviceRequest, Engine } from '../onnx/session';
-import { syntheticLayer } from '../synthetic';
+import { ConfigError, parseConfigText, resolveConfig } from '../../protocol/config';
+import { Event, EventOf, formatEvent, makeEvent } from '../../protocol/events';
+import { DataError, mulberry32 } from '../data/tokens';
+import { CheckpointError, openOnnxCheckpoint } from '../formats/onnxCheckpoint';
+import { PruneError } from '../methods/types';
+import { buildLlamaModel, randomLlamaWeights } from '../models/llama';
+import { encodeModel } from '../onnx/proto';
+import { discoverLayers } from '../pipeline/layers';
+import { RunCancelledError, RunError, runPrune } from '../pipeline/run';
+import { inputSpecs } from '../model/inputs';
 
 const USAGE = `usage: prunekit <command> [options]
 
 commands:
-  demo      prune generated Llama-shaped layers with every method and print the per-layer losses
+  prune <checkpoint>   prune an ONNX checkpoint (a .onnx file or a folder holding model.onnx)
+  inspect <checkpoint> list its blocks, prunable layers (with shapes) and model inputs
+  demo                 generate a small random Llama-shaped ONNX model and prune it with APT (takes the prune options)
 
-options:
+prune options (flags override the config file):
+  --config FILE        a *.prune.json config
+  --method M           apt | sparsegpt | wanda | magnitude (default apt)
+  --sparsity S         unstructured sparsity (default 0.5)
+  --pattern P          unstructured | N:M, e.g. 2:4
+  --calibration FILE   calibration text (.txt, .jsonl) or token ids (.json)
+  --nsamples N         calibration windows (default 128)
+  --seqlen N           tokens per window (default min(2048, model max positions))
+  --seed N             window sampling seed (default 0)
+  --skip-tokens N      tokens at the start of the calibration data never drawn from
+  --eval FILE          also measure dense and pruned perplexity on this text
+  --eval-seqlen N      evaluation window (default: the calibration seqlen)
+  --max-windows N      evaluate at most N windows
+  --out DIR            output folder (default beside the input)
+  --overwrite          replace an existing output folder
+  --json               NDJSON events on stdout (logs on stderr)
+common options:
   --device auto|cpu|cuda[:N]|webgpu   where onnxruntime runs the graphs (default auto)
-  --threads N                         onnxruntime intra-op threads (default: one per core)
-  --sparsity S                        unstructured sparsity for the demo (default 0.5)
-  --pattern N:M                       also prune with this N:M pattern (default 2:4)
-  -h, --help                          this text
+  --threads N          onnxruntime intra-op threads (default: one per core)
+  -h, --help           this text
 `;
 
-function parsePattern(s: string): Pattern {
-  const m = /^(\d+):(\d+)$/.exec(s);
-  if (!m) throw new Error(`--pattern: '${s}' is not of the form N:M (e.g. 2:4)`);
-  return { kind: 'nm', n: Number(m[1]), m: Number(m[2]) };
-}
+const OPTIONS = {
+  config: { type: 'string' },
+  method: { type: 'string' },
+  sparsity: { type: 'string' },
+  pattern: { type: 'string' },
+  calibration: { type: 'string' },
+  nsamples: { type: 'string' },
+  seqlen: { type: 'string' },
+  seed: { type: 'string' },
+  'skip-tokens': { type: 'string' },
+  eval: { type: 'string' },
+  'eval-seqlen': { type: 'string' },
+  'max-windows': { type: 'string' },
+  out: { type: 'string' },
+  overwrite: { type: 'boolean' },
+  json: { type: 'boolean' },
+  device: { type: 'string' },
+  threads: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
 
-function fmt(x: number, digits = 3): string {
-  return Number.isFinite(x) ? x.toExponential(digits) : String(x);
-}
+type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 
-async function demo(engine: Engine, sparsity: number, nm: Pattern): Promise<void> {
-  // One Llama-style block (hidden 256, SwiGLU 688): attention and MLP projections of three shapes.
-  const shapes: [string, number, number][] = [
-    ['layers.0.self_attn.q_proj', 256, 256],
-    ['layers.0.mlp.gate_proj', 688, 256],
-    ['layers.0.mlp.down_proj', 256, 688],
-  ];
-  const patterns: Pattern[] = [{ kind: 'unstructured', sparsity }, nm];
-  const methods = Object.keys(METHODS) as MethodName[];
-  const header = ['layer', 'shape', 'pattern', 'method', 'loss', 'rel.loss', 'sparsity', 'seconds'];
-  const rows: string[][] = [];
-  const totals = new Map<string, number>();
-  for (const [name, r, c] of shapes) {
-    const layer = await syntheticLayer(name, r, c, engine);
-    for (const pattern of patterns) {
-      const pat = pattern.kind === 'nm' ? `${pattern.n}:${pattern.m}` : `${Math.round(pattern.sparsity * 100)}%`;
-      for (const method of methods) {
-        const res = await pruneLayer(method, layer, { pattern }, engine);
-        rows.push([name, `${r}x${c}`, pat, method, fmt(res.loss), fmt(res.relLoss), res.sparsity.toFixed(3), res.seconds.toFixed(3)]);
-        totals.set(`${pat} ${method}`, (totals.get(`${pat} ${method}`) ?? 0) + res.loss);
-      }
+const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+const abs = (p: string | undefined) => (p === undefined ? undefined : path.resolve(p));
+
+/** The config: the file's (paths relative to it), then the flags on top (paths relative to the cwd). */
+function buildConfig(checkpoint: string | undefined, f: Flags) {
+  let raw: Record<string, unknown> = {};
+  let baseDir = process.cwd();
+  if (f.config) {
+    raw = parseConfigText(readFileSync(f.config, 'utf8')) as Record<string, unknown>;
+    baseDir = path.dirname(path.resolve(f.config));
+    // Make the file's relative paths absolute now, so flags (relative to the cwd) can mix with them.
+    const r = (p: unknown) => (typeof p === 'string' ? path.resolve(baseDir, p) : p);
+    for (const k of ['checkpoint', 'output', 'tokenizer']) if (typeof raw[k] === 'string') raw[k] = r(raw[k]);
+    for (const k of ['calibration', 'evaluation'] as const) {
+      const v = raw[k] as Record<string, unknown> | null | false | undefined;
+      if (v && typeof v === 'object') raw[k] = { ...v, path: r(v.path) };
     }
   }
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ');
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const row of rows) console.log(line(row));
-  console.log('\nsummed loss per pattern and method:');
-  for (const [k, v] of totals) console.log(`  ${k.padEnd(16)} ${fmt(v)}`);
-  console.log(`\ndevice: ${engine.device}${engine.fallbacks.length ? ` (not used: ${engine.fallbacks.join('; ')})` : ''}`);
+  const set = (obj: Record<string, unknown>, key: string, v: unknown) => {
+    if (v !== undefined) obj[key] = v;
+  };
+  if (checkpoint) raw.checkpoint = path.resolve(checkpoint);
+  set(raw, 'method', f.method);
+  set(raw, 'sparsity', num(f.sparsity));
+  set(raw, 'pattern', f.pattern);
+  set(raw, 'output', abs(f.out));
+  set(raw, 'overwrite', f.overwrite);
+  set(raw, 'device', f.device);
+  set(raw, 'threads', num(f.threads));
+  if (f.calibration || f.nsamples || f.seqlen || f.seed || f['skip-tokens']) {
+    const c = { ...((raw.calibration as Record<string, unknown> | undefined) ?? {}) };
+    set(c, 'path', abs(f.calibration));
+    set(c, 'nsamples', num(f.nsamples));
+    set(c, 'seqlen', num(f.seqlen));
+    set(c, 'seed', num(f.seed));
+    set(c, 'skipTokens', num(f['skip-tokens']));
+    raw.calibration = c;
+  }
+  if (f.eval || f['eval-seqlen'] || f['max-windows']) {
+    const e = { ...((raw.evaluation as Record<string, unknown> | false | undefined) || {}) };
+    set(e, 'path', abs(f.eval));
+    set(e, 'seqlen', num(f['eval-seqlen']));
+    set(e, 'maxWindows', num(f['max-windows']));
+    raw.evaluation = e;
+  }
+  return resolveConfig(raw, baseDir);
+}
+
+/** An error as the run.failed event the extension shows: a code, the message, and what it concerns. */
+export function failureEvent(e: unknown): EventOf<'run.failed'> {
+  if (e instanceof ConfigError) {
+    return makeEvent('run.failed', { code: 'config-invalid', message: e.message, jsonPath: e.problems[0]?.path, problems: e.problems.map((p) => ({ jsonPath: p.path, message: p.message })) });
+  }
+  if (e instanceof RunError) return makeEvent('run.failed', { code: e.code, message: e.message, ...e.where, ...(e.hint ? { hint: e.hint } : {}) });
+  if (e instanceof DataError) return makeEvent('run.failed', { code: e.code, message: e.message, file: e.file });
+  if (e instanceof PruneError) return makeEvent('run.failed', { code: e.field === 'H' ? 'numerical' : 'internal', message: e.message, layer: e.layer });
+  if (e instanceof CheckpointError) {
+    const codes: Record<string, EventOf<'run.failed'>['code']> = {
+      'missing-model': 'checkpoint-not-found', 'corrupt-model': 'checkpoint-invalid', 'missing-external-data': 'external-data-missing',
+      'external-range': 'external-data-missing', 'missing-tokenizer': 'tokenizer-missing', 'output-exists': 'output-exists',
+      'output-is-input': 'config-invalid', 'no-space': 'no-space',
+    };
+    const hint = e.code === 'output-exists' ? 'pass --overwrite (or "overwrite": true) to replace it, or choose another --out' : undefined;
+    return makeEvent('run.failed', { code: codes[e.code] ?? 'internal', message: e.message, ...(e.file ? { file: e.file } : {}), ...(hint ? { hint } : {}) });
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  if (/no onnxruntime device could run/.test(msg)) return makeEvent('run.failed', { code: 'device-unavailable', message: msg });
+  return makeEvent('run.failed', { code: 'internal', message: e instanceof Error ? (e.stack ?? msg) : msg });
+}
+
+/** Human-readable progress: one line per pruned layer with an ETA, and the summary. */
+function textPrinter(): (e: Event) => void {
+  let total = 0;
+  let done = 0;
+  let started = 0;
+  const out = (s: string) => process.stdout.write(s + '\n');
+  const fmt = (x: number | null) => (x === null ? '—' : x.toExponential(3));
+  return (e) => {
+    switch (e.type) {
+      case 'run.started':
+        total = e.layers.filter((l) => l.target).length;
+        started = performance.now();
+        out(`model ${e.model.file} (${e.blocks.length} blocks, ${e.layers.length} prunable layers) on ${e.device}`);
+        break;
+      case 'data.loaded':
+        out(`${e.role}: ${e.windows} windows of ${e.seqlen} tokens from ${e.file}`);
+        break;
+      case 'evaluation.finished':
+        out(`${e.model} perplexity ${e.perplexity.toFixed(4)} (${e.windows} windows of ${e.seqlen})`);
+        break;
+      case 'layer.pruned': {
+        done++;
+        const elapsed = (performance.now() - started) / 1000;
+        const eta = done < total ? ` ETA ${Math.round((elapsed / done) * (total - done))}s` : '';
+        out(`[${String(done).padStart(String(total).length)}/${total}] ${e.layer.padEnd(28)} ${`${e.shape[0]}x${e.shape[1]}`.padEnd(11)} ${e.method} ${e.pattern} loss ${fmt(e.loss)} rel ${fmt(e.relLoss)} sparsity ${e.sparsity.toFixed(3)} ${e.seconds.toFixed(2)}s${eta}`);
+        break;
+      }
+      case 'warning.raised':
+        process.stderr.write(`warning: ${e.message}\n`);
+        break;
+      case 'run.finished':
+        out(`done in ${e.totals.seconds.toFixed(1)} s: ${e.totals.layers} layers, sparsity ${e.totals.sparsity.toFixed(3)}, summed loss ${fmt(e.totals.loss)}` +
+          (e.totals.prunedPerplexity !== null ? `, perplexity ${e.totals.densePerplexity?.toFixed(4)} → ${e.totals.prunedPerplexity.toFixed(4)}` : '') + `\noutput: ${e.output}`);
+        break;
+      case 'run.failed':
+        process.stderr.write(`prunekit: ${e.message}${e.hint ? `\n  ${e.hint}` : ''}\n`);
+        break;
+      case 'run.cancelled':
+        process.stderr.write(`prunekit: cancelled${e.lastLayer ? ` after ${e.lastLayer}` : ''}; no output was written\n`);
+        break;
+      default:
+    }
+  };
+}
+
+async function prune(checkpoint: string | undefined, f: Flags): Promise<number> {
+  const emit = f.json ? (e: Event) => process.stdout.write(formatEvent(e) + '\n') : textPrinter();
+  const controller = new AbortController();
+  let signal: 'SIGINT' | 'SIGTERM' | null = null;
+  const onSignal = (s: 'SIGINT' | 'SIGTERM') => {
+    if (signal) process.exit(130); // a second signal: stop now
+    signal = s;
+    controller.abort();
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  const t0 = performance.now();
+  try {
+    const config = buildConfig(checkpoint, f);
+    await runPrune(config, { emit, signal: controller.signal });
+    return 0;
+  } catch (e) {
+    if (e instanceof RunCancelledError || (e instanceof CheckpointError && e.code === 'cancelled') || controller.signal.aborted) {
+      emit(makeEvent('run.cancelled', { signal, lastLayer: e instanceof RunCancelledError ? e.lastLayer : null, seconds: (performance.now() - t0) / 1000 }));
+      return 130;
+    }
+    emit(failureEvent(e));
+    return 1;
+  }
+}
+
+async function inspect(checkpoint: string, f: Flags): Promise<number> {
+  const ckpt = openOnnxCheckpoint(checkpoint);
+  const d = discoverLayers(ckpt.model);
+  const inputs = inputSpecs(ckpt.model.graph.input, new Set(ckpt.model.graph.initializer.map((t) => t.name)));
+  const info = {
+    model: ckpt.modelPath,
+    tokenizer: ckpt.tokenizerPath ?? null,
+    inputs: inputs.map((i) => ({ name: i.name, dims: i.dims })),
+    blockPattern: d.pattern,
+    blocks: d.blocks.map((b) => ({ index: b.index, name: b.name, layers: b.layers })),
+    layers: d.layers.map((l) => ({ name: l.name, node: l.node, block: l.block, op: l.op, weight: l.weight, shape: [l.rows, l.cols] })),
+    skipped: d.skipped.map((l) => ({ name: l.name, shape: [l.rows, l.cols], reason: l.reason })),
+    notes: d.notes,
+  };
+  if (f.json) {
+    process.stdout.write(JSON.stringify(info) + '\n');
+    return 0;
+  }
+  console.log(`model: ${info.model}\ntokenizer: ${info.tokenizer ?? '(none found)'}\ninputs: ${info.inputs.map((i) => `${i.name}[${i.dims.join(',')}]`).join(', ')}`);
+  for (const b of d.blocks) {
+    console.log(`block ${b.name}`);
+    for (const name of b.layers) {
+      const l = d.layers.find((x) => x.name === name);
+      if (l) console.log(`  ${l.name.padEnd(32)} ${l.rows}x${l.cols}`);
+    }
+  }
+  for (const s of info.skipped) console.log(`left dense: ${s.name} ${s.shape.join('x')} (${s.reason})`);
+  for (const n of d.notes) console.log(`note: ${n}`);
+  return 0;
+}
+
+/**
+ * The demo: a small Llama-shaped ONNX model with random weights (4 blocks, hidden 256, SwiGLU 688, vocab
+ * 512) and random calibration tokens, written to a temporary folder and pruned with APT, with the same
+ * events and progress view as a real run.
+ */
+async function demo(f: Flags): Promise<number> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'prunekit-demo-'));
+  const config = {
+    hidden_size: 256, intermediate_size: 688, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 4,
+    vocab_size: 512, max_position_embeddings: 512, rms_norm_eps: 1e-5, tie_word_embeddings: false,
+  };
+  const model = buildLlamaModel(config, randomLlamaWeights(config, 0));
+  const modelDir = path.join(dir, 'demo-llama');
+  mkdirSync(modelDir);
+  writeFileSync(path.join(modelDir, 'model.onnx'), encodeModel(model));
+  writeFileSync(path.join(modelDir, 'config.json'), JSON.stringify({ model_type: 'llama', ...config }, null, 2));
+  const rand = mulberry32(1);
+  writeFileSync(path.join(dir, 'calibration-ids.json'), JSON.stringify(Array.from({ length: 16384 }, () => Math.floor(rand() * config.vocab_size))));
+  process.stdout.write(`demo model and random calibration tokens in ${dir}\n`);
+  return prune(modelDir, {
+    ...f, method: f.method ?? 'apt', calibration: path.join(dir, 'calibration-ids.json'), nsamples: f.nsamples ?? '32', seqlen: f.seqlen ?? '128',
+    out: f.out ?? path.join(dir, 'demo-llama-pruned'),
+  });
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      device: { type: 'string', default: 'auto' },
-      threads: { type: 'string', default: '0' },
-      sparsity: { type: 'string', default: '0.5' },
-      pattern: { type: 'string', default: '2:4' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
   const command = positionals[0];
   if (values.help || !command) {
     process.stdout.write(USAGE);
     return command || values.help ? 0 : 2;
   }
-  const device = values.device as DeviceRequest;
-  if (!/^(auto|cpu|webgpu|cuda(:\d+)?)$/.test(device)) throw new Error(`--device: '${device}' is not one of auto, cpu, cuda[:N], webgpu`);
-  const engine = new Engine({ device, threads: Number(values.threads) });
   switch (command) {
+    case 'prune':
+      return prune(positionals[1], values);
+    case 'inspect':
+      if (!positionals[1]) throw new Error('inspect: which checkpoint? (prunekit inspect <model.onnx or folder>)');
+      return inspect(positionals[1], values);
     case 'demo':
-      await demo(engine, Number(values.sparsity), parsePattern(values.pattern as string));
-      return 0;
+      return demo(values);
     default:
       process.stderr.write(`prunekit: unknown command '${command}'\n${USAGE}`);
       return 2;
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (e: Error) => {
-    process.stderr.write(`prunekit: ${e.message}\n`);
-    process.exit(1);
-  },
-);
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: Error) => {
+      process.stderr.write(`prunekit: ${e.message}\n`);
+      process.exit(1);
+    },
+  );
+}

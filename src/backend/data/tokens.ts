@@ -9,6 +9,14 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
+/** A data problem with the protocol code the CLI reports and the file it concerns. */
+export class DataError extends Error {
+  constructor(readonly code: 'data-not-found' | 'data-invalid' | 'tokenizer-missing', readonly file: string, message: string) {
+    super(message);
+    this.name = 'DataError';
+  }
+}
+
 export interface TextTokenizer {
   encode(text: string): number[];
   /** Prepended to every document; undefined when the tokenizer has none. */
@@ -19,13 +27,13 @@ export interface TextTokenizer {
 
 /** Loads tokenizer.json (and tokenizer_config.json / config.json beside it for the BOS token). */
 export function loadTokenizer(file: string): TextTokenizer {
-  if (!existsSync(file)) throw new Error(`${file}: tokenizer.json not found (set "tokenizer" in the prune config to its path)`);
+  if (!existsSync(file)) throw new DataError('tokenizer-missing', file, `${file}: tokenizer.json not found (set "tokenizer" in the prune config to its path)`);
   const dir = path.dirname(file);
   let json: Record<string, unknown>;
   try {
     json = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`${file}: not a valid tokenizer.json (${(e as Error).message})`);
+    throw new DataError('tokenizer-missing', file, `${file}: not a valid tokenizer.json (${(e as Error).message})`);
   }
   const readJson = (name: string): Record<string, unknown> => {
     const p = path.join(dir, name);
@@ -48,17 +56,17 @@ export function loadTokenizer(file: string): TextTokenizer {
  * document ([BOS] + encode(text)), concatenated; `.json` → a JSON array of token ids (no tokenizer needed).
  */
 export function readTokens(file: string, tokenizer: TextTokenizer | undefined): Int32Array {
-  if (!existsSync(file)) throw new Error(`${file}: data file not found`);
+  if (!existsSync(file)) throw new DataError('data-not-found', file, `${file}: data file not found`);
   const ext = path.extname(file).toLowerCase();
   if (ext === '.json') {
     const v: unknown = JSON.parse(readFileSync(file, 'utf8'));
     const ids = Array.isArray(v) ? v : (v as { ids?: unknown }).ids;
     if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x) && x >= 0)) {
-      throw new Error(`${file}: a token-id file must be a JSON array of non-negative integers (or {"ids": [...]})`);
+      throw new DataError('data-invalid', file, `${file}: a token-id file must be a JSON array of non-negative integers (or {"ids": [...]})`);
     }
     return Int32Array.from(ids as number[]);
   }
-  if (!tokenizer) throw new Error(`${file}: text needs a tokenizer.json`);
+  if (!tokenizer) throw new DataError('tokenizer-missing', file, `${file}: text needs a tokenizer.json`);
   const bos = tokenizer.bosId === undefined ? [] : [tokenizer.bosId];
   if (ext === '.jsonl') {
     const out: number[] = [];
@@ -68,10 +76,10 @@ export function readTokens(file: string, tokenizer: TextTokenizer | undefined): 
       try {
         rec = JSON.parse(line);
       } catch {
-        throw new Error(`${file}:${i + 1}: not valid JSON`);
+        throw new DataError('data-invalid', file, `${file}:${i + 1}: not valid JSON`);
       }
       const text = (rec as { text?: unknown }).text;
-      if (typeof text !== 'string') throw new Error(`${file}:${i + 1}: no "text" string field`);
+      if (typeof text !== 'string') throw new DataError('data-invalid', file, `${file}:${i + 1}: no "text" string field`);
       for (const id of [...bos, ...tokenizer.encode(text)]) out.push(id);
     });
     return Int32Array.from(out);
@@ -106,7 +114,7 @@ export interface Windows {
 export function calibrationWindows(ids: Int32Array, nsamples: number, seqlen: number, seed: number, skip = 0, source = 'calibration data'): Windows {
   const notes: string[] = [];
   const pool = ids.subarray(Math.min(skip, ids.length));
-  if (pool.length < 2) throw new Error(`${source}: only ${pool.length} token(s) after skipping ${skip}; need at least 2`);
+  if (pool.length < 2) throw new DataError('data-invalid', source, `${source}: only ${pool.length} token(s) after skipping ${skip}; need at least 2`);
   let len = seqlen;
   if (pool.length < seqlen + 1) {
     len = pool.length - 1;

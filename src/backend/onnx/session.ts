@@ -86,7 +86,7 @@ export class Engine {
     return order;
   }
 
-  private async createOn(device: Device, bytes: Uint8Array): Promise<ort.InferenceSession> {
+  private async createOn(device: Device, source: Uint8Array | string): Promise<ort.InferenceSession> {
     const opts: ort.InferenceSession.SessionOptions = {
       executionProviders: [deviceToProvider(device)],
       graphOptimizationLevel: 'all',
@@ -97,7 +97,7 @@ export class Engine {
       enableMemPattern: false,
     };
     if (this.options.threads > 0) opts.intraOpNumThreads = this.options.threads;
-    return ort.InferenceSession.create(bytes, opts);
+    return typeof source === 'string' ? ort.InferenceSession.create(source, opts) : ort.InferenceSession.create(source, opts);
   }
 
   /** A cached session for `model`; the key is the model's bytes, so equal graphs share one session. */
@@ -106,29 +106,32 @@ export class Engine {
     const key = createHash('sha1').update(bytes).digest('hex');
     const hit = this.cache.get(key);
     if (hit) return hit;
-    let kernel: Kernel | undefined;
-    if (this.resolved) {
-      kernel = new Kernel(await this.createOn(this.resolved, bytes), this.resolved);
-    } else {
-      const errors: string[] = [];
-      for (const device of this.candidates()) {
-        try {
-          kernel = new Kernel(await this.createOn(device, bytes), device);
-          this.resolved = device;
-          break;
-        } catch (e) {
-          const msg = `${device}: ${(e as Error).message.split('\n')[0]}`;
-          errors.push(msg);
-          if (this.options.device === 'auto') this.fallbacks.push(msg);
-        }
-      }
-      if (!kernel) {
-        const hint = this.options.device.startsWith('cuda') ? ' (the CUDA provider is installed separately: see the README, "GPU")' : '';
-        throw new Error(`no onnxruntime device could run the graph: ${errors.join('; ')}${hint}`);
-      }
-    }
+    const kernel = await this.open(bytes);
     this.cache.set(key, kernel);
     return kernel;
+  }
+
+  /** An uncached session for a model file (external data resolved beside it); release it when done. */
+  async fileSession(file: string): Promise<ort.InferenceSession> {
+    return (await this.open(file)).session;
+  }
+
+  private async open(source: Uint8Array | string): Promise<Kernel> {
+    if (this.resolved) return new Kernel(await this.createOn(this.resolved, source), this.resolved);
+    const errors: string[] = [];
+    for (const device of this.candidates()) {
+      try {
+        const kernel = new Kernel(await this.createOn(device, source), device);
+        this.resolved = device;
+        return kernel;
+      } catch (e) {
+        const msg = `${device}: ${(e as Error).message.split('\n')[0]}`;
+        errors.push(msg);
+        if (this.options.device === 'auto') this.fallbacks.push(msg);
+      }
+    }
+    const hint = this.options.device.startsWith('cuda') ? ' (the CUDA provider is installed separately: see the README, "GPU")' : '';
+    throw new Error(`no onnxruntime device could run the graph: ${errors.join('; ')}${hint}`);
   }
 
   async release(): Promise<void> {

@@ -1,0 +1,353 @@
+// The pruning run: SparseGPT's sequential protocol over any ONNX decoder, one general driver.
+//
+//   open checkpoint → discover layers and blocks → cut the graph into segments → dense perplexity
+//   → run the prefix once over the calibration windows (cached by tensor name)
+//   → per block: calibration variant with the dense weights (XᵀX, Σx² inside onnxruntime) → prune each layer
+//     → run the block again with the pruned weights (fed as inputs) to produce the next block's inputs
+//   → write the new checkpoint (temporary folder; the pruned perplexity, report and event log are written
+//     into it before it is renamed into place).
+//
+// Everything the user sees travels as protocol events through `emit`.
+
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { version as PRUNEKIT_VERSION } from '../../../package.json';
+import { Event, EventBody, EventOf, EventType, formatEvent, LayerInfo, makeEvent, RunTotals, WarningCode } from '../../protocol/events';
+import { layerSelector, ResolvedConfig, unmatchedLayerPatterns } from '../../protocol/config';
+import { formatPattern } from '../../protocol/pruning';
+import { calibrationWindows, evaluationWindows, loadTokenizer, readTokens, TextTokenizer } from '../data/tokens';
+import { perplexity } from '../eval/perplexity';
+import { float32ToHalfBytes } from '../formats/dtype';
+import { OnnxCheckpoint, openOnnxCheckpoint, writeOnnxCheckpoint } from '../formats/onnxCheckpoint';
+import { pruneLayer } from '../methods';
+import { causalLmFeeds, inputSpecs } from '../model/inputs';
+import { DataType, TensorProto } from '../onnx/proto';
+import { Engine } from '../onnx/session';
+import { discoverLayers, LinearLayer } from './layers';
+import { CalibrationSums, calibrationModel, lastUse, planSegments, segmentModel } from './segments';
+
+/** A failure with a protocol error code and what it concerns. */
+export class RunError extends Error {
+  constructor(readonly code: EventOf<'run.failed'>['code'], message: string, readonly where: { file?: string; jsonPath?: string; layer?: string } = {}, readonly hint?: string) {
+    super(message);
+  }
+}
+
+export class RunCancelledError extends Error {
+  constructor(readonly lastLayer: string | null) {
+    super('cancelled');
+  }
+}
+
+export interface RunHooks {
+  emit(event: Event): void;
+  /** Aborted by SIGINT/SIGTERM: the run stops at the next layer or batch boundary. */
+  signal?: AbortSignal;
+  /** Windows per onnxruntime run during calibration and evaluation (bounds activation memory). */
+  microBatch?: number;
+}
+
+/** Weight (rows, cols) row-major from the stored layout, and back. */
+function toRowMajor(stored: Float32Array, l: LinearLayer): Float32Array {
+  if (l.layout === 'out_in') return stored;
+  const out = new Float32Array(l.rows * l.cols);
+  for (let j = 0; j < l.cols; j++) for (let r = 0; r < l.rows; r++) out[r * l.cols + j] = stored[j * l.rows + r];
+  return out;
+}
+function toStored(W: Float32Array, l: LinearLayer): Float32Array {
+  if (l.layout === 'out_in') return W;
+  const out = new Float32Array(l.rows * l.cols);
+  for (let r = 0; r < l.rows; r++) for (let j = 0; j < l.cols; j++) out[j * l.rows + r] = W[r * l.cols + j];
+  return out;
+}
+
+function weightTensor(stored: Float32Array, l: LinearLayer): ort.Tensor {
+  if (l.dataType === DataType.FLOAT16) {
+    const bytes = float32ToHalfBytes(stored);
+    return new ort.Tensor('float16', new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2), l.weightDims);
+  }
+  return new ort.Tensor('float32', stored as Float32Array<ArrayBuffer>, l.weightDims);
+}
+
+function peakRss(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+function maxPositions(ckpt: OnnxCheckpoint): number | null {
+  if (!ckpt.configPath) return null;
+  try {
+    const c = JSON.parse(readFileSync(ckpt.configPath, 'utf8')) as { max_position_embeddings?: unknown };
+    return typeof c.max_position_embeddings === 'number' ? c.max_position_embeddings : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise<EventOf<'run.finished'>> {
+  const t0 = performance.now();
+  const log: Event[] = [];
+  const emit = <T extends EventType>(type: T, body: EventBody<T>): EventOf<T> => {
+    const e = makeEvent(type, body);
+    log.push(e);
+    hooks.emit(e);
+    return e;
+  };
+  const warn = (code: WarningCode, message: string, where: { layer?: string; file?: string } = {}) => emit('warning.raised', { code, message, ...where });
+  let lastLayer: string | null = null;
+  const checkpoint = () => {
+    if (hooks.signal?.aborted) throw new RunCancelledError(lastLayer);
+  };
+  const micro = hooks.microBatch ?? 8;
+
+  // --- Model, layers, blocks, segments
+  // The tokenizer is only needed for text data: it is loaded (and its absence reported) when first used.
+  const ckpt = openOnnxCheckpoint(config.checkpoint);
+  const engine = new Engine({ device: config.device, threads: config.threads });
+  const discovery = discoverLayers(ckpt.model, { blockPattern: config.blockPattern ?? undefined, includeLmHead: !config.keepDense.lmHead });
+  if (discovery.layers.length === 0) throw new RunError('checkpoint-invalid', `${ckpt.modelPath}: no prunable linear layers (MatMul/Gemm with a 2-D weight initializer) found`, { file: ckpt.modelPath });
+  const unmatched = unmatchedLayerPatterns(config, discovery.layers.map((l) => l.name));
+  if (unmatched.length > 0) {
+    throw new RunError('layers-unmatched', unmatched.map((p) => `${p.path}: ${p.message}`).join("; "), { jsonPath: unmatched[0].path }, `layer names look like ${discovery.layers[0].name}; run 'prunekit inspect' to list them`);
+  }
+  const select = layerSelector(config);
+  const plan = await planSegments(ckpt.model, discovery);
+  const initNames = new Set(ckpt.model.graph.initializer.map((t) => t.name));
+  const specs = inputSpecs(ckpt.model.graph.input, initNames);
+  // Sessions are built from bytes: inline any external initializer a segment keeps (norms, embedding).
+  const mapInitializer = (t: TensorProto): TensorProto =>
+    t.dataLocation === 1 ? { ...t, rawData: ckpt.tensorData(t.name), dataLocation: 0, externalData: [] } : t;
+
+  // --- Data
+  const maxPos = maxPositions(ckpt);
+  const autoSeqlen = Math.min(2048, maxPos ?? 2048);
+  let tokenizer: TextTokenizer | undefined;
+  const needsTokenizer = (p: string) => path.extname(p).toLowerCase() !== '.json';
+  const getTokenizer = () => (tokenizer ??= loadTokenizer(config.tokenizer));
+  const tokenCache = new Map<string, Int32Array>(); // calibration and evaluation often read one file
+  const tokensOf = (file: string) => {
+    let ids = tokenCache.get(file);
+    if (!ids) tokenCache.set(file, (ids = readTokens(file, needsTokenizer(file) ? getTokenizer() : undefined)));
+    return ids;
+  };
+  let calib: { windows: Int32Array[]; seqlen: number } | null = null;
+  if (config.calibration) {
+    const c = config.calibration;
+    const ids = tokensOf(c.path);
+    const w = calibrationWindows(ids, c.nsamples, c.seqlen ?? autoSeqlen, c.seed, c.skipTokens, c.path);
+    calib = w;
+    emit('data.loaded', { role: 'calibration', file: c.path, tokens: Math.max(0, ids.length - c.skipTokens), windows: w.windows.length, seqlen: w.seqlen });
+    for (const n of w.notes) warn('data-short', n, { file: c.path });
+  }
+  let evalWindows: Int32Array[] | null = null;
+  let evalSeqlen = 0;
+  if (config.evaluation) {
+    const e = config.evaluation;
+    const ids = tokensOf(e.path);
+    evalSeqlen = e.seqlen ?? calib?.seqlen ?? autoSeqlen;
+    evalWindows = evaluationWindows(ids, evalSeqlen, e.maxWindows ?? Infinity);
+    if (evalWindows.length === 0) throw new RunError('data-invalid', `${e.path}: ${ids.length} tokens, fewer than one window of ${evalSeqlen}`, { file: e.path });
+    emit('data.loaded', { role: 'evaluation', file: e.path, tokens: ids.length, windows: evalWindows.length, seqlen: evalSeqlen });
+  }
+  const resolved: ResolvedConfig = {
+    ...config,
+    calibration: config.calibration && calib ? { ...config.calibration, seqlen: calib.seqlen } : config.calibration,
+    evaluation: config.evaluation ? { ...config.evaluation, seqlen: evalSeqlen } : false,
+  };
+
+  // --- run.started (the first kernel resolves the device)
+  const segKernels = new Map<number, Awaited<ReturnType<Engine['kernel']>>>();
+  const first = plan.segments[0];
+  segKernels.set(first.index, await engine.kernel(segmentModel(plan, first, { mapInitializer }).model));
+  const layerInfos: LayerInfo[] = discovery.layers.map((l) => {
+    const t = select(l.name);
+    return {
+      name: l.name, block: l.block, op: l.op, weight: l.weight, shape: [l.rows, l.cols],
+      target: t ? { method: t.method, pattern: formatPattern(t.pattern), sparsity: t.sparsity } : null,
+    };
+  });
+  let parameters = 0;
+  for (const t of ckpt.model.graph.initializer) parameters += t.dims.reduce<number>((a, d) => a * Number(d), 1);
+  emit('run.started', {
+    model: {
+      file: ckpt.modelPath,
+      dtype: discovery.layers.some((l) => l.dataType === DataType.FLOAT16) ? 'float16' : 'float32',
+      parameters, externalData: ckpt.hasExternalData, maxPositions: maxPos, inputs: specs.map((s) => s.name),
+    },
+    device: engine.device ?? config.device,
+    deviceNotes: [...engine.fallbacks],
+    versions: { prunekit: PRUNEKIT_VERSION, 'onnxruntime-node': ort.env.versions.node ?? 'unknown', node: process.versions.node },
+    blocks: discovery.blocks.map((b) => ({ index: b.index, name: b.name, layers: b.layers })),
+    layers: layerInfos,
+    config: resolved,
+  });
+  if (discovery.blockSource === 'per-layer') warn('blocks-fallback', discovery.notes.join(' ') || 'no block pattern fitted the node names: one block per layer');
+  for (const n of engine.fallbacks) if (config.device !== 'auto') warn('device-fallback', n);
+
+  // --- Dense perplexity
+  const fileSession = (file: string) => engine.fileSession(file);
+  let densePpl: number | null = null;
+  if (evalWindows) {
+    const s0 = performance.now();
+    const session = await fileSession(ckpt.modelPath);
+    const r = await perplexity(session, specs, evalWindows, {
+      batch: micro, modelFile: ckpt.modelPath, checkpoint,
+      onProgress: (done, total) => emit('evaluation.progressed', { model: 'dense', done, total }),
+    });
+    await session.release();
+    densePpl = r.ppl;
+    emit('evaluation.finished', { model: 'dense', perplexity: r.ppl, seqlen: evalSeqlen, windows: r.windows, predictions: r.predictedTokens, seconds: (performance.now() - s0) / 1000 });
+  }
+
+  // --- Sequential calibration and pruning
+  const replacements = new Map<string, Float32Array>();
+  let totalLoss: number | null = calib ? 0 : null;
+  let prunedParams = 0;
+  let zeros = 0;
+  let layersPruned = 0;
+  const batches: Int32Array[][] = [];
+  if (calib) for (let i = 0; i < calib.windows.length; i += micro) batches.push(calib.windows.slice(i, i + micro));
+  const cache = new Map<string, ort.Tensor[]>();
+  for (const [b, group] of batches.entries()) {
+    const feeds = causalLmFeeds(specs, group, ckpt.modelPath);
+    for (const [name, t] of Object.entries(feeds)) {
+      if (!cache.has(name)) cache.set(name, []);
+      (cache.get(name) as ort.Tensor[])[b] = t;
+    }
+  }
+  const lastBlockSeg = Math.max(...plan.segments.filter((s) => s.kind === 'block').map((s) => s.index));
+  const runSegment = async (kernel: Awaited<ReturnType<Engine['kernel']>>, inputs: string[], weights: Record<string, ort.Tensor>, b: number) => {
+    const feeds: Record<string, ort.Tensor> = { ...weights };
+    for (const name of inputs) {
+      const t = cache.get(name)?.[b];
+      if (!t) throw new RunError('internal', `segment input ${name} of batch ${b} is not available`);
+      feeds[name] = t;
+    }
+    return kernel.run(feeds);
+  };
+  const dense = (l: LinearLayer) => ckpt.weightAsFloat32(l.weight);
+
+  for (const seg of plan.segments) {
+    if (seg.index > lastBlockSeg || batches.length === 0) break; // the suffix only matters for evaluation
+    checkpoint();
+    const sBlock = performance.now();
+    let blockLoss: number | null = calib ? 0 : null;
+    let blockLayers = 0;
+    const current = new Map<string, Float32Array>(); // stored layout, what this block's propagate pass feeds
+    for (const l of seg.layers) current.set(l.weight, dense(l));
+    const weightFeeds = (): Record<string, ort.Tensor> => {
+      const f: Record<string, ort.Tensor> = {};
+      for (const l of seg.layers) f[l.weight] = weightTensor(current.get(l.weight) as Float32Array, l);
+      return f;
+    };
+
+    if (seg.kind === 'block' && seg.layers.some((l) => select(l.name))) {
+      // Hessians from the dense block on the (already pruned-upstream) inputs.
+      const cg = calibrationModel(plan, seg, { mapInitializer });
+      const ck = await engine.kernel(cg.model);
+      const sums = new Map(cg.stats.map((s) => [s.input, new CalibrationSums(s.cols)]));
+      const feedsW = weightFeeds();
+      const calibWeights = Object.fromEntries(cg.weights.map((w) => [w, feedsW[w]]));
+      for (let b = 0; b < batches.length; b++) {
+        checkpoint();
+        const out = await runSegment(ck, cg.inputs, calibWeights, b);
+        for (const s of cg.stats) (sums.get(s.input) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length);
+        emit('calibration.progressed', { phase: 'hessian', block: seg.block, done: b + 1, total: batches.length });
+      }
+      for (const l of seg.layers) {
+        const target = select(l.name);
+        if (!target) continue;
+        checkpoint();
+        const s = sums.get(l.input) as CalibrationSums;
+        const res = await pruneLayer(target.method, { name: l.name, rows: l.rows, cols: l.cols, W: toRowMajor(current.get(l.weight) as Float32Array, l), H: s.hessian(), colNorm2: s.colNorm2() }, {
+          pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup,
+        }, engine);
+        const stored = toStored(res.W, l);
+        current.set(l.weight, stored);
+        replacements.set(l.weight, stored);
+        const z = Math.round(res.sparsity * res.W.length);
+        zeros += z;
+        prunedParams += res.W.length;
+        layersPruned++;
+        blockLayers++;
+        if (blockLoss !== null) blockLoss += res.loss;
+        if (totalLoss !== null) totalLoss += res.loss;
+        lastLayer = l.name;
+        for (const n of res.notes) {
+          if (/not a multiple of M/.test(n)) warn('partial-group', n, { layer: l.name });
+          else if (/dampening/.test(n)) warn('dampening-raised', n, { layer: l.name });
+        }
+        emit('layer.pruned', {
+          block: l.block, layer: l.name, shape: [l.rows, l.cols], method: target.method, pattern: formatPattern(target.pattern),
+          targetSparsity: target.sparsity, sparsity: res.sparsity,
+          loss: Number.isFinite(res.loss) ? res.loss : null, relLoss: Number.isFinite(res.relLoss) ? res.relLoss : null,
+          dampening: res.dampening ?? null, seconds: res.seconds, notes: res.notes,
+        });
+      }
+    }
+
+    // Propagate: the segment with the current (pruned) weights produces the next segments' inputs.
+    let k = segKernels.get(seg.index);
+    const sg = segmentModel(plan, seg, { mapInitializer });
+    if (!k) k = await engine.kernel(sg.model);
+    const w = weightFeeds();
+    for (let b = 0; b < batches.length; b++) {
+      checkpoint();
+      const out = await runSegment(k, sg.inputs, w, b);
+      for (const name of sg.outputs) {
+        if (!cache.has(name)) cache.set(name, []);
+        (cache.get(name) as ort.Tensor[])[b] = out[name];
+      }
+      emit('calibration.progressed', { phase: seg.kind === 'prefix' ? 'prefix' : 'propagate', block: seg.block, done: b + 1, total: batches.length });
+    }
+    for (const name of [...cache.keys()]) if (lastUse(plan, name) <= seg.index) cache.delete(name);
+    if (seg.kind === 'block' && seg.block !== null) {
+      emit('block.finished', { block: seg.block, name: seg.name, layers: blockLayers, loss: blockLoss, seconds: (performance.now() - sBlock) / 1000, peakRssBytes: peakRss() });
+    }
+  }
+  cache.clear();
+
+  // --- Output: written to a temporary folder; the pruned perplexity, report and log go in before the rename.
+  let prunedPpl: number | null = null;
+  let finished: EventOf<'run.finished'> | undefined;
+  const totals = (): RunTotals => ({
+    layers: layersPruned, blocks: discovery.blocks.length, parameters: prunedParams, zeros,
+    sparsity: prunedParams ? zeros / prunedParams : 0, modelSparsity: parameters ? zeros / parameters : 0,
+    loss: totalLoss, densePerplexity: densePpl, prunedPerplexity: prunedPpl,
+    seconds: (performance.now() - t0) / 1000, peakRssBytes: peakRss(),
+  });
+  await writeOnnxCheckpoint(ckpt, config.output, replacements, {
+    overwrite: config.overwrite,
+    signal: hooks.signal,
+    hooks: {
+      beforeCommit: async (tmp) => {
+        if (evalWindows) {
+          const s0 = performance.now();
+          const session = await fileSession(path.join(tmp, 'model.onnx'));
+          const r = await perplexity(session, specs, evalWindows, {
+            batch: micro, modelFile: config.output, checkpoint,
+            onProgress: (done, total) => emit('evaluation.progressed', { model: 'pruned', done, total }),
+          });
+          await session.release();
+          prunedPpl = r.ppl;
+          emit('evaluation.finished', { model: 'pruned', perplexity: r.ppl, seqlen: evalSeqlen, windows: r.windows, predictions: r.predictedTokens, seconds: (performance.now() - s0) / 1000 });
+        }
+        // run.finished is logged before the rename (so events.ndjson is complete) and emitted after it.
+        finished = makeEvent('run.finished', { output: config.output, totals: totals() });
+        const report = {
+          prunekit: PRUNEKIT_VERSION, config: resolved, device: engine.device, deviceNotes: engine.fallbacks,
+          layers: log.filter((e) => e.type === 'layer.pruned'),
+          evaluation: log.filter((e) => e.type === 'evaluation.finished'),
+          warnings: log.filter((e) => e.type === 'warning.raised'),
+          totals: finished.totals,
+        };
+        await writeFile(path.join(tmp, 'prune-report.json'), JSON.stringify(report, null, 2) + '\n');
+        await writeFile(path.join(tmp, 'events.ndjson'), [...log, finished].map((e) => formatEvent(e) + '\n').join(''));
+      },
+    },
+  });
+  const done = finished as EventOf<'run.finished'>;
+  hooks.emit(done);
+  return done;
+}
