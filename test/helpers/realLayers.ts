@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { mulberry32 } from '../../src/backend/data/tokens';
 import { HessianAccumulator } from '../../src/backend/calibration/hessian';
 import { DataType, decodeModel, ModelProto, TensorProto } from '../../src/backend/onnx/proto';
 import type { Engine } from '../../src/backend/onnx/session';
@@ -42,18 +43,6 @@ export function loadTokenizer(modelDir: string): IdEncoder {
 
 // ---------------------------------------------------------------------------------------------------
 // Calibration windows
-
-/** mulberry32: a small deterministic PRNG, uniform in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface CalibrationOptions {
   /** Calibration sequences (SparseGPT's nsamples). */

@@ -185,20 +185,22 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
   if (discovery.blockSource === 'per-layer') warn('blocks-fallback', discovery.notes.join(' ') || 'no block pattern fitted the node names: one block per layer');
   for (const n of engine.fallbacks) if (config.device !== 'auto') warn('device-fallback', n);
 
-  // --- Dense perplexity
-  const fileSession = (file: string) => engine.fileSession(file);
-  let densePpl: number | null = null;
-  if (evalWindows) {
+  // --- Dense perplexity (the same routine scores the pruned model from the temporary output below)
+  const evaluate = async (model: 'dense' | 'pruned', file: string, windows: Int32Array[]): Promise<number> => {
     const s0 = performance.now();
-    const session = await fileSession(ckpt.modelPath);
-    const r = await perplexity(session, specs, evalWindows, {
-      batch: micro, modelFile: ckpt.modelPath, checkpoint,
-      onProgress: (done, total) => emit('evaluation.progressed', { model: 'dense', done, total }),
-    });
-    await session.release();
-    densePpl = r.ppl;
-    emit('evaluation.finished', { model: 'dense', perplexity: r.ppl, seqlen: evalSeqlen, windows: r.windows, predictions: r.predictedTokens, seconds: (performance.now() - s0) / 1000 });
-  }
+    const session = await engine.fileSession(file);
+    try {
+      const r = await perplexity(session, specs, windows, {
+        batch: micro, modelFile: file, checkpoint,
+        onProgress: (done, total) => emit('evaluation.progressed', { model, done, total }),
+      });
+      emit('evaluation.finished', { model, perplexity: r.ppl, seqlen: evalSeqlen, windows: r.windows, predictions: r.predictedTokens, seconds: (performance.now() - s0) / 1000 });
+      return r.ppl;
+    } finally {
+      await session.release();
+    }
+  };
+  const densePpl = evalWindows ? await evaluate('dense', ckpt.modelPath, evalWindows) : null;
 
   // --- Sequential calibration and pruning
   const replacements = new Map<string, Float32Array>();
@@ -322,17 +324,7 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
     signal: hooks.signal,
     hooks: {
       beforeCommit: async (tmp) => {
-        if (evalWindows) {
-          const s0 = performance.now();
-          const session = await fileSession(path.join(tmp, 'model.onnx'));
-          const r = await perplexity(session, specs, evalWindows, {
-            batch: micro, modelFile: config.output, checkpoint,
-            onProgress: (done, total) => emit('evaluation.progressed', { model: 'pruned', done, total }),
-          });
-          await session.release();
-          prunedPpl = r.ppl;
-          emit('evaluation.finished', { model: 'pruned', perplexity: r.ppl, seqlen: evalSeqlen, windows: r.windows, predictions: r.predictedTokens, seconds: (performance.now() - s0) / 1000 });
-        }
+        if (evalWindows) prunedPpl = await evaluate('pruned', path.join(tmp, 'model.onnx'), evalWindows);
         // run.finished is logged before the rename (so events.ndjson is complete) and emitted after it.
         finished = makeEvent('run.finished', { output: config.output, totals: totals() });
         const report = {
