@@ -258,3 +258,57 @@ describe('prunekit CLI', () => {
     });
   }
 });
+
+// ---------------------------------------------------------------------------------------------------------
+// External data and inspect
+
+describe('external data and inspect', () => {
+  const extDir = path.join(work, 'ext-input');
+  before(async () => {
+    const { writeOnnxCheckpoint } = await import('../src/backend/formats/onnxCheckpoint');
+    await writeOnnxCheckpoint(openOnnxCheckpoint(modelDir), extDir, new Map(), { externalData: 'always' });
+  });
+
+  test('a checkpoint with external data prunes to the same layers and losses, and its output keeps external data', async () => {
+    const small = {
+      method: 'sparsegpt', sparsity: 0.5,
+      calibration: { path: text, nsamples: 8, seqlen: 128, seed: 0, skipTokens: 65536 },
+      evaluation: { path: text, seqlen: 128, maxWindows: 8 },
+    };
+    const losses = async (checkpoint: string, output: string) => {
+      const events: Event[] = [];
+      await runPrune(resolveConfig({ checkpoint, output, ...small }, work), { emit: (e) => events.push(e) });
+      return events;
+    };
+    const inline = await losses(modelDir, path.join(work, 'ext-ref'));
+    const ext = await losses(extDir, path.join(work, 'ext-out'));
+    const rows = (ev: Event[]) => (ev.filter((e) => e.type === 'layer.pruned') as EventOf<'layer.pruned'>[]).map((e) => [e.layer, e.loss]);
+    assert.deepEqual(rows(ext), rows(inline));
+    const ppl = (ev: Event[]) => (ev.filter((e) => e.type === 'evaluation.finished') as EventOf<'evaluation.finished'>[]).map((e) => e.perplexity);
+    assert.deepEqual(ppl(ext), ppl(inline));
+    assert.ok(existsSync(path.join(work, 'ext-out', 'model.onnx_data')), 'external data written');
+    assert.ok(openOnnxCheckpoint(path.join(work, 'ext-out')).hasExternalData);
+  });
+
+  test('a missing external data file → run.failed external-data-missing naming it', () => {
+    const broken = path.join(work, 'ext-broken');
+    mkdirSync(broken);
+    for (const f of readdirSync(extDir)) if (!f.endsWith('_data')) writeFileSync(path.join(broken, f), readFileSync(path.join(extDir, f)));
+    const r = runCli(['prune', broken, '--calibration', text, '--out', path.join(work, 'x4')]);
+    assert.equal(r.code, 1);
+    const last = r.events[r.events.length - 1] as EventOf<'run.failed'>;
+    assert.equal(last.code, 'external-data-missing', last.message);
+    assert.match(last.message, /model\.onnx_data/);
+  });
+
+  test('inspect --json lists the blocks, the prunable layers with shapes, and the model inputs', () => {
+    const r = spawnSync(process.execPath, [cli, 'inspect', modelDir, '--json'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const info = JSON.parse(r.stdout) as { blocks: { name: string }[]; layers: { name: string; shape: number[] }[]; inputs: { name: string }[]; skipped: { name: string }[] };
+    assert.deepEqual(info.blocks.map((b) => b.name), ['layers.0', 'layers.1', 'layers.2', 'layers.3', 'layers.4']);
+    assert.equal(info.layers.length, 35);
+    assert.deepEqual(info.layers.find((l) => l.name === 'layers.0.mlp.down_proj')?.shape, [64, 172]);
+    assert.deepEqual(info.inputs.map((i) => i.name), ['input_ids', 'attention_mask']);
+    assert.ok(info.skipped.some((s) => /lm_head/.test(s.name)), 'lm_head left dense');
+  });
+});
