@@ -202,6 +202,23 @@ describe('prunekit CLI', () => {
     assert.deepEqual(readdirSync(work).filter((f) => f.startsWith('cli-cancel')), [], 'no temporary folder');
   });
 
+  test('a second signal exits at once (130), still leaving no output or temporary folder', async () => {
+    const out = path.join(work, 'cli-cancel2');
+    const child = spawn(process.execPath, [cli, 'prune', modelDir, '--calibration', text, '--nsamples', '64', '--seqlen', '256', '--out', out, '--json']);
+    let sent = false;
+    child.stdout.on('data', (d: Buffer) => {
+      if (!sent && d.toString().includes('"layer.pruned"')) {
+        sent = true;
+        child.kill('SIGINT');
+        child.kill('SIGINT');
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    assert.ok(sent);
+    assert.equal(code, 130);
+    assert.deepEqual(readdirSync(work).filter((f) => f.startsWith('cli-cancel2')), []);
+  });
+
   const failures: { what: string; args: () => string[]; code: EventOf<'run.failed'>['code']; mentions: () => string }[] = [
     { what: 'missing checkpoint', args: () => ['prune', path.join(work, 'nope'), '--calibration', text], code: 'checkpoint-not-found', mentions: () => path.join(work, 'nope') },
     {

@@ -1,6 +1,6 @@
 // `prunekit`: the pruning backend's command line. The extension spawns this same bundle with --json.
 
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -186,8 +186,14 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
   const emit = f.json ? (e: Event) => process.stdout.write(formatEvent(e) + '\n') : textPrinter();
   const controller = new AbortController();
   let signal: 'SIGINT' | 'SIGTERM' | null = null;
+  let output: string | undefined;
   const onSignal = (s: 'SIGINT' | 'SIGTERM') => {
-    if (signal) process.exit(130); // a second signal: stop now
+    if (signal) {
+      // A second signal: stop now, but still leave no half-written output behind (the writer's temporary
+      // folder is `<output>.tmp-<pid>`; a previous output is never touched before the final rename).
+      if (output) rmSync(`${output}.tmp-${process.pid}`, { recursive: true, force: true });
+      process.exit(130);
+    }
     signal = s;
     controller.abort();
   };
@@ -196,6 +202,7 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
   const t0 = performance.now();
   try {
     const config = buildConfig(checkpoint, f);
+    output = config.output;
     await runPrune(config, { emit, signal: controller.signal });
     return 0;
   } catch (e) {
