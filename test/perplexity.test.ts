@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { evaluationWindows, loadTokenizer, readTokens } from '../src/backend/data/tokens';
 import { perplexity, windowNll } from '../src/backend/eval/perplexity';
-import { inputSpecs } from '../src/backend/model/inputs';
+import { inputSpecs } from '../src/backend/models/inputs';
 import { decodeModel } from '../src/backend/onnx/proto';
 
 const fixtures = path.resolve(__dirname, '..', '..', 'shared', 'fixtures');

@@ -13,7 +13,7 @@ import { buildLlamaModel, randomLlamaWeights } from '../models/llama';
 import { encodeModel } from '../onnx/proto';
 import { discoverLayers } from '../pipeline/layers';
 import { RunCancelledError, RunError, runPrune } from '../pipeline/run';
-import { inputSpecs } from '../model/inputs';
+import { inputSpecs } from '../models/inputs';
 
 const USAGE = `usage: prunekit <command> [options]
 

@@ -3,7 +3,7 @@
 // Windows are streamed through onnxruntime a few at a time, so memory stays at one batch of logits.
 
 import * as ort from 'onnxruntime-node';
-import { causalLmFeeds, InputSpec } from '../model/inputs';
+import { causalLmFeeds, InputSpec } from '../models/inputs';
 
 export interface PerplexityResult {
   ppl: number;

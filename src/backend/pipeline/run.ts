@@ -22,7 +22,7 @@ import { perplexity } from '../eval/perplexity';
 import { float32ToHalfBytes } from '../formats/dtype';
 import { OnnxCheckpoint, openOnnxCheckpoint, writeOnnxCheckpoint } from '../formats/onnxCheckpoint';
 import { pruneLayer } from '../methods';
-import { causalLmFeeds, inputSpecs } from '../model/inputs';
+import { causalLmFeeds, inputSpecs } from '../models/inputs';
 import { DataType, TensorProto } from '../onnx/proto';
 import { Engine } from '../onnx/session';
 import { discoverLayers, LinearLayer } from './layers';
