@@ -318,6 +318,22 @@ describe('external data and inspect', () => {
     assert.match(last.message, /model\.onnx_data/);
   });
 
+  test('magnitude without calibration data prunes every layer (losses null); keepDense.lmHead=false prunes the LM head too', async () => {
+    const events: Event[] = [];
+    const done = await runPrune(resolveConfig({ checkpoint: modelDir, output: path.join(work, 'mag-nocal'), method: 'magnitude' }, work), { emit: (e) => events.push(e) });
+    const pruned = events.filter((e) => e.type === 'layer.pruned') as EventOf<'layer.pruned'>[];
+    assert.equal(pruned.length, 35);
+    assert.ok(pruned.every((e) => e.loss === null && e.sparsity >= 0.5));
+    assert.equal(done.totals.loss, null);
+
+    const events2: Event[] = [];
+    const config = resolveConfig({ checkpoint: modelDir, output: path.join(work, 'lmhead'), method: 'sparsegpt', keepDense: { lmHead: false }, calibration: { path: text, nsamples: 8, seqlen: 64 } }, work);
+    await runPrune(config, { emit: (e) => events2.push(e) });
+    const names = (events2.filter((e) => e.type === 'layer.pruned') as EventOf<'layer.pruned'>[]).map((e) => e.layer);
+    assert.equal(names.length, 36);
+    assert.ok(names.some((n) => /lm_head/.test(n)), names.join(', '));
+  });
+
   test('inspect --json lists the blocks, the prunable layers with shapes, and the model inputs', () => {
     const r = spawnSync(process.execPath, [cli, 'inspect', modelDir, '--json'], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);

@@ -183,7 +183,6 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
     config: resolved,
   });
   if (discovery.blockSource === 'per-layer') warn('blocks-fallback', discovery.notes.join(' ') || 'no block pattern fitted the node names: one block per layer');
-  for (const n of engine.fallbacks) if (config.device !== 'auto') warn('device-fallback', n);
 
   // --- Dense perplexity (the same routine scores the pruned model from the temporary output below)
   const evaluate = async (model: 'dense' | 'pruned', file: string, windows: Int32Array[]): Promise<number> => {
@@ -218,7 +217,8 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
       (cache.get(name) as ort.Tensor[])[b] = t;
     }
   }
-  const lastBlockSeg = Math.max(...plan.segments.filter((s) => s.kind === 'block').map((s) => s.index));
+  // Segments after the last one with a layer to prune only matter for evaluation.
+  const lastNeeded = Math.max(-1, ...plan.segments.filter((s) => s.layers.some((l) => select(l.name))).map((s) => s.index));
   const runSegment = async (kernel: Awaited<ReturnType<Engine['kernel']>>, inputs: string[], weights: Record<string, ort.Tensor>, b: number) => {
     const feeds: Record<string, ort.Tensor> = { ...weights };
     for (const name of inputs) {
@@ -231,7 +231,7 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
   const dense = (l: LinearLayer) => ckpt.weightAsFloat32(l.weight);
 
   for (const seg of plan.segments) {
-    if (seg.index > lastBlockSeg || batches.length === 0) break; // the suffix only matters for evaluation
+    if (seg.index > lastNeeded) break;
     checkpoint();
     const sBlock = performance.now();
     let blockLoss: number | null = calib ? 0 : null;
@@ -244,14 +244,16 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
       return f;
     };
 
-    if (seg.kind === 'block' && seg.layers.some((l) => select(l.name))) {
-      // Hessians from the dense block on the (already pruned-upstream) inputs.
-      const cg = calibrationModel(plan, seg, { mapInitializer });
-      const ck = await engine.kernel(cg.model);
-      const sums = new Map(cg.stats.map((s) => [s.input, new CalibrationSums(s.cols)]));
+    if (seg.layers.some((l) => select(l.name))) {
+      // Hessians from the dense block on the (already pruned-upstream) inputs; none without calibration data
+      // (magnitude alone).
+      const sums = new Map<string, CalibrationSums>();
+      const cg = batches.length ? calibrationModel(plan, seg, { mapInitializer }) : null;
+      const ck = cg ? await engine.kernel(cg.model) : null;
+      for (const st of cg?.stats ?? []) sums.set(st.input, new CalibrationSums(st.cols));
       const feedsW = weightFeeds();
-      const calibWeights = Object.fromEntries(cg.weights.map((w) => [w, feedsW[w]]));
-      for (let b = 0; b < batches.length; b++) {
+      const calibWeights = Object.fromEntries((cg?.weights ?? []).map((w) => [w, feedsW[w]]));
+      for (let b = 0; cg && ck && b < batches.length; b++) {
         checkpoint();
         const out = await runSegment(ck, cg.inputs, calibWeights, b);
         for (const s of cg.stats) (sums.get(s.input) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length);
@@ -261,8 +263,8 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
         const target = select(l.name);
         if (!target) continue;
         checkpoint();
-        const s = sums.get(l.input) as CalibrationSums;
-        const res = await pruneLayer(target.method, { name: l.name, rows: l.rows, cols: l.cols, W: toRowMajor(current.get(l.weight) as Float32Array, l), H: s.hessian(), colNorm2: s.colNorm2() }, {
+        const s = sums.get(l.input);
+        const res = await pruneLayer(target.method, { name: l.name, rows: l.rows, cols: l.cols, W: toRowMajor(current.get(l.weight) as Float32Array, l), H: s?.hessian(), colNorm2: s?.colNorm2() }, {
           pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup,
         }, engine);
         const stored = toStored(res.W, l);
@@ -290,18 +292,20 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
     }
 
     // Propagate: the segment with the current (pruned) weights produces the next segments' inputs.
-    let k = segKernels.get(seg.index);
-    const sg = segmentModel(plan, seg, { mapInitializer });
-    if (!k) k = await engine.kernel(sg.model);
-    const w = weightFeeds();
-    for (let b = 0; b < batches.length; b++) {
-      checkpoint();
-      const out = await runSegment(k, sg.inputs, w, b);
-      for (const name of sg.outputs) {
-        if (!cache.has(name)) cache.set(name, []);
-        (cache.get(name) as ort.Tensor[])[b] = out[name];
+    if (batches.length > 0) {
+      let k = segKernels.get(seg.index);
+      const sg = segmentModel(plan, seg, { mapInitializer });
+      if (!k) k = await engine.kernel(sg.model);
+      const w = weightFeeds();
+      for (let b = 0; b < batches.length; b++) {
+        checkpoint();
+        const out = await runSegment(k, sg.inputs, w, b);
+        for (const name of sg.outputs) {
+          if (!cache.has(name)) cache.set(name, []);
+          (cache.get(name) as ort.Tensor[])[b] = out[name];
+        }
+        emit('calibration.progressed', { phase: seg.kind === 'prefix' ? 'prefix' : 'propagate', block: seg.block, done: b + 1, total: batches.length });
       }
-      emit('calibration.progressed', { phase: seg.kind === 'prefix' ? 'prefix' : 'propagate', block: seg.block, done: b + 1, total: batches.length });
     }
     for (const name of [...cache.keys()]) if (lastUse(plan, name) <= seg.index) cache.delete(name);
     if (seg.kind === 'block' && seg.block !== null) {
