@@ -1,0 +1,369 @@
+// Quality and end-to-end benchmark (`npm run bench:quality`): whole-model pruning runs through `runPrune`,
+// in-process, as the CLI does them.
+//
+// The scale run goes first, then the quality runs; the docs section is rewritten after every finished run, so a
+// run stopped early leaves the rows it finished (marked partial).
+//
+//  1. Quality: for each fixture ONNX model (../shared/fixtures/stories260K-onnx, stories-llama-1M-onnx), the
+//     dense perplexity and, per method × pattern, the pruned perplexity and the run's wall time, with the
+//     SparseGPT protocol (calibration: 128 windows of 256 tokens of tinystories_valid_head.txt drawn after its
+//     first 65,536 tokens, seed 0; evaluation: the first 256 windows of 256 tokens of the same file).
+//  2. Scale: a generated Llama-shaped model (hidden 4096, intermediate 11008, 2 blocks, 32 heads, vocab 512,
+//     random weights, stored with external data), random calibration token ids, no evaluation; one child
+//     process per method (`--scale-child`), so each run's peak RSS is its own. Reports seconds per block and
+//     the run's peak RSS.
+//
+// Tables go to stdout as markdown (command line at the top), progress to stderr; the section
+// "Quality and end-to-end runs" of docs/BENCHMARKS.md is rewritten with them unless --no-docs.
+
+import { fork } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import { rowPool } from '../src/backend/methods/rowKernels';
+import { buildLlamaModel, LlamaConfig, randomLlamaWeights } from '../src/backend/models/llama';
+import { encodeModel, TensorProto } from '../src/backend/onnx/proto';
+import { runPrune } from '../src/backend/pipeline/run';
+import { PruneConfig, resolveConfig } from '../src/protocol/config';
+import { Event, EventOf } from '../src/protocol/events';
+
+const repoRoot = path.resolve(__dirname, '..');
+const fixtures = path.resolve(repoRoot, '..', 'shared', 'fixtures');
+const text = path.join(fixtures, 'data', 'tinystories_valid_head.txt');
+const docsFile = path.join(repoRoot, 'docs', 'BENCHMARKS.md');
+const SECTION = '## Quality and end-to-end runs (`npm run bench:quality`)';
+
+const DEFAULT_MODELS = 'stories260K-onnx,stories-llama-1M-onnx';
+const DEFAULT_METHODS = 'apt,sparsegpt,wanda,magnitude';
+const DEFAULT_PATTERNS = '50%,60%,70%,2:4,4:8';
+const DEFAULT_SCALE_METHODS = 'sparsegpt,apt';
+
+const USAGE = `usage: node --import tsx bench/quality.ts [options]   (npm run bench:quality -- [options])
+
+  --models a,b        fixture model folders under ../shared/fixtures (default ${DEFAULT_MODELS})
+  --methods a,b       methods of the quality table (default ${DEFAULT_METHODS})
+  --patterns p,q      sparsities (50%) and N:M patterns (default ${DEFAULT_PATTERNS})
+  --nsamples N        calibration windows of the quality runs (default 128)
+  --scale-methods a,b methods of the scale run (default ${DEFAULT_SCALE_METHODS}; "none" skips it)
+  --scale-nsamples N  calibration windows of the scale run (default 16, seqlen 128)
+  --no-quality        skip the quality table
+  --no-docs           print only; do not rewrite the section of docs/BENCHMARKS.md
+  --threads N         onnxruntime intra-op threads (default 0 = one per core)
+  -h, --help          this text
+`;
+
+// ---------------------------------------------------------------------------------------------------------
+// Scale model
+
+const SCALE_CONFIG: LlamaConfig = {
+  model_type: 'llama',
+  hidden_size: 4096,
+  intermediate_size: 11008,
+  num_hidden_layers: 2,
+  num_attention_heads: 32,
+  vocab_size: 512,
+  max_position_embeddings: 2048,
+  tie_word_embeddings: false,
+};
+const SCALE_SEQLEN = 128;
+const DATA_FILE = 'model.onnx_data';
+const ALIGN = 4096;
+
+/** Writes the model with every initializer of ≥ 1 KiB in model.onnx_data (external data, 4 KiB aligned). */
+function writeScaleModel(dir: string): { modelBytes: number; dataBytes: number; parameters: number } {
+  const weights = randomLlamaWeights(SCALE_CONFIG, 0);
+  const model = buildLlamaModel(SCALE_CONFIG, weights);
+  weights.clear();
+  const fd = openSync(path.join(dir, DATA_FILE), 'w');
+  let offset = 0;
+  let parameters = 0;
+  try {
+    for (const t of model.graph.initializer as TensorProto[]) {
+      parameters += t.dims.reduce<number>((a, d) => a * Number(d), 1);
+      const raw = t.rawData;
+      if (!raw || raw.byteLength < 1024) continue;
+      const start = Math.ceil(offset / ALIGN) * ALIGN;
+      if (start > offset) writeSync(fd, new Uint8Array(start - offset));
+      let done = 0;
+      while (done < raw.byteLength) done += writeSync(fd, raw, done, Math.min(raw.byteLength - done, 1 << 28));
+      offset = start + raw.byteLength;
+      delete t.rawData;
+      t.dataLocation = 1;
+      t.externalData = [
+        { key: 'location', value: DATA_FILE },
+        { key: 'offset', value: String(start) },
+        { key: 'length', value: String(raw.byteLength) },
+      ];
+    }
+  } finally {
+    closeSync(fd);
+  }
+  const bytes = encodeModel(model);
+  writeFileSync(path.join(dir, 'model.onnx'), bytes);
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify(SCALE_CONFIG, null, 2) + '\n');
+  return { modelBytes: bytes.byteLength, dataBytes: offset, parameters };
+}
+
+interface ScaleResult {
+  method: string;
+  seconds: number;
+  peakRssBytes: number;
+  blocks: { block: number; name: string; layers: number; seconds: number; peakRssBytes: number }[];
+  loss: number | null;
+  sparsity: number;
+}
+
+async function scaleChild(method: string, modelDir: string, ids: string, nsamples: number, threads: number): Promise<ScaleResult> {
+  const work = mkdtempSync(path.join(tmpdir(), 'prunekit-bench-scale-out-'));
+  try {
+    const config = resolveConfig({
+      checkpoint: modelDir, output: path.join(work, 'out'), method, pattern: 'unstructured', sparsity: 0.5, threads,
+      calibration: { path: ids, nsamples, seqlen: SCALE_SEQLEN, seed: 0, skipTokens: 0 }, evaluation: false,
+    }, work);
+    const blocks: ScaleResult['blocks'] = [];
+    const finished = await runPrune(config, {
+      emit: (e: Event) => {
+        if (e.type === 'block.finished') {
+          blocks.push({ block: e.block, name: e.name, layers: e.layers, seconds: e.seconds, peakRssBytes: e.peakRssBytes });
+          process.stderr.write(`  [scale ${method}] block ${e.block} ${e.seconds.toFixed(1)} s, peak RSS ${(e.peakRssBytes / 2 ** 20).toFixed(0)} MiB\n`);
+        }
+      },
+    });
+    return { method, seconds: finished.totals.seconds, peakRssBytes: finished.totals.peakRssBytes, blocks, loss: finished.totals.loss, sparsity: finished.totals.sparsity };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+    await rowPool.close();
+  }
+}
+
+function forkScale(method: string, modelDir: string, ids: string, nsamples: number, threads: number): Promise<ScaleResult> {
+  return new Promise((resolve, reject) => {
+    const child = fork(process.argv[1], ['--scale-child', method, '--scale-dir', modelDir, '--scale-ids', ids, '--scale-nsamples', String(nsamples), '--threads', String(threads)], {
+      execArgv: process.execArgv,
+      stdio: ['ignore', 2, 2, 'ipc'],
+    });
+    let result: { ok: true; value: ScaleResult } | { ok: false; error: string } | undefined;
+    child.on('message', (m) => (result = m as typeof result));
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      if (result?.ok) resolve(result.value);
+      else reject(new Error(result ? result.error : `scale child (${method}) exited with ${code ?? signal}`));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Quality runs
+
+interface QualityRow {
+  model: string;
+  method: string;
+  pattern: string;
+  dense: number;
+  pruned: number;
+  seconds: number;
+  evalSeconds: number;
+  sparsity: number;
+}
+
+function patternConfig(p: string): Pick<PruneConfig, 'pattern' | 'sparsity'> {
+  const m = /^(\d+(?:\.\d+)?)%$/.exec(p);
+  if (m) return { pattern: 'unstructured', sparsity: Number(m[1]) / 100 };
+  if (/^\d+:\d+$/.test(p)) return { pattern: p as PruneConfig['pattern'] };
+  throw new Error(`--patterns: "${p}" is neither a sparsity (50%) nor N:M`);
+}
+
+async function qualityRun(model: string, method: string, pattern: string, nsamples: number, threads: number): Promise<QualityRow> {
+  const work = mkdtempSync(path.join(tmpdir(), 'prunekit-bench-quality-'));
+  try {
+    const config = resolveConfig({
+      checkpoint: path.join(fixtures, model), output: path.join(work, 'out'), method, ...patternConfig(pattern), threads,
+      calibration: { path: text, nsamples, seqlen: 256, seed: 0, skipTokens: 65536 },
+      evaluation: { path: text, seqlen: 256, maxWindows: 256 },
+    }, work);
+    const evals: EventOf<'evaluation.finished'>[] = [];
+    const finished = await runPrune(config, { emit: (e: Event) => { if (e.type === 'evaluation.finished') evals.push(e); } });
+    const ppl = (m: 'dense' | 'pruned') => (evals.find((e) => e.model === m) as EventOf<'evaluation.finished'>).perplexity;
+    return {
+      model, method, pattern, dense: ppl('dense'), pruned: ppl('pruned'), seconds: finished.totals.seconds,
+      evalSeconds: evals.reduce((a, e) => a + e.seconds, 0), sparsity: finished.totals.sparsity,
+    };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tables
+
+const fmtPpl = (x: number) => (x >= 1000 ? x.toExponential(3) : x.toFixed(x >= 100 ? 1 : 3));
+const mib = (b: number) => (b / 2 ** 20).toFixed(0);
+
+function qualityTables(rows: QualityRow[], methods: string[], patterns: string[]): string {
+  const out: string[] = [];
+  for (const model of [...new Set(rows.map((r) => r.model))]) {
+    const mine = rows.filter((r) => r.model === model);
+    const dense = mine[0].dense;
+    out.push(`### ${model}`, '', `Dense perplexity ${fmtPpl(dense)} (${mine[0] ? `${mine.length} runs` : ''}; every run re-measures it: ${[...new Set(mine.map((r) => r.dense.toFixed(4)))].join(', ')}).`, '');
+    out.push('Pruned perplexity:', '');
+    out.push(`| method | ${patterns.join(' | ')} |`, `| --- | ${patterns.map(() => '---:').join(' | ')} |`);
+    for (const m of methods) {
+      const cells = patterns.map((p) => { const r = mine.find((x) => x.method === m && x.pattern === p); return r ? fmtPpl(r.pruned) : '—'; });
+      out.push(`| ${m} | ${cells.join(' | ')} |`);
+    }
+    out.push('', 'Wall time per run, seconds (run.finished totals.seconds; in parentheses the part spent in the dense and pruned evaluations):', '');
+    out.push(`| method | ${patterns.join(' | ')} |`, `| --- | ${patterns.map(() => '---:').join(' | ')} |`);
+    for (const m of methods) {
+      const cells = patterns.map((p) => { const r = mine.find((x) => x.method === m && x.pattern === p); return r ? `${r.seconds.toFixed(1)} (${r.evalSeconds.toFixed(1)})` : '—'; });
+      out.push(`| ${m} | ${cells.join(' | ')} |`);
+    }
+    out.push('');
+  }
+  return out.join('\n');
+}
+
+function scaleTable(rows: ScaleResult[], info: string): string {
+  const out: string[] = [`${SCALE_HEADING} generated Llama, hidden 4096, intermediate 11008, 2 blocks`, '', info, ''];
+  const nBlocks = Math.max(0, ...rows.map((r) => r.blocks.length));
+  const blockCols = Array.from({ length: nBlocks }, (_, i) => `block ${i} s`);
+  out.push(`| method | sparsity | ${blockCols.join(' | ')} | total s | peak RSS MiB | Σ layer loss |`);
+  out.push(`| --- | --- | ${blockCols.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`);
+  for (const r of rows) {
+    const cells = Array.from({ length: nBlocks }, (_, i) => (r.blocks[i] ? r.blocks[i].seconds.toFixed(1) : '—'));
+    out.push(`| ${r.method} | 50% | ${cells.join(' | ')} | ${r.seconds.toFixed(1)} | ${mib(r.peakRssBytes)} | ${r.loss === null ? '—' : r.loss.toExponential(3)} |`);
+  }
+  out.push('');
+  return out.join('\n');
+}
+
+const SCALE_HEADING = '### Scale:';
+
+/** Rewrites the section; a run without the scale part keeps the scale table already there. */
+function writeDocs(body: string, hasScale: boolean): void {
+  const doc = readFileSync(docsFile, 'utf8');
+  const solvers = doc.indexOf('\n## Solvers');
+  if (solvers < 0) throw new Error(`${docsFile}: no "## Solvers" section`);
+  const start = doc.indexOf(`\n${SECTION}`);
+  const head = start >= 0 ? doc.slice(0, start) : doc.slice(0, solvers);
+  if (!hasScale && start >= 0) {
+    const old = doc.slice(start, solvers);
+    const at = old.indexOf(`\n${SCALE_HEADING}`);
+    if (at >= 0) body = `${body.trim()}\n\n${old.slice(at).trim()}\n`;
+  }
+  writeFileSync(docsFile, `${head.replace(/\n+$/, '')}\n\n${SECTION}\n\n${body.trim()}\n${doc.slice(solvers)}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Main
+
+async function main(): Promise<void> {
+  const { values: a } = parseArgs({
+    options: {
+      models: { type: 'string', default: DEFAULT_MODELS },
+      methods: { type: 'string', default: DEFAULT_METHODS },
+      patterns: { type: 'string', default: DEFAULT_PATTERNS },
+      nsamples: { type: 'string', default: '128' },
+      'scale-methods': { type: 'string', default: DEFAULT_SCALE_METHODS },
+      'scale-nsamples': { type: 'string', default: '16' },
+      'no-quality': { type: 'boolean', default: false },
+      'no-docs': { type: 'boolean', default: false },
+      threads: { type: 'string', default: '0' },
+      'scale-child': { type: 'string' },
+      'scale-dir': { type: 'string' },
+      'scale-ids': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (a.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const threads = Number(a.threads);
+  const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+
+  if (a['scale-child']) {
+    try {
+      const r = await scaleChild(a['scale-child'], a['scale-dir'] as string, a['scale-ids'] as string, Number(a['scale-nsamples']), threads);
+      process.send?.({ ok: true, value: r });
+    } catch (e) {
+      process.send?.({ ok: false, error: (e as Error).stack ?? String(e) });
+    }
+    return;
+  }
+
+  const command = `node --import tsx bench/quality.ts${process.argv.length > 2 ? ' ' + process.argv.slice(2).join(' ') : ''}`;
+  const cpu = cpus();
+  const machine = `${new Date().toISOString()}, Node ${process.version}, onnxruntime-node ${ort.env.versions.node ?? '?'}, CPU only, ${cpu.length}× ${cpu[0]?.model.trim() ?? 'cpu'}, intra-op threads ${threads || 'default (one per core)'}`;
+  const methods = list(a.methods);
+  const patterns = list(a.patterns);
+  const nsamples = Number(a.nsamples);
+  const header = [
+    `Command: \`${command}\``,
+    '',
+    `- ${machine}`,
+    `- Quality protocol: calibration ${nsamples} windows × 256 tokens of \`../shared/fixtures/data/tinystories_valid_head.txt\`, drawn (seed 0) after its first 65,536 tokens (skipTokens 65536); evaluation on the same file, seqlen 256, the first 256 windows (65,536 tokens, disjoint from the calibration data); dampening 0.01, block 128, lm_head kept dense (defaults). Each run is \`runPrune\` in-process, output to a temporary folder deleted after the run.`,
+    '',
+  ].join('\n');
+
+  const qualityRows: QualityRow[] = [];
+  const scaleRows: ScaleResult[] = [];
+  let scaleInfo = '';
+  const models = a['no-quality'] ? [] : list(a.models);
+  const scaleMethods = a['scale-methods'] === 'none' ? [] : list(a['scale-methods']);
+  const planned = models.length * methods.length * patterns.length;
+  const partial = () => {
+    if (qualityRows.length >= planned && scaleRows.length >= scaleMethods.length) return '';
+    return `**Partial results** (the run was stopped at the session deadline): ${qualityRows.length} of ${planned} quality runs and ${scaleRows.length} of ${scaleMethods.length} scale runs finished; missing cells show —.\n`;
+  };
+  const render = () => [header, partial(), qualityRows.length ? qualityTables(qualityRows, methods, patterns) : '', scaleRows.length ? scaleTable(scaleRows, scaleInfo) : ''].filter(Boolean).join('\n');
+  const save = () => { if (!a['no-docs']) writeDocs(render(), scaleRows.length > 0); };
+
+  if (scaleMethods.length) {
+    const scaleNs = Number(a['scale-nsamples']);
+    const dir = mkdtempSync(path.join(tmpdir(), 'prunekit-bench-scale-'));
+    try {
+      const t0 = performance.now();
+      const w = writeScaleModel(dir);
+      const genSeconds = (performance.now() - t0) / 1000;
+      // Random token ids: exactly nsamples windows of SCALE_SEQLEN (seeded LCG).
+      const n = scaleNs * SCALE_SEQLEN;
+      const ids: number[] = [];
+      let s = 12345;
+      for (let i = 0; i < n; i++) { s = (Math.imul(s, 1103515245) + 12345) >>> 0; ids.push(s % SCALE_CONFIG.vocab_size); }
+      const idsFile = path.join(dir, 'calibration-ids.json');
+      writeFileSync(idsFile, JSON.stringify(ids));
+      scaleInfo = `${(w.parameters / 1e6).toFixed(0)}M parameters (fp32, model.onnx ${(w.modelBytes / 1024).toFixed(0)} KiB + ${DATA_FILE} ${mib(w.dataBytes)} MiB, random weights \`randomLlamaWeights(seed 0)\`, generated in ${genSeconds.toFixed(0)} s), 32 heads, vocab 512; calibration ${scaleNs} windows × ${SCALE_SEQLEN} random token ids (a .json id file), no evaluation; 50% unstructured. One child process per method: *peak RSS* is run.finished totals.peakRssBytes of that process; *block s* is block.finished seconds (calibration, pruning, propagation); *total s* includes writing the 1.6 GB output.`;
+      process.stderr.write(`scale model: ${scaleInfo}\n`);
+      for (const m of scaleMethods) {
+        const r = await forkScale(m, dir, idsFile, scaleNs, threads);
+        scaleRows.push(r);
+        process.stderr.write(`scale ${m}: ${r.seconds.toFixed(1)} s, peak RSS ${mib(r.peakRssBytes)} MiB\n`);
+        save();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  if (!a['no-quality']) {
+    for (const model of models) {
+      for (const pattern of patterns) {
+        for (const method of methods) {
+          const r = await qualityRun(model, method, pattern, nsamples, threads);
+          qualityRows.push(r);
+          process.stderr.write(`${model} ${method} ${pattern}: dense ${r.dense.toFixed(4)} pruned ${r.pruned.toFixed(4)} ${r.seconds.toFixed(1)} s (eval ${r.evalSeconds.toFixed(1)} s)\n`);
+          save();
+        }
+      }
+    }
+  }
+  await rowPool.close();
+  process.stdout.write(render() + '\n');
+  save();
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});
