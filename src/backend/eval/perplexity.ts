@@ -3,6 +3,7 @@
 // Windows are streamed through onnxruntime a few at a time, so memory stays at one batch of logits.
 
 import * as ort from 'onnxruntime-node';
+import { halfBytesToFloat32 } from '../formats/dtype';
 import { causalLmFeeds, InputSpec } from '../models/inputs';
 
 export interface PerplexityResult {
@@ -48,7 +49,8 @@ export async function perplexity(session: ort.InferenceSession, specs: InputSpec
     const out = (await session.run(causalLmFeeds(specs, group, opts.modelFile ?? 'model')))[outName];
     const [b, L, vocab] = out.dims;
     if (b !== group.length || L !== group[0].length) throw new Error(`perplexity: logits of shape [${out.dims}] for a batch of ${group.length}×${group[0].length}`);
-    const data = out.type === 'float16' ? Float32Array.from(out.data as Uint16Array, halfToFloat) : (out.data as Float32Array);
+    const half = out.data as Uint16Array;
+    const data = out.type === 'float16' ? halfBytesToFloat32(new Uint8Array(half.buffer, half.byteOffset, half.byteLength)) : (out.data as Float32Array);
     for (let i = 0; i < b; i++) {
       nll += windowNll(data, i * L * vocab, group[i], vocab);
       count += L - 1;
@@ -56,14 +58,4 @@ export async function perplexity(session: ort.InferenceSession, specs: InputSpec
     opts.onProgress?.(Math.min(w0 + batch, windows.length), windows.length);
   }
   return { ppl: Math.exp(nll / count), meanNll: nll / count, windows: windows.length, predictedTokens: count };
-}
-
-/** IEEE fp16 bits → number. */
-export function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
 }

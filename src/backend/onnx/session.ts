@@ -7,9 +7,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { DEVICE_RE, DeviceName } from '../../protocol/pruning';
 import { encodeModel, ModelProto } from './proto';
 
-export type DeviceRequest = 'auto' | 'cpu' | 'webgpu' | 'cuda' | `cuda:${number}`;
+/** The `device` a run asks for (the protocol's DeviceName: one definition for config, CLI and engine). */
+export type DeviceRequest = DeviceName;
 export type Device = 'cpu' | 'webgpu' | `cuda:${number}`;
 
 export interface EngineOptions {
@@ -62,7 +64,7 @@ export class Engine {
   readonly fallbacks: string[] = [];
 
   constructor(readonly options: EngineOptions = { device: 'auto', threads: 0 }) {
-    if (!/^(auto|cpu|webgpu|cuda(:\d+)?)$/.test(options.device)) {
+    if (!DEVICE_RE.test(options.device)) {
       throw new Error(`device '${options.device}' is not one of auto, cpu, cuda, cuda:N, webgpu`);
     }
   }
