@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { resolveConfig } from '../src/protocol/config';
 import { Event, EventOf, parseEvent } from '../src/protocol/events';
+import { emptyProgress, foldProgress, markInterrupted, progressOf } from '../src/protocol/progress';
 import { openOnnxCheckpoint } from '../src/backend/formats/onnxCheckpoint';
 import { rowPool } from '../src/backend/methods/rowKernels';
 import { runPrune } from '../src/backend/pipeline/run';
@@ -169,6 +170,26 @@ describe('prunekit CLI', () => {
     assert.equal(r.events.filter((e) => e.type === 'layer.pruned').length, 35);
     assert.equal(r.events[r.events.length - 1].type, 'run.finished');
     assert.ok(existsSync(path.join(out, 'model.onnx')));
+
+    // The progress every reader folds from this stream (status bar, Runs view, panel): one event a second.
+    const times = r.events.map((_, i) => 1000 * i);
+    let p = emptyProgress();
+    let lastFraction = 0;
+    r.events.forEach((e, i) => {
+      p = foldProgress(p, e, times[i]);
+      assert.ok(p.fraction >= lastFraction, `progress never goes back (${e.type} at ${i})`);
+      lastFraction = p.fraction;
+      if (p.status === 'running' && p.etaSeconds !== null) {
+        assert.ok(Math.abs(p.etaSeconds - (i * (1 - p.fraction)) / p.fraction) < 1e-9, 'ETA = elapsed·(1−f)/f');
+      }
+    });
+    const finished = r.events[r.events.length - 1] as EventOf<'run.finished'>;
+    assert.deepEqual([p.status, p.layersDone, p.layersTotal, p.blocksDone, p.blocksTotal, p.fraction], ['finished', 35, 35, 5, 5, 1]);
+    assert.equal(p.prunedPerplexity, finished.totals.prunedPerplexity);
+    assert.equal(p.output, finished.output);
+    assert.equal(markInterrupted(p, 'exit 1'), p, 'a finished run is never marked interrupted');
+    const cut = progressOf(r.events.slice(0, 20));
+    assert.equal(markInterrupted(cut, 'backend exited with code 3').status, 'interrupted');
   });
 
   test('SIGTERM mid-run: run.cancelled, exit 130, no output and no temporary folder', async () => {
