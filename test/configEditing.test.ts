@@ -275,12 +275,14 @@ describe('configs of a checkpoint, and new ones', () => {
       { path: path.join(ws, 'c.prune.json'), text: '{"checkpoint": "./models/m/"}' },
       { path: path.join(ws, 'd.prune.json'), text: '{"checkpoint": "./models/other"}' },
       { path: path.join(ws, 'e.prune.json'), text: '{"checkpoint": ' },
+      { path: path.join(ws, 'g.prune.json'), text: '{"checkpoint": "models/m", "method": "apt",, ' },
       { path: path.join(ws, 'f.prune.json'), text: '{"checkpoint": "link"}' },
     ];
     const names = (cs: { path: string }[]) => cs.map((c) => path.basename(c.path));
-    assert.deepEqual(names(configsForCheckpoint(model, configs)), ['a.prune.json', 'b.prune.json', 'c.prune.json']);
-    assert.deepEqual(names(configsForCheckpoint(path.join(model, 'model.onnx'), configs)), ['a.prune.json', 'b.prune.json', 'c.prune.json']);
-    assert.deepEqual(names(configsForCheckpoint(model, configs, realpathSync)), ['a.prune.json', 'b.prune.json', 'c.prune.json', 'f.prune.json']);
+    const same = ['a.prune.json', 'b.prune.json', 'c.prune.json', 'g.prune.json'];
+    assert.deepEqual(names(configsForCheckpoint(model, configs)), same);
+    assert.deepEqual(names(configsForCheckpoint(path.join(model, 'model.onnx'), configs)), same);
+    assert.deepEqual(names(configsForCheckpoint(model, configs, realpathSync)), [...same, 'f.prune.json']);
     assert.equal(checkpointKey(`${model}/`), model);
   });
 

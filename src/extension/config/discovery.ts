@@ -3,7 +3,8 @@
 // brought to one key. Node paths, no vscode (tested with Node).
 
 import * as path from 'node:path';
-import { CONFIG_FILE_SUFFIX, parseConfigText } from '../../protocol/config';
+import { CONFIG_FILE_SUFFIX } from '../../protocol/config';
+import { nodeAtPath, parseTree } from '../../protocol/jsonc';
 
 /**
  * One key per model: the absolute, normalised path, with `<folder>/model.onnx` standing for `<folder>` (the
@@ -20,17 +21,14 @@ export function checkpointKey(checkpoint: string, realpath: (p: string) => strin
   return process.platform === 'win32' ? p.toLowerCase() : p;
 }
 
-/** The checkpoint a config's text names, resolved against the config's folder; undefined if it names none. */
+/**
+ * The checkpoint a config's text names, resolved against the config's folder; undefined if it names none.
+ * Read with the tolerant tree, so a config being edited (a trailing comma, a half-typed field) still counts.
+ */
 export function configCheckpoint(text: string, configPath: string): string | undefined {
-  let raw: unknown;
-  try {
-    raw = parseConfigText(text);
-  } catch {
-    return undefined;
-  }
-  const ckpt = (raw as { checkpoint?: unknown } | null)?.checkpoint;
-  if (typeof ckpt !== 'string' || ckpt === '') return undefined;
-  return path.resolve(path.dirname(configPath), ckpt);
+  const node = nodeAtPath(parseTree(text), ['checkpoint']);
+  if (node?.kind !== 'string' || !node.closed || node.value === '') return undefined;
+  return path.resolve(path.dirname(configPath), node.value);
 }
 
 export interface ConfigFile {

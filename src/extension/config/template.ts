@@ -70,10 +70,16 @@ export function newConfigText(inputs: NewConfigInputs): string {
   return lines.join('\n');
 }
 
-/** The folder name resolveConfig gives the output by default (`<model>-apt-50`), reused under outputDirectory. */
+/**
+ * The folder name resolveConfig gives the output by default (`<model>-apt-50`), reused under outputDirectory;
+ * with settings it rejects (the file's Problems will say why), the model's name.
+ */
 function defaultOutputName(checkpoint: string, dir: string, s: NewConfigSettings): string {
-  const probe = resolveConfig({ checkpoint, method: s.method, sparsity: s.sparsity, pattern: s.pattern, calibration: { path: 'unused' } }, dir);
-  return path.basename(probe.output);
+  try {
+    return path.basename(resolveConfig({ checkpoint, method: s.method, sparsity: s.sparsity, pattern: s.pattern, calibration: { path: 'unused' } }, dir).output);
+  } catch {
+    return `${path.basename(checkpoint).replace(/\.onnx$/i, '')}-pruned`;
+  }
 }
 
 /**
