@@ -249,6 +249,25 @@ describe('diagnostics', () => {
     assert.deepEqual(diagnose(broken, { error: 'prunekit inspect failed: bad protobuf' }).map((x) => [broken.slice(x.offset, x.end), x.message]), [['./stories260K-onnx', 'prunekit inspect failed: bad protobuf']]);
   });
 
+  test('an existing output folder is a warning (on output when written, else on the checkpoint)', () => {
+    const ws = path.join(tmp, 'outws');
+    mkdirSync(path.join(ws, 'stories260K-onnx-magnitude-50'), { recursive: true });
+    mkdirSync(path.join(ws, 'mine'));
+    const ckpt = JSON.stringify(ckptDir);
+    const implicit = `{"checkpoint": ${ckpt}, "method": "magnitude"}`;
+    assert.deepEqual(configDiagnostics({ text: implicit, baseDir: ws, kindOf, inspect: info }), [], 'the default output goes beside the checkpoint, not here');
+    const viaLink = path.join(ws, 'model');
+    symlinkSync(ckptDir, viaLink);
+    const beside = '{"checkpoint": "model", "method": "magnitude"}';
+    mkdirSync(path.join(ws, 'model-magnitude-50'));
+    const d = configDiagnostics({ text: beside, baseDir: ws, kindOf, inspect: info });
+    assert.deepEqual(d.map((x) => [beside.slice(x.offset, x.end), x.severity]), [['model', 'warning']]);
+    assert.match(d[0].message, /the default output .*model-magnitude-50 exists/);
+    const explicit = `{"checkpoint": ${ckpt}, "method": "magnitude", "output": "./mine"}`;
+    assert.deepEqual(configDiagnostics({ text: explicit, baseDir: ws, kindOf, inspect: info }).map((x) => explicit.slice(x.offset, x.end)), ['./mine']);
+    assert.deepEqual(configDiagnostics({ text: explicit.replace('}', ', "overwrite": true}'), baseDir: ws, kindOf, inspect: info }), []);
+  });
+
   test('rules beyond the schema (N < M, calibration for apt) are shown; schema errors are left to VS Code', () => {
     const text = '{\n  "checkpoint": "./stories260K-onnx",\n  "pattern": "4:2"\n}';
     const d = diagnose(text);
@@ -320,8 +339,10 @@ describe('configs of a checkpoint, and new ones', () => {
     assert.deepEqual(d.map((x) => [x.path, none.slice(x.offset, x.end)]), [['$.calibration.path', CALIBRATION_PLACEHOLDER]]);
     assert.match(d[0].message, /^placeholder: replace it with the calibration data/);
 
-    const magnitude = newConfigText({ configPath, checkpoint: ckptDir, settings: { ...settings, method: 'magnitude' } });
-    assert.equal(resolveConfig(parseConfigText(magnitude), fixturesDir).calibration, null);
+    const magnitude = newConfigText({ configPath, checkpoint: ckptDir, settings: { ...settings, method: 'magnitude' }, dataCandidates: candidates });
+    const m = resolveConfig(parseConfigText(magnitude), fixturesDir);
+    assert.equal(m.calibration, null, 'magnitude reads no calibration data');
+    assert.equal(m.evaluation && m.evaluation.path, path.join(dataDir, 'tinystories_valid_head.txt'));
   });
 
   test('data guesses go by name: calibration prefers calib/train, evaluation valid/test', () => {

@@ -88,6 +88,12 @@ export function configDiagnostics(inputs: DiagnosticInputs): ConfigDiagnostic[] 
     if (needsTokenizer) add(needsTokenizer[0], `${needsTokenizer[1]} is text, but there is no tokenizer.json beside the model: set "tokenizer" (or give token ids as a .json file)`, 'warning');
   }
 
+  // The backend refuses an existing output folder unless overwrite is set (say it before the run does).
+  if (!config.overwrite && kindOf(config.output) !== undefined) {
+    const explicit = typeof (raw as { output?: unknown }).output === 'string';
+    add(explicit ? '$.output' : '$.checkpoint', `${explicit ? 'the output' : 'the default output'} ${config.output} exists: the run will refuse to replace it; set "overwrite": true or another "output"`, 'warning');
+  }
+
   // Layer patterns against the model's real layer names (skipped while a pattern is an invalid regex:
   // that problem is reported above, and the matcher would throw).
   if (inspect && !('error' in inspect) && !problems.some((p) => p.path.startsWith('$.layers'))) {

@@ -43,10 +43,11 @@ export function newConfigText(inputs: NewConfigInputs): string {
     const r = path.relative(dir, p).split(path.sep).join('/');
     return r.startsWith('../') || r === '..' ? r : `./${r}`;
   };
-  const calibration = settings.calibrationPath || guessDataFile('calibration', inputs.dataCandidates ?? []);
-  const evaluation = settings.evaluationPath || guessDataFile('evaluation', inputs.dataCandidates ?? []);
   const method = settings.method;
   const needsData = METHOD_NEEDS[method] !== 'none';
+  // magnitude reads no calibration data: a guessed file would only be loaded for nothing.
+  const calibration = settings.calibrationPath || (needsData ? guessDataFile('calibration', inputs.dataCandidates ?? []) : undefined);
+  const evaluation = settings.evaluationPath || guessDataFile('evaluation', inputs.dataCandidates ?? []);
 
   const q = (v: unknown) => JSON.stringify(v);
   const lines: string[] = ['{', `  // PruneKit pruning config (JSON with comments). Hover a field for its meaning; run with the ▶ above.`];
