@@ -3,11 +3,9 @@
 // beyond the schema (N < M, regular expressions, calibration data for the methods that need it). Each lands
 // on the exact range of the offending string. No vscode here: offsets in, offsets out.
 
-import {
-  ConfigError, parseConfigText, PRUNE_CONFIG_SCHEMA, ResolvedConfig, resolveConfigLeniently, unmatchedLayerPatterns,
-} from '../../protocol/config';
+import { ConfigError, parseConfigText, ResolvedConfig, resolveConfigLeniently, unmatchedLayerPatterns } from '../../protocol/config';
 import { JsonNode, nodeAtPath, parseJsonPath, parseTree, propertyAtPath } from '../../protocol/jsonc';
-import { SchemaProblem, validateSchema } from '../../protocol/schema';
+import { SchemaProblem } from '../../protocol/schema';
 import { InspectInfo, patternTargets } from './layerInfo';
 import { isPlaceholder } from './template';
 
@@ -48,12 +46,11 @@ export function configDiagnostics(inputs: DiagnosticInputs): ConfigDiagnostic[] 
   } catch {
     return [];
   }
-  if (validateSchema(PRUNE_CONFIG_SCHEMA, raw).length > 0) return [];
   let resolved: { config: ResolvedConfig; problems: SchemaProblem[] };
   try {
     resolved = resolveConfigLeniently(raw, baseDir);
   } catch (e) {
-    if (e instanceof ConfigError) return [];
+    if (e instanceof ConfigError) return []; // schema problems: VS Code's Problems list them
     throw e;
   }
   const { config, problems } = resolved;

@@ -88,7 +88,7 @@ export class InspectCache {
       execFile(command, args, { env, timeout, maxBuffer: 64 * 1024 * 1024, windowsHide: true }, (error, stdout, stderr) => {
         if (error) {
           const killed = (error as NodeJS.ErrnoException & { killed?: boolean }).killed;
-          const why = killed ? `timed out after ${Math.round(timeout / 1000)} s` : (stderr.trim().split('\n').pop() ?? error.message);
+          const why = killed ? `timed out after ${timeout >= 1000 ? `${Math.round(timeout / 1000)} s` : `${timeout} ms`}` : (stderr.trim().split('\n').pop() ?? error.message);
           reject(new InspectError(`prunekit inspect ${checkpoint} failed: ${why || error.message}`, checkpoint));
           return;
         }
