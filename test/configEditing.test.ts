@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseConfigText, resolveConfig } from '../src/protocol/config';
-import { blankComments, locationAt, nodeAtPath, parseJsonPath, parseTree } from '../src/protocol/jsonc';
+import { blankComments, JsonNode, JsonPathSegment, locationAt, nodeAtPath, nodeValue, parseJsonPath, parseTree } from '../src/protocol/jsonc';
 import { openOnnxCheckpoint } from '../src/backend/formats/onnxCheckpoint';
 import { discoverLayers } from '../src/backend/pipeline/layers';
 import { configDiagnostics, PathKind } from '../src/extension/config/diagnostics';
@@ -84,6 +84,29 @@ describe('jsonc scanner', () => {
     assert.deepEqual([end?.path, end?.isKey, end?.string?.closed], [['layers', 'overrides', 1, 'ma'], true, false]);
     assert.equal(locationAt(text, at(text, 'the model')), undefined, 'inside a comment');
     assert.deepEqual(locationAt(text, at(text, '"include"', 2))?.isKey, true);
+  });
+
+  test('inside every string of a real config, the cursor location is that string and its path in the tree', () => {
+    const doc = newConfigText({
+      configPath: path.join(fixturesDir, 'x.prune.json'), checkpoint: ckptDir,
+      settings: { method: 'apt', sparsity: 0.5, pattern: '2:4', device: 'cuda:1', calibrationPath: path.join(dataDir, 'a "quoted" \\ name.txt'), evaluationPath: '', outputDirectory: '' },
+    }).replace('"overrides": []', '"overrides": [{ "match": "*.mlp.*", /* c */ "sparsity": 0.6 }, { "match": "re:\\\\.q_proj$" }]');
+    const strings: [JsonPathSegment[], Extract<JsonNode, { kind: 'string' }>][] = [];
+    const walk = (node: JsonNode | undefined, at: JsonPathSegment[]): void => {
+      if (node?.kind === 'string') strings.push([at, node]);
+      if (node?.kind === 'array') node.items.forEach((x, i) => walk(x, [...at, i]));
+      if (node?.kind === 'object') for (const p of node.properties) walk(p.value, [...at, p.key]);
+    };
+    const tree = parseTree(doc);
+    walk(tree, []);
+    assert.equal(strings.length, 8, 'checkpoint, method, pattern, calibration.path, include[0], device, two matches');
+    assert.deepEqual(nodeValue(tree as JsonNode), parseConfigText(doc), 'the tree holds what JSON.parse reads');
+    for (const [at, node] of strings) {
+      for (let offset = node.offset + 1; offset < node.end; offset++) {
+        const loc = locationAt(doc, offset);
+        assert.deepEqual([loc?.path, loc?.isKey, loc?.string?.value], [at, false, node.value], `offset ${offset} in ${doc.slice(node.offset, node.end)}`);
+      }
+    }
   });
 
   test('the tolerant tree finds nodes by JSON path, even in a half-typed file', () => {

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { KNOWN_METHODS, MethodName } from '../../protocol/pruning';
 import { checkpointKey, ConfigFile, configsForCheckpoint, newConfigPath } from './discovery';
+import { modelFileOf } from './inspectCache';
 import { ConfigServices, kindOf } from './services';
 import { newConfigText, NewConfigSettings } from './template';
 
@@ -43,8 +44,10 @@ export async function newConfigCommand(services: ConfigServices, target?: vscode
 /** Writes `<model>.prune.json` beside the checkpoint (never over a file), opens it, offers Run. */
 async function createConfig(services: ConfigServices, checkpoint: vscode.Uri): Promise<vscode.Uri | undefined> {
   const ckpt = checkpoint.fsPath;
-  if (kindOf(ckpt) === undefined) {
-    void vscode.window.showErrorMessage(`PruneKit: checkpoint not found: ${ckpt}`);
+  try {
+    modelFileOf(ckpt); // a folder without a model is not a checkpoint: say so now, not in the new file
+  } catch (e) {
+    void vscode.window.showErrorMessage(`PruneKit: ${(e as Error).message}`);
     return undefined;
   }
   const key = checkpointKey(ckpt);
