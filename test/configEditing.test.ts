@@ -15,7 +15,7 @@ import { discoverLayers } from '../src/backend/pipeline/layers';
 import { configDiagnostics, PathKind } from '../src/extension/config/diagnostics';
 import { checkpointKey, configsForCheckpoint, newConfigPath } from '../src/extension/config/discovery';
 import { completionPlace, completionsAt, hoverAt } from '../src/extension/config/editing';
-import { InspectCache, InspectError, Launcher } from '../src/extension/config/inspectCache';
+import { InspectCache, InspectError, Launcher, modelFileOf } from '../src/extension/config/inspectCache';
 import { blockPatternSuggestions, configSummary, InspectInfo } from '../src/extension/config/layerInfo';
 import { CALIBRATION_PLACEHOLDER, guessDataFile, newConfigText, NewConfigSettings } from '../src/extension/config/template';
 import { fixturesDir, repoRoot } from './helpers/realLayers';
@@ -144,6 +144,20 @@ describe('inspect, run by the real backend and cached', () => {
     const c = await cache.get(dir);
     assert.equal(launches - before, 2);
     assert.deepEqual(c.layers, a.layers);
+  });
+
+  test('the model file of a checkpoint is found as the backend finds it', () => {
+    const root = path.join(tmp, 'layouts');
+    for (const [dir, files] of [['plain', ['model.onnx']], ['hf/onnx', ['model.onnx']], ['single', ['decoder.onnx']], ['two', ['a.onnx', 'b.onnx']], ['none', ['x.txt']]] as const) {
+      mkdirSync(path.join(root, dir), { recursive: true });
+      for (const f of files) writeFileSync(path.join(root, dir, f), '');
+    }
+    assert.equal(modelFileOf(path.join(root, 'plain')), path.join(root, 'plain', 'model.onnx'));
+    assert.equal(modelFileOf(path.join(root, 'hf')), path.join(root, 'hf', 'onnx', 'model.onnx'));
+    assert.equal(modelFileOf(path.join(root, 'single')), path.join(root, 'single', 'decoder.onnx'));
+    assert.throws(() => modelFileOf(path.join(root, 'two')), /several \.onnx files \(a\.onnx, b\.onnx\)/);
+    assert.throws(() => modelFileOf(path.join(root, 'none')), /no model\.onnx in .*none/);
+    assert.throws(() => modelFileOf(path.join(root, 'none', 'x.txt')), /is not an ONNX model/);
   });
 
   test('failures say what went wrong: a missing checkpoint, a backend error, a timeout', async () => {
