@@ -6,6 +6,7 @@
 // Pure TypeScript (no vscode, no Node): the backend, the extension host and the webview share it.
 
 import schemaJson from './prune-config.schema.json';
+import { blankComments } from './jsonc';
 import { basenamePath, dirnamePath, joinPath, resolvePath } from './paths';
 import {
   DeviceName, MagnitudeGroup, METHOD_NEEDS, MethodName, NmMask, parsePattern, Pattern, patternSparsity, PatternString,
@@ -117,10 +118,12 @@ export class ConfigError extends Error {
 }
 
 /**
- * Parses the text of a config file; a syntax error becomes a ConfigError at `$` with line and column.
- * (Plain JSON, as VS Code treats *.json: no comments.)
+ * Parses the text of a config file: JSON with `//` and `/* *\/` comments (VS Code edits *.prune.json as
+ * jsonc); no trailing commas. A syntax error becomes a ConfigError at `$` with line and column.
  */
 export function parseConfigText(text: string): unknown {
+  // Comments become spaces, so JSON.parse's positions still point into the text as written.
+  text = blankComments(text);
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -141,6 +144,17 @@ export function parseConfigText(text: string): unknown {
  * and absolute paths from flags pass through unchanged). Throws ConfigError listing every problem.
  */
 export function resolveConfig(raw: unknown, baseDir: string): ResolvedConfig {
+  const { config, problems } = resolveConfigLeniently(raw, baseDir);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+/**
+ * resolveConfig for the editor, which shows every problem at once: throws only when the schema is broken
+ * (without a valid shape there is nothing to resolve); the rules a schema cannot say are returned as
+ * problems beside the resolved config (its paths are right even then).
+ */
+export function resolveConfigLeniently(raw: unknown, baseDir: string): { config: ResolvedConfig; problems: SchemaProblem[] } {
   const problems = validateSchema(PRUNE_CONFIG_SCHEMA, raw);
   if (problems.length > 0) throw new ConfigError(problems);
   const filled = withDefaults(PRUNE_CONFIG_SCHEMA, raw) as Omit<ResolvedConfig, 'output' | 'tokenizer'> & {
@@ -163,9 +177,7 @@ export function resolveConfig(raw: unknown, baseDir: string): ResolvedConfig {
     evaluation: filled.evaluation && { ...filled.evaluation, path: resolvePath(baseDir, filled.evaluation.path) },
   };
 
-  const rules = ruleProblems(config, modelDir);
-  if (rules.length > 0) throw new ConfigError(rules);
-  return config;
+  return { config, problems: ruleProblems(config, modelDir) };
 }
 
 /** `<folder>-apt-50` beside a model folder, `<name>-sparsegpt-2of4` beside a .onnx file. */

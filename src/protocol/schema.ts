@@ -37,6 +37,8 @@ export interface JsonSchema {
   patternErrorMessage?: string;
   markdownEnumDescriptions?: string[];
   defaultSnippets?: { label?: string; description?: string; body: unknown }[];
+  /** VS Code: the file may hold comments (*.prune.json is JSON with comments; parseConfigText accepts them). */
+  allowComments?: boolean;
 }
 
 export const VALIDATION_KEYWORDS: readonly string[] = [
@@ -45,7 +47,7 @@ export const VALIDATION_KEYWORDS: readonly string[] = [
 ];
 export const ANNOTATION_KEYWORDS: readonly string[] = [
   '$schema', '$comment', 'title', 'description', 'markdownDescription', 'default', 'examples', 'patternErrorMessage',
-  'markdownEnumDescriptions', 'defaultSnippets',
+  'markdownEnumDescriptions', 'defaultSnippets', 'allowComments',
 ];
 
 export interface SchemaProblem {
