@@ -2,6 +2,7 @@
 // block shaded and named on the x axis. chart.js registers only the pieces used here, to keep the bundle small.
 
 import { Chart, Legend, LinearScale, LineElement, LogarithmicScale, Plugin, PointElement, PointStyle, ScatterController, Tooltip } from 'chart.js';
+import { formatLoss } from './format';
 import type { BlockBand, ChartPoint, LayerAxis } from './model';
 import { Theme, withAlpha } from './theme';
 
@@ -58,7 +59,12 @@ export class LossChart {
             },
             ticks: { autoSkip: true, maxRotation: 0, callback: (value) => this.tickLabel(Number(value)) },
           },
-          y: { type: 'logarithmic', title: { display: true, text: '' } },
+          y: {
+            type: 'logarithmic',
+            title: { display: true, text: '' },
+            // Label 1, 2 and 5 of each decade only: the log scale's other ticks crowd each other.
+            ticks: { callback: (value) => (isOneTwoFive(Number(value)) ? formatLoss(Number(value)) : '') },
+          },
         },
         plugins: {
           legend: { position: 'bottom', labels: { usePointStyle: true } },
@@ -87,7 +93,12 @@ export class LossChart {
     const x = this.chart.options.scales!.x!;
     x.min = -0.5;
     x.max = Math.max(0.5, n - 0.5);
-    (this.chart.options.scales!.y as { title: { text: string } }).title.text = input.yTitle;
+    const y = this.chart.options.scales!.y as { min?: number; max?: number; title: { text: string } };
+    y.title.text = input.yTitle;
+    // A margin (in log space) so the lowest and highest points are not drawn on the chart's edge.
+    const ys = input.datasets.flatMap((d) => d.points.map((p) => p.y));
+    y.min = ys.length > 0 ? Math.min(...ys) / 1.6 : undefined;
+    y.max = ys.length > 0 ? Math.max(...ys) * 1.6 : undefined;
     this.chart.data.datasets = input.datasets.map((d) => ({
       label: d.label,
       data: d.points.map((p) => ({ x: p.x, y: p.y })),
@@ -163,4 +174,10 @@ export class LossChart {
       },
     };
   }
+}
+
+function isOneTwoFive(v: number): boolean {
+  if (!(v > 0)) return false;
+  const mantissa = v / 10 ** Math.floor(Math.log10(v) + 1e-9);
+  return [1, 2, 5].some((m) => Math.abs(mantissa - m) < 1e-6);
 }
