@@ -238,6 +238,40 @@ describe('run panel in Chromium, fed a real APT run', () => {
   });
 });
 
+describe('run panel: keyboard and theme', () => {
+  test('arrow keys switch absolute/relative; colours follow the theme\'s --vscode-charts-* variables', async () => {
+    const { page, errors } = await openPanel('run');
+    await send(page, { type: 'run.reset', run: apt.snapshot('apt') });
+    await page.waitForSelector('#app[data-layers-charted="35"]');
+    const pruned = apt.events.filter((e): e is EventOf<'layer.pruned'> => e.type === 'layer.pruned');
+    const ys = async () => (await chartData(page)).flatMap((d) => d.data.map((p) => p.y)).sort((a, b) => a - b);
+    const sorted = (mode: 'loss' | 'relLoss') => pruned.map((e) => e[mode]!).sort((a, b) => a - b);
+    assert.deepEqual(await ys(), sorted('loss'));
+    await page.focus('vscode-radio[value="loss"]');
+    await page.keyboard.press('ArrowRight');
+    assert.deepEqual(await ys(), sorted('relLoss'));
+    await page.keyboard.press('ArrowLeft');
+    assert.deepEqual(await ys(), sorted('loss'));
+
+    // VS Code switches theme by changing the variables and the body's class; the canvas is recoloured.
+    const colors = () =>
+      page.evaluate(() => {
+        const canvas = document.getElementById('loss-chart') as HTMLCanvasElement & { chart: { data: { datasets: { label: string; borderColor: string }[] } } };
+        return Object.fromEntries(canvas.chart.data.datasets.map((d) => [d.label, d.borderColor]));
+      });
+    await page.evaluate(() => {
+      document.documentElement.style.setProperty('--vscode-charts-blue', '#102030');
+      document.documentElement.style.setProperty('--vscode-charts-orange', '#405060');
+      document.body.className = 'vscode-light';
+    });
+    await page.waitForFunction(() => (document.getElementById('loss-chart') as HTMLCanvasElement & { chart: { data: { datasets: { borderColor: string }[] } } }).chart.data.datasets[0].borderColor === '#102030');
+    assert.deepEqual(await colors(), { q: '#102030', k: '#102030', v: '#102030', o: '#102030', gate: '#405060', up: '#405060', down: '#405060' });
+
+    await assertClean(page, errors);
+    await page.close();
+  });
+});
+
 describe('Compare panel in Chromium', () => {
   test('compare.reset with two real runs: one dataset per run on one axis, one table row per run', async () => {
     const { page, errors } = await openPanel('compare');

@@ -4,9 +4,8 @@
 import type { RunSnapshot } from '../src/protocol/webview';
 import { el } from './dom';
 import { formatLoss, formatPercent, formatPerplexity, formatSeconds, formatShape } from './format';
-import { LossChart } from './lossChart';
+import { LOSS_MODES, LossChart, Y_TITLE } from './lossChart';
 import { compareView, CompareView, LossMode } from './model';
-import { LOSS_MODES, Y_TITLE } from './runPanel';
 import { readTheme, seriesColor } from './theme';
 import { toggle } from './toolkit';
 

@@ -3,10 +3,21 @@
 
 import { Chart, Legend, LinearScale, LineElement, LogarithmicScale, Plugin, PointElement, PointStyle, ScatterController, Tooltip } from 'chart.js';
 import { formatLoss } from './format';
-import type { BlockBand, ChartPoint, LayerAxis } from './model';
+import type { BlockBand, ChartPoint, LayerAxis, LossMode } from './model';
 import { Theme, withAlpha } from './theme';
 
 Chart.register(ScatterController, PointElement, LineElement, LinearScale, LogarithmicScale, Tooltip, Legend);
+
+/** The absolute/relative toggle's choices, and the y axis title of each. */
+export const LOSS_MODES = [
+  { value: 'loss' as const, label: 'Absolute' },
+  { value: 'relLoss' as const, label: 'Relative' },
+];
+
+export const Y_TITLE: Record<LossMode, string> = {
+  loss: 'reconstruction loss ½·tr(ΔW H ΔWᵀ)',
+  relLoss: 'relative loss (÷ ½·tr(W H Wᵀ))',
+};
 
 export interface LossDataset {
   label: string;

@@ -42,17 +42,21 @@ function handle(m: HostMessage): void {
       const runId = model.id;
       compare?.destroy();
       compare = null;
-      if (run) run.panel.setModel(model);
-      else
+      if (run) {
+        run.model = model;
+        run.panel.setModel(model);
+      } else {
+        // The actions name the run shown when clicked (a later run.reset may replace it).
+        const shown = () => run!.model.id;
         run = {
           model,
           panel: new RunPanel(app!, model, {
-            cancel: () => vscode.postMessage({ type: 'cancel', runId: run!.model.id }),
-            revealOutput: () => vscode.postMessage({ type: 'revealOutput', runId: run!.model.id }),
-            openReport: () => vscode.postMessage({ type: 'openReport', runId: run!.model.id }),
+            cancel: () => vscode.postMessage({ type: 'cancel', runId: shown() }),
+            revealOutput: () => vscode.postMessage({ type: 'revealOutput', runId: shown() }),
+            openReport: () => vscode.postMessage({ type: 'openReport', runId: shown() }),
           }),
         };
-      run.model = model;
+      }
       vscode.setState({ kind: 'run', runId });
       break;
     }

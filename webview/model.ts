@@ -388,7 +388,8 @@ export function compareView(snapshots: readonly RunSnapshot[]): CompareView {
         m.rows
           .flatMap((row) => {
             const y = chartValue(row, mode);
-            return y === null ? [] : [{ x: axis.place(row.layer, row.blockName), y, row }];
+            // Every row's layer is on its run's axis, so on the merged one.
+            return y === null ? [] : [{ x: axis.positionOf(row.layer)!, y, row }];
           })
           .sort((a, b) => a.x - b.x),
     };

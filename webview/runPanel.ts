@@ -5,7 +5,7 @@ import { basenamePath } from '../src/protocol/paths';
 import { el, field, must, present, setField } from './dom';
 import { formatBytes, formatCount, formatLoss, formatPercent, formatPerplexity, formatSeconds, formatShape } from './format';
 import { LayerTable } from './layerTable';
-import { LossChart } from './lossChart';
+import { LOSS_MODES, LossChart, Y_TITLE } from './lossChart';
 import type { PointStyle } from 'chart.js';
 import { LayerKind, LossMode, RunModel } from './model';
 import { familyColor, readTheme } from './theme';
@@ -33,16 +33,6 @@ const KIND_SHAPE: Record<LayerKind, PointStyle> = {
   out_proj: 'rectRot',
   lm_head: 'star',
   other: 'crossRot',
-};
-
-export const LOSS_MODES = [
-  { value: 'loss' as const, label: 'Absolute' },
-  { value: 'relLoss' as const, label: 'Relative' },
-];
-
-export const Y_TITLE: Record<LossMode, string> = {
-  loss: 'reconstruction loss ½·tr(ΔW H ΔWᵀ)',
-  relLoss: 'relative loss (÷ ½·tr(W H Wᵀ))',
 };
 
 export class RunPanel {
