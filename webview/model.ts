@@ -1,0 +1,398 @@
+// The panels' view model: a run's events → the layer axis, chart series, table rows and summary the panels
+// draw. Pure and DOM-free, so Node tests feed it real event streams; the render modules only turn it into
+// elements. Progress numbers (layers done, ETA, perplexities, totals) come from the protocol's foldProgress,
+// which the host's status bar and Runs view fold too, so every reader agrees.
+
+import type { BlockFinished, Event, LayerPruned, RunCancelled, RunFailed, WarningRaised } from '../src/protocol/events';
+import { emptyProgress, foldProgress, markInterrupted, RunProgress } from '../src/protocol/progress';
+import type { RunSnapshot } from '../src/protocol/webview';
+
+// ---------------------------------------------------------------------------------------------------------
+// Layer kinds: what a linear layer does, read from the last component of its friendly name.
+
+export const LAYER_KINDS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'fc1', 'fc2', 'in_proj', 'x_proj', 'out_proj', 'lm_head', 'other'] as const;
+export type LayerKind = (typeof LAYER_KINDS)[number];
+
+/** Kinds that play one role share a colour in the chart (and differ by point shape). */
+export type LayerFamily = 'attention' | 'mlp' | 'fc' | 'ssm' | 'head' | 'other';
+
+export const KIND_FAMILY: Readonly<Record<LayerKind, LayerFamily>> = {
+  q: 'attention',
+  k: 'attention',
+  v: 'attention',
+  o: 'attention',
+  gate: 'mlp',
+  up: 'mlp',
+  down: 'mlp',
+  fc1: 'fc',
+  fc2: 'fc',
+  in_proj: 'ssm',
+  x_proj: 'ssm',
+  out_proj: 'ssm',
+  lm_head: 'head',
+  other: 'other',
+};
+
+const KIND_BY_COMPONENT: Readonly<Record<string, LayerKind>> = {
+  q_proj: 'q',
+  q: 'q',
+  query: 'q',
+  k_proj: 'k',
+  k: 'k',
+  key: 'k',
+  v_proj: 'v',
+  v: 'v',
+  value: 'v',
+  o_proj: 'o',
+  o: 'o',
+  gate_proj: 'gate',
+  w1: 'gate',
+  up_proj: 'up',
+  w3: 'up',
+  down_proj: 'down',
+  w2: 'down',
+  fc1: 'fc1',
+  fc2: 'fc2',
+  in_proj: 'in_proj',
+  x_proj: 'x_proj',
+  out_proj: 'out_proj',
+  lm_head: 'lm_head',
+};
+
+/** Components of a raw node name that say how, not what (`/model/layers.0/self_attn/q_proj/MatMul`). */
+const OP_COMPONENTS = new Set(['matmul', 'gemm', 'weight']);
+
+/** `layers.3.self_attn.q_proj` → `q`. An attention block's `out_proj` (OPT, BART) is its `o`; elsewhere
+ *  (Mamba) `out_proj` is the SSM's output projection. */
+export function layerKind(name: string): LayerKind {
+  const parts = name.split(/[./]/).filter((p) => p !== '' && !OP_COMPONENTS.has(p.toLowerCase()));
+  const last = parts[parts.length - 1] ?? '';
+  const kind = KIND_BY_COMPONENT[last] ?? 'other';
+  if (kind === 'out_proj' && parts.some((p) => /attn|attention/i.test(p))) return 'o';
+  return kind;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The layer axis: every targeted layer in the run's order, so the chart's x axis is fixed from run.started and
+// points fill in as layers are pruned.
+
+export interface AxisLayer {
+  name: string;
+  /** The block's name ("layers.3"); null outside every block (the LM head). */
+  blockName: string | null;
+}
+
+/** A maximal run of consecutive axis positions in one block: [from, to] inclusive. */
+export interface BlockBand {
+  name: string;
+  from: number;
+  to: number;
+}
+
+export class LayerAxis {
+  readonly layers: AxisLayer[] = [];
+  private readonly index = new Map<string, number>();
+
+  /** Position of a layer, adding it at the end when the axis has not seen it. */
+  place(name: string, blockName: string | null): number {
+    let i = this.index.get(name);
+    if (i === undefined) {
+      i = this.layers.length;
+      this.layers.push({ name, blockName });
+      this.index.set(name, i);
+    }
+    return i;
+  }
+
+  positionOf(name: string): number | undefined {
+    return this.index.get(name);
+  }
+
+  get length(): number {
+    return this.layers.length;
+  }
+
+  blocks(): BlockBand[] {
+    const bands: BlockBand[] = [];
+    this.layers.forEach((l, i) => {
+      const last = bands[bands.length - 1];
+      if (l.blockName === null) return;
+      if (last && last.name === l.blockName && last.to === i - 1) last.to = i;
+      else bands.push({ name: l.blockName, from: i, to: i });
+    });
+    return bands;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// One run
+
+export type LossMode = 'loss' | 'relLoss';
+
+export interface LayerRow {
+  /** Position on the layer axis. */
+  position: number;
+  layer: string;
+  block: number | null;
+  blockName: string | null;
+  kind: LayerKind;
+  family: LayerFamily;
+  shape: [number, number];
+  method: LayerPruned['method'];
+  pattern: LayerPruned['pattern'];
+  targetSparsity: number;
+  sparsity: number;
+  loss: number | null;
+  relLoss: number | null;
+  dampening: number | null;
+  seconds: number;
+  notes: string[];
+}
+
+export interface ChartPoint {
+  /** Axis position. */
+  x: number;
+  y: number;
+  row: LayerRow;
+}
+
+export interface KindSeries {
+  kind: LayerKind;
+  family: LayerFamily;
+  points: ChartPoint[];
+}
+
+/** What ended the run, when something did; null while it runs or once it finished. */
+export type RunEnding =
+  | { kind: 'failed'; code: string; message: string; hint?: string; problems: { jsonPath: string; message: string }[]; where: string[] }
+  | { kind: 'cancelled'; signal: RunCancelled['signal']; lastLayer: string | null; seconds: number }
+  | { kind: 'interrupted'; message: string };
+
+export interface RunSummary {
+  densePerplexity: number | null;
+  prunedPerplexity: number | null;
+  /** The run's own time (run.finished / run.cancelled), else the host clock from first to last event. */
+  seconds: number | null;
+  lossSum: number | null;
+  totals: RunProgress['totals'];
+  output: string | null;
+}
+
+/** A point of the chart needs a positive value (log scale); a layer without one is listed but not drawn. */
+export function chartValue(row: LayerRow, mode: LossMode): number | null {
+  const y = row[mode];
+  return y !== null && y > 0 ? y : null;
+}
+
+export class RunModel {
+  progress: RunProgress = emptyProgress();
+  readonly axis = new LayerAxis();
+  /** Pruned layers, in the order they arrived. */
+  readonly rows: LayerRow[] = [];
+  readonly blocksFinished: BlockFinished[] = [];
+  readonly warnings: WarningRaised[] = [];
+  private failed: RunFailed | null = null;
+  private cancelled: RunCancelled | null = null;
+  private interruption: string | null = null;
+  private blockNames: string[] = [];
+
+  constructor(
+    readonly id: string,
+    readonly label: string,
+  ) {}
+
+  static fromSnapshot(s: RunSnapshot): RunModel {
+    const m = new RunModel(s.id, s.label);
+    s.events.forEach((e, i) => m.add(e, s.times[i] ?? 0));
+    if (s.status === 'interrupted') m.interrupt(s.interruption ?? 'the backend ended without finishing the run');
+    return m;
+  }
+
+  /** One more event; `time` is the host clock at which it arrived (ms). */
+  add(e: Event, time: number): void {
+    this.progress = foldProgress(this.progress, e, time);
+    switch (e.type) {
+      case 'run.started':
+        this.blockNames = e.blocks.map((b) => b.name);
+        for (const l of e.layers) if (l.target !== null) this.axis.place(l.name, this.blockName(l.block));
+        break;
+      case 'layer.pruned':
+        this.rows.push(this.row(e));
+        break;
+      case 'block.finished':
+        this.blocksFinished.push(e);
+        break;
+      case 'warning.raised':
+        this.warnings.push(e);
+        break;
+      case 'run.failed':
+        this.failed = e;
+        break;
+      case 'run.cancelled':
+        this.cancelled = e;
+        break;
+    }
+  }
+
+  /** The backend process ended without a terminal event. */
+  interrupt(message: string): void {
+    if (this.progress.status !== 'running') return;
+    this.interruption = message;
+    this.progress = markInterrupted(this.progress, message);
+  }
+
+  get status(): RunProgress['status'] {
+    return this.progress.status;
+  }
+
+  /** Chart series, one per layer kind present, each in axis order. */
+  series(mode: LossMode): KindSeries[] {
+    const byKind = new Map<LayerKind, KindSeries>();
+    for (const row of this.rows) {
+      const y = chartValue(row, mode);
+      if (y === null) continue;
+      let s = byKind.get(row.kind);
+      if (!s) byKind.set(row.kind, (s = { kind: row.kind, family: row.family, points: [] }));
+      s.points.push({ x: row.position, y, row });
+    }
+    for (const s of byKind.values()) s.points.sort((a, b) => a.x - b.x);
+    return LAYER_KINDS.flatMap((k) => byKind.get(k) ?? []);
+  }
+
+  /** Layers drawn on the chart in this mode. */
+  charted(mode: LossMode): number {
+    return this.rows.filter((r) => chartValue(r, mode) !== null).length;
+  }
+
+  summary(): RunSummary {
+    const p = this.progress;
+    const clock = p.startedAt !== null && p.updatedAt !== null ? (p.updatedAt - p.startedAt) / 1000 : null;
+    return {
+      densePerplexity: p.densePerplexity,
+      prunedPerplexity: p.prunedPerplexity,
+      seconds: p.totals?.seconds ?? this.cancelled?.seconds ?? clock,
+      lossSum: p.lossSum,
+      totals: p.totals,
+      output: p.output,
+    };
+  }
+
+  ending(): RunEnding | null {
+    if (this.failed) {
+      const f = this.failed;
+      const where = [f.file && `file ${f.file}`, f.jsonPath && `at ${f.jsonPath}`, f.layer && `layer ${f.layer}`].filter((s): s is string => !!s);
+      return { kind: 'failed', code: f.code, message: f.message, ...(f.hint !== undefined ? { hint: f.hint } : {}), problems: f.problems ?? [], where };
+    }
+    if (this.cancelled) return { kind: 'cancelled', signal: this.cancelled.signal, lastLayer: this.cancelled.lastLayer, seconds: this.cancelled.seconds };
+    if (this.interruption !== null) return { kind: 'interrupted', message: this.interruption };
+    return null;
+  }
+
+  private blockName(block: number | null): string | null {
+    return block === null ? null : (this.blockNames[block] ?? `block ${block}`);
+  }
+
+  private row(e: LayerPruned): LayerRow {
+    const blockName = this.blockName(e.block);
+    const kind = layerKind(e.layer);
+    return {
+      position: this.axis.place(e.layer, blockName),
+      layer: e.layer,
+      block: e.block,
+      blockName,
+      kind,
+      family: KIND_FAMILY[kind],
+      shape: e.shape,
+      method: e.method,
+      pattern: e.pattern,
+      targetSparsity: e.targetSparsity,
+      sparsity: e.sparsity,
+      loss: e.loss,
+      relLoss: e.relLoss,
+      dampening: e.dampening,
+      seconds: e.seconds,
+      notes: e.notes,
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The layer table's order
+
+export const SORT_KEYS = ['position', 'layer', 'kind', 'shape', 'sparsity', 'loss', 'relLoss', 'seconds'] as const;
+export type SortKey = (typeof SORT_KEYS)[number];
+export interface SortOrder {
+  key: SortKey;
+  descending: boolean;
+}
+
+function sortValue(r: LayerRow, key: SortKey): number | string | null {
+  if (key === 'shape') return r.shape[0] * r.shape[1];
+  return r[key];
+}
+
+/** Rows sorted by one column; missing values (no loss) last in either direction, ties in axis order. */
+export function sortRows(rows: readonly LayerRow[], order: SortOrder): LayerRow[] {
+  const sign = order.descending ? -1 : 1;
+  return [...rows].sort((a, b) => {
+    const x = sortValue(a, order.key);
+    const y = sortValue(b, order.key);
+    if (x === null || y === null) return x === y ? a.position - b.position : x === null ? 1 : -1;
+    const c = typeof x === 'string' || typeof y === 'string' ? String(x).localeCompare(String(y)) : x - y;
+    return c !== 0 ? sign * c : a.position - b.position;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The Compare panel: several runs over one layer axis.
+
+export interface CompareRun {
+  id: string;
+  label: string;
+  status: RunProgress['status'];
+  method: RunProgress['method'];
+  pattern: RunProgress['pattern'];
+  sparsity: number | null;
+  densePerplexity: number | null;
+  prunedPerplexity: number | null;
+  lossSum: number | null;
+  seconds: number | null;
+  /** Points on the shared axis, in axis order. */
+  points(mode: LossMode): ChartPoint[];
+}
+
+export interface CompareView {
+  axis: LayerAxis;
+  runs: CompareRun[];
+}
+
+/** Runs folded, their layers merged into one axis (first run's order first; layers another run adds go after). */
+export function compareView(snapshots: readonly RunSnapshot[]): CompareView {
+  const axis = new LayerAxis();
+  const models = snapshots.map((s) => RunModel.fromSnapshot(s));
+  for (const m of models) for (const l of m.axis.layers) axis.place(l.name, l.blockName);
+  const runs = models.map((m): CompareRun => {
+    const s = m.summary();
+    return {
+      id: m.id,
+      label: m.label,
+      status: m.status,
+      method: m.progress.method,
+      pattern: m.progress.pattern,
+      sparsity: m.progress.sparsity,
+      densePerplexity: s.densePerplexity,
+      prunedPerplexity: s.prunedPerplexity,
+      lossSum: s.lossSum,
+      seconds: s.seconds,
+      points: (mode) =>
+        m.rows
+          .flatMap((row) => {
+            const y = chartValue(row, mode);
+            // Every row's layer is on its run's axis, so on the merged one.
+            return y === null ? [] : [{ x: axis.positionOf(row.layer)!, y, row }];
+          })
+          .sort((a, b) => a.x - b.x),
+    };
+  });
+  return { axis, runs };
+}
