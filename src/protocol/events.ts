@@ -4,8 +4,9 @@
 // `v` (PROTOCOL_VERSION) and a dotted, past-tense `type`.
 //
 // Order of a run:
+//   data.loaded (calibration, evaluation)   (first: run.started carries the seqlen the data fixed)
 //   run.started
-//   data.loaded (calibration, evaluation)          evaluation.progressed* evaluation.finished (dense)
+//   evaluation.progressed* evaluation.finished (dense)
 //   per block: calibration.progressed*  layer.pruned*  block.finished
 //   evaluation.progressed* evaluation.finished (pruned)
 //   run.finished | run.cancelled | run.failed      (warning.raised anywhere; run.failed may come first)
