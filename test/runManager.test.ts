@@ -208,6 +208,8 @@ describe('run manager with a fake backend', () => {
     const { manager } = harness(storage('cancel'), fakeBackend({ steps: [...replay(finishedRec.lines.slice(0, 5)), { sleep: 30_000 }] }));
     const run = manager.start({ checkpoint: model, config: null });
     await waitFor(run, () => run.events.length === 5);
+    // Its output folder (named by run.started) is not listed as a found run while it is being written.
+    assert.deepEqual(manager.addOutputFolders([realOutput]), []);
     await manager.cancel(run.id);
     assert.equal(run.status, 'cancelled');
     assert.equal(runInfo(run).ended?.code, 130);

@@ -79,13 +79,19 @@ export class Run {
   }
 
   get label(): string {
-    return this.progress.method === null ? this.info.label : runLabel(this.info.checkpoint, this.progress);
+    return this.progress.method === null ? this.info.label : runLabel(this.progress.model ?? this.info.checkpoint, this.progress);
   }
 
   /** The finished output folder (where it is now, for a found one). */
   get output(): string | null {
     if (this.origin === 'output') return this.folder;
     return this.progress.output;
+  }
+
+  /** The output folder run.started announced (the run may not have written it yet). */
+  get plannedOutput(): string | null {
+    const started = this.events.find((e) => e.type === 'run.started');
+    return started?.type === 'run.started' ? started.config.output : null;
   }
 
   record(event: Event, time: number): void {
@@ -119,6 +125,9 @@ export type RunChange =
   | { kind: 'removed'; run: Run };
 
 export interface StartRunRequest {
+  /** `prune` (default), or `demo`: the backend generates a small model and prunes it (checkpoint and config
+   *  are then ignored). */
+  command?: 'prune' | 'demo';
   /** The .onnx file or the model folder. */
   checkpoint: string;
   /** The *.prune.json (null: the run is described by `extraArgs` alone). */
@@ -143,11 +152,11 @@ export interface RunManagerOptions {
   now?(): number;
 }
 
-/** The CLI arguments of a run: `prune <checkpoint> [--config FILE] --json [--device D] [extra...]`. */
+/** The CLI arguments of a run: `prune <checkpoint> [--config FILE] --json [--device D] [extra...]`
+ *  (`demo --json ...` for the demo). */
 export function pruneArgs(req: StartRunRequest): string[] {
   return [
-    'prune', req.checkpoint,
-    ...(req.config !== null ? ['--config', req.config] : []),
+    ...(req.command === 'demo' ? ['demo'] : ['prune', req.checkpoint, ...(req.config !== null ? ['--config', req.config] : [])]),
     '--json',
     ...(req.device !== undefined ? ['--device', req.device] : []),
     ...(req.extraArgs ?? []),
@@ -192,7 +201,7 @@ export class RunManager {
     const cliArgs = pruneArgs(req);
     const invocation = this.options.backend(cliArgs);
     const run = new Run(folder, 'live', {
-      checkpoint: req.checkpoint, config: req.config, label: req.label ?? modelName(req.checkpoint), startedAt, pid: null, args: invocation.args,
+      checkpoint: req.checkpoint, config: req.config, label: req.label ?? (req.command === 'demo' ? 'demo' : modelName(req.checkpoint)), startedAt, pid: null, args: invocation.args,
     });
     const eventsOut = createWriteStream(path.join(folder, EVENTS_FILE), { flags: 'a' });
     const timesOut = createWriteStream(path.join(folder, TIMES_FILE), { flags: 'a' });
@@ -200,7 +209,7 @@ export class RunManager {
     // argv, never a shell: paths with spaces, quotes and non-ASCII characters pass through as they are.
     const child = spawn(invocation.command, invocation.args, {
       env: invocation.env,
-      cwd: path.dirname(req.config ?? req.checkpoint),
+      cwd: req.command === 'demo' ? undefined : path.dirname(req.config ?? req.checkpoint),
       stdio: ['ignore', 'pipe', 'pipe'],
       windowsHide: true,
     });
@@ -322,7 +331,9 @@ export class RunManager {
     const known = new Set<string>();
     for (const r of this.runs.values()) {
       known.add(path.resolve(r.folder));
-      if (r.output !== null) known.add(path.resolve(r.output));
+      // A live run's output appears on disk just before its run.finished arrives: run.started names it.
+      const output = r.output ?? r.plannedOutput;
+      if (output !== null) known.add(path.resolve(output));
     }
     const added: Run[] = [];
     for (const f of folders) {
@@ -339,7 +350,7 @@ export class RunManager {
       // Arrival times were not kept: the log's file time stands for all (ETA is moot for a finished run).
       const time = statSync(eventsFile).mtimeMs;
       const run = new Run(folder, 'output', {
-        checkpoint: started.config.checkpoint, config: null, label: path.basename(folder), startedAt: time, pid: null, args: [],
+        checkpoint: started.config.checkpoint, config: null, label: modelName(started.model.file), startedAt: time, pid: null, args: [],
       });
       for (const e of events) run.record(e, time);
       if (run.status === 'running') run.interrupt(`${eventsFile} ends without a terminal event`);
