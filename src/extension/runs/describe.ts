@@ -76,3 +76,23 @@ export function describeShort(p: RunProgress): string {
   const pct = `${Math.round(p.fraction * 100)}%`;
   return p.etaSeconds === null ? pct : `${pct} · ETA ${formatDuration(p.etaSeconds)}`;
 }
+
+/** The Output channel's last word on a run, in the CLI's own words ("done in 3.2 s: 35 layers, sparsity 0.500, ..."). */
+export function describeEnd(p: RunProgress, interruption: string | undefined): string {
+  switch (p.status) {
+    case 'finished': {
+      const t = p.totals;
+      if (t === null) return 'finished';
+      const ppl = t.prunedPerplexity !== null && t.densePerplexity !== null ? `, perplexity ${t.densePerplexity.toFixed(4)} → ${t.prunedPerplexity.toFixed(4)}` : '';
+      return `done in ${t.seconds.toFixed(1)} s: ${t.layers} layers, sparsity ${t.sparsity.toFixed(3)}, summed loss ${t.loss === null ? '—' : t.loss.toExponential(3)}${ppl}; output: ${p.output}`;
+    }
+    case 'failed':
+      return `failed (${p.error?.code}): ${p.error?.message}${p.error?.hint ? `\n  ${p.error.hint}` : ''}`;
+    case 'cancelled':
+      return 'cancelled; no output was written';
+    case 'interrupted':
+      return interruption ?? 'interrupted';
+    default:
+      return p.phase;
+  }
+}

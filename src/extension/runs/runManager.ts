@@ -17,7 +17,7 @@ import type { Event } from '../../protocol/events';
 import { emptyProgress, foldProgress, markInterrupted, RunProgress, RunStatus } from '../../protocol/progress';
 import type { RunSnapshot } from '../../protocol/webview';
 import type { BackendInvocation } from '../backendInvocation';
-import { modelName, runLabel } from './describe';
+import { describeEnd, modelName, runLabel } from './describe';
 import { LineSplitter, NdjsonReader, readNdjson } from './ndjson';
 
 export const RUN_FILE = 'run.json';
@@ -254,7 +254,8 @@ export class RunManager {
       await Promise.all([closeStream(eventsOut), closeStream(timesOut)]);
       run.info.ended = { at: this.now(), code, signal, ...(run.interruption !== undefined ? { interruption: run.interruption } : {}) };
       writeRunInfo(run);
-      this.log(`[${run.label}] ${run.interruption ?? run.status}`);
+      this.log(`[${run.label}] ${describeEnd(run.progress, run.interruption)}`);
+      this.log(`[${run.label}] prunekit ${cliArgs[0]} ${signal !== null ? `was killed by ${signal}` : `exited with code ${code}`}`);
       this.emit({ kind: 'ended', run });
       run.markEnded();
     };
