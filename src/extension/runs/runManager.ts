@@ -228,7 +228,8 @@ export class RunManager {
         timesOut.write(`${time}\n`);
         this.emit({ kind: 'event', run, event, time });
       },
-      onInvalid: (line, error) => this.log(`[${run.label}] stdout: ${line}  (not an event: ${error.path}: ${error.problem})`),
+      // Plain text (a library's console.log) is passed on as is; a JSON line that fails the protocol says why.
+      onInvalid: (line, error) => this.log(`[${run.label}] ${line.trimStart().startsWith('{') ? `${line}  (not a valid event: ${error.path}: ${error.problem})` : line}`),
     });
     const stderrTail: string[] = [];
     const stderr = new LineSplitter((line) => {
@@ -270,14 +271,14 @@ export class RunManager {
 
   /** SIGTERM (the backend stops at the next layer and removes its temporary output), then SIGKILL after the
    *  grace period. Resolves when the process has exited. */
-  async cancel(id: string): Promise<void> {
+  async cancel(id: string, graceSeconds: number = this.options.cancelGraceSeconds?.() ?? 5): Promise<void> {
     const run = this.runs.get(id);
     const child = run?.child;
     if (!run || !child) return;
     if (!run.cancelRequested) {
       run.cancelRequested = true;
       child.kill('SIGTERM');
-      const grace = Math.max(0, this.options.cancelGraceSeconds?.() ?? 5);
+      const grace = Math.max(0, graceSeconds);
       run.killTimer = setTimeout(() => {
         if (run.child) {
           run.killedAfterGrace = grace;
@@ -387,16 +388,8 @@ export class RunManager {
   async disposeAll(maxGraceSeconds = 3): Promise<void> {
     const live = [...this.runs.values()].filter((r) => r.live);
     const grace = Math.min(maxGraceSeconds, this.options.cancelGraceSeconds?.() ?? maxGraceSeconds);
-    await Promise.all(live.map((r) => this.cancelWithin(r, grace)));
+    await Promise.all(live.map((r) => this.cancel(r.id, grace)));
     this.listeners.clear();
-  }
-
-  private async cancelWithin(run: Run, grace: number): Promise<void> {
-    run.child?.kill('SIGTERM');
-    run.cancelRequested = true;
-    const timer = setTimeout(() => run.child?.kill('SIGKILL'), grace * 1000);
-    await run.ended;
-    clearTimeout(timer);
   }
 
   private readEvents(file: string): Event[] {
