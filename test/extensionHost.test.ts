@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import * as esbuild from 'esbuild';
 import type { Event } from '../src/protocol/events';
 import type { HostMessage } from '../src/protocol/webview';
-import type { Run } from '../src/extension/runs/runManager';
+import type { Run } from '../src/extension/runs/run';
 import { FakePanel, FakeVscode, Uri } from './helpers/fakeVscode';
 import { fixturesDir, repoRoot } from './helpers/realLayers';
 

@@ -14,7 +14,8 @@ import { progressOf } from '../src/protocol/progress';
 import type { BackendInvocation } from '../src/extension/backendInvocation';
 import { describeProgress, formatDuration, runLabel } from '../src/extension/runs/describe';
 import { readNdjson } from '../src/extension/runs/ndjson';
-import { EVENTS_FILE, pruneArgs, Run, RUN_FILE, RunChange, RunInfo, RunManager, RunManagerOptions } from '../src/extension/runs/runManager';
+import type { Run, RunInfo } from '../src/extension/runs/run';
+import { EVENTS_FILE, pruneArgs, RUN_FILE, RunChange, RunManager, RunManagerOptions } from '../src/extension/runs/runManager';
 import { fixturesDir, repoRoot } from './helpers/realLayers';
 
 const cli = path.join(repoRoot, 'src', 'backend', 'cli', 'main.ts');

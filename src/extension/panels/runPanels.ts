@@ -5,7 +5,8 @@
 
 import * as vscode from 'vscode';
 import { HostMessage, PanelState, toPanelMessage, toPanelState } from '../../protocol/webview';
-import type { Run, RunChange, RunManager } from '../runs/runManager';
+import type { Run } from '../runs/run';
+import type { RunChange, RunManager } from '../runs/runManager';
 import { PanelKind, panelHtml, panelOptions } from './panelHtml';
 
 export const RUN_VIEW_TYPE = 'prunekit.run';

@@ -9,113 +9,21 @@
 // so a panel can be rebuilt after a reload; a run without `ended` was live when VS Code went away and comes
 // back as interrupted.
 
-import { ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, WriteStream, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Event } from '../../protocol/events';
-import { emptyProgress, foldProgress, markInterrupted, RunProgress, RunStatus } from '../../protocol/progress';
-import type { RunSnapshot } from '../../protocol/webview';
 import type { BackendInvocation } from '../backendInvocation';
-import { describeEnd, modelName, runLabel } from './describe';
+import { describeEnd, modelName } from './describe';
 import { LineSplitter, NdjsonReader, readNdjson } from './ndjson';
+import { Run, RunInfo } from './run';
 
 export const RUN_FILE = 'run.json';
 export const EVENTS_FILE = 'events.ndjson';
 export const TIMES_FILE = 'times.txt';
 /** What the backend writes into a finished output folder (src/backend/pipeline/run.ts). */
 export const REPORT_FILE = 'prune-report.json';
-
-/** run.json. */
-export interface RunInfo {
-  checkpoint: string;
-  config: string | null;
-  label: string;
-  startedAt: number;
-  pid: number | null;
-  /** The backend's argv after the executable (for the log; never re-run through a shell). */
-  args: string[];
-  ended?: { at: number; code: number | null; signal: string | null; interruption?: string };
-}
-
-/** Where a run came from: started in this session, read back from the storage dir, or found as an output folder. */
-export type RunOrigin = 'live' | 'stored' | 'output';
-
-export class Run {
-  events: Event[] = [];
-  times: number[] = [];
-  progress: RunProgress = emptyProgress();
-  interruption: string | undefined;
-  /** The backend, while it runs. */
-  child: ChildProcess | undefined;
-  /** Cancel bookkeeping: SIGTERM sent; the SIGKILL timer; the grace after which SIGKILL was needed. */
-  cancelRequested = false;
-  killTimer: NodeJS.Timeout | undefined;
-  killedAfterGrace: number | undefined;
-  /** Resolves when the backend exited (at once for a run read from disk). */
-  readonly ended: Promise<void>;
-  markEnded!: () => void;
-
-  constructor(
-    /** The run's folder: under the storage dir, or the output folder of a found run. Also its id. */
-    readonly folder: string,
-    readonly origin: RunOrigin,
-    readonly info: RunInfo,
-  ) {
-    this.ended = new Promise((resolve) => (this.markEnded = resolve));
-  }
-
-  get id(): string {
-    return this.folder;
-  }
-
-  get status(): RunStatus {
-    return this.progress.status;
-  }
-
-  /** The backend process is still running. */
-  get live(): boolean {
-    return this.child !== undefined;
-  }
-
-  get label(): string {
-    return this.progress.method === null ? this.info.label : runLabel(this.progress.model ?? this.info.checkpoint, this.progress);
-  }
-
-  /** The finished output folder (where it is now, for a found one). */
-  get output(): string | null {
-    if (this.origin === 'output') return this.folder;
-    return this.progress.output;
-  }
-
-  /** The output folder run.started announced (the run may not have written it yet). */
-  get plannedOutput(): string | null {
-    const started = this.events.find((e) => e.type === 'run.started');
-    return started?.type === 'run.started' ? started.config.output : null;
-  }
-
-  record(event: Event, time: number): void {
-    this.events.push(event);
-    this.times.push(time);
-    this.progress = foldProgress(this.progress, event, time);
-  }
-
-  interrupt(message: string): void {
-    this.interruption = message;
-    this.progress = markInterrupted(this.progress, message);
-  }
-
-  snapshot(): RunSnapshot {
-    return {
-      id: this.id,
-      label: this.label,
-      status: this.status,
-      events: [...this.events],
-      times: [...this.times],
-      ...(this.interruption !== undefined ? { interruption: this.interruption } : {}),
-    };
-  }
-}
 
 export type RunChange =
   | { kind: 'added'; run: Run }

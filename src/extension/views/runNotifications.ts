@@ -1,7 +1,8 @@
 // A notification when a run ends (the panel may be hidden): what came out, and the next step.
 
 import * as vscode from 'vscode';
-import type { Run, RunManager } from '../runs/runManager';
+import type { Run } from '../runs/run';
+import type { RunManager } from '../runs/runManager';
 
 export function notifyRunEnds(manager: RunManager, open: (run: Run) => void, reveal: (run: Run) => void): { dispose(): void } {
   return manager.onDidChange((c) => {

@@ -5,7 +5,8 @@
 import * as vscode from 'vscode';
 import type { RunStatus } from '../../protocol/progress';
 import { describeDetails, describeProgress } from '../runs/describe';
-import type { Run, RunManager } from '../runs/runManager';
+import type { Run } from '../runs/run';
+import type { RunManager } from '../runs/runManager';
 
 const ICONS: Record<RunStatus, vscode.ThemeIcon> = {
   running: new vscode.ThemeIcon('sync~spin'),
