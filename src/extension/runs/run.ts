@@ -36,7 +36,8 @@ export class Run {
   killedAfterGrace: number | undefined;
   /** Resolves when the backend exited (at once for a run read from disk). */
   readonly ended: Promise<void>;
-  markEnded!: () => void;
+  /** Called once by whoever ends the run (the manager, or the loader of a run read from disk). */
+  readonly markEnded: () => void;
 
   constructor(
     /** The run's folder: under the storage dir, or the output folder of a found run. Also its id. */
@@ -44,7 +45,9 @@ export class Run {
     readonly origin: RunOrigin,
     readonly info: RunInfo,
   ) {
-    this.ended = new Promise((resolve) => (this.markEnded = resolve));
+    let resolve!: () => void;
+    this.ended = new Promise((r) => (resolve = r));
+    this.markEnded = resolve;
   }
 
   get id(): string {
