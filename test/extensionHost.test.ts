@@ -158,7 +158,7 @@ describe('extension host', () => {
 
     const slow = writeConfig('sparsegpt.prune.json', {
       checkpoint: 'stories260K-onnx', method: 'sparsegpt', output: 'cancelled-out',
-      calibration: { path: path.join(fixturesDir, 'stories260K-eval-ids.json'), nsamples: 32, seqlen: 64 },
+      calibration: { path: path.join(fixturesDir, 'stories260K-eval-ids.json'), nsamples: 128, seqlen: 64 },
     });
     await fake.commands.get('prunekit.runConfig')?.(slow);
     const run = runs()[0];

@@ -341,7 +341,7 @@ describe('run manager with the real backend (stories260K)', () => {
     const { manager, logs } = harness(storage('real-cancel'), realBackend);
     const run = manager.start({
       checkpoint: model, config: null, device: 'cpu',
-      extraArgs: ['--method', 'sparsegpt', '--calibration', calibrationIds, '--nsamples', '32', '--seqlen', '64', '--out', out],
+      extraArgs: ['--method', 'sparsegpt', '--calibration', calibrationIds, '--nsamples', '128', '--seqlen', '64', '--out', out],
     });
     await waitFor(run, () => run.events.some((e) => e.type === 'calibration.progressed'));
     await manager.cancel(run.id);
