@@ -1,0 +1,50 @@
+// The HTML of both panels: one element the webview bundle draws into, its stylesheet and its script, under a
+// strict Content Security Policy (vscode-extension-samples' webview pattern): nothing loads unless it comes
+// from the extension's dist/ or media/ folders, and only the script carrying this page's nonce runs.
+
+import { randomBytes } from 'node:crypto';
+import * as vscode from 'vscode';
+
+export type PanelKind = 'run' | 'compare';
+
+/** What the host lets a panel load: the bundle and the stylesheet. */
+export function panelResourceRoots(extensionUri: vscode.Uri): vscode.Uri[] {
+  return [vscode.Uri.joinPath(extensionUri, 'dist'), vscode.Uri.joinPath(extensionUri, 'media')];
+}
+
+export function panelOptions(extensionUri: vscode.Uri): vscode.WebviewOptions & vscode.WebviewPanelOptions {
+  // Not retained when hidden: the panel asks with `ready` when shown again and is sent a snapshot.
+  return { enableScripts: true, localResourceRoots: panelResourceRoots(extensionUri), retainContextWhenHidden: false };
+}
+
+export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri, kind: PanelKind, title: string): string {
+  const nonce = randomBytes(16).toString('base64');
+  const script = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview.js'));
+  const style = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'media', 'panel.css'));
+  const src = webview.cspSource;
+  const csp = [
+    "default-src 'none'",
+    `script-src 'nonce-${nonce}'`,
+    `style-src ${src} 'unsafe-inline'`,
+    `img-src ${src} data:`,
+    `font-src ${src}`,
+  ].join('; ');
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="UTF-8">
+  <meta http-equiv="Content-Security-Policy" content="${csp}">
+  <meta name="viewport" content="width=device-width, initial-scale=1.0">
+  <link rel="stylesheet" href="${style}">
+  <title>${escapeHtml(title)}</title>
+</head>
+<body>
+  <div id="app" data-kind="${kind}"></div>
+  <script nonce="${nonce}" src="${script}"></script>
+</body>
+</html>`;
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}

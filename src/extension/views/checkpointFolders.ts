@@ -1,0 +1,64 @@
+// The `prunekit.checkpointFolders` context key: fsPaths of workspace folders that hold a model (model.onnx,
+// or config.json with *.safetensors), so the Explorer offers "Prune Model…" on exactly those folders
+// (`explorerResourceIsFolder && resourcePath in prunekit.checkpointFolders`). Kept current by a watcher.
+
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+
+const MARKERS = '**/{model.onnx,config.json,*.safetensors}';
+const EXCLUDE = '**/{node_modules,.git}/**';
+const MAX_FILES = 20_000;
+const DEBOUNCE_MS = 500;
+
+/** The folders among `files` (fsPaths of marker files) that are checkpoints. */
+export function checkpointFoldersOf(files: readonly string[]): string[] {
+  const byFolder = new Map<string, Set<string>>();
+  for (const f of files) {
+    const dir = path.dirname(f);
+    if (!byFolder.has(dir)) byFolder.set(dir, new Set());
+    const name = path.basename(f);
+    (byFolder.get(dir) as Set<string>).add(name.endsWith('.safetensors') ? '*.safetensors' : name);
+  }
+  return [...byFolder].filter(([, names]) => names.has('model.onnx') || (names.has('config.json') && names.has('*.safetensors'))).map(([dir]) => dir).sort();
+}
+
+export class CheckpointFolders implements vscode.Disposable {
+  private folders: string[] = [];
+  private readonly watcher = vscode.workspace.createFileSystemWatcher(MARKERS);
+  // Deleting a whole folder reports the folder only, which the marker glob does not match.
+  private readonly deletions = vscode.workspace.createFileSystemWatcher('**/*', true, true, false);
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor() {
+    const soon = () => this.refreshSoon();
+    this.watcher.onDidCreate(soon);
+    this.watcher.onDidDelete(soon);
+    this.deletions.onDidDelete((uri) => {
+      const gone = uri.fsPath + path.sep;
+      if (this.folders.some((f) => f === uri.fsPath || f.startsWith(gone))) soon();
+    });
+    void this.refresh();
+  }
+
+  /** The current list (for the Prune Model… picker). */
+  get list(): readonly string[] {
+    return this.folders;
+  }
+
+  async refresh(): Promise<void> {
+    const files = await vscode.workspace.findFiles(MARKERS, EXCLUDE, MAX_FILES);
+    this.folders = checkpointFoldersOf(files.map((u) => u.fsPath));
+    await vscode.commands.executeCommand('setContext', 'prunekit.checkpointFolders', this.folders);
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+    this.watcher.dispose();
+    this.deletions.dispose();
+  }
+
+  private refreshSoon(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.refresh(), DEBOUNCE_MS);
+  }
+}

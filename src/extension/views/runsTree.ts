@@ -1,0 +1,67 @@
+// The Runs view (`prunekit.runs`): every run the manager knows, newest first, each with its progress in
+// words ("apt 2:4 · 12/35 layers · ETA 40s"), an icon per status and a tooltip with the perplexities.
+// contextValue `prunekit.run.<status>` drives the inline and context menu items in package.json.
+
+import * as vscode from 'vscode';
+import type { RunStatus } from '../../protocol/progress';
+import { describeDetails, describeProgress } from '../runs/describe';
+import type { Run } from '../runs/run';
+import type { RunManager } from '../runs/runManager';
+
+const ICONS: Record<RunStatus, vscode.ThemeIcon> = {
+  running: new vscode.ThemeIcon('sync~spin'),
+  finished: new vscode.ThemeIcon('pass', new vscode.ThemeColor('testing.iconPassed')),
+  failed: new vscode.ThemeIcon('error', new vscode.ThemeColor('testing.iconFailed')),
+  cancelled: new vscode.ThemeIcon('circle-slash'),
+  interrupted: new vscode.ThemeIcon('warning', new vscode.ThemeColor('list.warningForeground')),
+};
+
+/** Live events arrive many times a second; the view is redrawn at most this often. */
+const REFRESH_MS = 300;
+
+export class RunsTreeProvider implements vscode.TreeDataProvider<Run>, vscode.Disposable {
+  private readonly changed = new vscode.EventEmitter<Run | undefined>();
+  readonly onDidChangeTreeData = this.changed.event;
+  private readonly subscription: { dispose(): void };
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly manager: RunManager) {
+    this.subscription = manager.onDidChange((c) => (c.kind === 'event' ? this.refreshSoon() : this.changed.fire(undefined)));
+  }
+
+  getTreeItem(run: Run): vscode.TreeItem {
+    const item = new vscode.TreeItem(run.label, vscode.TreeItemCollapsibleState.None);
+    item.id = run.id;
+    item.description = describeProgress(run.progress);
+    item.iconPath = ICONS[run.status];
+    item.contextValue = `prunekit.run.${run.status}`;
+    const tooltip = new vscode.MarkdownString(`**${escapeMarkdown(run.label)}**\n\n`);
+    tooltip.appendText(describeDetails(run.progress).join('\n'));
+    if (run.interruption !== undefined && run.status === 'interrupted') tooltip.appendText(`\n${run.interruption}`);
+    item.tooltip = tooltip;
+    item.command = { command: 'prunekit.openRun', title: 'Open Run', arguments: [run.id] };
+    return item;
+  }
+
+  getChildren(element?: Run): Run[] {
+    return element ? [] : this.manager.list();
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+    this.subscription.dispose();
+    this.changed.dispose();
+  }
+
+  private refreshSoon(): void {
+    if (this.timer !== undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.changed.fire(undefined);
+    }, REFRESH_MS);
+  }
+}
+
+function escapeMarkdown(s: string): string {
+  return s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, '\\$&');
+}

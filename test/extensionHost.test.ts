@@ -1,0 +1,225 @@
+// The extension host end to end under Node: src/extension/main.ts activated against a recording stand-in for
+// the vscode API (test/helpers/fakeVscode.ts), with the REAL bundled backend (dist/backend.js built into a
+// temporary extension folder) pruning stories260K. Checks what the UI contract promises: the commands of
+// package.json, the checkpoint-folder context key, Run Pruning Config → backend → run panel (strict CSP with a
+// nonce; `ready` → run.reset, then every event exactly once), config errors with their JSON path, cancel from
+// the panel, the serializer restoring a panel, Compare, delete, and runs coming back after a reload.
+
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import * as esbuild from 'esbuild';
+import type { Event } from '../src/protocol/events';
+import type { HostMessage } from '../src/protocol/webview';
+import type { Run } from '../src/extension/runs/run';
+import { FakePanel, FakeVscode, Uri } from './helpers/fakeVscode';
+import { fixturesDir, repoRoot } from './helpers/realLayers';
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'prunekit-host-'));
+const extensionPath = path.join(tmp, 'extension');
+const ws = path.join(tmp, 'workspace ü');
+const storage = path.join(tmp, 'storage');
+
+const fake = new FakeVscode(ws);
+const uninstall = fake.install();
+type Main = typeof import('../src/extension/main');
+let main: Main;
+
+const runsView = () => fake.treeProviders.get('prunekit.runs') as { getChildren(): Run[]; getTreeItem(r: Run): { description?: string; contextValue?: string } };
+const runs = () => runsView().getChildren();
+const context = () => ({ subscriptions: [] as { dispose(): unknown }[], extensionPath, extensionUri: Uri.file(extensionPath), storageUri: Uri.file(storage), globalStorageUri: Uri.file(path.join(tmp, 'global')) });
+let ctx = context();
+
+async function until(what: string, ok: () => boolean, ms = 120_000): Promise<void> {
+  const t0 = Date.now();
+  while (!ok()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}\n${fake.outputLines.slice(-20).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** The events a panel has drawn: its last run.reset plus every run.event after it. */
+function drawnEvents(panel: FakePanel): Event[] {
+  const posted = panel.webview.posted as HostMessage[];
+  const last = posted.map((m) => m.type).lastIndexOf('run.reset');
+  assert.ok(last >= 0, 'no run.reset was posted');
+  const reset = posted[last] as Extract<HostMessage, { type: 'run.reset' }>;
+  return [...reset.run.events, ...posted.slice(last + 1).flatMap((m) => (m.type === 'run.event' ? [m.event] : []))];
+}
+
+function writeConfig(name: string, config: Record<string, unknown>): Uri {
+  const file = path.join(ws, name);
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  return Uri.file(file);
+}
+
+before(async () => {
+  // The extension folder as packaged: dist/backend.js, media/, and node_modules (onnxruntime-node's binaries).
+  mkdirSync(path.join(extensionPath, 'dist'), { recursive: true });
+  symlinkSync(path.join(repoRoot, 'node_modules'), path.join(extensionPath, 'node_modules'));
+  symlinkSync(path.join(repoRoot, 'media'), path.join(extensionPath, 'media'));
+  await esbuild.build({ entryPoints: [path.join(repoRoot, 'src/backend/cli/main.ts')], outfile: path.join(extensionPath, 'dist', 'backend.js'), bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['onnxruntime-node'], logLevel: 'silent' });
+  // A workspace: the fixture model (linked, never written), an HF-style folder, and a folder that is neither.
+  mkdirSync(path.join(ws, 'hf model'), { recursive: true });
+  symlinkSync(path.join(fixturesDir, 'stories260K-onnx'), path.join(ws, 'stories260K-onnx'));
+  writeFileSync(path.join(ws, 'hf model', 'config.json'), '{}');
+  writeFileSync(path.join(ws, 'hf model', 'model-00001-of-00001.safetensors'), '');
+  mkdirSync(path.join(ws, 'just config'));
+  writeFileSync(path.join(ws, 'just config', 'config.json'), '{}');
+  fake.settings['prunekit.device'] = 'cpu';
+  fake.settings['prunekit.cancelGraceSeconds'] = 5;
+  main = await import('../src/extension/main');
+});
+
+after(async () => {
+  await main?.deactivate();
+  uninstall();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('extension host', () => {
+  test('activation registers every command of package.json and both panel serializers; checkpoint folders become a context key', async () => {
+    main.activate(ctx as never);
+    const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { contributes: { commands: { command: string }[] } };
+    assert.deepEqual([...fake.commands.keys()].sort(), pkg.contributes.commands.map((c) => c.command).sort());
+    assert.deepEqual([...fake.serializers.keys()].sort(), ['prunekit.compare', 'prunekit.run']);
+    await until('the checkpoint folders', () => fake.context.has('prunekit.checkpointFolders'));
+    assert.deepEqual(fake.context.get('prunekit.checkpointFolders'), [path.join(ws, 'hf model'), path.join(ws, 'stories260K-onnx')]);
+    assert.deepEqual(runs(), []);
+  });
+
+  let first: Run;
+  test('Run Pruning Config: the real backend runs, the panel gets run.reset then every event once, the view and status bar follow', async () => {
+    const config = writeConfig('magnitude.prune.json', { checkpoint: 'stories260K-onnx', method: 'magnitude', sparsity: 0.5 });
+    await fake.commands.get('prunekit.runConfig')?.(config);
+    [first] = runs();
+    assert.ok(first?.live, 'no live run after Run Pruning Config');
+    const panel = fake.panels.at(-1) as FakePanel;
+    assert.equal(panel.viewType, 'prunekit.run');
+
+    // The HTML: strict CSP whose nonce is the script's, the contract's #app, dist/ and media/ only.
+    const html = panel.webview.html;
+    const nonce = /script-src 'nonce-([^']+)'/.exec(html)?.[1];
+    assert.ok(nonce, html);
+    assert.match(html, /default-src 'none'; script-src 'nonce-[^']+'; style-src https:\/\/fake\.vscode-cdn\.net 'unsafe-inline'; img-src https:\/\/fake\.vscode-cdn\.net data:; font-src https:\/\/fake\.vscode-cdn\.net/);
+    assert.ok(html.includes(`<script nonce="${nonce}" src="https://fake.vscode-cdn.net${path.join(extensionPath, 'dist', 'webview.js')}"></script>`));
+    assert.ok(html.includes('<div id="app" data-kind="run"></div>'));
+    assert.ok(html.includes(path.join(extensionPath, 'media', 'panel.css')));
+    assert.deepEqual(panel.webview.options.localResourceRoots?.map((u) => u.fsPath), [path.join(extensionPath, 'dist'), path.join(extensionPath, 'media')]);
+    assert.equal(panel.webview.options.enableScripts, true);
+
+    // The webview loads while the backend already streams: what came before `ready` arrives in run.reset.
+    await until('the first events', () => first.events.length > 0);
+    assert.deepEqual(panel.webview.posted, [], 'nothing is posted before the webview says ready');
+    panel.webview.send({ type: 'ready' });
+    panel.webview.send({ type: 'bogus' }); // untrusted input: ignored
+    await first.ended;
+    assert.equal(first.status, 'finished', fake.outputLines.join('\n'));
+    assert.equal(first.progress.layersDone, 35);
+    assert.equal(first.progress.device, 'cpu', 'the prunekit.device setting reaches the backend');
+    const reset = panel.webview.posted[0] as HostMessage;
+    assert.ok(reset.type === 'run.reset' && reset.run.events.length > 0 && reset.run.times.length === reset.run.events.length);
+    assert.deepEqual(drawnEvents(panel), first.events);
+    assert.equal(runsView().getTreeItem(first).description, 'magnitude 50% · finished');
+    assert.equal(runsView().getTreeItem(first).contextValue, 'prunekit.run.finished');
+    assert.equal(first.output, path.join(ws, 'stories260K-onnx-magnitude-50'));
+    await until('the status bar to hide', () => fake.statusBarItems.every((i) => !i.visible));
+    assert.ok(fake.messages.some((m) => m.level === 'info' && /finished/.test(m.text)));
+    assert.ok(fake.outputLines.some((l) => l.includes('malformed panel message')));
+
+    // The panel's buttons: open the report, reveal the output (in the workspace: the Explorer).
+    panel.webview.send({ type: 'openReport', runId: first.id });
+    panel.webview.send({ type: 'revealOutput', runId: first.id });
+    await until('the report to open', () => fake.opened.includes(path.join(first.output as string, 'prune-report.json')));
+    await until('the reveal', () => fake.executed.some((e) => e.id === 'revealInExplorer'));
+  });
+
+  test('a config error names its JSON path and starts nothing', async () => {
+    const before = runs().length;
+    await fake.commands.get('prunekit.runConfig')?.(writeConfig('broken.prune.json', { checkpoint: 'stories260K-onnx', method: 'nope' }));
+    assert.equal(runs().length, before);
+    const error = fake.messages.at(-1);
+    assert.equal(error?.level, 'error');
+    assert.match(error?.text ?? '', /broken\.prune\.json: \$\.method: /);
+  });
+
+  let second: Run;
+  test('an existing output asks before replacing; cancel from the panel stops the backend with no output', async () => {
+    const config = writeConfig('magnitude.prune.json', { checkpoint: 'stories260K-onnx', method: 'magnitude', sparsity: 0.5 });
+    fake.answers.push('Replace');
+    await fake.commands.get('prunekit.runConfig')?.(config);
+    second = runs()[0];
+    assert.notEqual(second.id, first.id);
+    assert.match(fake.messages.at(-1)?.text ?? '', /already exists/);
+    await second.ended;
+    assert.equal(second.status, 'finished');
+
+    const slow = writeConfig('sparsegpt.prune.json', {
+      checkpoint: 'stories260K-onnx', method: 'sparsegpt', output: 'cancelled-out',
+      calibration: { path: path.join(fixturesDir, 'stories260K-eval-ids.json'), nsamples: 128, seqlen: 64 },
+    });
+    await fake.commands.get('prunekit.runConfig')?.(slow);
+    const run = runs()[0];
+    const panel = fake.panels.at(-1) as FakePanel;
+    panel.webview.send({ type: 'ready' });
+    await until('calibration to start', () => run.events.some((e) => e.type === 'calibration.progressed') || !run.live);
+    panel.webview.send({ type: 'cancel', runId: run.id });
+    await run.ended;
+    assert.equal(run.status, 'cancelled');
+    assert.deepEqual(drawnEvents(panel), run.events);
+    assert.equal((panel.webview.posted.at(-1) as HostMessage).type, 'run.event');
+    assert.equal(readdirSync(ws).some((n) => n.startsWith('cancelled-out')), false);
+  });
+
+  test('the serializer restores a run panel from its state; a deleted run\'s panel closes', async () => {
+    for (const p of fake.panels) p.dispose(); // as after a reload: no panel is open when VS Code revives them
+    const panel = new FakePanel('prunekit.run', 'restored', -1);
+    await fake.serializers.get('prunekit.run')?.deserializeWebviewPanel(panel, { kind: 'run', runId: second.id });
+    assert.equal(panel.disposed, false);
+    assert.match(panel.webview.html, /data-kind="run"/);
+    panel.webview.send({ type: 'ready' });
+    const reset = panel.webview.posted[0] as HostMessage;
+    assert.equal(reset.type, 'run.reset');
+    assert.equal(reset.type === 'run.reset' && reset.run.id, second.id);
+
+    const gone = new FakePanel('prunekit.run', 'gone', -1);
+    await fake.serializers.get('prunekit.run')?.deserializeWebviewPanel(gone, { kind: 'run', runId: path.join(storage, 'no-such-run') });
+    assert.equal(gone.disposed, true);
+    // A second revival of a run already shown would make two panels drawing one run: it closes instead.
+    const twin = new FakePanel('prunekit.run', 'twin', -1);
+    await fake.serializers.get('prunekit.run')?.deserializeWebviewPanel(twin, { kind: 'run', runId: second.id });
+    assert.equal(twin.disposed, true);
+  });
+
+  test('Compare Runs: the picked finished runs go to the Compare panel', async () => {
+    fake.answers.push((items) => items); // pick every finished run offered
+    await fake.commands.get('prunekit.compareRuns')?.();
+    const panel = fake.panels.at(-1) as FakePanel;
+    assert.equal(panel.viewType, 'prunekit.compare');
+    assert.match(panel.webview.html, /<div id="app" data-kind="compare"><\/div>/);
+    panel.webview.send({ type: 'ready' });
+    const reset = panel.webview.posted[0] as Extract<HostMessage, { type: 'compare.reset' }>;
+    assert.equal(reset.type, 'compare.reset');
+    assert.deepEqual(reset.runs.map((r) => r.id).sort(), [first.id, second.id].sort());
+    assert.ok(reset.runs.every((r) => r.status === 'finished' && r.events.length === first.events.length));
+  });
+
+  test('after a reload the runs come back from storage, and Delete removes a record (asking about its output)', async () => {
+    await main.deactivate();
+    for (const d of ctx.subscriptions) d.dispose();
+    ctx = context();
+    main.activate(ctx as never);
+    await until('the runs to be restored', () => runs().length === 3);
+    assert.deepEqual(runs().map((r) => r.status).sort(), ['cancelled', 'finished', 'finished']);
+    const restored = runs().find((r) => r.id === second.id) as Run;
+    assert.deepEqual(restored.events, second.events);
+
+    fake.answers.push('Remove from List Only');
+    await fake.commands.get('prunekit.deleteRun')?.(restored);
+    assert.equal(runs().length, 2);
+    assert.match(fake.messages.at(-1)?.text ?? '', /Delete the run/);
+    assert.ok(readdirSync(ws).includes('stories260K-onnx-magnitude-50'), 'the output folder is kept');
+  });
+});
