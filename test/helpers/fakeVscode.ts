@@ -209,7 +209,18 @@ function vscodeApi(fake: FakeVscode): Record<string, unknown> {
       withProgress: (_o: unknown, task: (p: unknown) => unknown) => task({ report() {} }),
       activeTextEditor: undefined,
     },
+    // The editor features register these at activation; the host tests only need them to exist.
+    languages: {
+      createDiagnosticCollection: () => ({ set() {}, delete() {}, clear() {}, dispose() {} }),
+      registerCompletionItemProvider: () => ({ dispose() {} }),
+      registerHoverProvider: () => ({ dispose() {} }),
+      registerCodeLensProvider: () => ({ dispose() {} }),
+    },
     workspace: {
+      onDidOpenTextDocument: () => ({ dispose() {} }),
+      onDidChangeTextDocument: () => ({ dispose() {} }),
+      onDidSaveTextDocument: () => ({ dispose() {} }),
+      onDidCloseTextDocument: () => ({ dispose() {} }),
       workspaceFolders: [{ uri: Uri.file(fake.workspaceRoot), name: 'ws', index: 0 }],
       textDocuments: [],
       getConfiguration: (section: string) => ({ get: <T>(key: string, def: T): T => (fake.settings[`${section}.${key}`] as T | undefined) ?? def }),

@@ -1,6 +1,6 @@
 // The HTML of both panels: one element the webview bundle draws into, its stylesheet and its script, under a
 // strict Content Security Policy (vscode-extension-samples' webview pattern): nothing loads unless it comes
-// from the extension's dist/ or media/ folders, and only the script carrying this page's nonce runs.
+// from the extension's dist/ or media/ folders, and only the script and style carrying this page's nonce apply.
 
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
@@ -25,7 +25,7 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri, kin
   const csp = [
     "default-src 'none'",
     `script-src 'nonce-${nonce}'`,
-    `style-src ${src} 'unsafe-inline'`,
+    `style-src ${src} 'nonce-${nonce}'`,
     `img-src ${src} data:`,
     `font-src ${src}`,
   ].join('; ');
@@ -34,6 +34,8 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri, kin
 <head>
   <meta charset="UTF-8">
   <meta http-equiv="Content-Security-Policy" content="${csp}">
+  <!-- The webview toolkit (FAST) adds one <style> element and takes its nonce from here. -->
+  <meta property="csp-nonce" content="${nonce}">
   <meta name="viewport" content="width=device-width, initial-scale=1.0">
   <link rel="stylesheet" href="${style}">
   <title>${escapeHtml(title)}</title>
