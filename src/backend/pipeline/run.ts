@@ -19,7 +19,7 @@ import { layerSelector, ResolvedConfig, unmatchedLayerPatterns } from '../../pro
 import { formatPattern } from '../../protocol/pruning';
 import { calibrationWindows, evaluationWindows, loadTokenizer, readTokens, TextTokenizer } from '../data/tokens';
 import { perplexity } from '../eval/perplexity';
-import { float32ToHalfBytes } from '../formats/dtype';
+import { float32ToHalfBytes, roundToType } from '../formats/dtype';
 import { OnnxCheckpoint, openOnnxCheckpoint, writeOnnxCheckpoint } from '../formats/onnxCheckpoint';
 import { pruneLayer } from '../methods';
 import { causalLmFeeds, inputSpecs } from '../models/inputs';
@@ -267,7 +267,9 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
         const res = await pruneLayer(target.method, { name: l.name, rows: l.rows, cols: l.cols, W: toRowMajor(current.get(l.weight) as Float32Array, l), H: s?.hessian(), colNorm2: s?.colNorm2() }, {
           pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup,
         }, engine);
-        const stored = toStored(res.W, l);
+        // fp16/bf16 weights: pruned in fp32 (widened above), rounded to the stored type once, here, so the
+        // propagate pass, the zero count and the written checkpoint all see the same values and pattern.
+        const stored = roundToType(l.dataType, toStored(res.W, l), { keepNonZero: true });
         current.set(l.weight, stored);
         replacements.set(l.weight, stored);
         const z = Math.round(res.sparsity * res.W.length);

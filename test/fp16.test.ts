@@ -1,0 +1,221 @@
+// fp16 checkpoints end to end: the stories260K fixture converted to a fully fp16 graph (weights, activations and
+// logits fp16; test/helpers/fp16.ts) loads and runs on onnxruntime's CPU provider close to the fp32 model, and the
+// real pipeline prunes it with APT and SparseGPT at 50% and 2:4 into an fp16 checkpoint: same tensor types as the
+// input, the exact pattern counted on the fp16 bits, every other tensor bit-identical, and perplexities close to
+// the fp32 pipeline's with the same config (the pruning math runs in fp32 either way; weights are rounded to fp16
+// once). Everything is written under a temporary folder.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import * as ort from 'onnxruntime-node';
+import { resolveConfig } from '../src/protocol/config';
+import { Event, EventOf } from '../src/protocol/events';
+import { evaluationWindows, loadTokenizer, readTokens } from '../src/backend/data/tokens';
+import { perplexity } from '../src/backend/eval/perplexity';
+import { halfBytesToFloat32 } from '../src/backend/formats/dtype';
+import { openOnnxCheckpoint } from '../src/backend/formats/onnxCheckpoint';
+import { forEachTensor } from '../src/backend/formats/tensors';
+import { rowPool } from '../src/backend/methods/rowKernels';
+import { causalLmFeeds, inputSpecs } from '../src/backend/models/inputs';
+import { DataType } from '../src/backend/onnx/proto';
+import { runPrune } from '../src/backend/pipeline/run';
+import { writeFloat16Checkpoint } from './helpers/fp16';
+import { fixturesDir } from './helpers/realLayers';
+
+const modelDir = path.join(fixturesDir, 'stories260K-onnx');
+const text = path.join(fixturesDir, 'data', 'tinystories_valid_head.txt');
+const work = mkdtempSync(path.join(os.tmpdir(), 'prunekit-fp16-'));
+const fp16Dir = path.join(work, 'stories260K-fp16');
+
+after(async () => {
+  rmSync(work, { recursive: true, force: true });
+  await rowPool.close();
+});
+
+/** Every tensor of a model (initializers and attributes) as `where → data type`. */
+function tensorTypes(dir: string): Map<string, DataType> {
+  const types = new Map<string, DataType>();
+  forEachTensor(openOnnxCheckpoint(dir).model, (t, where) => types.set(where, t.dataType));
+  return types;
+}
+
+function toFloat32(t: ort.Tensor): Float32Array {
+  if (t.type === 'float32') return t.data as Float32Array;
+  const h = t.data as Uint16Array;
+  return halfBytesToFloat32(new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
+}
+
+const protocol = {
+  calibration: { path: text, nsamples: 32, seqlen: 128, seed: 0, skipTokens: 65536 },
+  evaluation: { path: text, seqlen: 128, maxWindows: 32 },
+};
+
+describe('a fully fp16 stories260K', () => {
+  before(() => writeFloat16Checkpoint(modelDir, fp16Dir));
+
+  test('has no FLOAT tensor left and declares fp16 logits', () => {
+    const types = [...tensorTypes(fp16Dir).values()];
+    assert.ok(!types.includes(DataType.FLOAT));
+    const m = openOnnxCheckpoint(fp16Dir).model;
+    assert.ok(m.graph.initializer.every((t) => t.dataType === DataType.FLOAT16));
+    assert.equal(m.graph.output[0].type?.tensorType?.elemType, DataType.FLOAT16);
+  });
+
+  test('loads on the CPU provider; its fp16 logits are within 0.1 of the fp32 model and its perplexity within 1%', async (t) => {
+    const s32 = await ort.InferenceSession.create(path.join(modelDir, 'model.onnx'));
+    const s16 = await ort.InferenceSession.create(path.join(fp16Dir, 'model.onnx'));
+    try {
+      const ids = readTokens(text, loadTokenizer(path.join(modelDir, 'tokenizer.json')));
+      const windows = evaluationWindows(ids, 128, 32);
+      const specs = inputSpecs(openOnnxCheckpoint(modelDir).model.graph.input, new Set());
+      const feeds = causalLmFeeds(specs, windows.slice(0, 4), 'stories260K');
+      const a = (await s32.run(feeds)).logits;
+      const b = (await s16.run(feeds)).logits;
+      assert.equal(b.type, 'float16');
+      const x = toFloat32(a);
+      const y = toFloat32(b);
+      let diff = 0;
+      let peak = 0;
+      for (let i = 0; i < x.length; i++) {
+        diff = Math.max(diff, Math.abs(x[i] - y[i]));
+        peak = Math.max(peak, Math.abs(x[i]));
+      }
+      const p32 = (await perplexity(s32, specs, windows)).ppl;
+      const p16 = (await perplexity(s16, specs, windows)).ppl;
+      t.diagnostic(`logits: max |fp16 − fp32| ${diff.toFixed(4)} (max |logit| ${peak.toFixed(2)}); perplexity fp32 ${p32.toFixed(4)}, fp16 ${p16.toFixed(4)} (32 windows of 128)`);
+      assert.ok(diff < 0.1, `max abs diff ${diff}`);
+      assert.ok(Math.abs(p16 / p32 - 1) < 0.01, `${p16} vs ${p32}`);
+    } finally {
+      await s32.release();
+      await s16.release();
+    }
+  });
+});
+
+interface Outcome {
+  events: Event[];
+  finished: EventOf<'run.finished'>;
+  started: EventOf<'run.started'>;
+  pruned: EventOf<'layer.pruned'>[];
+}
+
+describe('pruning the fp16 checkpoint through the pipeline (APT and SparseGPT, 50% and 2:4)', () => {
+  const runs = new Map<string, { fp16: Outcome; fp32: Outcome }>();
+  const prune = async (checkpoint: string, output: string, method: string, pattern: string): Promise<Outcome> => {
+    const events: Event[] = [];
+    const config = resolveConfig({ checkpoint, output, method, pattern, sparsity: 0.5, ...protocol }, work);
+    const finished = await runPrune(config, { emit: (e) => events.push(e) });
+    return {
+      events, finished,
+      started: events.find((e) => e.type === 'run.started') as EventOf<'run.started'>,
+      pruned: events.filter((e) => e.type === 'layer.pruned') as EventOf<'layer.pruned'>[],
+    };
+  };
+
+  before(async () => {
+    writeFloat16Checkpoint(modelDir, fp16Dir); // (again: describe blocks may run alone)
+    for (const method of ['apt', 'sparsegpt']) {
+      for (const pattern of ['unstructured', '2:4']) {
+        const tag = `${method}-${pattern.replace(':', 'of')}`;
+        runs.set(`${method} ${pattern}`, {
+          fp16: await prune(fp16Dir, path.join(work, `fp16-${tag}`), method, pattern),
+          fp32: await prune(modelDir, path.join(work, `fp32-${tag}`), method, pattern),
+        });
+      }
+    }
+  });
+
+  const ppl = (o: Outcome, model: 'dense' | 'pruned') =>
+    (o.events.find((e) => e.type === 'evaluation.finished' && e.model === model) as EventOf<'evaluation.finished'>).perplexity;
+
+  // The summed layer loss measures the fp32 pruning math directly and agrees closely; the pruned perplexity moves
+  // more, because fp16 rounding of the inputs flips near-tied mask choices (2:4 most: measured within ±3.1%).
+  test('perplexities, fp16 vs fp32 pipeline (reported): pruned within 5%, summed layer losses within 1%', (t) => {
+    for (const [k, r] of runs) {
+      const [d16, p16, d32, p32] = [ppl(r.fp16, 'dense'), ppl(r.fp16, 'pruned'), ppl(r.fp32, 'dense'), ppl(r.fp32, 'pruned')];
+      const [l16, l32] = [r.fp16.finished.totals.loss as number, r.fp32.finished.totals.loss as number];
+      t.diagnostic(`${k.padEnd(22)} dense fp16 ${d16.toFixed(4)} fp32 ${d32.toFixed(4)} | pruned fp16 ${p16.toFixed(4)} fp32 ${p32.toFixed(4)} (${((p16 / p32 - 1) * 100).toFixed(2)}%) | loss fp16 ${l16.toExponential(4)} fp32 ${l32.toExponential(4)}`);
+      assert.ok(Math.abs(d16 / d32 - 1) < 0.01, `${k}: dense ${d16} vs ${d32}`);
+      assert.ok(Math.abs(p16 / p32 - 1) < 0.05, `${k}: pruned ${p16} vs ${p32}`);
+      assert.ok(p16 > d16, `${k}: pruning costs perplexity`);
+      assert.ok(Math.abs(l16 / l32 - 1) < 0.01, `${k}: loss ${l16} vs ${l32}`);
+    }
+  });
+
+  test("run.started reports model.dtype 'float16' (and 'float32' for the fp32 model)", () => {
+    for (const r of runs.values()) {
+      assert.equal(r.fp16.started.model.dtype, 'float16');
+      assert.equal(r.fp32.started.model.dtype, 'float32');
+    }
+  });
+
+  test('every output tensor keeps its input type (fp16 stays fp16)', () => {
+    const input = tensorTypes(fp16Dir);
+    for (const [k, r] of runs) assert.deepEqual(tensorTypes(r.fp16.finished.output), input, k);
+  });
+
+  test('targeted weights have exactly the pattern counted on the fp16 bits; every other tensor is bit-identical', () => {
+    const input = openOnnxCheckpoint(fp16Dir);
+    for (const [k, r] of runs) {
+      const out = openOnnxCheckpoint(r.fp16.finished.output);
+      const byLayer = new Map(r.fp16.pruned.map((e) => [e.layer, e]));
+      const targeted = r.fp16.started.layers.filter((l) => l.target);
+      assert.equal(targeted.length, 35, k);
+      assert.equal(byLayer.size, 35, k);
+      const weights = new Set(targeted.map((l) => l.weight));
+      for (const name of input.initializerNames()) {
+        if (!weights.has(name)) assert.deepEqual(out.tensorData(name), input.tensorData(name), `${k}: ${name} must be bit-identical`);
+      }
+      const inputAttrs: Uint8Array[] = [];
+      forEachTensor(input.model, (t, _w, init) => init || inputAttrs.push(input.tensorBytes(t)));
+      const outputAttrs: Uint8Array[] = [];
+      forEachTensor(out.model, (t, _w, init) => init || outputAttrs.push(out.tensorBytes(t)));
+      assert.deepEqual(outputAttrs, inputAttrs, `${k}: Constant values bit-identical`);
+
+      let zerosTotal = 0;
+      for (const l of targeted) {
+        const raw = out.tensorData(l.weight);
+        const bits = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2);
+        const [rows, cols] = l.shape; // stored [in, out]: element (row r, input j) is bits[j * rows + r]
+        assert.equal(bits.length, rows * cols);
+        const isZero = (i: number) => (bits[i] & 0x7fff) === 0; // +0 and −0
+        let zeros = 0;
+        for (let i = 0; i < bits.length; i++) if (isZero(i)) zeros++;
+        zerosTotal += zeros;
+        const e = byLayer.get(l.name) as EventOf<'layer.pruned'>;
+        assert.equal(zeros, Math.round(e.sparsity * rows * cols), `${k}: ${l.name}: the zeros written are the zeros reported`);
+        if (k.endsWith('2:4')) {
+          for (let r0 = 0; r0 < rows; r0++) {
+            for (let g = 0; g < cols; g += 4) {
+              let z = 0;
+              for (let j = g; j < g + 4; j++) if (isZero(j * rows + r0)) z++;
+              assert.equal(z, 2, `${k}: ${l.name} row ${r0} group ${g / 4} has ${z} zeros`);
+            }
+          }
+        } else {
+          // SparseGPT's adaptive rule per 128-column block prunes at least half (ties and +1 per block above).
+          assert.ok(zeros >= rows * cols * 0.5 && zeros <= rows * cols * 0.5 + rows * Math.ceil(cols / 128) + 8, `${k}: ${l.name} has ${zeros}/${rows * cols} zeros`);
+        }
+      }
+      assert.equal(zerosTotal, r.fp16.finished.totals.zeros, `${k}: totals.zeros`);
+    }
+  });
+
+  test('the pruned fp16 outputs load and run on the CPU provider (fp16 logits, all finite)', async () => {
+    const specs = inputSpecs(openOnnxCheckpoint(fp16Dir).model.graph.input, new Set());
+    const ids = Int32Array.from({ length: 64 }, (_, i) => (i * 37) % 512);
+    for (const [k, r] of runs) {
+      const s = await ort.InferenceSession.create(path.join(r.fp16.finished.output, 'model.onnx'));
+      try {
+        const logits = (await s.run(causalLmFeeds(specs, [ids], k))).logits;
+        assert.equal(logits.type, 'float16', k);
+        assert.ok(toFloat32(logits).every(Number.isFinite), `${k}: finite logits`);
+      } finally {
+        await s.release();
+      }
+    }
+  });
+});
