@@ -15,7 +15,7 @@ import { resolveConfig } from '../src/protocol/config';
 import { Event, EventOf } from '../src/protocol/events';
 import { evaluationWindows, loadTokenizer, readTokens } from '../src/backend/data/tokens';
 import { perplexity } from '../src/backend/eval/perplexity';
-import { halfBytesToFloat32 } from '../src/backend/formats/dtype';
+import { float32ToHalfBytes, halfBytesToFloat32, roundToType } from '../src/backend/formats/dtype';
 import { openOnnxCheckpoint } from '../src/backend/formats/onnxCheckpoint';
 import { forEachTensor } from '../src/backend/formats/tensors';
 import { rowPool } from '../src/backend/methods/rowKernels';
@@ -52,6 +52,28 @@ const protocol = {
   calibration: { path: text, nsamples: 32, seqlen: 128, seed: 0, skipTokens: 65536 },
   evaluation: { path: text, seqlen: 128, maxWindows: 32 },
 };
+
+describe('roundToType: what a pruned weight becomes in its stored type', () => {
+  test('fp16: every fp16 value maps to itself; others round to nearest even, as the writer stores them', () => {
+    const all = new Uint16Array(65536).map((_, i) => i);
+    const values = halfBytesToFloat32(new Uint8Array(all.buffer));
+    const same = roundToType(DataType.FLOAT16, values);
+    assert.deepEqual(new Uint32Array(same.buffer), new Uint32Array(values.buffer));
+    const x = Float32Array.from({ length: 4096 }, (_, i) => Math.sin(i) * 10 ** ((i % 12) - 8));
+    assert.deepEqual(float32ToHalfBytes(roundToType(DataType.FLOAT16, x)), float32ToHalfBytes(x), 'writing the rounded values stores the same bytes');
+    assert.deepEqual(roundToType(DataType.FLOAT16, roundToType(DataType.FLOAT16, x)), roundToType(DataType.FLOAT16, x), 'rounding once is final');
+  });
+
+  test('keepNonZero: a kept weight below fp16/bf16 range becomes the smallest subnormal of its sign; zeros stay zero', () => {
+    const x = Float32Array.from([1e-9, -1e-9, 0, -0, 2 ** -26, 0.5]);
+    assert.deepEqual([...roundToType(DataType.FLOAT16, x)], [0, -0, 0, -0, 0, 0.5]);
+    assert.deepEqual([...roundToType(DataType.FLOAT16, x, { keepNonZero: true })], [2 ** -24, -(2 ** -24), 0, -0, 2 ** -24, 0.5]);
+    const tiny = Float32Array.from([1e-45, -1e-45]); // float32 subnormals: below bf16's smallest subnormal (2^-133)
+    assert.deepEqual([...roundToType(DataType.BFLOAT16, tiny, { keepNonZero: true })], [2 ** -133, -(2 ** -133)]);
+    const f = Float32Array.from([1e-9]);
+    assert.equal(roundToType(DataType.FLOAT, f), f, 'FLOAT: the values themselves, no copy');
+  });
+});
 
 describe('a fully fp16 stories260K', () => {
   before(() => writeFloat16Checkpoint(modelDir, fp16Dir));
