@@ -460,6 +460,8 @@ export class CalibrationSums {
   readonly xtx: Float32Array;
   readonly colSq: Float64Array;
   sequences = 0;
+  /** hessian() has scaled xtx in place. */
+  private scaled = false;
 
   constructor(readonly cols: number) {
     this.xtx = new Float32Array(cols * cols);
@@ -469,15 +471,21 @@ export class CalibrationSums {
   /** Adds one batch's XᵀX and Σx² (from the calibration variant) for `sequences` sequences. */
   add(xtx: Float32Array, colSq: Float32Array, sequences: number): void {
     if (xtx.length !== this.xtx.length || colSq.length !== this.cols) throw new Error(`calibration sums: expected ${this.cols} columns`);
+    if (this.scaled) throw new Error('calibration sums: add() after hessian()');
     for (let i = 0; i < xtx.length; i++) this.xtx[i] += xtx[i];
     for (let j = 0; j < this.cols; j++) this.colSq[j] += colSq[j];
     this.sequences += sequences;
   }
 
-  /** (cols, cols) H = (2/N)·Σ XᵀX. */
+  /** (cols, cols) H = (2/N)·Σ XᵀX. The first call scales the sums in place (H can be cols² × 4 bytes: no copy);
+   *  later calls return the same array, so layers sharing an input share one H (methods never modify it). */
   hessian(): Float32Array {
-    const a = 2 / this.sequences;
-    return this.xtx.map((v) => v * a);
+    if (!this.scaled) {
+      const a = 2 / this.sequences;
+      for (let i = 0; i < this.xtx.length; i++) this.xtx[i] *= a;
+      this.scaled = true;
+    }
+    return this.xtx;
   }
 
   /** (cols) (1/N)·Σ_tokens x_j². */
