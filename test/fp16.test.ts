@@ -1,9 +1,10 @@
-// fp16 checkpoints end to end: the stories260K fixture converted to a fully fp16 graph (weights, activations and
-// logits fp16; test/helpers/fp16.ts) loads and runs on onnxruntime's CPU provider close to the fp32 model, and the
-// real pipeline prunes it with APT and SparseGPT at 50% and 2:4 into an fp16 checkpoint: same tensor types as the
-// input, the exact pattern counted on the fp16 bits, every other tensor bit-identical, and perplexities close to
-// the fp32 pipeline's with the same config (the pruning math runs in fp32 either way; weights are rounded to fp16
-// once). Everything is written under a temporary folder.
+// fp16 checkpoints end to end, in the two shapes exporters write (test/helpers/fp16.ts): the stories260K fixture
+// converted to a fully fp16 graph (weights, activations and logits fp16) and to a mixed one (fp16 weights, each
+// widened by a Cast to float). Both load and run on onnxruntime's CPU provider close to the fp32 model, and the
+// real pipeline prunes them with APT and SparseGPT at 50% and 2:4 (the mixed one: two of those configs) into fp16
+// checkpoints: same tensor types as the input, the exact pattern counted on the fp16 bits, every other tensor
+// bit-identical, and perplexities close to the fp32 pipeline's with the same config (the pruning math runs in
+// fp32 either way; weights are rounded to fp16 once). Everything is written under a temporary folder.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,7 +22,9 @@ import { forEachTensor } from '../src/backend/formats/tensors';
 import { rowPool } from '../src/backend/methods/rowKernels';
 import { causalLmFeeds, inputSpecs } from '../src/backend/models/inputs';
 import { DataType } from '../src/backend/onnx/proto';
+import { discoverLayers, LinearLayer } from '../src/backend/pipeline/layers';
 import { runPrune } from '../src/backend/pipeline/run';
+import { planSegments } from '../src/backend/pipeline/segments';
 import { writeFloat16Checkpoint } from './helpers/fp16';
 import { fixturesDir } from './helpers/realLayers';
 
@@ -29,6 +32,9 @@ const modelDir = path.join(fixturesDir, 'stories260K-onnx');
 const text = path.join(fixturesDir, 'data', 'tinystories_valid_head.txt');
 const work = mkdtempSync(path.join(os.tmpdir(), 'prunekit-fp16-'));
 const fp16Dir = path.join(work, 'stories260K-fp16');
+const mixedDir = path.join(work, 'stories260K-mixed');
+const inputDir = { fp16: fp16Dir, mixed: mixedDir } as const;
+type Shape = keyof typeof inputDir;
 
 after(async () => {
   rmSync(work, { recursive: true, force: true });
@@ -75,46 +81,70 @@ describe('roundToType: what a pruned weight becomes in its stored type', () => {
   });
 });
 
-describe('a fully fp16 stories260K', () => {
-  before(() => writeFloat16Checkpoint(modelDir, fp16Dir));
+describe('stories260K converted to fp16 (fully fp16, and mixed: fp16 weights widened by Casts)', () => {
+  before(() => {
+    writeFloat16Checkpoint(modelDir, fp16Dir, 'fp16');
+    writeFloat16Checkpoint(modelDir, mixedDir, 'mixed');
+  });
 
-  test('has no FLOAT tensor left and declares fp16 logits', () => {
+  test('fully fp16: no FLOAT tensor left, fp16 logits; mixed: every initializer fp16, each read through a Cast to FLOAT', () => {
     const types = [...tensorTypes(fp16Dir).values()];
     assert.ok(!types.includes(DataType.FLOAT));
     const m = openOnnxCheckpoint(fp16Dir).model;
     assert.ok(m.graph.initializer.every((t) => t.dataType === DataType.FLOAT16));
     assert.equal(m.graph.output[0].type?.tensorType?.elemType, DataType.FLOAT16);
+    const mixed = openOnnxCheckpoint(mixedDir).model;
+    assert.ok(mixed.graph.initializer.every((t) => t.dataType === DataType.FLOAT16));
+    const casts = mixed.graph.node.filter((n) => n.opType === 'Cast' && n.input.length === 1 && mixed.graph.initializer.some((t) => t.name === n.input[0]));
+    assert.equal(casts.length, mixed.graph.initializer.length);
+    assert.equal(mixed.graph.output[0].type?.tensorType?.elemType, DataType.FLOAT);
   });
 
-  test('loads on the CPU provider; its fp16 logits are within 0.1 of the fp32 model and its perplexity within 1%', async (t) => {
-    const s32 = await ort.InferenceSession.create(path.join(modelDir, 'model.onnx'));
-    const s16 = await ort.InferenceSession.create(path.join(fp16Dir, 'model.onnx'));
-    try {
-      const ids = readTokens(text, loadTokenizer(path.join(modelDir, 'tokenizer.json')));
-      const windows = evaluationWindows(ids, 128, 32);
-      const specs = inputSpecs(openOnnxCheckpoint(modelDir).model.graph.input, new Set());
-      const feeds = causalLmFeeds(specs, windows.slice(0, 4), 'stories260K');
-      const a = (await s32.run(feeds)).logits;
-      const b = (await s16.run(feeds)).logits;
-      assert.equal(b.type, 'float16');
-      const x = toFloat32(a);
-      const y = toFloat32(b);
-      let diff = 0;
-      let peak = 0;
-      for (let i = 0; i < x.length; i++) {
-        diff = Math.max(diff, Math.abs(x[i] - y[i]));
-        peak = Math.max(peak, Math.abs(x[i]));
-      }
-      const p32 = (await perplexity(s32, specs, windows)).ppl;
-      const p16 = (await perplexity(s16, specs, windows)).ppl;
-      t.diagnostic(`logits: max |fp16 − fp32| ${diff.toFixed(4)} (max |logit| ${peak.toFixed(2)}); perplexity fp32 ${p32.toFixed(4)}, fp16 ${p16.toFixed(4)} (32 windows of 128)`);
-      assert.ok(diff < 0.1, `max abs diff ${diff}`);
-      assert.ok(Math.abs(p16 / p32 - 1) < 0.01, `${p16} vs ${p32}`);
-    } finally {
-      await s32.release();
-      await s16.release();
+  test("mixed: discovery finds the same 35 layers through the Casts, and each Cast runs in its layer's block", async () => {
+    const m = openOnnxCheckpoint(mixedDir).model;
+    const d = discoverLayers(m);
+    const ref = discoverLayers(openOnnxCheckpoint(modelDir).model);
+    const shape = (l: LinearLayer) => [l.name, l.rows, l.cols, l.block, l.layout];
+    assert.deepEqual(d.layers.map(shape), ref.layers.map(shape));
+    assert.ok(d.layers.every((l) => l.castNode !== undefined && l.dataType === DataType.FLOAT16 && m.graph.node[l.castNode].input[0] === l.weight));
+    const plan = await planSegments(m, d);
+    for (const l of d.layers) {
+      const seg = plan.segments.find((s) => s.layers.includes(l));
+      assert.ok(seg && seg.kind === 'block' && seg.nodes.includes(l.castNode as number) && seg.weights.includes(l.weight), `${l.name}: its Cast and weight feed are in its block`);
     }
   });
+
+  for (const shape of ['fp16', 'mixed'] as const) {
+    test(`${shape}: loads on the CPU provider; its logits are within 0.1 of the fp32 model's and its perplexity within 1%`, async (t) => {
+      const s32 = await ort.InferenceSession.create(path.join(modelDir, 'model.onnx'));
+      const s16 = await ort.InferenceSession.create(path.join(inputDir[shape], 'model.onnx'));
+      try {
+        const ids = readTokens(text, loadTokenizer(path.join(modelDir, 'tokenizer.json')));
+        const windows = evaluationWindows(ids, 128, 32);
+        const specs = inputSpecs(openOnnxCheckpoint(modelDir).model.graph.input, new Set());
+        const feeds = causalLmFeeds(specs, windows.slice(0, 4), 'stories260K');
+        const a = (await s32.run(feeds)).logits;
+        const b = (await s16.run(feeds)).logits;
+        assert.equal(b.type, shape === 'fp16' ? 'float16' : 'float32');
+        const x = toFloat32(a);
+        const y = toFloat32(b);
+        let diff = 0;
+        let peak = 0;
+        for (let i = 0; i < x.length; i++) {
+          diff = Math.max(diff, Math.abs(x[i] - y[i]));
+          peak = Math.max(peak, Math.abs(x[i]));
+        }
+        const p32 = (await perplexity(s32, specs, windows)).ppl;
+        const p16 = (await perplexity(s16, specs, windows)).ppl;
+        t.diagnostic(`${shape}: logits max |${shape} − fp32| ${diff.toFixed(4)} (max |logit| ${peak.toFixed(2)}); perplexity fp32 ${p32.toFixed(4)}, ${shape} ${p16.toFixed(4)} (32 windows of 128)`);
+        assert.ok(diff < 0.1, `max abs diff ${diff}`);
+        assert.ok(Math.abs(p16 / p32 - 1) < 0.01, `${p16} vs ${p32}`);
+      } finally {
+        await s32.release();
+        await s16.release();
+      }
+    });
+  }
 });
 
 interface Outcome {
@@ -124,8 +154,9 @@ interface Outcome {
   pruned: EventOf<'layer.pruned'>[];
 }
 
-describe('pruning the fp16 checkpoint through the pipeline (APT and SparseGPT, 50% and 2:4)', () => {
-  const runs = new Map<string, { fp16: Outcome; fp32: Outcome }>();
+describe('pruning the fp16 checkpoints through the pipeline (APT and SparseGPT, 50% and 2:4)', () => {
+  /** Key `<shape> <method> <pattern>`: the fp16 run and the fp32 run with the same config. */
+  const runs = new Map<string, { shape: Shape; fp16: Outcome; fp32: Outcome }>();
   const prune = async (checkpoint: string, output: string, method: string, pattern: string): Promise<Outcome> => {
     const events: Event[] = [];
     const config = resolveConfig({ checkpoint, output, method, pattern, sparsity: 0.5, ...protocol }, work);
@@ -138,15 +169,21 @@ describe('pruning the fp16 checkpoint through the pipeline (APT and SparseGPT, 5
   };
 
   before(async () => {
-    writeFloat16Checkpoint(modelDir, fp16Dir); // (again: describe blocks may run alone)
-    for (const method of ['apt', 'sparsegpt']) {
-      for (const pattern of ['unstructured', '2:4']) {
-        const tag = `${method}-${pattern.replace(':', 'of')}`;
-        runs.set(`${method} ${pattern}`, {
-          fp16: await prune(fp16Dir, path.join(work, `fp16-${tag}`), method, pattern),
-          fp32: await prune(modelDir, path.join(work, `fp32-${tag}`), method, pattern),
-        });
-      }
+    writeFloat16Checkpoint(modelDir, fp16Dir, 'fp16'); // (again: describe blocks may run alone)
+    writeFloat16Checkpoint(modelDir, mixedDir, 'mixed');
+    const fp32 = new Map<string, Outcome>();
+    const configs: [Shape, string, string][] = [
+      ['fp16', 'apt', 'unstructured'], ['fp16', 'apt', '2:4'], ['fp16', 'sparsegpt', 'unstructured'], ['fp16', 'sparsegpt', '2:4'],
+      ['mixed', 'sparsegpt', 'unstructured'], ['mixed', 'apt', '2:4'],
+    ];
+    for (const [shape, method, pattern] of configs) {
+      const tag = `${method}-${pattern.replace(':', 'of')}`;
+      if (!fp32.has(tag)) fp32.set(tag, await prune(modelDir, path.join(work, `fp32-${tag}`), method, pattern));
+      runs.set(`${shape} ${method} ${pattern}`, {
+        shape,
+        fp16: await prune(inputDir[shape], path.join(work, `${shape}-${tag}`), method, pattern),
+        fp32: fp32.get(tag) as Outcome,
+      });
     }
   });
 
@@ -159,7 +196,7 @@ describe('pruning the fp16 checkpoint through the pipeline (APT and SparseGPT, 5
     for (const [k, r] of runs) {
       const [d16, p16, d32, p32] = [ppl(r.fp16, 'dense'), ppl(r.fp16, 'pruned'), ppl(r.fp32, 'dense'), ppl(r.fp32, 'pruned')];
       const [l16, l32] = [r.fp16.finished.totals.loss as number, r.fp32.finished.totals.loss as number];
-      t.diagnostic(`${k.padEnd(22)} dense fp16 ${d16.toFixed(4)} fp32 ${d32.toFixed(4)} | pruned fp16 ${p16.toFixed(4)} fp32 ${p32.toFixed(4)} (${((p16 / p32 - 1) * 100).toFixed(2)}%) | loss fp16 ${l16.toExponential(4)} fp32 ${l32.toExponential(4)}`);
+      t.diagnostic(`${k.padEnd(28)} dense ${d16.toFixed(4)} fp32 ${d32.toFixed(4)} | pruned ${p16.toFixed(4)} fp32 ${p32.toFixed(4)} (${((p16 / p32 - 1) * 100).toFixed(2)}%) | loss ${l16.toExponential(4)} fp32 ${l32.toExponential(4)}`);
       assert.ok(Math.abs(d16 / d32 - 1) < 0.01, `${k}: dense ${d16} vs ${d32}`);
       assert.ok(Math.abs(p16 / p32 - 1) < 0.05, `${k}: pruned ${p16} vs ${p32}`);
       assert.ok(p16 > d16, `${k}: pruning costs perplexity`);
@@ -175,13 +212,12 @@ describe('pruning the fp16 checkpoint through the pipeline (APT and SparseGPT, 5
   });
 
   test('every output tensor keeps its input type (fp16 stays fp16)', () => {
-    const input = tensorTypes(fp16Dir);
-    for (const [k, r] of runs) assert.deepEqual(tensorTypes(r.fp16.finished.output), input, k);
+    for (const [k, r] of runs) assert.deepEqual(tensorTypes(r.fp16.finished.output), tensorTypes(inputDir[r.shape]), k);
   });
 
   test('targeted weights have exactly the pattern counted on the fp16 bits; every other tensor is bit-identical', () => {
-    const input = openOnnxCheckpoint(fp16Dir);
     for (const [k, r] of runs) {
+      const input = openOnnxCheckpoint(inputDir[r.shape]);
       const out = openOnnxCheckpoint(r.fp16.finished.output);
       const byLayer = new Map(r.fp16.pruned.map((e) => [e.layer, e]));
       const targeted = r.fp16.started.layers.filter((l) => l.target);
@@ -226,14 +262,14 @@ describe('pruning the fp16 checkpoint through the pipeline (APT and SparseGPT, 5
     }
   });
 
-  test('the pruned fp16 outputs load and run on the CPU provider (fp16 logits, all finite)', async () => {
+  test('the pruned outputs load and run on the CPU provider (logits of the input model\'s type, all finite)', async () => {
     const specs = inputSpecs(openOnnxCheckpoint(fp16Dir).model.graph.input, new Set());
     const ids = Int32Array.from({ length: 64 }, (_, i) => (i * 37) % 512);
     for (const [k, r] of runs) {
       const s = await ort.InferenceSession.create(path.join(r.fp16.finished.output, 'model.onnx'));
       try {
         const logits = (await s.run(causalLmFeeds(specs, [ids], k))).logits;
-        assert.equal(logits.type, 'float16', k);
+        assert.equal(logits.type, r.shape === 'fp16' ? 'float16' : 'float32', k);
         assert.ok(toFloat32(logits).every(Number.isFinite), `${k}: finite logits`);
       } finally {
         await s.release();

@@ -412,8 +412,10 @@ export function calibrationModel(plan: SegmentPlan, s: Segment | number, options
     const cols = layers[0].cols;
     const bad = layers.find((l) => l.cols !== cols);
     if (bad) throw new Error(`layers ${layers[0].name} and ${bad.name} read ${input} with ${cols} and ${bad.cols} columns`);
-    // MatMul and Gemm take both operands in one type: X has its weight's type.
-    const elem = layers[0].dataType;
+    // MatMul and Gemm take both operands in one type: X has its weight's type (the Cast's, for a widened weight).
+    const cast = layers[0].castNode === undefined ? undefined : plan.model.graph.node[layers[0].castNode];
+    const to = cast?.attribute.find((a) => a.name === 'to')?.i;
+    const elem = to === undefined ? layers[0].dataType : (Number(to) as DataType);
     let x = { name: input };
     if (elem !== DataType.FLOAT) x = b.op('Cast', [x], { to: DataType.FLOAT });
     const x2 = b.op('Reshape', [x, b.constant([-1n, BigInt(cols)], [2], DataType.INT64)]);
