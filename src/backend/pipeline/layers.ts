@@ -4,7 +4,7 @@
 // A prunable layer is a MatMul whose second input is a 2-D floating-point initializer (stored [in, out]),
 // or a Gemm whose B is one ([in, out], or [out, in] with transB=1). The initializer may reach the node through
 // a Cast (fp16 weights widened to float in the graph, as mixed-precision exporters write them); that Cast then
-// belongs to the layer's block, so the weight is fed where it is used. It is identified by the node that
+// belongs to the layer's block, so the weight is fed where it is used. A layer is identified by the node that
 // consumes the weight (`/model/layers.3/mlp/down_proj/MatMul` → `layers.3.mlp.down_proj`), never by the
 // initializer's name (exporters call those `onnx::MatMul_1234`). Embeddings are Gathers, so never layers.
 //
