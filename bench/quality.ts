@@ -48,6 +48,8 @@ const USAGE = `usage: node --import tsx bench/quality.ts [options]   (npm run be
   --nsamples N        calibration windows of the quality runs (default 128)
   --scale-methods a,b methods of the scale run (default ${DEFAULT_SCALE_METHODS}; "none" skips it)
   --scale-nsamples N  calibration windows of the scale run (default 16, seqlen 128)
+  --scale-hidden N    hidden size of the scale model (default 4096; heads = hidden / 128)
+  --scale-intermediate N  its MLP size (default 11008)
   --no-quality        skip the quality table
   --no-docs           print only; do not rewrite the section of docs/BENCHMARKS.md
   --threads N         onnxruntime intra-op threads (default 0 = one per core)
@@ -57,24 +59,24 @@ const USAGE = `usage: node --import tsx bench/quality.ts [options]   (npm run be
 // ---------------------------------------------------------------------------------------------------------
 // Scale model
 
-const SCALE_CONFIG: LlamaConfig = {
+const scaleConfig = (hidden: number, intermediate: number): LlamaConfig => ({
   model_type: 'llama',
-  hidden_size: 4096,
-  intermediate_size: 11008,
+  hidden_size: hidden,
+  intermediate_size: intermediate,
   num_hidden_layers: 2,
-  num_attention_heads: 32,
+  num_attention_heads: hidden / 128,
   vocab_size: 512,
   max_position_embeddings: 2048,
   tie_word_embeddings: false,
-};
+});
 const SCALE_SEQLEN = 128;
 const DATA_FILE = 'model.onnx_data';
 const ALIGN = 4096;
 
 /** Writes the model with every initializer of ≥ 1 KiB in model.onnx_data (external data, 4 KiB aligned). */
-function writeScaleModel(dir: string): { modelBytes: number; dataBytes: number; parameters: number } {
-  const weights = randomLlamaWeights(SCALE_CONFIG, 0);
-  const model = buildLlamaModel(SCALE_CONFIG, weights);
+function writeScaleModel(dir: string, config: LlamaConfig): { modelBytes: number; dataBytes: number; parameters: number } {
+  const weights = randomLlamaWeights(config, 0);
+  const model = buildLlamaModel(config, weights);
   weights.clear();
   const fd = openSync(path.join(dir, DATA_FILE), 'w');
   let offset = 0;
@@ -102,7 +104,7 @@ function writeScaleModel(dir: string): { modelBytes: number; dataBytes: number; 
   }
   const bytes = encodeModel(model);
   writeFileSync(path.join(dir, 'model.onnx'), bytes);
-  writeFileSync(path.join(dir, 'config.json'), JSON.stringify(SCALE_CONFIG, null, 2) + '\n');
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
   return { modelBytes: bytes.byteLength, dataBytes: offset, parameters };
 }
 
@@ -224,8 +226,8 @@ function qualityTables(rows: QualityRow[], methods: string[], patterns: string[]
   return out.join('\n');
 }
 
-function scaleTable(rows: ScaleResult[], info: string): string {
-  const out: string[] = [`${SCALE_HEADING} generated Llama, hidden 4096, intermediate 11008, 2 blocks`, '', info, ''];
+function scaleTable(rows: ScaleResult[], info: string, config: LlamaConfig): string {
+  const out: string[] = [`${SCALE_HEADING} generated Llama, hidden ${config.hidden_size}, intermediate ${config.intermediate_size}, 2 blocks`, '', info, ''];
   const nBlocks = Math.max(0, ...rows.map((r) => r.blocks.length));
   const blockCols = Array.from({ length: nBlocks }, (_, i) => `block ${i} s`);
   out.push(`| method | sparsity | ${blockCols.join(' | ')} | total s | peak RSS MiB | Σ layer loss |`);
@@ -267,6 +269,8 @@ async function main(): Promise<void> {
       nsamples: { type: 'string', default: '128' },
       'scale-methods': { type: 'string', default: DEFAULT_SCALE_METHODS },
       'scale-nsamples': { type: 'string', default: '16' },
+      'scale-hidden': { type: 'string', default: '4096' },
+      'scale-intermediate': { type: 'string', default: '11008' },
       'no-quality': { type: 'boolean', default: false },
       'no-docs': { type: 'boolean', default: false },
       threads: { type: 'string', default: '0' },
@@ -317,7 +321,8 @@ async function main(): Promise<void> {
     if (qualityRows.length >= planned && scaleRows.length >= scaleMethods.length) return '';
     return `**Partial results** (the run was stopped at the session deadline): ${qualityRows.length} of ${planned} quality runs and ${scaleRows.length} of ${scaleMethods.length} scale runs finished; missing cells show —.\n`;
   };
-  const render = () => [header, partial(), qualityRows.length ? qualityTables(qualityRows, methods, patterns) : '', scaleRows.length ? scaleTable(scaleRows, scaleInfo) : ''].filter(Boolean).join('\n');
+  const scale = scaleConfig(Number(a['scale-hidden']), Number(a['scale-intermediate']));
+  const render = () => [header, partial(), qualityRows.length ? qualityTables(qualityRows, methods, patterns) : '', scaleRows.length ? scaleTable(scaleRows, scaleInfo, scale) : ''].filter(Boolean).join('\n');
   const save = () => { if (!a['no-docs']) writeDocs(render(), scaleRows.length > 0); };
 
   if (scaleMethods.length) {
@@ -325,16 +330,16 @@ async function main(): Promise<void> {
     const dir = mkdtempSync(path.join(tmpdir(), 'prunekit-bench-scale-'));
     try {
       const t0 = performance.now();
-      const w = writeScaleModel(dir);
+      const w = writeScaleModel(dir, scale);
       const genSeconds = (performance.now() - t0) / 1000;
       // Random token ids: exactly nsamples windows of SCALE_SEQLEN (seeded LCG).
       const n = scaleNs * SCALE_SEQLEN;
       const ids: number[] = [];
       let s = 12345;
-      for (let i = 0; i < n; i++) { s = (Math.imul(s, 1103515245) + 12345) >>> 0; ids.push(s % SCALE_CONFIG.vocab_size); }
+      for (let i = 0; i < n; i++) { s = (Math.imul(s, 1103515245) + 12345) >>> 0; ids.push(s % scale.vocab_size); }
       const idsFile = path.join(dir, 'calibration-ids.json');
       writeFileSync(idsFile, JSON.stringify(ids));
-      scaleInfo = `${(w.parameters / 1e6).toFixed(0)}M parameters (fp32, model.onnx ${(w.modelBytes / 1024).toFixed(0)} KiB + ${DATA_FILE} ${mib(w.dataBytes)} MiB, random weights \`randomLlamaWeights(seed 0)\`, generated in ${genSeconds.toFixed(0)} s), 32 heads, vocab 512; calibration ${scaleNs} windows × ${SCALE_SEQLEN} random token ids (a .json id file), no evaluation; 50% unstructured. One child process per method: *peak RSS* is run.finished totals.peakRssBytes of that process; *block s* is block.finished seconds (calibration, pruning, propagation); *total s* includes writing the 1.6 GB output.`;
+      scaleInfo = `${(w.parameters / 1e6).toFixed(0)}M parameters (fp32, model.onnx ${(w.modelBytes / 1024).toFixed(0)} KiB + ${DATA_FILE} ${mib(w.dataBytes)} MiB, random weights \`randomLlamaWeights(seed 0)\`, generated in ${genSeconds.toFixed(0)} s), ${scale.num_attention_heads} heads, vocab 512; calibration ${scaleNs} windows × ${SCALE_SEQLEN} random token ids (a .json id file), no evaluation; 50% unstructured. One child process per method: *peak RSS* is run.finished totals.peakRssBytes of that process; *block s* is block.finished seconds (calibration, pruning, propagation); *total s* includes writing the ${mib(w.dataBytes)} MiB output.`;
       process.stderr.write(`scale model: ${scaleInfo}\n`);
       for (const m of scaleMethods) {
         const r = await forkScale(m, dir, idsFile, scaleNs, threads);

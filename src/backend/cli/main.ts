@@ -129,7 +129,11 @@ export function failureEvent(e: unknown): EventOf<'run.failed'> {
       'external-range': 'external-data-missing', 'missing-tokenizer': 'tokenizer-missing', 'output-exists': 'output-exists',
       'output-is-input': 'config-invalid', 'no-space': 'no-space',
     };
-    const hint = e.code === 'output-exists' ? 'pass --overwrite (or "overwrite": true) to replace it, or choose another --out' : undefined;
+    const hints: Partial<Record<string, string>> = {
+      'output-exists': 'pass --overwrite (or "overwrite": true) to replace it, or choose another --out',
+      'no-space': 'free space on the disk holding the output folder, or choose an output folder on another disk (--out)',
+    };
+    const hint = hints[e.code];
     return makeEvent('run.failed', { code: codes[e.code] ?? 'internal', message: e.message, ...(e.file ? { file: e.file } : {}), ...(hint ? { hint } : {}) });
   }
   const msg = e instanceof Error ? e.message : String(e);

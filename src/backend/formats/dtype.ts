@@ -184,3 +184,26 @@ export function float32ToBytes(t: DataType, values: Float32Array): Uint8Array {
     default: throw new RangeError(`${dataTypeName(t)} is not a floating-point type`);
   }
 }
+
+/**
+ * The values a tensor of type `t` stores for `values`, as float32 (so `float32ToBytes(t, ·)` of the result is
+ * exact and the bytes read back give the result again). A pruned weight is rounded with this once, where it is
+ * made, so the pipeline computes with, counts and writes the same numbers. With `keepNonZero`, a nonzero value
+ * that would round to ±0 becomes the smallest subnormal of its sign instead: a kept weight stays kept, and the
+ * sparsity pattern survives the narrower type exactly. FLOAT and DOUBLE return `values` itself.
+ */
+export function roundToType(t: DataType, values: Float32Array, opts: { keepNonZero?: boolean } = {}): Float32Array {
+  if (t === DataType.FLOAT || t === DataType.DOUBLE) return values; // float32 values are exact in both: no copy
+  if (t !== DataType.FLOAT16 && t !== DataType.BFLOAT16) throw new RangeError(`${dataTypeName(t)} is not a floating-point type`);
+  const half = t === DataType.FLOAT16;
+  const table = half ? halfTable() : undefined;
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Float32Array(values.length);
+  const o = new Uint32Array(out.buffer);
+  for (let i = 0; i < values.length; i++) {
+    let h = half ? floatBitsToHalfBits(bits[i]) : floatBitsToBf16Bits(bits[i]);
+    if (opts.keepNonZero && (h & 0x7fff) === 0 && (bits[i] & 0x7fffffff) !== 0) h |= 1;
+    o[i] = table ? table[h] : (h << 16) >>> 0;
+  }
+  return out;
+}

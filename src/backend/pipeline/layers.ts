@@ -2,7 +2,9 @@
 // belongs to.
 //
 // A prunable layer is a MatMul whose second input is a 2-D floating-point initializer (stored [in, out]),
-// or a Gemm whose B is one ([in, out], or [out, in] with transB=1). It is identified by the node that
+// or a Gemm whose B is one ([in, out], or [out, in] with transB=1). The initializer may reach the node through
+// a Cast (fp16 weights widened to float in the graph, as mixed-precision exporters write them); that Cast then
+// belongs to the layer's block, so the weight is fed where it is used. A layer is identified by the node that
 // consumes the weight (`/model/layers.3/mlp/down_proj/MatMul` → `layers.3.mlp.down_proj`), never by the
 // initializer's name (exporters call those `onnx::MatMul_1234`). Embeddings are Gathers, so never layers.
 //
@@ -36,7 +38,10 @@ export interface LinearLayer {
   layout: WeightLayout;
   /** The initializer's dims as stored ([cols, rows] for in_out, [rows, cols] for out_in). */
   weightDims: [number, number];
+  /** The weight's stored type (FLOAT16 for a widened fp16 weight). */
   dataType: DataType;
+  /** Index in `model.graph.node` of the Cast that widens the weight before the node reads it, if any. */
+  castNode?: number;
   /** The activation tensor the layer reads (any rank, last dimension = cols). */
   input: string;
   /** The tensor it writes. */
@@ -193,16 +198,27 @@ function tensorKind(t: TensorProto): string {
 /** Every MatMul/Gemm reading a 2-D initializer as its weight, with its shape and layout. */
 function linearCandidates(graph: GraphProto, order: number[]): Candidate[] {
   const inits = new Map(graph.initializer.map((t) => [t.name, t]));
-  // How many nodes (and graph outputs) read each initializer: a weight read elsewhere too cannot be pruned alone.
+  // How many nodes (and graph outputs) read each tensor: a weight read elsewhere too cannot be pruned alone.
   const readers = new Map<string, number>();
-  for (const node of graph.node) for (const t of new Set(nodeInputs(node))) if (inits.has(t)) readers.set(t, (readers.get(t) ?? 0) + 1);
-  for (const o of graph.output) if (inits.has(o.name)) readers.set(o.name, (readers.get(o.name) ?? 0) + 1);
+  for (const node of graph.node) for (const t of new Set(nodeInputs(node))) readers.set(t, (readers.get(t) ?? 0) + 1);
+  for (const o of graph.output) readers.set(o.name, (readers.get(o.name) ?? 0) + 1);
+  const producer = new Map<string, number>();
+  graph.node.forEach((n, i) => n.output.forEach((t) => t && producer.set(t, i)));
+  /** The initializer behind a Cast to a float type that only this node reads, and that Cast. */
+  const widened = (t: string): { w: TensorProto; cast: number } | undefined => {
+    const c = producer.get(t);
+    const cast = c === undefined ? undefined : graph.node[c];
+    if (!cast || cast.opType !== 'Cast' || !isDefaultDomain(cast) || !FLOAT_TYPES.has(intAttr(cast, 'to', 0)) || (readers.get(t) ?? 0) !== 1) return undefined;
+    const w = inits.get(cast.input[0]);
+    return w ? { w, cast: c as number } : undefined;
+  };
 
   const out: Candidate[] = [];
   for (const i of order) {
     const node = graph.node[i];
     if (!isDefaultDomain(node) || (node.opType !== 'MatMul' && node.opType !== 'Gemm')) continue;
-    const w = inits.get(node.input[1]);
+    const via = inits.has(node.input[1]) ? undefined : widened(node.input[1]);
+    const w = inits.get(node.input[1]) ?? via?.w;
     if (!w || w.dims.length !== 2) continue;
     const d0 = Number(w.dims[0]);
     const d1 = Number(w.dims[1]);
@@ -231,6 +247,7 @@ function linearCandidates(graph: GraphProto, order: number[]): Candidate[] {
         layout,
         weightDims: [d0, d1],
         dataType: w.dataType,
+        ...(via ? { castNode: via.cast } : {}),
         input: node.input[0],
         output: node.output[0],
       },
@@ -332,10 +349,14 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
         if (LM_HEAD_NAME.test(c.node.name)) reason = 'LM head (left dense by default)';
         else if (block === null) reason = 'outside every block (left dense by default, like the LM head)';
       }
+      if (!reason && block === null && c.layer.castNode !== undefined) reason = `weight ${c.layer.weight} is widened by a Cast outside every block (not supported)`;
       if (reason) skipped.push({ ...layer, block, reason });
       else {
         layers.push(layer);
-        if (block !== null) blocks[block].layers.push(name);
+        if (block !== null) {
+          blocks[block].layers.push(name);
+          if (c.layer.castNode !== undefined) nodeBlock[c.layer.castNode] = block;
+        }
       }
     }
   } else {
@@ -354,6 +375,7 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
       const k = blocks.length;
       blocks.push({ index: k, id: k, name, layers: [name] });
       nodeBlock[c.nodeIndex] = k;
+      if (c.layer.castNode !== undefined) nodeBlock[c.layer.castNode] = k;
       layers.push({ ...c.layer, name, block: k });
     }
     if (candidates.length) {

@@ -19,7 +19,7 @@ import { layerSelector, ResolvedConfig, unmatchedLayerPatterns } from '../../pro
 import { formatPattern } from '../../protocol/pruning';
 import { calibrationWindows, evaluationWindows, loadTokenizer, readTokens, TextTokenizer } from '../data/tokens';
 import { perplexity } from '../eval/perplexity';
-import { float32ToHalfBytes } from '../formats/dtype';
+import { float32ToHalfBytes, roundToType } from '../formats/dtype';
 import { OnnxCheckpoint, openOnnxCheckpoint, writeOnnxCheckpoint } from '../formats/onnxCheckpoint';
 import { pruneLayer } from '../methods';
 import { causalLmFeeds, inputSpecs } from '../models/inputs';
@@ -238,9 +238,9 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
     let blockLayers = 0;
     const current = new Map<string, Float32Array>(); // stored layout, what this block's propagate pass feeds
     for (const l of seg.layers) current.set(l.weight, dense(l));
-    const weightFeeds = (): Record<string, ort.Tensor> => {
+    const weightFeeds = (only?: Set<string>): Record<string, ort.Tensor> => {
       const f: Record<string, ort.Tensor> = {};
-      for (const l of seg.layers) f[l.weight] = weightTensor(current.get(l.weight) as Float32Array, l);
+      for (const l of seg.layers) if (!only || only.has(l.weight)) f[l.weight] = weightTensor(current.get(l.weight) as Float32Array, l);
       return f;
     };
 
@@ -248,26 +248,36 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
       // Hessians from the dense block on the (already pruned-upstream) inputs; none without calibration data
       // (magnitude alone).
       const sums = new Map<string, CalibrationSums>();
-      const cg = batches.length ? calibrationModel(plan, seg, { mapInitializer }) : null;
-      const ck = cg ? await engine.kernel(cg.model) : null;
-      for (const st of cg?.stats ?? []) sums.set(st.input, new CalibrationSums(st.cols));
-      const feedsW = weightFeeds();
-      const calibWeights = Object.fromEntries((cg?.weights ?? []).map((w) => [w, feedsW[w]]));
-      for (let b = 0; cg && ck && b < batches.length; b++) {
-        checkpoint();
-        const out = await runSegment(ck, cg.inputs, calibWeights, b);
-        for (const s of cg.stats) (sums.get(s.input) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length);
-        emit('calibration.progressed', { phase: 'hessian', block: seg.block, done: b + 1, total: batches.length });
-      }
+      const calibrate = async () => { // a scope of its own: the weight feeds do not outlive it
+        const cg = calibrationModel(plan, seg, { mapInitializer });
+        const ck = await engine.kernel(cg.model);
+        for (const st of cg.stats) sums.set(st.input, new CalibrationSums(st.cols));
+        const calibWeights = weightFeeds(new Set(cg.weights));
+        for (let b = 0; b < batches.length; b++) {
+          checkpoint();
+          const out = await runSegment(ck, cg.inputs, calibWeights, b);
+          for (const s of cg.stats) (sums.get(s.input) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length);
+          emit('calibration.progressed', { phase: 'hessian', block: seg.block, done: b + 1, total: batches.length });
+        }
+      };
+      if (batches.length) await calibrate();
+      // Each input's H is dropped after the last layer that reads it (q/k/v share one, gate/up another).
+      const lastReader = new Map<string, string>();
+      for (const l of seg.layers) if (select(l.name)) lastReader.set(l.input, l.name);
       for (const l of seg.layers) {
         const target = select(l.name);
         if (!target) continue;
         checkpoint();
         const s = sums.get(l.input);
-        const res = await pruneLayer(target.method, { name: l.name, rows: l.rows, cols: l.cols, W: toRowMajor(current.get(l.weight) as Float32Array, l), H: s?.hessian(), colNorm2: s?.colNorm2() }, {
+        if (lastReader.get(l.input) === l.name) sums.delete(l.input);
+        const W = toRowMajor(current.get(l.weight) as Float32Array, l);
+        current.delete(l.weight); // W is the dense weight now: no second copy while the method runs
+        const res = await pruneLayer(target.method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, {
           pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup,
         }, engine);
-        const stored = toStored(res.W, l);
+        // fp16/bf16 weights: pruned in fp32 (widened above), rounded to the stored type once, here, so the
+        // propagate pass, the zero count and the written checkpoint all see the same values and pattern.
+        const stored = roundToType(l.dataType, toStored(res.W, l), { keepNonZero: true });
         current.set(l.weight, stored);
         replacements.set(l.weight, stored);
         const z = Math.round(res.sparsity * res.W.length);

@@ -412,8 +412,10 @@ export function calibrationModel(plan: SegmentPlan, s: Segment | number, options
     const cols = layers[0].cols;
     const bad = layers.find((l) => l.cols !== cols);
     if (bad) throw new Error(`layers ${layers[0].name} and ${bad.name} read ${input} with ${cols} and ${bad.cols} columns`);
-    // MatMul and Gemm take both operands in one type: X has its weight's type.
-    const elem = layers[0].dataType;
+    // MatMul and Gemm take both operands in one type: X has its weight's type (the Cast's, for a widened weight).
+    const cast = layers[0].castNode === undefined ? undefined : plan.model.graph.node[layers[0].castNode];
+    const to = cast?.attribute.find((a) => a.name === 'to')?.i;
+    const elem = to === undefined ? layers[0].dataType : (Number(to) as DataType);
     let x = { name: input };
     if (elem !== DataType.FLOAT) x = b.op('Cast', [x], { to: DataType.FLOAT });
     const x2 = b.op('Reshape', [x, b.constant([-1n, BigInt(cols)], [2], DataType.INT64)]);
@@ -460,6 +462,8 @@ export class CalibrationSums {
   readonly xtx: Float32Array;
   readonly colSq: Float64Array;
   sequences = 0;
+  /** hessian() has scaled xtx in place. */
+  private scaled = false;
 
   constructor(readonly cols: number) {
     this.xtx = new Float32Array(cols * cols);
@@ -469,15 +473,21 @@ export class CalibrationSums {
   /** Adds one batch's XᵀX and Σx² (from the calibration variant) for `sequences` sequences. */
   add(xtx: Float32Array, colSq: Float32Array, sequences: number): void {
     if (xtx.length !== this.xtx.length || colSq.length !== this.cols) throw new Error(`calibration sums: expected ${this.cols} columns`);
+    if (this.scaled) throw new Error('calibration sums: add() after hessian()');
     for (let i = 0; i < xtx.length; i++) this.xtx[i] += xtx[i];
     for (let j = 0; j < this.cols; j++) this.colSq[j] += colSq[j];
     this.sequences += sequences;
   }
 
-  /** (cols, cols) H = (2/N)·Σ XᵀX. */
+  /** (cols, cols) H = (2/N)·Σ XᵀX. The first call scales the sums in place (H can be cols² × 4 bytes: no copy);
+   *  later calls return the same array, so layers sharing an input share one H (methods never modify it). */
   hessian(): Float32Array {
-    const a = 2 / this.sequences;
-    return this.xtx.map((v) => v * a);
+    if (!this.scaled) {
+      const a = 2 / this.sequences;
+      for (let i = 0; i < this.xtx.length; i++) this.xtx[i] *= a;
+      this.scaled = true;
+    }
+    return this.xtx;
   }
 
   /** (cols) (1/N)·Σ_tokens x_j². */
