@@ -160,7 +160,13 @@ export class HfCheckpoint implements Checkpoint {
     }
     const dtypes = new Map<string, number>();
     const weights = new Map<string, TensorRef>();
-    const shapes = family.tensorShapes(config);
+    const stored = new Set(entries.keys());
+    let shapes: Map<string, number[]>;
+    try {
+      shapes = family.tensorShapes(config, stored);
+    } catch (e) {
+      throw new CheckpointError('unsupported-model', `${configFile}: ${(e as Error).message}`, configFile, { cause: e });
+    }
     for (const [name] of shapes) {
       const e = entries.get(name);
       if (!e) continue; // the builder names what is missing
@@ -190,7 +196,7 @@ export class HfCheckpoint implements Checkpoint {
       });
     }
     try {
-      this.model = family.build(config, weights);
+      this.model = family.build(config, weights, stored);
     } catch (e) {
       throw new CheckpointError('corrupt-model', `${this.path}: ${(e as Error).message}`, this.path, { cause: e });
     }

@@ -4,14 +4,15 @@
 
 import type { ModelProto } from '../onnx/proto';
 import { buildLlamaModel, LlamaConfig, llamaTensorShapes, LlamaWeights } from './llama';
+import { buildOptModel, OptConfig, optTensorShapes } from './opt';
 
 export interface HfFamily {
   /** The builder's name (`llama` serves llama, mistral and qwen2). */
   builder: string;
-  /** Every tensor the graph reads, with its dims ([out, in] for Linear weights). */
-  tensorShapes(config: Record<string, unknown>): Map<string, number[]>;
+  /** Every tensor the graph reads, with its dims ([out, in] for Linear weights); `stored` = the checkpoint's names. */
+  tensorShapes(config: Record<string, unknown>, stored: ReadonlySet<string>): Map<string, number[]>;
   /** The graph; `weights` hold every tensor of tensorShapes (typically references into the checkpoint files). */
-  build(config: Record<string, unknown>, weights: LlamaWeights): ModelProto;
+  build(config: Record<string, unknown>, weights: LlamaWeights, stored: ReadonlySet<string>): ModelProto;
 }
 
 const LLAMA: HfFamily = {
@@ -20,10 +21,20 @@ const LLAMA: HfFamily = {
   build: (config, weights) => buildLlamaModel(config as unknown as LlamaConfig, weights, { layout: 'out_in' }),
 };
 
+/** OPT checkpoints saved from OPTModel (facebook/opt-*) name tensors `decoder.…`, those from OPTForCausalLM `model.decoder.…`. */
+const optPrefix = (stored: ReadonlySet<string>): string => (stored.has('decoder.embed_tokens.weight') ? '' : 'model.');
+
+const OPT: HfFamily = {
+  builder: 'opt',
+  tensorShapes: (config, stored) => optTensorShapes(config as unknown as OptConfig, optPrefix(stored)),
+  build: (config, weights, stored) => buildOptModel(config as unknown as OptConfig, weights, optPrefix(stored)),
+};
+
 const FAMILIES: Readonly<Record<string, HfFamily>> = {
   llama: LLAMA,
   mistral: LLAMA,
   qwen2: LLAMA,
+  opt: OPT,
 };
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = Object.keys(FAMILIES);
