@@ -21,7 +21,7 @@ import { CheckpointError } from '../src/backend/formats/errors';
 import { HfCheckpoint, isHfFolder, openHfCheckpoint, WIDENED_LOCATION } from '../src/backend/formats/hfCheckpoint';
 import { encodeSafetensors, MAX_HEADER_BYTES, readSafetensorsHeader, readTensorBytes, readTensorFloat32 } from '../src/backend/formats/safetensors';
 import { rowPool } from '../src/backend/methods/rowKernels';
-import { buildLlamaModel, LlamaConfig, LlamaTensor } from '../src/backend/models/llama';
+import { buildLlamaModel, LlamaConfig, LlamaTensor, randomLlamaWeights } from '../src/backend/models/llama';
 import { inputSpecs } from '../src/backend/models/inputs';
 import { Engine } from '../src/backend/onnx/session';
 import { discoverLayers } from '../src/backend/pipeline/layers';
@@ -29,6 +29,8 @@ import { runPrune } from '../src/backend/pipeline/run';
 import { resolveConfig } from '../src/protocol/config';
 import { Event, EventOf } from '../src/protocol/events';
 import { writeHfFolder } from './helpers/hfFolder';
+import { referenceForward } from './helpers/llamaReference';
+import { Rng } from './helpers/reference';
 import { readSafetensorsF32 } from './helpers/safetensors';
 
 const repoRoot = path.resolve(__dirname, '..');
@@ -440,4 +442,47 @@ describe('generated bf16 and sharded folders', () => {
     rmSync(indexFile);
     assert.ok(!isHfFolder(dir), 'shards without an index or model.safetensors are not a checkpoint folder');
   });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+
+describe('Llama family from generated folders: qwen2, mistral, rope_scaling', () => {
+  const small = { hidden_size: 48, intermediate_size: 80, num_hidden_layers: 2, num_attention_heads: 6, num_key_value_heads: 2, vocab_size: 96, max_position_embeddings: 64, rms_norm_eps: 1e-6, initializer_range: 0.15 };
+  const variants: { what: string; config: LlamaConfig }[] = [
+    { what: 'qwen2 (q/k/v biases, no o_proj bias, theta 1e6, untied, sliding window off)', config: { ...small, model_type: 'qwen2', rope_theta: 1e6, tie_word_embeddings: false, sliding_window: 32, use_sliding_window: false } },
+    { what: 'mistral (GQA, tied, no sliding window)', config: { ...small, model_type: 'mistral', rope_theta: 1e4, tie_word_embeddings: true, sliding_window: null } },
+    { what: 'llama (rope_scaling linear ×4, attention and MLP biases)', config: { ...small, model_type: 'llama', rope_theta: 500, rope_scaling: { type: 'linear', factor: 4 }, attention_bias: true, mlp_bias: true } },
+  ];
+  const S = 12;
+  const ids = [Array.from({ length: S }, (_, i) => (i * 37 + 5) % 96), Array.from({ length: S }, (_, i) => (i * 11 + 3) % 96)];
+  const mask = [Array(S).fill(1), [0, 0, 0, ...Array(S - 3).fill(1)]];
+
+  for (const [k, v] of variants.entries()) {
+    test(`${v.what}: logits match the float64 forward`, async () => {
+      const W = randomLlamaWeights(v.config, k);
+      const rng = new Rng(20 + k);
+      for (const [name, t] of W) {
+        if (name.endsWith('.bias')) t.data.forEach((_, i) => { t.data[i] = 0.1 * rng.normal(); });
+        if (name.endsWith('norm.weight')) t.data.forEach((_, i) => { t.data[i] = 1 + 0.3 * rng.normal(); });
+      }
+      const dir = path.join(work, `family-${k}`);
+      writeHfFolder(dir, v.config as unknown as Record<string, unknown>, [...W].map(([name, t]) => ({ name, dims: t.dims, data: t.data })));
+      const ckpt = openCheckpoint(dir) as HfCheckpoint;
+      if (v.config.model_type === 'qwen2') {
+        assert.ok(ckpt.entries.has('model.layers.0.self_attn.q_proj.bias') && !ckpt.entries.has('model.layers.0.self_attn.o_proj.bias'));
+      }
+      const got = await logitsOf(ckpt, ids, mask);
+      const ref = referenceForward(v.config, W, ids, mask);
+      let worst = 0;
+      let scale = 0;
+      for (let i = 0; i < ref.length; i++) {
+        if (Number.isNaN(ref[i])) continue;
+        worst = Math.max(worst, Math.abs(got[i] - ref[i]));
+        scale = Math.max(scale, Math.abs(ref[i]));
+      }
+      console.log(`${v.config.model_type}: max |Δlogit| ${worst.toExponential(2)} at logit scale ${scale.toFixed(2)}`);
+      assert.ok(scale > 0.5, `logits too small to test anything (${scale})`);
+      assert.ok(worst < 1e-4 * scale, `max |Δ| ${worst}`);
+    });
+  }
 });
