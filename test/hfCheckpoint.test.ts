@@ -7,6 +7,7 @@
 //   node --import tsx --test test/hfCheckpoint.test.ts
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import * as os from 'node:os';
@@ -250,6 +251,17 @@ describe('Hugging Face Llama fixtures', () => {
     });
   }
 
+  test('CLI: prune --json on the Mamba folder ends with run.failed checkpoint-invalid naming model_type and config.json', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'backend', 'cli', 'main.ts'), 'prune', path.join(fixtures, 'stories-mamba-hf'), '--json', '--method', 'magnitude', '--out', path.join(work, 'mamba-out')], { cwd: repoRoot, encoding: 'utf8' });
+    assert.equal(r.status, 1, r.stderr);
+    const last = JSON.parse(r.stdout.trim().split('\n').pop() as string) as EventOf<'run.failed'>;
+    assert.equal(last.type, 'run.failed');
+    assert.equal(last.code, 'checkpoint-invalid');
+    assert.match(last.message, /model_type 'mamba' is not supported; supported model types: llama, mistral, qwen2, opt/);
+    assert.match(last.file ?? '', /stories-mamba-hf\/config\.json$/);
+    assert.ok(!existsSync(path.join(work, 'mamba-out')));
+  });
+
   test('any other model_type: an error naming it and the supported ones (the Mamba fixture)', () => {
     const mamba = path.join(fixtures, 'stories-mamba-hf');
     assert.throws(() => openCheckpoint(mamba), (e: Error) => {
@@ -440,7 +452,8 @@ describe('generated bf16 and sharded folders', () => {
     writeFileSync(indexFile, JSON.stringify({ weight_map: { ...index.weight_map, extra: 'model-00003-of-00003.safetensors' } }));
     assert.throws(() => openCheckpoint(dir), (e: Error) => e instanceof CheckpointError && e.code === 'missing-external-data' && /model-00003-of-00003\.safetensors .*does not exist/.test(e.message));
     rmSync(indexFile);
-    assert.ok(!isHfFolder(dir), 'shards without an index or model.safetensors are not a checkpoint folder');
+    assert.ok(isHfFolder(dir));
+    assert.throws(() => openCheckpoint(dir), (e: Error) => e instanceof CheckpointError && e.code === 'missing-model' && /no model\.safetensors and no model\.safetensors\.index\.json in .*bad-index/.test(e.message));
   });
 });
 

@@ -46,12 +46,12 @@ function isFile(p: string): boolean {
   }
 }
 
-/** A folder with config.json and model.safetensors (or its index), and no .onnx model of its own. */
+/** A folder with config.json and no ONNX model (no .onnx file in it, no onnx/model.onnx as Optimum lays them out):
+ *  a Hugging Face checkpoint, whose safetensors files openHfCheckpoint then requires. */
 export function isHfFolder(dir: string): boolean {
   try {
     if (!statSync(dir).isDirectory()) return false;
-    if (!isFile(path.join(dir, CONFIG_FILE))) return false;
-    if (!isFile(path.join(dir, SINGLE_FILE)) && !isFile(path.join(dir, INDEX_FILE))) return false;
+    if (!isFile(path.join(dir, CONFIG_FILE)) || isFile(path.join(dir, 'onnx', 'model.onnx'))) return false;
     return !readdirSync(dir).some((f) => f.toLowerCase().endsWith('.onnx'));
   } catch {
     return false;
@@ -256,7 +256,11 @@ export function openHfCheckpoint(dir: string, opts: HfOpenOptions = {}): HfCheck
   const configFile = path.join(abs, CONFIG_FILE);
   if (!isFile(configFile)) throw new CheckpointError('missing-model', `no ${CONFIG_FILE} in ${abs}: not a Hugging Face checkpoint folder`, abs);
   if (!isFile(path.join(abs, SINGLE_FILE)) && !isFile(path.join(abs, INDEX_FILE))) {
-    throw new CheckpointError('missing-model', `no ${SINGLE_FILE} and no ${INDEX_FILE} in ${abs}: only safetensors checkpoints are read`, abs);
+    throw new CheckpointError(
+      'missing-model',
+      `no ${SINGLE_FILE} and no ${INDEX_FILE} in ${abs}: only safetensors Hugging Face checkpoints are read (save the model with safe_serialization=True)`,
+      abs,
+    );
   }
   const config = readJson(configFile, 'the model config');
   if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new CheckpointError('corrupt-model', `${configFile}: not a JSON object`, configFile);
