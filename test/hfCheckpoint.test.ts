@@ -19,7 +19,7 @@ import { perplexity } from '../src/backend/eval/perplexity';
 import { Checkpoint, openCheckpoint } from '../src/backend/formats/checkpoint';
 import { bf16BytesToFloat32, float32ToBf16Bytes } from '../src/backend/formats/dtype';
 import { CheckpointError } from '../src/backend/formats/errors';
-import { HfCheckpoint, isHfFolder, openHfCheckpoint, WIDENED_LOCATION } from '../src/backend/formats/hfCheckpoint';
+import { HfCheckpoint, isHfFolder, openHfCheckpoint, WIDENED_LOCATION, writeHfCheckpoint } from '../src/backend/formats/hfCheckpoint';
 import { encodeSafetensors, MAX_HEADER_BYTES, readSafetensorsHeader, readTensorBytes, readTensorFloat32 } from '../src/backend/formats/safetensors';
 import { rowPool } from '../src/backend/methods/rowKernels';
 import { buildLlamaModel, LlamaConfig, LlamaTensor, randomLlamaWeights } from '../src/backend/models/llama';
@@ -439,6 +439,23 @@ describe('generated bf16 and sharded folders', () => {
       }
     });
   }
+
+  test('a failure or a cancel in the middle of a write leaves no output and no temporary folder', async () => {
+    const ckpt = openHfCheckpoint(src);
+    const out = path.join(work, 'interrupted');
+    const leftovers = () => readdirSync(work).filter((f) => f.startsWith('interrupted'));
+    await assert.rejects(
+      writeHfCheckpoint(ckpt, out, new Map(), { chunkSize: 65536, hooks: { afterChunk: (_f, n) => { if (n > 200_000) throw new Error('disk on fire'); } } }),
+      (e: Error) => e instanceof CheckpointError && e.code === 'write-failed' && /interrupted.*model\.safetensors: disk on fire/.test(e.message),
+    );
+    assert.deepEqual(leftovers(), []);
+    const abort = new AbortController();
+    await assert.rejects(
+      writeHfCheckpoint(ckpt, out, new Map(), { chunkSize: 65536, signal: abort.signal, hooks: { afterChunk: () => abort.abort() } }),
+      (e: Error) => e instanceof CheckpointError && e.code === 'cancelled',
+    );
+    assert.deepEqual(leftovers(), []);
+  });
 
   test('index problems name the index and the tensor', () => {
     const dir = path.join(work, 'bad-index');
