@@ -19,7 +19,7 @@
 import { copyFile, writeFile } from 'node:fs/promises';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { hfFamily } from '../models/hf';
+import { HfFamily, hfFamily } from '../models/hf';
 import type { TensorRef } from '../models/llama';
 import { DataType, encodeModel, ModelProto } from '../onnx/proto';
 import type { ModelSource } from '../onnx/session';
@@ -152,7 +152,7 @@ export class HfCheckpoint implements Checkpoint {
   ) {
     this.path = dir;
     const configFile = path.join(this.path, CONFIG_FILE);
-    let family;
+    let family: HfFamily;
     try {
       family = hfFamily(config.model_type, configFile);
     } catch (e) {
