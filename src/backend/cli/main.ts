@@ -7,7 +7,8 @@ import { parseArgs } from 'node:util';
 import { ConfigError, parseConfigText, resolveConfig } from '../../protocol/config';
 import { Event, EventOf, formatEvent, makeEvent } from '../../protocol/events';
 import { DataError, mulberry32 } from '../data/tokens';
-import { CheckpointError, openOnnxCheckpoint } from '../formats/onnxCheckpoint';
+import { openCheckpoint } from '../formats/checkpoint';
+import { CheckpointError } from '../formats/onnxCheckpoint';
 import { PruneError } from '../methods/types';
 import { buildLlamaModel, randomLlamaWeights } from '../models/llama';
 import { encodeModel } from '../onnx/proto';
@@ -18,7 +19,8 @@ import { inputSpecs } from '../models/inputs';
 const USAGE = `usage: prunekit <command> [options]
 
 commands:
-  prune <checkpoint>   prune an ONNX checkpoint (a .onnx file or a folder holding model.onnx)
+  prune <checkpoint>   prune a checkpoint: ONNX (a .onnx file or a folder holding model.onnx) or a Hugging Face
+                       folder (config.json + safetensors; llama, mistral, qwen2, opt), written back in its own format
   inspect <checkpoint> list its blocks, prunable layers (with shapes) and model inputs
   demo                 generate a small random Llama-shaped ONNX model and prune it with APT (takes the prune options)
 
@@ -125,7 +127,7 @@ export function failureEvent(e: unknown): EventOf<'run.failed'> {
   if (e instanceof PruneError) return makeEvent('run.failed', { code: e.field === 'H' ? 'numerical' : 'internal', message: e.message, layer: e.layer });
   if (e instanceof CheckpointError) {
     const codes: Record<string, EventOf<'run.failed'>['code']> = {
-      'missing-model': 'checkpoint-not-found', 'corrupt-model': 'checkpoint-invalid', 'missing-external-data': 'external-data-missing',
+      'missing-model': 'checkpoint-not-found', 'corrupt-model': 'checkpoint-invalid', 'unsupported-model': 'checkpoint-invalid', 'unsupported-dtype': 'checkpoint-invalid', 'missing-external-data': 'external-data-missing',
       'external-range': 'external-data-missing', 'missing-tokenizer': 'tokenizer-missing', 'output-exists': 'output-exists',
       'output-is-input': 'config-invalid', 'no-space': 'no-space',
     };
@@ -220,11 +222,12 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
 }
 
 async function inspect(checkpoint: string, f: Flags): Promise<number> {
-  const ckpt = openOnnxCheckpoint(checkpoint);
+  const ckpt = openCheckpoint(checkpoint);
   const d = discoverLayers(ckpt.model);
   const inputs = inputSpecs(ckpt.model.graph.input, new Set(ckpt.model.graph.initializer.map((t) => t.name)));
   const info = {
-    model: ckpt.modelPath,
+    model: ckpt.path,
+    format: ckpt.format,
     tokenizer: ckpt.tokenizerPath ?? null,
     inputs: inputs.map((i) => ({ name: i.name, dims: i.dims })),
     blockPattern: d.pattern,

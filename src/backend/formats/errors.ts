@@ -4,6 +4,7 @@
 export type CheckpointErrorCode =
   | 'missing-model'
   | 'corrupt-model'
+  | 'unsupported-model'
   | 'missing-external-data'
   | 'external-range'
   | 'missing-tokenizer'

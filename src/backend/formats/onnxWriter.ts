@@ -4,12 +4,12 @@
 // The folder is built under `<out>.tmp-<pid>` and renamed into place when complete; a failure or a cancel removes
 // the temporary folder and leaves any previous output as it was. The input is only ever read.
 
-import { lstatSync, readdirSync, realpathSync } from 'node:fs';
-import { copyFile, FileHandle, mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { encodeModelParts, TensorProto } from '../onnx/proto';
+import { checkExistingOutput, checkNotInput, WriteHooks, writeFolder } from './atomicFolder';
 import { byteLengthOf, dataTypeName, float32ToBytes, isFloatType } from './dtype';
-import { CheckpointError, errnoCode } from './errors';
+import { CheckpointError } from './errors';
 import { MODEL_FILE, OnnxCheckpoint, openOnnxCheckpoint } from './onnxReader';
 import { DEFAULT_CHUNK_SIZE } from './rangeReader';
 import { DATA_LOCATION_EXTERNAL, elementCount, forEachTensor, inlineBytes, isExternal, mapTensors } from './tensors';
@@ -24,12 +24,7 @@ export const EXTERNAL_MIN_BYTES = 1024;
 const ALIGN_THRESHOLD = 1024 * 1024;
 const ALIGNMENT = 64 * 1024;
 
-export interface WriteHooks {
-  /** Called after each chunk written into the temporary folder. Throwing aborts the write (tests inject failures here). */
-  afterChunk?(file: string, bytesWrittenToFile: number): void | Promise<void>;
-  /** Called when everything is in the temporary folder, just before it is renamed into place. */
-  beforeCommit?(tmpDir: string): void | Promise<void>;
-}
+export type { WriteHooks } from './atomicFolder';
 
 export interface WriteOptions {
   /** Replace an existing output folder (only one that is empty or holds a model.onnx). Default false. */
@@ -85,30 +80,6 @@ function withoutData(t: TensorProto): TensorProto {
   return copy;
 }
 
-/** True when `inner` is `outer` or inside it. */
-function isWithin(outer: string, inner: string): boolean {
-  const rel = path.relative(outer, inner);
-  return rel === '' || (!path.isAbsolute(rel) && rel !== '..' && !rel.startsWith(`..${path.sep}`));
-}
-
-function realOrResolved(p: string): string {
-  try {
-    return realpathSync(p);
-  } catch {
-    const parent = path.dirname(p);
-    return parent === p ? p : path.join(realOrResolved(parent), path.basename(p));
-  }
-}
-
-function exists(p: string): boolean {
-  try {
-    lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Writes `src` with the initializers in `replacements` (name → float32 values, converted to the initializer's own
  * type) to the new folder `outDir`. See WriteOptions for external data and overwriting.
@@ -146,14 +117,8 @@ export async function writeOnnxCheckpoint(
       throw new RangeError(`extra output file name '${name}' must be a plain file name other than ${MODEL_FILE} and ${DATA_FILE}`);
     }
   }
-  const realOut = realOrResolved(out);
-  const inputs = [ckpt.modelPath, ...ckpt.externalFiles, ...ckpt.sideFiles.values()].map(realOrResolved);
-  for (const p of inputs) {
-    if (isWithin(realOut, p)) {
-      throw new CheckpointError('output-is-input', `output folder ${out} would replace the input (${p}): choose a new folder`, out);
-    }
-  }
-  checkExistingOutput(out, !!opts.overwrite);
+  checkNotInput(out, [ckpt.modelPath, ...ckpt.externalFiles, ...ckpt.sideFiles.values()]);
+  checkExistingOutput(out, !!opts.overwrite, MODEL_FILE);
 
   // --- Plan: which tensors go to the data file, and the output model.
   const mainInits = new Set(ckpt.model.graph.initializer);
@@ -231,20 +196,12 @@ export async function writeOnnxCheckpoint(
     return t; // unchanged: re-encoded from the same raw bytes / typed values
   });
 
-  // --- Write into the temporary folder.
-  const tmp = `${out}.tmp-${process.pid}`;
-  const warnings: string[] = [];
-  let current = tmp;
-  const sink = new Sink(out, chunkSize, opts.signal, opts.hooks);
-  try {
-    await rm(tmp, { recursive: true, force: true });
-    await mkdir(path.dirname(out), { recursive: true });
-    await mkdir(tmp);
-
+  // --- Write into the temporary folder, then rename it into place.
+  const folderOpts = { overwrite: !!opts.overwrite, marker: MODEL_FILE, chunkSize, signal: opts.signal, hooks: opts.hooks };
+  const { result, warnings } = await writeFolder(out, folderOpts, async (tmp, sink) => {
     let dataPath: string | undefined;
     if (externalOut) {
-      current = path.join(tmp, DATA_FILE);
-      await sink.file(current, opts.fsync !== false, async (write) => {
+      await sink.file(path.join(tmp, DATA_FILE), opts.fsync !== false, async (write) => {
         let at = 0;
         for (const e of entries) {
           if (e.offset > at) await write(new Uint8Array(e.offset - at));
@@ -258,151 +215,30 @@ export async function writeOnnxCheckpoint(
       });
       dataPath = path.join(out, DATA_FILE);
     }
-
-    current = path.join(tmp, MODEL_FILE);
-    const modelBytes = await sink.file(current, opts.fsync !== false, async (write) => {
+    const modelBytes = await sink.file(path.join(tmp, MODEL_FILE), opts.fsync !== false, async (write) => {
       for (const part of encodeModelParts(outModel)) await write(part);
     });
-
     const files: string[] = [];
     for (const [name, from] of ckpt.sideFiles) {
-      current = path.join(tmp, name);
-      await copyFile(from, current);
+      sink.current = path.join(tmp, name);
+      await copyFile(from, sink.current);
       files.push(name);
     }
     for (const [name, contents] of Object.entries(opts.extraFiles ?? {})) {
-      current = path.join(tmp, name);
-      await writeFile(current, contents);
+      sink.current = path.join(tmp, name);
+      await writeFile(sink.current, contents);
       if (!files.includes(name)) files.push(name);
     }
-    sink.checkCancel();
-    current = tmp;
-    await opts.hooks?.beforeCommit?.(tmp);
-    sink.checkCancel();
-
-    // --- Commit: rename into place, swapping out a previous output only now.
-    current = out;
-    checkExistingOutput(out, !!opts.overwrite);
-    let old: string | undefined;
-    if (exists(out)) {
-      old = `${out}.old-${process.pid}`;
-      await rm(old, { recursive: true, force: true });
-      await rename(out, old);
-    }
-    try {
-      await rename(tmp, out);
-    } catch (e) {
-      if (old) await rename(old, out);
-      throw e;
-    }
-    if (old) {
-      try {
-        await rm(old, { recursive: true, force: true });
-      } catch (e) {
-        warnings.push(`the previous output was moved to ${old} but could not be removed: ${(e as Error).message}`);
-      }
-    }
-    return {
-      dir: out,
-      modelPath: path.join(out, MODEL_FILE),
-      dataPath,
-      modelBytes,
-      dataBytes: externalOut ? dataBytes : 0,
-      replaced,
-      files,
-      warnings,
-    };
-  } catch (e) {
-    await sink.closeAll();
-    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
-    throw writeError(e, current, out);
-  }
-}
-
-/** Refuses an existing output unless overwriting, and then only a folder that looks like a written checkpoint. */
-function checkExistingOutput(out: string, overwrite: boolean): void {
-  let st;
-  try {
-    st = lstatSync(out);
-  } catch {
-    return;
-  }
-  if (!overwrite) {
-    throw new CheckpointError('output-exists', `output folder ${out} already exists: choose another output, or overwrite it (--overwrite)`, out);
-  }
-  if (!st.isDirectory()) {
-    throw new CheckpointError('output-exists', `cannot overwrite ${out}: it is not a folder`, out);
-  }
-  let entries: string[] = [];
-  try {
-    entries = readdirSync(out);
-  } catch {
-    // unreadable: treated as not holding a model
-  }
-  if (entries.length > 0 && !entries.includes(MODEL_FILE)) {
-    throw new CheckpointError(
-      'output-exists',
-      `refusing to overwrite ${out}: it is not empty and holds no ${MODEL_FILE}, so it does not look like a model folder this tool wrote`,
-      out,
-    );
-  }
-}
-
-function writeError(e: unknown, file: string, out: string): CheckpointError {
-  if (e instanceof CheckpointError) return e;
-  const code = errnoCode(e);
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new CheckpointError('no-space', `no space left on the device while writing ${file} (output ${out} not written)`, file, { cause: e });
-  }
-  return new CheckpointError('write-failed', `writing ${out} failed at ${file}: ${(e as Error)?.message ?? String(e)}`, file, { cause: e });
-}
-
-/** Writes files in bounded chunks, with cancel checks and hooks between chunks; tracks open handles for cleanup. */
-class Sink {
-  private readonly open = new Set<FileHandle>();
-
-  constructor(
-    private readonly out: string,
-    private readonly chunkSize: number,
-    private readonly signal: AbortSignal | undefined,
-    private readonly hooks: WriteHooks | undefined,
-  ) {}
-
-  checkCancel(): void {
-    if (this.signal?.aborted) {
-      throw new CheckpointError('cancelled', `writing ${this.out} was cancelled; its temporary folder is removed and nothing was written`, this.out);
-    }
-  }
-
-  /** Creates `file`, lets `body` write to it, syncs and closes it; returns the bytes written. */
-  async file(file: string, fsync: boolean, body: (write: (bytes: Uint8Array) => Promise<void>) => Promise<void>): Promise<number> {
-    this.checkCancel();
-    const fh = await open(file, 'wx');
-    this.open.add(fh);
-    let written = 0;
-    const write = async (bytes: Uint8Array): Promise<void> => {
-      for (let at = 0; at < bytes.length; ) {
-        const piece = bytes.subarray(at, Math.min(bytes.length, at + this.chunkSize));
-        let done = 0;
-        while (done < piece.length) {
-          const { bytesWritten } = await fh.write(piece, done, piece.length - done);
-          done += bytesWritten;
-        }
-        at += piece.length;
-        written += piece.length;
-        this.checkCancel();
-        await this.hooks?.afterChunk?.(file, written);
-      }
-    };
-    await body(write);
-    if (fsync) await fh.sync();
-    this.open.delete(fh);
-    await fh.close();
-    return written;
-  }
-
-  async closeAll(): Promise<void> {
-    for (const fh of this.open) await fh.close().catch(() => undefined);
-    this.open.clear();
-  }
+    return { dataPath, modelBytes, files };
+  });
+  return {
+    dir: out,
+    modelPath: path.join(out, MODEL_FILE),
+    dataPath: result.dataPath,
+    modelBytes: result.modelBytes,
+    dataBytes: externalOut ? dataBytes : 0,
+    replaced,
+    files: result.files,
+    warnings,
+  };
 }

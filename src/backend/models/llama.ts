@@ -30,8 +30,14 @@
 // Sin, LessOrEqual, And, Where, Softmax, Sigmoid, Shape, Gather). The 5-D attention MatMuls broadcast the
 // key/value heads over their query group instead of materializing repeat_kv.
 //
-// Weights are inlined as raw_data (the model lives in memory). Models over 2 GB need external data, which
-// the Hugging Face front end (issue 5) will add by pointing initializers into the safetensors files.
+// Two weight layouts (BuildLlamaOptions.layout):
+//  - 'in_out' (default): the exporter's, described above; weights are copied (projections transposed) and
+//    inlined as raw_data;
+//  - 'out_in': HF's own [out, in] layout, so a weight can be REFERENCED where it is stored (a TensorRef, e.g.
+//    ONNX external data pointing into a safetensors file) instead of copied. Each projection is a
+//    Gemm(transB=1) (the pipeline's layer discovery reads it as an [out, in] layer), initializers carry the HF
+//    tensor names unchanged, the residual stream is 2-D [batch·seq, hidden] (Gemm is 2-D), and a tied LM head
+//    reads the embedding itself. Same maths: only the GEMM kernel's summation order differs.
 
 import { KERNEL_OPSET, tensorFromValues, valueInfo } from '../onnx/graph';
 import { AttributeProto, AttributeType, DataType, ModelProto, NodeProto, TensorProto } from '../onnx/proto';
@@ -74,7 +80,7 @@ export interface LlamaConfig {
   vocab_size: number;
   /** Default false (HF LlamaConfig). */
   tie_word_embeddings?: boolean;
-  /** Biases on q/k/v/o_proj (default false). */
+  /** Biases on q/k/v/o_proj (default false; Qwen2: always on q/k/v, never on o). */
   attention_bias?: boolean;
   /** Biases on gate/up/down_proj (default false). */
   mlp_bias?: boolean;
@@ -93,8 +99,19 @@ export interface LlamaTensor {
   dims: number[];
 }
 
+/** A weight whose bytes live elsewhere: the builder uses `initializer` (renamed to the HF tensor name) as is.
+ *  It must be FLOAT with these dims (typically external data pointing into a checkpoint file). */
+export interface TensorRef {
+  dims: number[];
+  initializer: TensorProto;
+}
+
 /** Weights by Hugging Face tensor name (`model.layers.0.self_attn.q_proj.weight`, …). */
-export type LlamaWeights = ReadonlyMap<string, LlamaTensor> | Readonly<Record<string, LlamaTensor>>;
+export type LlamaWeights = ReadonlyMap<string, LlamaTensor | TensorRef> | Readonly<Record<string, LlamaTensor | TensorRef>>;
+
+export function isTensorRef(t: LlamaTensor | TensorRef): t is TensorRef {
+  return 'initializer' in t;
+}
 
 /** A config with every default filled in and every derived size computed. */
 export interface ResolvedLlamaConfig {
@@ -110,7 +127,10 @@ export interface ResolvedLlamaConfig {
   /** Per rotary frequency (headDim / 2 of them), float32-rounded, after rope_scaling. */
   invFreq: Float32Array;
   tied: boolean;
+  /** Biases on q/k/v_proj. */
   attentionBias: boolean;
+  /** Bias on o_proj (Qwen2 has q/k/v biases but none here). */
+  outputBias: boolean;
   mlpBias: boolean;
   maxPositions: number;
   initializerRange: number;
@@ -181,6 +201,9 @@ export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
     throw new Error(`Llama config: sliding_window ${config.sliding_window} < max_position_embeddings ${maxPositions}: sliding-window attention is not supported`);
   }
   const params = config.rope_parameters ?? undefined;
+  // Qwen2 hard-codes biases on q/k/v_proj (none on o_proj); Llama and Mistral read attention_bias.
+  const qkvBias = config.model_type === 'qwen2' ? true : config.attention_bias ?? false;
+  const oBias = config.model_type === 'qwen2' ? false : config.attention_bias ?? false;
   const ropeTheta = finitePositive(params?.rope_theta ?? config.rope_theta ?? 10000, 'rope_theta');
   return {
     hiddenSize,
@@ -194,7 +217,8 @@ export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
     ropeTheta,
     invFreq: ropeInvFreq(headDim, ropeTheta, config.rope_scaling ?? params),
     tied: config.tie_word_embeddings ?? false,
-    attentionBias: config.attention_bias ?? false,
+    attentionBias: qkvBias,
+    outputBias: oBias,
     mlpBias: config.mlp_bias ?? false,
     maxPositions,
     initializerRange: finitePositive(config.initializer_range ?? 0.02, 'initializer_range'),
@@ -238,7 +262,7 @@ export function llamaTensorShapes(config: LlamaConfig | ResolvedLlamaConfig): Ma
     const attn: Record<string, [number, number]> = { q_proj: [q, hd], k_proj: [kv, hd], v_proj: [kv, hd], o_proj: [hd, q] };
     for (const proj of ATTENTION_PROJECTIONS) {
       shapes.set(`${p}.self_attn.${proj}.weight`, attn[proj]);
-      if (c.attentionBias) shapes.set(`${p}.self_attn.${proj}.bias`, [attn[proj][0]]);
+      if (proj === 'o_proj' ? c.outputBias : c.attentionBias) shapes.set(`${p}.self_attn.${proj}.bias`, [attn[proj][0]]);
     }
     shapes.set(`${p}.post_attention_layernorm.weight`, [hd]);
     const mlp: Record<string, [number, number]> = { gate_proj: [im, hd], up_proj: [im, hd], down_proj: [hd, im] };
@@ -252,10 +276,34 @@ export function llamaTensorShapes(config: LlamaConfig | ResolvedLlamaConfig): Ma
   return shapes;
 }
 
-function lookup(weights: LlamaWeights, name: string): LlamaTensor | undefined {
-  const map = weights as ReadonlyMap<string, LlamaTensor>;
+function lookup(weights: LlamaWeights, name: string): LlamaTensor | TensorRef | undefined {
+  const map = weights as ReadonlyMap<string, LlamaTensor | TensorRef>;
   if (typeof map.get === 'function') return map.get(name);
-  return Object.prototype.hasOwnProperty.call(weights, name) ? (weights as Readonly<Record<string, LlamaTensor>>)[name] : undefined;
+  return Object.prototype.hasOwnProperty.call(weights, name) ? (weights as Readonly<Record<string, LlamaTensor | TensorRef>>)[name] : undefined;
+}
+
+/** Checks every tensor `shapes` names against `weights` (present, dims, value count); throws listing the problems. */
+export function checkWeights(family: string, shapes: ReadonlyMap<string, number[]>, weights: LlamaWeights): void {
+  const problems: string[] = [];
+  for (const [name, dims] of shapes) {
+    const t = lookup(weights, name);
+    if (!t) { problems.push(`${name} is missing`); continue; }
+    const count = dims.reduce((a, b) => a * b, 1);
+    if (t.dims.length !== dims.length || t.dims.some((d, k) => d !== dims[k])) problems.push(`${name} is [${t.dims.join(', ')}], expected [${dims.join(', ')}]`);
+    else if (!isTensorRef(t) && t.data.length !== count) problems.push(`${name} holds ${t.data.length} values, its dims [${dims.join(', ')}] say ${count}`);
+    else if (isTensorRef(t) && t.initializer.dataType !== DataType.FLOAT) problems.push(`${name} is referenced as ${DataType[t.initializer.dataType]}, the graph computes in FLOAT`);
+  }
+  if (problems.length) {
+    const shown = problems.slice(0, 8).join('; ');
+    throw new Error(`${family} weights do not match the config: ${shown}${problems.length > 8 ? `; and ${problems.length - 8} more` : ''}`);
+  }
+}
+
+/** A weight by name (after checkWeights). */
+export function weightOf(weights: LlamaWeights, name: string): LlamaTensor | TensorRef {
+  const t = lookup(weights, name);
+  if (!t) throw new Error(`weight ${name} is missing`);
+  return t;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -268,7 +316,7 @@ function attr(name: string, v: number | number[] | { f: number } | TensorProto):
   return { name, type: AttributeType.TENSOR, t: v };
 }
 
-class Emitter {
+export class Emitter {
   readonly nodes: NodeProto[] = [];
   readonly initializers: TensorProto[] = [];
   private readonly used = new Set<string>();
@@ -309,10 +357,26 @@ class Emitter {
     });
     return name;
   }
+
+  /** An initializer named `name` holding `t`: its values (copied by reference), or the referenced TensorProto. */
+  weight(name: string, t: LlamaTensor | TensorRef): string {
+    if (isTensorRef(t)) {
+      this.initializers.push({ ...t.initializer, name, dims: t.dims.slice() });
+      return name;
+    }
+    return this.initializer(name, t.data, t.dims);
+  }
+
+  /** y = x · Wᵀ (+ b) for an HF Linear weight `hfName` [out, in] referenced as stored: Gemm(transB=1) on 2-D x. */
+  gemm(scope: string, x: string, hfName: string, w: LlamaTensor | TensorRef, bias?: { name: string; t: LlamaTensor | TensorRef }): string {
+    const inputs = [x, this.weight(hfName, w)];
+    if (bias) inputs.push(this.weight(bias.name, bias.t));
+    return this.op1(scope, 'Gemm', inputs, { transB: 1 });
+  }
 }
 
 /** [rows, cols] row-major → [cols, rows], in 64×64 tiles (cache-friendly for 4096×11008 weights). */
-function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
+export function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(rows * cols);
   const T = 64;
   for (let r0 = 0; r0 < rows; r0 += T) {
@@ -329,13 +393,15 @@ function transpose(data: Float32Array, rows: number, cols: number): Float32Array
 }
 
 /** The float32 lowest value: masked attention scores (exp underflows to exactly 0, never NaN). */
-const FLOAT32_LOWEST = -3.4028234663852886e38;
+export const FLOAT32_LOWEST = -3.4028234663852886e38;
 
 export interface BuildLlamaOptions {
   /** Default-domain opset (default 17). */
   opset?: number;
   /** The graph's name (default `llama`). */
   name?: string;
+  /** 'in_out' (default): exporter-style transposed copies; 'out_in': HF layout, weights referenced (see the top). */
+  layout?: 'in_out' | 'out_in';
 }
 
 /**
@@ -346,20 +412,9 @@ export interface BuildLlamaOptions {
  */
 export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, options: BuildLlamaOptions = {}): ModelProto {
   const c = resolveLlamaConfig(config);
-  const shapes = llamaTensorShapes(c);
-  const problems: string[] = [];
-  for (const [name, dims] of shapes) {
-    const t = lookup(weights, name);
-    if (!t) { problems.push(`${name} is missing`); continue; }
-    const count = dims.reduce((a, b) => a * b, 1);
-    if (t.dims.length !== dims.length || t.dims.some((d, k) => d !== dims[k])) problems.push(`${name} is [${t.dims.join(', ')}], expected [${dims.join(', ')}]`);
-    else if (t.data.length !== count) problems.push(`${name} holds ${t.data.length} values, its dims [${dims.join(', ')}] say ${count}`);
-  }
-  if (problems.length) {
-    const shown = problems.slice(0, 8).join('; ');
-    throw new Error(`Llama weights do not match the config: ${shown}${problems.length > 8 ? `; and ${problems.length - 8} more` : ''}`);
-  }
-  const w = (name: string): LlamaTensor => lookup(weights, name) as LlamaTensor;
+  checkWeights('Llama', llamaTensorShapes(c), weights);
+  const w = (name: string): LlamaTensor | TensorRef => weightOf(weights, name);
+  const hfLayout = options.layout === 'out_in';
 
   const e = new Emitter();
   const hd = c.hiddenSize;
@@ -368,16 +423,16 @@ export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, opti
   const KV = c.kvHeads;
   const R = H / KV;
 
-  /** y = x · Wᵀ (+ b), the weight stored transposed as an initializer. */
+  /** y = x · Wᵀ (+ b): a MatMul with a transposed copy ('in_out'), or a Gemm on the weight as stored ('out_in'). */
   const linear = (scope: string, x: string, hfPrefix: string, bias: boolean): string => {
     const t = w(`${hfPrefix}.weight`);
+    const b = bias ? { name: `${hfPrefix}.bias`, t: w(`${hfPrefix}.bias`) } : undefined;
+    if (hfLayout) return e.gemm(scope, x, `${hfPrefix}.weight`, t, b);
+    if (isTensorRef(t)) throw new Error(`${hfPrefix}.weight is a reference: the 'in_out' layout copies weights transposed, so it needs their values`);
     const [out, inp] = t.dims;
     const weight = e.initializer(transposedName(`${hfPrefix}.weight`), transpose(t.data, out, inp), [inp, out]);
     let y = e.op1(scope, 'MatMul', [x, weight]);
-    if (bias) {
-      const b = w(`${hfPrefix}.bias`);
-      y = e.op1(scope, 'Add', [y, e.initializer(`${hfPrefix}.bias`, b.data, b.dims)]);
-    }
+    if (b) y = e.op1(scope, 'Add', [y, e.weight(b.name, b.t)]);
     return y;
   };
 
@@ -386,9 +441,14 @@ export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, opti
     const mean = e.op1(scope, 'ReduceMean', [sq], { axes: [-1], keepdims: 1 });
     const std = e.op1(scope, 'Sqrt', [e.op1(scope, 'Add', [mean, e.scalar(scope, c.rmsNormEps)])]);
     const normed = e.op1(scope, 'Mul', [x, e.op1(scope, 'Reciprocal', [std])]);
-    const t = w(hfName);
-    return e.op1(scope, 'Mul', [e.initializer(hfName, t.data, t.dims), normed]);
+    return e.op1(scope, 'Mul', [e.weight(hfName, w(hfName)), normed]);
   };
+
+  // Activations are [B, S, width] ('in_out') or [B·S, width] ('out_in'); attention works on [B, S, heads, …].
+  const batchSeq = hfLayout ? e.op1('/model', 'Shape', ['input_ids']) : '';
+  const split = (scope: string, x: string, dims: number[]): string =>
+    e.op1(scope, 'Reshape', [x, hfLayout ? e.op1(scope, 'Concat', [batchSeq, e.ints(scope, dims)], { axis: 0 }) : e.ints(scope, [0, 0, ...dims])]);
+  const merge = (scope: string, x: string, width: number): string => e.op1(scope, 'Reshape', [x, e.ints(scope, hfLayout ? [-1, width] : [0, 0, width])]);
 
   // --- Shared inputs of every block, computed once (the pipeline's prefix).
   const maskF = e.op1('/model', 'Cast', ['attention_mask'], { to: DataType.FLOAT });
@@ -412,7 +472,9 @@ export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, opti
   const allowed = e.op1('/model', 'And', [causal, keyMask]); // [B, 1, 1, S, S]
 
   const embed = w('model.embed_tokens.weight');
-  let hidden = e.op1('/model/embed_tokens', 'Gather', [e.initializer('model.embed_tokens.weight', embed.data, embed.dims), 'input_ids'], { axis: 0 });
+  const embedName = e.weight('model.embed_tokens.weight', embed);
+  let hidden = e.op1('/model/embed_tokens', 'Gather', [embedName, 'input_ids'], { axis: 0 });
+  if (hfLayout) hidden = merge('/model/embed_tokens', hidden, hd);
 
   // --- Decoder layers.
   const half = D / 2;
@@ -433,17 +495,17 @@ export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, opti
     const k = linear(`${as}/k_proj`, x, `${hp}.self_attn.k_proj`, c.attentionBias);
     const v = linear(`${as}/v_proj`, x, `${hp}.self_attn.v_proj`, c.attentionBias);
     // [B, S, heads·D] → [B, S, heads, D], rotate, then group query heads under their key/value head.
-    const qr = rope(as, e.op1(as, 'Reshape', [q, e.ints(as, [0, 0, H, D])]));
-    const kr = rope(as, e.op1(as, 'Reshape', [k, e.ints(as, [0, 0, KV, D])]));
+    const qr = rope(as, split(as, q, [H, D]));
+    const kr = rope(as, split(as, k, [KV, D]));
     const q5 = e.op1(as, 'Transpose', [e.op1(as, 'Reshape', [qr, e.ints(as, [0, 0, KV, R, D])])], { perm: [0, 2, 3, 1, 4] }); // [B, KV, R, S, D]
     const kT = e.op1(as, 'Transpose', [e.op1(as, 'Reshape', [kr, e.ints(as, [0, 0, KV, 1, D])])], { perm: [0, 2, 3, 4, 1] }); // [B, KV, 1, D, S]
-    const v5 = e.op1(as, 'Transpose', [e.op1(as, 'Reshape', [v, e.ints(as, [0, 0, KV, 1, D])])], { perm: [0, 2, 3, 1, 4] }); // [B, KV, 1, S, D]
+    const v5 = e.op1(as, 'Transpose', [split(as, v, [KV, 1, D])], { perm: [0, 2, 3, 1, 4] }); // [B, KV, 1, S, D]
     const scores = e.op1(as, 'Mul', [e.op1(as, 'MatMul', [q5, kT]), e.scalar(as, 1 / Math.sqrt(D))]); // [B, KV, R, S, S]
     const masked = e.op1(as, 'Where', [allowed, scores, e.scalar(as, FLOAT32_LOWEST)]);
     const probs = e.op1(as, 'Softmax', [masked], { axis: -1 });
     const ctx5 = e.op1(as, 'MatMul', [probs, v5]); // [B, KV, R, S, D]
-    const ctx = e.op1(as, 'Reshape', [e.op1(as, 'Transpose', [ctx5], { perm: [0, 3, 1, 2, 4] }), e.ints(as, [0, 0, H * D])]);
-    const attnOut = linear(`${as}/o_proj`, ctx, `${hp}.self_attn.o_proj`, c.attentionBias);
+    const ctx = merge(as, e.op1(as, 'Transpose', [ctx5], { perm: [0, 3, 1, 2, 4] }), H * D);
+    const attnOut = linear(`${as}/o_proj`, ctx, `${hp}.self_attn.o_proj`, c.outputBias);
     hidden = e.op1(ls, 'Add', [hidden, attnOut]);
 
     const y = rmsNorm(`${ls}/post_attention_layernorm`, hidden, `${hp}.post_attention_layernorm.weight`);
@@ -457,8 +519,16 @@ export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, opti
   // --- Final norm and LM head.
   const normed = rmsNorm('/model/norm', hidden, 'model.norm.weight');
   const head = c.tied ? embed : w('lm_head.weight');
-  const headWeight = e.initializer(transposedName('lm_head.weight'), transpose(head.data, c.vocabSize, hd), [hd, c.vocabSize]);
-  e.nodes.push({ name: '/lm_head/MatMul', opType: 'MatMul', input: [normed, headWeight], output: ['logits'], attribute: [] });
+  if (hfLayout) {
+    // A tied head reads the embedding initializer itself (discovery leaves a shared weight dense).
+    const flat = c.tied ? e.op1('/lm_head', 'Gemm', [normed, embedName], { transB: 1 }) : e.gemm('/lm_head', normed, 'lm_head.weight', head);
+    const shape = e.op1('/lm_head', 'Concat', [batchSeq, e.ints('/lm_head', [c.vocabSize])], { axis: 0 });
+    e.nodes.push({ name: '/lm_head/Reshape', opType: 'Reshape', input: [flat, shape], output: ['logits'], attribute: [] });
+  } else {
+    if (isTensorRef(head)) throw new Error(`${c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'} is a reference: the 'in_out' layout copies the LM head transposed, so it needs its values`);
+    const headWeight = e.initializer(transposedName('lm_head.weight'), transpose(head.data, c.vocabSize, hd), [hd, c.vocabSize]);
+    e.nodes.push({ name: '/lm_head/MatMul', opType: 'MatMul', input: [normed, headWeight], output: ['logits'], attribute: [] });
+  }
 
   return {
     irVersion: 8,
@@ -478,6 +548,7 @@ export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, opti
     },
     metadataProps: [
       { key: 'prunekit.builder', value: 'llama' },
+      { key: 'prunekit.weight_layout', value: hfLayout ? 'out_in' : 'in_out' },
       { key: 'prunekit.tied_lm_head', value: String(c.tied) },
     ],
   };

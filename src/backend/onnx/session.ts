@@ -22,6 +22,10 @@ export interface EngineOptions {
 
 export type Feeds = Record<string, ort.Tensor>;
 
+/** What onnxruntime opens to run a whole model: a model file (external data resolved beside it), or the model's
+ *  bytes with its external data files given in memory (by the `location` its initializers name). */
+export type ModelSource = string | { model: Uint8Array; externalData: { path: string; data: Uint8Array }[] };
+
 export class Kernel {
   constructor(readonly session: ort.InferenceSession, readonly device: Device) {}
 
@@ -88,7 +92,10 @@ export class Engine {
     return order;
   }
 
-  private async createOn(device: Device, source: Uint8Array | string): Promise<ort.InferenceSession> {
+  /** In-memory external data of sessions made by modelSession, kept alive with the session. */
+  private readonly retained = new WeakMap<ort.InferenceSession, ModelSource>();
+
+  private async createOn(device: Device, source: Uint8Array | string, externalData?: { path: string; data: Uint8Array }[]): Promise<ort.InferenceSession> {
     const opts: ort.InferenceSession.SessionOptions = {
       executionProviders: [deviceToProvider(device)],
       graphOptimizationLevel: 'all',
@@ -99,6 +106,7 @@ export class Engine {
       enableMemPattern: false,
     };
     if (this.options.threads > 0) opts.intraOpNumThreads = this.options.threads;
+    if (externalData) opts.externalData = externalData;
     return typeof source === 'string' ? ort.InferenceSession.create(source, opts) : ort.InferenceSession.create(source, opts);
   }
 
@@ -118,12 +126,20 @@ export class Engine {
     return (await this.open(file)).session;
   }
 
-  private async open(source: Uint8Array | string): Promise<Kernel> {
-    if (this.resolved) return new Kernel(await this.createOn(this.resolved, source), this.resolved);
+  /** An uncached session for a whole model (a file, or bytes with in-memory external data); release it when done. */
+  async modelSession(source: ModelSource): Promise<ort.InferenceSession> {
+    if (typeof source === 'string') return this.fileSession(source);
+    const session = (await this.open(source.model, source.externalData)).session;
+    this.retained.set(session, source);
+    return session;
+  }
+
+  private async open(source: Uint8Array | string, externalData?: { path: string; data: Uint8Array }[]): Promise<Kernel> {
+    if (this.resolved) return new Kernel(await this.createOn(this.resolved, source, externalData), this.resolved);
     const errors: string[] = [];
     for (const device of this.candidates()) {
       try {
-        const kernel = new Kernel(await this.createOn(device, source), device);
+        const kernel = new Kernel(await this.createOn(device, source, externalData), device);
         this.resolved = device;
         return kernel;
       } catch (e) {

@@ -1,11 +1,11 @@
 // The pruning run: SparseGPT's sequential protocol over any ONNX decoder, one general driver.
 //
-//   open checkpoint → discover layers and blocks → cut the graph into segments → dense perplexity
+//   open checkpoint (ONNX, or a Hugging Face folder built into an ONNX graph: formats/checkpoint.ts) → discover layers and blocks → cut the graph into segments → dense perplexity
 //   → run the prefix once over the calibration windows (cached by tensor name)
 //   → per block: calibration variant with the dense weights (XᵀX, Σx² inside onnxruntime) → prune each layer
 //     → run the block again with the pruned weights (fed as inputs) to produce the next block's inputs
-//   → write the new checkpoint (temporary folder; the pruned perplexity, report and event log are written
-//     into it before it is renamed into place).
+//   → write the new checkpoint in the input's format (temporary folder; the pruned perplexity, report and event
+//     log are written into it before it is renamed into place).
 //
 // Everything the user sees travels as protocol events through `emit`.
 
@@ -20,11 +20,11 @@ import { formatPattern } from '../../protocol/pruning';
 import { calibrationWindows, evaluationWindows, loadTokenizer, readTokens, TextTokenizer } from '../data/tokens';
 import { perplexity } from '../eval/perplexity';
 import { float32ToHalfBytes, roundToType } from '../formats/dtype';
-import { OnnxCheckpoint, openOnnxCheckpoint, writeOnnxCheckpoint } from '../formats/onnxCheckpoint';
+import { Checkpoint, openCheckpoint } from '../formats/checkpoint';
 import { pruneLayer } from '../methods';
 import { causalLmFeeds, inputSpecs } from '../models/inputs';
 import { DataType, TensorProto } from '../onnx/proto';
-import { Engine } from '../onnx/session';
+import { Engine, ModelSource } from '../onnx/session';
 import { discoverLayers, LinearLayer } from './layers';
 import { CalibrationSums, calibrationModel, lastUse, planSegments, segmentModel } from './segments';
 
@@ -75,7 +75,7 @@ function peakRss(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
-function maxPositions(ckpt: OnnxCheckpoint): number | null {
+function maxPositions(ckpt: Checkpoint): number | null {
   if (!ckpt.configPath) return null;
   try {
     const c = JSON.parse(readFileSync(ckpt.configPath, 'utf8')) as { max_position_embeddings?: unknown };
@@ -103,10 +103,10 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
 
   // --- Model, layers, blocks, segments
   // The tokenizer is only needed for text data: it is loaded (and its absence reported) when first used.
-  const ckpt = openOnnxCheckpoint(config.checkpoint);
+  const ckpt = openCheckpoint(config.checkpoint);
   const engine = new Engine({ device: config.device, threads: config.threads });
   const discovery = discoverLayers(ckpt.model, { blockPattern: config.blockPattern ?? undefined, includeLmHead: !config.keepDense.lmHead });
-  if (discovery.layers.length === 0) throw new RunError('checkpoint-invalid', `${ckpt.modelPath}: no prunable linear layers (MatMul/Gemm with a 2-D weight initializer) found`, { file: ckpt.modelPath });
+  if (discovery.layers.length === 0) throw new RunError('checkpoint-invalid', `${ckpt.path}: no prunable linear layers (MatMul/Gemm with a 2-D weight initializer) found`, { file: ckpt.path });
   const unmatched = unmatchedLayerPatterns(config, discovery.layers.map((l) => l.name));
   if (unmatched.length > 0) {
     throw new RunError('layers-unmatched', unmatched.map((p) => `${p.path}: ${p.message}`).join("; "), { jsonPath: unmatched[0].path }, `layer names look like ${discovery.layers[0].name}; run 'prunekit inspect' to list them`);
@@ -171,7 +171,7 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
   for (const t of ckpt.model.graph.initializer) parameters += t.dims.reduce<number>((a, d) => a * Number(d), 1);
   emit('run.started', {
     model: {
-      file: ckpt.modelPath,
+      file: ckpt.path,
       dtype: discovery.layers.some((l) => l.dataType === DataType.FLOAT16) ? 'float16' : 'float32',
       parameters, externalData: ckpt.hasExternalData, maxPositions: maxPos, inputs: specs.map((s) => s.name),
     },
@@ -185,12 +185,12 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
   if (discovery.blockSource === 'per-layer') warn('blocks-fallback', discovery.notes.join(' ') || 'no block pattern fitted the node names: one block per layer');
 
   // --- Dense perplexity (the same routine scores the pruned model from the temporary output below)
-  const evaluate = async (model: 'dense' | 'pruned', file: string, windows: Int32Array[]): Promise<number> => {
+  const evaluate = async (model: 'dense' | 'pruned', source: ModelSource, windows: Int32Array[]): Promise<number> => {
     const s0 = performance.now();
-    const session = await engine.fileSession(file);
+    const session = await engine.modelSession(source);
     try {
       const r = await perplexity(session, specs, windows, {
-        batch: micro, modelFile: file, checkpoint,
+        batch: micro, modelFile: typeof source === 'string' ? source : ckpt.path, checkpoint,
         onProgress: (done, total) => emit('evaluation.progressed', { model, done, total }),
       });
       emit('evaluation.finished', { model, perplexity: r.ppl, seqlen: evalSeqlen, windows: r.windows, predictions: r.predictedTokens, seconds: (performance.now() - s0) / 1000 });
@@ -199,7 +199,7 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
       await session.release();
     }
   };
-  const densePpl = evalWindows ? await evaluate('dense', ckpt.modelPath, evalWindows) : null;
+  const densePpl = evalWindows ? await evaluate('dense', ckpt.sessionSource(), evalWindows) : null;
 
   // --- Sequential calibration and pruning
   const replacements = new Map<string, Float32Array>();
@@ -211,7 +211,7 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
   if (calib) for (let i = 0; i < calib.windows.length; i += micro) batches.push(calib.windows.slice(i, i + micro));
   const cache = new Map<string, ort.Tensor[]>();
   for (const [b, group] of batches.entries()) {
-    const feeds = causalLmFeeds(specs, group, ckpt.modelPath);
+    const feeds = causalLmFeeds(specs, group, ckpt.path);
     for (const [name, t] of Object.entries(feeds)) {
       if (!cache.has(name)) cache.set(name, []);
       (cache.get(name) as ort.Tensor[])[b] = t;
@@ -333,24 +333,23 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
     loss: totalLoss, densePerplexity: densePpl, prunedPerplexity: prunedPpl,
     seconds: (performance.now() - t0) / 1000, peakRssBytes: peakRss(),
   });
-  await writeOnnxCheckpoint(ckpt, config.output, replacements, {
+  await ckpt.write(config.output, replacements, {
     overwrite: config.overwrite,
     signal: hooks.signal,
-    hooks: {
-      beforeCommit: async (tmp) => {
-        if (evalWindows) prunedPpl = await evaluate('pruned', path.join(tmp, 'model.onnx'), evalWindows);
-        // run.finished is logged before the rename (so events.ndjson is complete) and emitted after it.
-        finished = makeEvent('run.finished', { output: config.output, totals: totals() });
-        const report = {
-          prunekit: PRUNEKIT_VERSION, config: resolved, device: engine.device, deviceNotes: engine.fallbacks,
-          layers: log.filter((e) => e.type === 'layer.pruned'),
-          evaluation: log.filter((e) => e.type === 'evaluation.finished'),
-          warnings: log.filter((e) => e.type === 'warning.raised'),
-          totals: finished.totals,
-        };
-        await writeFile(path.join(tmp, 'prune-report.json'), JSON.stringify(report, null, 2) + '\n');
-        await writeFile(path.join(tmp, 'events.ndjson'), [...log, finished].map((e) => formatEvent(e) + '\n').join(''));
-      },
+    beforeCommit: async (written) => {
+      const tmp = written.dir;
+      if (evalWindows) prunedPpl = await evaluate('pruned', written.sessionSource(), evalWindows);
+      // run.finished is logged before the rename (so events.ndjson is complete) and emitted after it.
+      finished = makeEvent('run.finished', { output: config.output, totals: totals() });
+      const report = {
+        prunekit: PRUNEKIT_VERSION, config: resolved, device: engine.device, deviceNotes: engine.fallbacks,
+        layers: log.filter((e) => e.type === 'layer.pruned'),
+        evaluation: log.filter((e) => e.type === 'evaluation.finished'),
+        warnings: log.filter((e) => e.type === 'warning.raised'),
+        totals: finished.totals,
+      };
+      await writeFile(path.join(tmp, 'prune-report.json'), JSON.stringify(report, null, 2) + '\n');
+      await writeFile(path.join(tmp, 'events.ndjson'), [...log, finished].map((e) => formatEvent(e) + '\n').join(''));
     },
   });
   const done = finished as EventOf<'run.finished'>;

@@ -1,0 +1,50 @@
+// The Hugging Face model families the checkpoint front end builds ONNX graphs for: config.json's model_type →
+// the family's builder (in the HF [out, in] weight layout, weights referenced where they are stored) and the
+// tensors it reads. Any other model_type is refused with the list of supported ones.
+
+import type { ModelProto } from '../onnx/proto';
+import { buildLlamaModel, LlamaConfig, llamaTensorShapes, LlamaWeights } from './llama';
+import { buildOptModel, OptConfig, optTensorShapes } from './opt';
+
+export interface HfFamily {
+  /** The builder's name (`llama` serves llama, mistral and qwen2). */
+  builder: string;
+  /** Every tensor the graph reads, with its dims ([out, in] for Linear weights); `stored` = the checkpoint's names. */
+  tensorShapes(config: Record<string, unknown>, stored: ReadonlySet<string>): Map<string, number[]>;
+  /** The graph; `weights` hold every tensor of tensorShapes (typically references into the checkpoint files). */
+  build(config: Record<string, unknown>, weights: LlamaWeights, stored: ReadonlySet<string>): ModelProto;
+}
+
+const LLAMA: HfFamily = {
+  builder: 'llama',
+  tensorShapes: (config) => llamaTensorShapes(config as unknown as LlamaConfig),
+  build: (config, weights) => buildLlamaModel(config as unknown as LlamaConfig, weights, { layout: 'out_in' }),
+};
+
+/** OPT checkpoints saved from OPTModel (facebook/opt-*) name tensors `decoder.…`, those from OPTForCausalLM `model.decoder.…`. */
+const optPrefix = (stored: ReadonlySet<string>): string => (stored.has('decoder.embed_tokens.weight') ? '' : 'model.');
+
+const OPT: HfFamily = {
+  builder: 'opt',
+  tensorShapes: (config, stored) => optTensorShapes(config as unknown as OptConfig, optPrefix(stored)),
+  build: (config, weights, stored) => buildOptModel(config as unknown as OptConfig, weights, optPrefix(stored)),
+};
+
+const FAMILIES: Readonly<Record<string, HfFamily>> = {
+  llama: LLAMA,
+  mistral: LLAMA,
+  qwen2: LLAMA,
+  opt: OPT,
+};
+
+export const SUPPORTED_MODEL_TYPES: readonly string[] = Object.keys(FAMILIES);
+
+/** The family of a config's model_type; `file` names the config in the error for any other. */
+export function hfFamily(modelType: unknown, file: string): HfFamily {
+  const family = typeof modelType === 'string' ? FAMILIES[modelType] : undefined;
+  if (!family) {
+    const what = typeof modelType === 'string' ? `model_type '${modelType}'` : `no model_type (${JSON.stringify(modelType ?? null)})`;
+    throw new Error(`${file}: ${what} is not supported; supported model types: ${SUPPORTED_MODEL_TYPES.join(', ')}`);
+  }
+  return family;
+}
