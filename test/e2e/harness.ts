@@ -40,7 +40,7 @@ export interface LaunchOptions {
   files?: Record<string, string>;
 }
 
-const log = (msg: string) => process.stderr.write(`[e2e ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+export const log = (msg: string) => process.stderr.write(`[e2e ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
 /** Seconds since `t0` with one decimal, for the timings the harness prints. */
 const since = (t0: number) => `${((Date.now() - t0) / 1000).toFixed(1)} s`;
@@ -147,6 +147,9 @@ async function killGroup(child: ChildProcess, graceMs = 3000): Promise<void> {
     }
   }
 }
+
+/** Errors a step already took a screenshot of (an enclosing step does not take another). */
+const reported = new WeakSet<object>();
 
 /** Process groups still alive; killed synchronously if the test process exits without close(). */
 const liveGroups = new Set<number>();
@@ -269,7 +272,10 @@ export class VsCode {
     return file;
   }
 
-  /** Runs `body`; on failure saves docs/images/e2e-failure-<name>.png (gitignored) and rethrows. */
+  /**
+   * Runs `body` (a named step, or a whole test); on failure saves docs/images/e2e-failure-<name>.png (gitignored)
+   * once per error, prints the tail of code-server's log, and rethrows.
+   */
   async step<T>(name: string, body: () => Promise<T>): Promise<T> {
     const t0 = Date.now();
     try {
@@ -277,8 +283,12 @@ export class VsCode {
       log(`step "${name}" passed in ${since(t0)}`);
       return result;
     } catch (e) {
-      const shot = await this.screenshot(`e2e-failure-${name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}`).catch(() => undefined);
-      log(`step "${name}" failed after ${since(t0)}${shot ? `; screenshot ${path.relative(repoRoot, shot)}` : ''}`);
+      if (typeof e === 'object' && e !== null && !reported.has(e)) {
+        reported.add(e);
+        const shot = await this.screenshot(`e2e-failure-${name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}`).catch(() => undefined);
+        log(`step "${name}" failed after ${since(t0)}${shot ? `; screenshot ${path.relative(repoRoot, shot)}` : ''}`);
+        log(`code-server log (tail):\n${this.serverLog().split('\n').slice(-30).join('\n')}`);
+      }
       throw e;
     }
   }
@@ -289,11 +299,19 @@ export class VsCode {
     return this.page.locator('.quick-input-widget input');
   }
 
-  private async openPalette(text: string): Promise<void> {
+  /**
+   * Opens the quick input with `value`: `>command`, `:line:column`, or a file name. Always through F1 and the
+   * prefix: Ctrl+P and Ctrl+G get lost once a webview had the focus.
+   */
+  private async openQuickInput(value: string): Promise<void> {
     await this.page.keyboard.press('Escape');
     await this.page.keyboard.press('F1');
     await this.quickInput().waitFor({ state: 'visible' });
-    await this.quickInput().fill(`>${text}`);
+    await this.quickInput().fill(value);
+  }
+
+  private async openPalette(text: string): Promise<void> {
+    await this.openQuickInput(`>${text}`);
   }
 
   /**
@@ -318,21 +336,20 @@ export class VsCode {
     }
   }
 
-  /** Runs a palette command by its full title ("Category: Title"). */
-  async runCommand(title: string): Promise<void> {
-    await this.openPalette(title);
+  /** Runs a palette command by its full title ("Category: Title"), reopening the palette until it is offered. */
+  async runCommand(title: string, timeoutMs = 30_000): Promise<void> {
     const row = this.page.locator('.quick-input-list .monaco-list-row').filter({ hasText: title }).first();
-    await row.waitFor({ state: 'visible', timeout: 15_000 });
+    await waitFor(`the command "${title}" in the palette`, timeoutMs, async () => {
+      await this.openPalette(title);
+      return (await row.waitFor({ state: 'visible', timeout: 3_000 }).then(() => true, () => false)) ? true : undefined;
+    }, 500);
     await row.click();
     await this.quickInput().waitFor({ state: 'hidden' });
   }
 
   /** Opens a workspace file by relative path in an editor (Quick Open), waiting for its tab. */
   async openFile(rel: string): Promise<void> {
-    await this.page.keyboard.press('Escape');
-    await this.page.keyboard.press('Control+P');
-    await this.quickInput().waitFor({ state: 'visible' });
-    await this.quickInput().fill(rel);
+    await this.openQuickInput(rel);
     const row = this.page.locator('.quick-input-list .monaco-list-row').filter({ hasText: path.basename(rel) }).first();
     await row.waitFor({ state: 'visible', timeout: 15_000 });
     await this.page.keyboard.press('Enter');
@@ -341,15 +358,12 @@ export class VsCode {
 
   /** The active editor tab when it shows `label`. */
   activeTab(label: string): Locator {
-    return this.page.locator('.tabs-container .tab.active', { hasText: label });
+    return this.page.locator('.editor-group-container.active .tabs-container .tab.active', { hasText: label });
   }
 
   /** Moves the cursor of the active editor to 1-based `line`:`column` (Go to Line). */
   async goTo(line: number, column: number): Promise<void> {
-    await this.page.keyboard.press('Escape');
-    await this.page.keyboard.press('Control+G');
-    await this.quickInput().waitFor({ state: 'visible' });
-    await this.quickInput().fill(`:${line}:${column}`);
+    await this.openQuickInput(`:${line}:${column}`);
     await this.page.keyboard.press('Enter');
     await this.quickInput().waitFor({ state: 'hidden' });
   }
@@ -369,21 +383,22 @@ export class VsCode {
   // --- Completions -----------------------------------------------------------------------------------------
 
   /**
-   * Ctrl+Space at the cursor until the suggest widget lists something satisfying `accept` (language servers
-   * answer late: the JSON schema reaches the JSON server about a second after the file opens). Returns every
-   * label (quotes stripped) and leaves the widget open at its top for a screenshot; Escape closes it.
+   * Ctrl+Space at 1-based `line`:`column` of the active editor until the suggest widget lists something
+   * satisfying `accept` (language servers answer late: the JSON schema reaches the JSON server about a second
+   * after the file opens). Returns every label (quotes stripped) and leaves the widget open at its top for a
+   * screenshot; Escape closes it.
    */
-  async completions(accept: (labels: string[]) => boolean = (l) => l.length > 0, timeoutMs = 30_000): Promise<string[]> {
+  async completionsAt(line: number, column: number, accept: (labels: string[]) => boolean = (l) => l.length > 0, timeoutMs = 30_000): Promise<string[]> {
     let last: string[] = [];
     try {
       return await waitFor('completions', timeoutMs, async () => {
-        await this.page.keyboard.press('Escape');
+        await this.goTo(line, column);
         await this.page.keyboard.press('Control+Space');
         last = await this.suggestLabels();
         return accept(last) ? last : undefined;
       }, 500);
     } catch (e) {
-      throw new Error(`${(e as Error).message}; last completions: [${last.join(', ')}]`);
+      throw new Error(`${(e as Error).message}; last completions at ${line}:${column}: [${last.join(', ')}]`);
     }
   }
 
@@ -399,11 +414,17 @@ export class VsCode {
     if (!(await widget.locator('.monaco-list-row .label-name').first().waitFor({ state: 'visible', timeout: 3_000 }).then(() => true, () => false))) return [];
     const first = await focused();
     const seen = [first];
+    let previous = first;
     for (let i = 0; i < 1000; i++) {
+      // Never an ArrowDown without the widget: it would move the cursor instead.
+      if (!(await widget.isVisible())) return [];
       await this.page.keyboard.press('ArrowDown');
-      const label = await focused();
+      // The focus moves a frame or two after the key: wait for it (a one-entry list never moves).
+      let label = await focused();
+      for (const t0 = Date.now(); label === previous && Date.now() - t0 < 1_000; label = await focused()) await this.page.waitForTimeout(25);
       if (label === first) break;
       seen.push(label);
+      previous = label;
     }
     await this.page.keyboard.press('Escape');
     await this.page.keyboard.press('Control+Space');
@@ -442,7 +463,14 @@ export class VsCode {
   async explorerAction(rel: string, action: string): Promise<void> {
     const labels = await this.explorerContextMenu(rel);
     if (!labels.includes(action)) throw new Error(`the context menu of ${rel} has no "${action}": [${labels.join(', ')}]`);
-    await this.page.locator('.context-view .monaco-menu .action-item', { hasText: action }).first().click();
+    const menu = this.page.locator('.context-view .monaco-menu');
+    const item = menu.locator('.action-item', { hasText: action }).first();
+    // A menu ignores clicks that come right after it opened (the right-click's own mouse-up): click until it closes.
+    await waitFor(`"${action}" to be chosen`, 10_000, async () => {
+      await this.page.waitForTimeout(300);
+      if (await menu.isVisible()) await item.click({ timeout: 2_000 }).catch(() => undefined);
+      return (await menu.isVisible()) ? undefined : true;
+    }, 0);
   }
 
   // --- Panels ----------------------------------------------------------------------------------------------
@@ -490,6 +518,13 @@ export class VsCode {
     } catch (e) {
       throw new Error(`${(e as Error).message}; output shows:\n${last}`);
     }
+  }
+
+  /** Clears notifications and hides the panel, so screenshots show the editor and the run panel. */
+  async tidy(): Promise<void> {
+    await this.runCommand('Notifications: Clear All Notifications');
+    // "Hide Panel" is offered only while the panel shows.
+    if (await this.page.locator('.part.panel').isVisible()) await this.runCommand('View: Hide Panel');
   }
 
   /** The document inside the (first) webview panel: the host's iframe, then VS Code's #active-frame. */
