@@ -20,13 +20,13 @@ t=$SECONDS
 wanted=(chromium ripgrep libkrb5-dev pkg-config build-essential python3)
 missing=()
 for pkg in "${wanted[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" == "install ok installed" ]] || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
   step "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt-get install -y -qq "${missing[@]}" # with recommends: Chromium's fonts render the screenshots
 else
   step "Debian packages already installed: ${wanted[*]}"
 fi
@@ -66,7 +66,7 @@ else
   cp "$(command -v rg)" "$rg_cache/stage/rg"
   tar -czf "$rg_cache/ripgrep-$rg_release-$rg_target.tar.gz" -C "$rg_cache/stage" rg
   rm -rf "$rg_cache/stage"
-  step "seeded $rg_cache/ripgrep-$rg_release-$rg_target.tar.gz with Debian's $(rg --version | head -n1)"
+  step "seeded $rg_cache/ripgrep-$rg_release-$rg_target.tar.gz with Debian's $(rg --version | sed -n 1p)"
 
   # Native modules build with node-gyp, which downloads Node's headers unless nodedir points at local ones.
   if [[ "$(cd "$PREFIX" && npm config get nodedir 2>/dev/null)" =~ ^(|undefined|null)$ ]]; then
@@ -77,8 +77,9 @@ else
   step "npm install code-server@$CODE_SERVER_VERSION (about 300 MB)"
   (cd "$PREFIX" && TMPDIR="$tmp" npm_config_unsafe_perm=true npm_config_yes=true \
     npm install --prefix "$PREFIX" --no-audit --no-fund "code-server@$CODE_SERVER_VERSION")
+  # code-server writes a default config.yaml under XDG_CONFIG_HOME whenever it starts: keep it out of $HOME.
+  XDG_CONFIG_HOME="$tmp/xdg" "$cs_bin" --version | sed -n 1p
   rm -rf "$tmp"
-  "$cs_bin" --version | head -n1
   touch "$MARKER"
   took "code-server install" "$t"
 fi

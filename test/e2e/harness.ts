@@ -193,8 +193,10 @@ export class VsCode {
     let browser: Browser | undefined;
     try {
       const dirs = ['--user-data-dir', userData, '--extensions-dir', extensions];
-      await execFileAsync(codeServerBin, ['--install-extension', vsix, ...dirs]);
-      const listed = (await execFileAsync(codeServerBin, ['--list-extensions', '--show-versions', ...dirs])).stdout;
+      // code-server writes a default config.yaml and state under XDG dirs whenever it starts: keep them in tempRoot.
+      const env = { ...process.env, XDG_CONFIG_HOME: path.join(tempRoot, 'xdg-config'), XDG_DATA_HOME: path.join(tempRoot, 'xdg-data') };
+      await execFileAsync(codeServerBin, ['--install-extension', vsix, ...dirs], { env });
+      const listed = (await execFileAsync(codeServerBin, ['--list-extensions', '--show-versions', ...dirs], { env })).stdout;
       const manifest = readInstalledManifest(extensions);
       if (!listed.includes(`prunekit.prunekit@${manifest.version}`)) throw new Error(`code-server does not list the installed VSIX:\n${listed}`);
 
@@ -207,7 +209,7 @@ export class VsCode {
         ['--config', config, '--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, ...dirs,
           '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', '--disable-getting-started-override', ws],
         // Own process group: close() kills code-server with its extension host and the backend it spawned.
-        { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, XDG_CONFIG_HOME: path.join(tempRoot, 'xdg-config'), XDG_DATA_HOME: path.join(tempRoot, 'xdg-data') } },
+        { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env },
       );
       liveGroups.add(server.pid!);
       server.stdout?.on('data', (d: Buffer) => logChunks.push(d.toString()));
@@ -527,9 +529,9 @@ export class VsCode {
     if (await this.page.locator('.part.panel').isVisible()) await this.runCommand('View: Hide Panel');
   }
 
-  /** The document inside the (first) webview panel: the host's iframe, then VS Code's #active-frame. */
+  /** The document inside the (first visible) webview panel: the host's iframe, then VS Code's #active-frame. */
   webview(): FrameLocator {
-    return this.page.frameLocator('iframe.webview.ready').first().frameLocator('#active-frame');
+    return this.page.frameLocator('iframe.webview.ready >> visible=true').first().frameLocator('#active-frame');
   }
 
   /** Opens an activity-bar view container by its title (e.g. "PruneKit") and returns the side bar. */
