@@ -78,7 +78,9 @@ let packaged: Promise<string> | undefined;
 export function packageVsix(): Promise<string> {
   packaged ??= (async () => {
     const t0 = Date.now();
-    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'prunekit-vsix-')), 'prunekit.vsix');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prunekit-vsix-'));
+    process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+    const out = path.join(dir, 'prunekit.vsix');
     await execFileAsync('npm', ['run', 'package', '--', '--out', out], { cwd: repoRoot, maxBuffer: 64 << 20 });
     log(`packaged ${path.relative(os.tmpdir(), out)} (${(fs.statSync(out).size / 2 ** 20).toFixed(1)} MB) in ${since(t0)}`);
     return out;
@@ -194,7 +196,10 @@ export class VsCode {
     try {
       const dirs = ['--user-data-dir', userData, '--extensions-dir', extensions];
       // code-server writes a default config.yaml and state under XDG dirs whenever it starts: keep them in tempRoot.
-      const env = { ...process.env, XDG_CONFIG_HOME: path.join(tempRoot, 'xdg-config'), XDG_DATA_HOME: path.join(tempRoot, 'xdg-data') };
+      // TMPDIR too: the backend's demo writes its model there.
+      const tmp = path.join(tempRoot, 'tmp');
+      fs.mkdirSync(tmp);
+      const env = { ...process.env, TMPDIR: tmp, XDG_CONFIG_HOME: path.join(tempRoot, 'xdg-config'), XDG_DATA_HOME: path.join(tempRoot, 'xdg-data') };
       await execFileAsync(codeServerBin, ['--install-extension', vsix, ...dirs], { env });
       const listed = (await execFileAsync(codeServerBin, ['--list-extensions', '--show-versions', ...dirs], { env })).stdout;
       const manifest = readInstalledManifest(extensions);
