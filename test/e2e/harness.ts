@@ -31,6 +31,8 @@ export const WORKSPACE = {
 export interface InstalledManifest {
   version: string;
   commands: string[];
+  /** The installed extension's folder (what the VSIX unpacked to). */
+  folder: string;
 }
 
 export interface LaunchOptions {
@@ -559,5 +561,5 @@ function readInstalledManifest(extensionsDir: string): InstalledManifest {
     version: string;
     contributes?: { commands?: { command: string }[] };
   };
-  return { version: pkg.version, commands: (pkg.contributes?.commands ?? []).map((c) => c.command) };
+  return { version: pkg.version, commands: (pkg.contributes?.commands ?? []).map((c) => c.command), folder: path.join(extensionsDir, dir) };
 }

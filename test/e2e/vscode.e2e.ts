@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseConfigText, resolveConfig } from '../../src/protocol/config';
 import { log, VsCode, WORKSPACE } from './harness';
+import { gpuProviderStatus, installCudaProvider } from '../../src/extension/gpu/gpuSetup';
 
 const DEMO_TITLE = 'PruneKit: Run Demo (prune a generated model)';
 /** stories260K: 5 blocks of 7 prunable projections. */
@@ -62,6 +63,16 @@ describe('PruneKit in a real VS Code (code-server)', { timeout: 20 * 60_000 }, (
       assert.match(output, /done in [\d.]+ s: 28 layers, sparsity 0\.500/);
     }
   }));
+
+  test('the installed VSIX carries the CUDA installer: offline, Set Up GPU fails as "offline", not "incomplete"', async () => {
+    // The installer's proxy (global-agent) points at a closed local port, so no network is used.
+    const status = gpuProviderStatus(session().manifest.folder);
+    assert.equal(status.installerPresent, true);
+    const r = await installCudaProvider(status, process.execPath, () => {}, { GLOBAL_AGENT_HTTP_PROXY: 'http://127.0.0.1:9', GLOBAL_AGENT_HTTPS_PROXY: 'http://127.0.0.1:9' });
+    assert.equal(r.ok, false);
+    assert.equal(r.incomplete, false, r.output);
+    assert.equal(r.offline, true, r.output);
+  });
 
   test('*.prune.json: Ctrl+Space offers schema keys, an invalid value shows in Problems', () => session().step('schema', async () => {
     const vs = session();
