@@ -378,15 +378,8 @@ export class VsCode {
   }
 
   /** The text Monaco renders for the active editor (visible lines only, no trailing newline handling). */
-  async editorText(): Promise<string> {
-    const lines = this.page.locator('.editor-group-container.active .monaco-editor .view-lines .view-line');
-    const texts = await lines.evaluateAll((els) =>
-      els
-        .map((e) => ({ top: parseFloat((e as HTMLElement).style.top) || 0, text: (e.textContent ?? '').replace(/\u00a0/g, ' ') }))
-        .sort((a, b) => a.top - b.top)
-        .map((l) => l.text),
-    );
-    return texts.join('\n');
+  editorText(): Promise<string> {
+    return monacoText(this.page.locator('.editor-group-container.active .monaco-editor .view-lines .view-line'));
   }
 
   // --- Completions -----------------------------------------------------------------------------------------
@@ -505,15 +498,8 @@ export class VsCode {
   }
 
   /** The visible text of the Output panel (the channel it shows now). */
-  async outputText(): Promise<string> {
-    const lines = this.page.locator('.panel .output-view .monaco-editor .view-lines .view-line');
-    const texts = await lines.evaluateAll((els) =>
-      els
-        .map((e) => ({ top: parseFloat((e as HTMLElement).style.top) || 0, text: (e.textContent ?? '').replace(/\u00a0/g, ' ') }))
-        .sort((a, b) => a.top - b.top)
-        .map((l) => l.text),
-    );
-    return texts.join('\n');
+  outputText(): Promise<string> {
+    return monacoText(this.page.locator('.panel .output-view .monaco-editor .view-lines .view-line'));
   }
 
   /** Polls the Output panel until its text matches. */
@@ -551,6 +537,17 @@ export class VsCode {
     await sidebar.locator('.composite.title', { hasText: title.toUpperCase() }).or(sidebar.locator('.title-label', { hasText: title })).first().waitFor({ timeout: 15_000 });
     return sidebar;
   }
+}
+
+/** The text of a Monaco editor's rendered lines, in screen order (Monaco absolutely positions them). */
+async function monacoText(lines: Locator): Promise<string> {
+  const texts = await lines.evaluateAll((els) =>
+    els
+      .map((e) => ({ top: parseFloat((e as HTMLElement).style.top) || 0, text: (e.textContent ?? '').replace(/\u00a0/g, ' ') }))
+      .sort((a, b) => a.top - b.top)
+      .map((l) => l.text),
+  );
+  return texts.join('\n');
 }
 
 /** Reads the package.json of the installed extension (what the VSIX really shipped). */

@@ -61,7 +61,7 @@ export function installCudaProvider(status: GpuProviderStatus, command: string, 
     let output = '';
     const child = spawn(command, [path.join('script', 'install.js')], {
       cwd: status.runtimeDir,
-      env: { ...process.env, ...extraEnv, ONNXRUNTIME_NODE_INSTALL: 'cuda12', ELECTRON_RUN_AS_NODE: '1' },
+      env: { ...withoutNpmVariables(process.env), ...extraEnv, ONNXRUNTIME_NODE_INSTALL: 'cuda12', ELECTRON_RUN_AS_NODE: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
       windowsHide: true,
     });
@@ -80,6 +80,15 @@ export function installCudaProvider(status: GpuProviderStatus, command: string, 
     child.on('error', (e) => done(null, e));
     child.on('close', (code) => done(code));
   });
+}
+
+/**
+ * The environment without npm's variables. Under `npm run` the installer sees npm_config_local_prefix and
+ * npm_package_json, takes itself for a local `npm ci` of onnxruntime itself and exits 0 without installing
+ * (and npm_config_onnxruntime_node_install=skip, from a project's .npmrc, would skip it too).
+ */
+function withoutNpmVariables(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !/^npm_/i.test(k)));
 }
 
 /** What to do by hand when the machine has no internet (or the installer is not shipped). */
