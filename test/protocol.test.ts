@@ -353,7 +353,7 @@ describe('resolveConfig', () => {
     const base = { checkpoint: 'm', calibration: { path: 'c.txt' } };
     const cases: [unknown, string[]][] = [
       [[], ['$: must be an object (got an array)']],
-      [{}, ['$.checkpoint: is required (the model to prune: a .onnx file, or a folder holding model.onnx, with its external data (*.onnx_data, *.data) and tokenizer.json beside it)']],
+      [{}, [/^\$\.checkpoint: is required \(the model to prune: a \.onnx file, .*\)$/.source]], // the schema's description, whatever its wording
       [{ ...base, calibration: { path: 'c.txt', nsamples: 0 } }, ['$.calibration.nsamples: must be an integer >= 1 (got 0)']],
       [{ ...base, calibration: { path: 'c.txt', nsamples: 1.5 } }, ['$.calibration.nsamples: must be an integer >= 1 (got 1.5)']],
       [{ ...base, calibration: { nsamples: 8 } }, ['$.calibration.path: is required (text to calibrate on: .txt (the whole file, tokenized with the tokenizer), .jsonl (the "text" field of each line, one document each) or .json (token ids: a JSON array of integers, no tokenizer needed))']],

@@ -24,6 +24,8 @@ const chromiumPath = process.env.PRUNEKIT_E2E_CHROMIUM ?? '/usr/bin/chromium';
 /** The workspace layout every test sees (relative to the workspace root). */
 export const WORKSPACE = {
   model: 'models/stories260K/model.onnx',
+  /** The same model as a Hugging Face folder (config.json + model.safetensors + tokenizer.json). */
+  hfFolder: 'models/stories260K-hf',
   text: 'data/tinystories_valid_head.txt',
 } as const;
 
@@ -90,11 +92,13 @@ export function packageVsix(): Promise<string> {
   return packaged;
 }
 
-/** A fresh workspace: the fixture model as models/stories260K/, the text as data/, plus `files`. */
+/** A fresh workspace: the fixture model as models/stories260K/ (ONNX) and models/stories260K-hf/, the text as
+ *  data/, plus `files`. */
 function makeWorkspace(root: string, files: Record<string, string>): string {
   const ws = path.join(root, 'workspace');
   const modelDir = path.join(ws, path.dirname(WORKSPACE.model));
   fs.cpSync(path.join(fixturesDir, 'stories260K-onnx'), modelDir, { recursive: true });
+  fs.cpSync(path.join(fixturesDir, 'stories260K-hf'), path.join(ws, WORKSPACE.hfFolder), { recursive: true });
   fs.mkdirSync(path.join(ws, 'data'), { recursive: true });
   fs.copyFileSync(path.join(fixturesDir, 'data', path.basename(WORKSPACE.text)), path.join(ws, WORKSPACE.text));
   for (const [rel, text] of Object.entries(files)) {

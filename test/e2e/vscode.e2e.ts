@@ -102,84 +102,49 @@ describe('PruneKit in a real VS Code (code-server)', { timeout: 20 * 60_000 }, (
     }
     await vs.step('main flow', () => mainFlow(vs));
   });
+
+  test('a Hugging Face folder: Explorer → Prune Model… → Run → both perplexities, a safetensors folder out', async (t) => {
+    const vs = session();
+    if (!hasRunUi(vs)) {
+      t.skip('the packaged extension has no prunekit.pruneModel yet');
+      return;
+    }
+    const folder = vs.file(WORKSPACE.hfFolder);
+    const configFile = await pruneFromExplorer(vs, WORKSPACE.hfFolder, [folder]);
+    await vs.step('the Hugging Face run finishes', () => waitForRunEnd(vs));
+    await assertFinishedRun(vs, configFile);
+  });
 });
 
 /** Prune Model… → config → Run → live run panel → Runs view → layer-name completions. */
 async function mainFlow(vs: VsCode): Promise<void> {
-  await vs.tidy();
   const modelDir = path.dirname(vs.file(WORKSPACE.model));
-  const before = new Set(pruneConfigs(vs.workspace));
-  let configFile = '';
-  await vs.step('Prune Model… creates and opens a config', async () => {
-    await vs.explorerAction(WORKSPACE.model, 'Prune Model…');
-    await waitUntil('a new *.prune.json', 30_000, () => {
-      configFile = pruneConfigs(vs.workspace).find((f) => !before.has(f)) ?? '';
-      return configFile !== '';
-    });
-    await vs.activeTab(path.basename(configFile)).waitFor({ state: 'visible', timeout: 30_000 });
-  });
+  const configFile = await pruneFromExplorer(vs, WORKSPACE.model, [vs.file(WORKSPACE.model), modelDir]);
   const configRel = path.relative(vs.workspace, configFile);
-  const created = parseConfigText(fs.readFileSync(configFile, 'utf8')) as Record<string, unknown>;
-  // The checkpoint: model.onnx itself or the folder holding it.
-  const checkpoint = path.resolve(path.dirname(configFile), String(created.checkpoint));
-  assert.ok([vs.file(WORKSPACE.model), modelDir].includes(checkpoint), `${configRel} points to ${checkpoint}`);
-  assert.equal(created.sparsity, SETTINGS_SPARSITY, `the config is not prefilled from prunekit.defaultSparsity: ${JSON.stringify(created)}`);
-
-  // Keep the run short (seconds) but long enough to watch it live: few, short calibration windows.
-  await vs.step('shrink the calibration', async () => {
-    if ((await vs.page.locator('.editor-group-container.active .tab.active.dirty').count()) > 0) await vs.runCommand('File: Save');
-    const text = vs.file(WORKSPACE.text);
-    const small = {
-      ...created,
-      calibration: { ...asObject(created.calibration), path: text, nsamples: 64, seqlen: 128 },
-      evaluation: { ...asObject(created.evaluation), path: text, seqlen: 128, maxWindows: 16 },
-    };
-    fs.writeFileSync(configFile, `${JSON.stringify(small, null, 2)}\n`);
-    await waitUntil('the editor to show the new config', 20_000, async () => (await vs.editorText()).includes('"nsamples": 64'));
-  });
-
-  await vs.step('click Run', async () => {
-    const codeLens = vs.page.locator('.monaco-editor .codelens-decoration a', { hasText: /\bRun\b/ }).first();
-    const notificationRun = vs.page.locator('.notifications-toasts .monaco-button', { hasText: /^Run$/ }).first();
-    await codeLens.or(notificationRun).first().waitFor({ state: 'visible', timeout: 30_000 });
-    await ((await codeLens.isVisible()) ? codeLens : notificationRun).click();
-  });
 
   const panel = vs.webview();
   const samples: number[] = [];
   let total = 0;
   let livePictured = false;
-  await vs.step('the run panel charts the layers live', async () => {
-    await panel.locator('#app[data-kind="run"]').waitFor({ state: 'attached', timeout: 60_000 });
-    await waitUntil('the run to finish', 5 * 60_000, async () => {
-      const charted = Number(await panel.locator('#app').getAttribute('data-layers-charted'));
-      total = Number(await panel.locator('#progress').getAttribute('data-layers-total'));
+  await vs.step('the run panel charts the layers live', () =>
+    waitForRunEnd(vs, async (charted, layers) => {
+      total = layers;
       samples.push(charted);
-      if (!livePictured && charted > 0 && charted < total) {
+      if (!livePictured && charted > 0 && charted < layers) {
         livePictured = true;
         await vs.screenshot('e2e-run-panel-live');
       }
-      return isNumber(await panel.locator('#summary [data-field="prunedPerplexity"]').textContent());
-    }, 100);
-  });
+    }),
+  );
   const live = [...new Set(samples.filter((n) => Number.isFinite(n) && n < total))];
   log(`data-layers-charted while live: ${live.join(', ')} (${samples.length} samples)`);
   assert.equal(total, FIXTURE_LAYERS);
   assert.ok(live.length >= 2 && Math.max(...live) > 0, `data-layers-charted never grew while live: samples ${samples.join(',')}`);
   assert.deepEqual(live, [...live].sort((a, b) => a - b), `data-layers-charted went backwards: ${samples.join(',')}`);
-  assert.equal(Number(await panel.locator('#app').getAttribute('data-layers-charted')), FIXTURE_LAYERS);
-  assert.equal(await panel.locator('#layer-table tbody tr').count(), FIXTURE_LAYERS);
+  await assertFinishedRun(vs, configFile);
   assert.match((await panel.locator('#header [data-field="method"]').textContent()) ?? '', /apt/i);
-  const dense = Number(await panel.locator('#summary [data-field="densePerplexity"]').textContent());
-  const pruned = Number(await panel.locator('#summary [data-field="prunedPerplexity"]').textContent());
-  assert.ok(dense > 1 && Number.isFinite(dense), `dense perplexity ${dense}`);
-  // Removing 60% of every projection's weights costs this tiny model real quality.
-  assert.ok(pruned > dense, `pruned perplexity ${pruned} not above dense ${dense}`);
   await vs.tidy();
   await vs.screenshot('e2e-run-panel-finished');
-  // Where the config says the pruned model goes (the protocol's own resolution of `output`).
-  const output = resolveConfig(parseConfigText(fs.readFileSync(configFile, 'utf8')), path.dirname(configFile)).output;
-  assert.ok(fs.existsSync(path.join(output, 'model.onnx')), `no pruned model at ${output}`);
 
   await vs.step('the Runs view lists the run', async () => {
     const sidebar = await vs.openViewContainer('PruneKit');
@@ -205,6 +170,75 @@ async function mainFlow(vs: VsCode): Promise<void> {
   assert.ok(blocks.length > 0 && blocks.every((b) => b < 5), `completions: ${layerNames.join(', ')}`);
   await vs.screenshot('e2e-layer-completions');
   await vs.page.keyboard.press('Escape');
+}
+
+/**
+ * Right-click `target` → Prune Model… → the new *.prune.json (prefilled from the settings, pointing at one of
+ * `checkpoints`) → calibration shrunk to seconds → its Run CodeLens (or the notification's Run) clicked.
+ * Returns the config file.
+ */
+async function pruneFromExplorer(vs: VsCode, target: string, checkpoints: string[]): Promise<string> {
+  await vs.tidy();
+  const before = new Set(pruneConfigs(vs.workspace));
+  let configFile = '';
+  await vs.step(`Prune Model… on ${target} creates and opens a config`, async () => {
+    await vs.explorerAction(target, 'Prune Model…');
+    await waitUntil('a new *.prune.json', 30_000, () => {
+      configFile = pruneConfigs(vs.workspace).find((f) => !before.has(f)) ?? '';
+      return configFile !== '';
+    });
+    await vs.activeTab(path.basename(configFile)).waitFor({ state: 'visible', timeout: 30_000 });
+  });
+  const created = parseConfigText(fs.readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+  const checkpoint = path.resolve(path.dirname(configFile), String(created.checkpoint));
+  assert.ok(checkpoints.includes(checkpoint), `${path.relative(vs.workspace, configFile)} points to ${checkpoint}`);
+  assert.equal(created.sparsity, SETTINGS_SPARSITY, `the config is not prefilled from prunekit.defaultSparsity: ${JSON.stringify(created)}`);
+
+  // Keep the run short (seconds) but long enough to watch it live: few, short calibration windows.
+  await vs.step('shrink the calibration', async () => {
+    if ((await vs.page.locator('.editor-group-container.active .tab.active.dirty').count()) > 0) await vs.runCommand('File: Save');
+    const text = vs.file(WORKSPACE.text);
+    const small = {
+      ...created,
+      calibration: { ...asObject(created.calibration), path: text, nsamples: 64, seqlen: 128 },
+      evaluation: { ...asObject(created.evaluation), path: text, seqlen: 128, maxWindows: 16 },
+    };
+    fs.writeFileSync(configFile, `${JSON.stringify(small, null, 2)}\n`);
+    await waitUntil('the editor to show the new config', 20_000, async () => (await vs.editorText()).includes('"nsamples": 64'));
+  });
+
+  await vs.step('click Run', async () => {
+    const codeLens = vs.page.locator('.monaco-editor .codelens-decoration a', { hasText: /\bRun\b/ }).first();
+    const notificationRun = vs.page.locator('.notifications-toasts .monaco-button', { hasText: /^Run$/ }).first();
+    await codeLens.or(notificationRun).first().waitFor({ state: 'visible', timeout: 30_000 });
+    await ((await codeLens.isVisible()) ? codeLens : notificationRun).click();
+  });
+  return configFile;
+}
+
+/** Polls the visible run panel until its summary shows the pruned perplexity; `sample` sees each poll. */
+async function waitForRunEnd(vs: VsCode, sample: (charted: number, total: number) => Promise<void> = async () => {}): Promise<void> {
+  const panel = vs.webview();
+  await panel.locator('#app[data-kind="run"]').waitFor({ state: 'attached', timeout: 60_000 });
+  await waitUntil('the run to finish', 5 * 60_000, async () => {
+    await sample(Number(await panel.locator('#app').getAttribute('data-layers-charted')), Number(await panel.locator('#progress').getAttribute('data-layers-total')));
+    return isNumber(await panel.locator('#summary [data-field="prunedPerplexity"]').textContent());
+  }, 100);
+}
+
+/** The finished panel charts and lists every layer, shows both perplexities, and the pruned model exists. */
+async function assertFinishedRun(vs: VsCode, configFile: string): Promise<void> {
+  const panel = vs.webview();
+  assert.equal(Number(await panel.locator('#app').getAttribute('data-layers-charted')), FIXTURE_LAYERS);
+  assert.equal(await panel.locator('#layer-table tbody tr').count(), FIXTURE_LAYERS);
+  const dense = Number(await panel.locator('#summary [data-field="densePerplexity"]').textContent());
+  const pruned = Number(await panel.locator('#summary [data-field="prunedPerplexity"]').textContent());
+  assert.ok(dense > 1 && Number.isFinite(dense), `dense perplexity ${dense}`);
+  // Removing 60% of every projection's weights costs this tiny model real quality.
+  assert.ok(pruned > dense, `pruned perplexity ${pruned} not above dense ${dense}`);
+  // Where the config says the pruned model goes (the protocol's own resolution of `output`).
+  const output = resolveConfig(parseConfigText(fs.readFileSync(configFile, 'utf8')), path.dirname(configFile)).output;
+  assert.ok(fs.readdirSync(output).some((f) => f === 'model.onnx' || f.endsWith('.safetensors')), `no pruned model at ${output}`);
 }
 
 /** Whether the installed extension has the UI of issue 4 (Explorer menu, run panel, Runs view). */
