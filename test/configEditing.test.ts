@@ -148,7 +148,12 @@ describe('inspect, run by the real backend and cached', () => {
 
   test('the model file of a checkpoint is found as the backend finds it', () => {
     const root = path.join(tmp, 'layouts');
-    for (const [dir, files] of [['plain', ['model.onnx']], ['hf/onnx', ['model.onnx']], ['single', ['decoder.onnx']], ['two', ['a.onnx', 'b.onnx']], ['none', ['x.txt']]] as const) {
+    const layouts = [
+      ['plain', ['model.onnx']], ['hf/onnx', ['model.onnx']], ['single', ['decoder.onnx']], ['two', ['a.onnx', 'b.onnx']], ['none', ['x.txt']],
+      ['st', ['config.json', 'model.safetensors', 'tokenizer.json']], ['shards', ['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json']],
+      ['weightsOnly', ['model.safetensors']],
+    ] as const;
+    for (const [dir, files] of layouts) {
       mkdirSync(path.join(root, dir), { recursive: true });
       for (const f of files) writeFileSync(path.join(root, dir, f), '');
     }
@@ -156,7 +161,10 @@ describe('inspect, run by the real backend and cached', () => {
     assert.equal(modelFileOf(path.join(root, 'hf')), path.join(root, 'hf', 'onnx', 'model.onnx'));
     assert.equal(modelFileOf(path.join(root, 'single')), path.join(root, 'single', 'decoder.onnx'));
     assert.throws(() => modelFileOf(path.join(root, 'two')), /several \.onnx files \(a\.onnx, b\.onnx\)/);
-    assert.throws(() => modelFileOf(path.join(root, 'none')), /no model\.onnx in .*none/);
+    assert.throws(() => modelFileOf(path.join(root, 'none')), /no model in .*none: neither model\.onnx .* nor a Hugging Face checkpoint/);
+    assert.equal(modelFileOf(path.join(root, 'st')), path.join(root, 'st', 'model.safetensors'));
+    assert.equal(modelFileOf(path.join(root, 'shards')), path.join(root, 'shards', 'model.safetensors.index.json'));
+    assert.throws(() => modelFileOf(path.join(root, 'weightsOnly')), /no model in .*weightsOnly/, 'safetensors without config.json is no checkpoint');
     assert.throws(() => modelFileOf(path.join(root, 'none', 'x.txt')), /is not an ONNX model/);
   });
 

@@ -208,7 +208,7 @@ async function pruneFromExplorer(vs: VsCode, target: string, checkpoints: string
   });
 
   await vs.step('click Run', async () => {
-    const codeLens = vs.page.locator('.monaco-editor .codelens-decoration a', { hasText: /\bRun\b/ }).first();
+    const codeLens = vs.page.locator('.editor-group-container.active .monaco-editor .codelens-decoration a', { hasText: /\bRun\b/ }).first();
     const notificationRun = vs.page.locator('.notifications-toasts .monaco-button', { hasText: /^Run$/ }).first();
     await codeLens.or(notificationRun).first().waitFor({ state: 'visible', timeout: 30_000 });
     await ((await codeLens.isVisible()) ? codeLens : notificationRun).click();

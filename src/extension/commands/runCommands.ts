@@ -13,7 +13,7 @@ import { REPORT_FILE, RunManager } from '../runs/runManager';
 import type { RunPanels } from '../panels/runPanels';
 import { setUpGpu } from '../gpu/setUpGpu';
 import { readSettings } from '../settings';
-import type { CheckpointFolders } from '../views/checkpointFolders';
+import { CheckpointFolders, pickCheckpoint } from '../views/checkpointFolders';
 
 export interface CommandHost {
   context: vscode.ExtensionContext;
@@ -28,7 +28,7 @@ export function registerRunCommands(host: CommandHost): void {
   const register = (id: string, fn: (...args: unknown[]) => unknown) => host.context.subscriptions.push(vscode.commands.registerCommand(id, fn));
 
   register('prunekit.pruneModel', async (arg) => {
-    const checkpoint = arg instanceof vscode.Uri ? arg : await pickCheckpoint(host.checkpoints);
+    const checkpoint = arg instanceof vscode.Uri ? arg : await pickCheckpoint('Prune which model?', host.checkpoints.list);
     if (!checkpoint) return;
     const config = await pickOrCreateConfig(checkpoint);
     if (config) await runConfig(host, config);
@@ -209,20 +209,4 @@ async function pickConfig(): Promise<vscode.Uri | undefined> {
   }
   if (files.length === 1) return files[0];
   return (await vscode.window.showQuickPick(files.map((uri) => ({ label: vscode.workspace.asRelativePath(uri), uri })), { placeHolder: 'Run which pruning config?' }))?.uri;
-}
-
-async function pickCheckpoint(checkpoints: CheckpointFolders): Promise<vscode.Uri | undefined> {
-  const onnxFiles = await vscode.workspace.findFiles('**/*.onnx', '**/node_modules/**', 500);
-  const folders = new Set(checkpoints.list);
-  const items: (vscode.QuickPickItem & { uri?: vscode.Uri })[] = [
-    ...checkpoints.list.map((f) => ({ label: `$(folder) ${vscode.workspace.asRelativePath(f)}`, description: 'checkpoint folder', uri: vscode.Uri.file(f) })),
-    // A model.onnx inside a listed folder is that folder already.
-    ...onnxFiles.filter((u) => !(path.basename(u.fsPath) === 'model.onnx' && folders.has(path.dirname(u.fsPath)))).map((uri) => ({ label: `$(file) ${vscode.workspace.asRelativePath(uri)}`, uri })),
-    { label: '$(folder-opened) Browse…', description: 'a .onnx file or a model folder outside the workspace' },
-  ];
-  const picked = await vscode.window.showQuickPick(items, { placeHolder: 'Prune which model?' });
-  if (!picked) return undefined;
-  if (picked.uri) return picked.uri;
-  const chosen = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, openLabel: 'Prune', filters: { 'ONNX model': ['onnx'], 'All files': ['*'] } });
-  return chosen?.[0];
 }

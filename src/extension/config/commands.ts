@@ -9,6 +9,7 @@ import * as vscode from 'vscode';
 import { KNOWN_METHODS, MethodName } from '../../protocol/pruning';
 import { checkpointKey, ConfigFile, configsForCheckpoint, newConfigPath } from './discovery';
 import { modelFileOf } from './inspectCache';
+import { pickCheckpoint } from '../views/checkpointFolders';
 import { ConfigServices, kindOf } from './services';
 import { newConfigText, NewConfigSettings } from './template';
 
@@ -37,7 +38,7 @@ export async function pickOrCreateConfig(services: ConfigServices, checkpoint: v
 
 /** prunekit.newConfig: for the Explorer's .onnx file or folder, else a checkpoint the user picks. */
 export async function newConfigCommand(services: ConfigServices, target?: vscode.Uri): Promise<void> {
-  const checkpoint = target instanceof vscode.Uri ? target : await pickCheckpoint();
+  const checkpoint = target instanceof vscode.Uri ? target : await pickCheckpoint('Which checkpoint will this config prune?');
   if (checkpoint) await createConfig(services, checkpoint);
 }
 
@@ -99,28 +100,6 @@ async function configsPointingAt(checkpoint: string): Promise<ConfigFile[]> {
   return configsForCheckpoint(checkpoint, files, realpathSync.native);
 }
 
-/** A QuickPick of the workspace's ONNX checkpoints (folders holding model.onnx, other .onnx files), or Browse…. */
-async function pickCheckpoint(): Promise<vscode.Uri | undefined> {
-  const found = await vscode.workspace.findFiles('**/*.onnx', EXCLUDE, 500);
-  type Item = vscode.QuickPickItem & { uri?: vscode.Uri };
-  const items: Item[] = found
-    .map((u) => (path.basename(u.fsPath).toLowerCase() === 'model.onnx' ? vscode.Uri.file(path.dirname(u.fsPath)) : u))
-    .sort((a, b) => a.fsPath.localeCompare(b.fsPath))
-    .map((uri) => ({ label: `$(${kindOf(uri.fsPath) === 'folder' ? 'folder' : 'file-binary'}) ${path.basename(uri.fsPath)}`, description: vscode.workspace.asRelativePath(uri), uri }));
-  const browse: Item = { label: '$(folder-opened) Browse…', description: 'a .onnx file or a folder holding model.onnx' };
-  const picked = items.length === 0 ? browse : await vscode.window.showQuickPick([...items, browse], { title: 'New Pruning Config', placeHolder: 'Which checkpoint will this config prune?' });
-  if (!picked) return undefined;
-  if (picked.uri) return picked.uri;
-  const chosen = await vscode.window.showOpenDialog({
-    title: 'Checkpoint to prune',
-    openLabel: 'Use this checkpoint',
-    canSelectFiles: true,
-    canSelectFolders: true,
-    canSelectMany: false,
-    filters: { 'ONNX model': ['onnx'] },
-  });
-  return chosen?.[0];
-}
 
 /** The prunekit.* settings for this checkpoint's workspace folder, relative paths made absolute against it. */
 function readSettings(scope: vscode.Uri): NewConfigSettings {

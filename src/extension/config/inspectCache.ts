@@ -19,7 +19,8 @@ export class InspectError extends Error {
 
 /**
  * The model file a checkpoint path stands for, found as the backend finds it (a .onnx file; a folder's
- * model.onnx, onnx/model.onnx or single .onnx), or an InspectError saying why there is none.
+ * model.onnx, onnx/model.onnx or single .onnx; else a Hugging Face folder's weights: the safetensors index, or
+ * its model.safetensors), or an InspectError saying why there is none. Its mtime keys the inspect cache.
  */
 export function modelFileOf(checkpoint: string): string {
   let st;
@@ -35,12 +36,13 @@ export function modelFileOf(checkpoint: string): string {
   for (const candidate of [path.join(checkpoint, 'model.onnx'), path.join(checkpoint, 'onnx', 'model.onnx')]) {
     if (isFile(candidate)) return candidate;
   }
-  const onnx = readdirSync(checkpoint).filter((f) => /\.onnx$/i.test(f));
+  const files = readdirSync(checkpoint).sort();
+  const onnx = files.filter((f) => /\.onnx$/i.test(f));
   if (onnx.length === 1) return path.join(checkpoint, onnx[0]);
-  throw new InspectError(
-    onnx.length === 0 ? `no model.onnx in ${checkpoint} (and no other .onnx file)` : `no model.onnx in ${checkpoint}, and several .onnx files (${onnx.sort().join(', ')}): name the .onnx file`,
-    checkpoint,
-  );
+  if (onnx.length > 1) throw new InspectError(`no model.onnx in ${checkpoint}, and several .onnx files (${onnx.join(', ')}): name the .onnx file`, checkpoint);
+  const weights = files.find((f) => f === 'model.safetensors.index.json') ?? files.find((f) => /\.safetensors$/i.test(f));
+  if (weights && files.includes('config.json')) return path.join(checkpoint, weights);
+  throw new InspectError(`no model in ${checkpoint}: neither model.onnx (or another .onnx file) nor a Hugging Face checkpoint (config.json with *.safetensors)`, checkpoint);
 }
 
 function isFile(p: string): boolean {

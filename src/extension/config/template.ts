@@ -54,7 +54,7 @@ export function newConfigText(inputs: NewConfigInputs): string {
   const field = (comment: string, key: string, value: string, last = false) => {
     lines.push(`  // ${comment}`, `  ${q(key)}: ${value}${last ? '' : ','}`);
   };
-  field('The model to prune: a .onnx file or a folder holding model.onnx (relative to this file).', 'checkpoint', q(rel(checkpoint)));
+  field('The model to prune: a .onnx file, a folder holding model.onnx, or a Hugging Face folder (relative to this file).', 'checkpoint', q(rel(checkpoint)));
   field('apt | sparsegpt | wanda | magnitude (all but magnitude need calibration data).', 'method', q(method));
   field('"unstructured" (at `sparsity`) or "N:M", e.g. "2:4" (N of every M weights zeroed).', 'pattern', q(settings.pattern));
   field('Fraction of weights zeroed per layer (unstructured only).', 'sparsity', String(settings.sparsity));

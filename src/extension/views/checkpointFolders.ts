@@ -62,3 +62,24 @@ export class CheckpointFolders implements vscode.Disposable {
     this.timer = setTimeout(() => void this.refresh(), DEBOUNCE_MS);
   }
 }
+
+/**
+ * A QuickPick of the workspace's checkpoints (model folders, then other .onnx files) plus Browse…, for the
+ * commands run from the palette. `listed`: the folders a CheckpointFolders already knows (else found now).
+ */
+export async function pickCheckpoint(placeHolder: string, listed?: readonly string[]): Promise<vscode.Uri | undefined> {
+  const folders = listed ?? checkpointFoldersOf((await vscode.workspace.findFiles(MARKERS, EXCLUDE, MAX_FILES)).map((u) => u.fsPath));
+  const known = new Set(folders);
+  const onnxFiles = await vscode.workspace.findFiles('**/*.onnx', EXCLUDE, 500);
+  const items: (vscode.QuickPickItem & { uri?: vscode.Uri })[] = [
+    ...folders.map((f) => ({ label: `$(folder) ${vscode.workspace.asRelativePath(f)}`, description: 'checkpoint folder', uri: vscode.Uri.file(f) })),
+    // A model.onnx inside a listed folder is that folder already.
+    ...onnxFiles.filter((u) => !(path.basename(u.fsPath) === 'model.onnx' && known.has(path.dirname(u.fsPath)))).map((uri) => ({ label: `$(file) ${vscode.workspace.asRelativePath(uri)}`, uri })),
+    { label: '$(folder-opened) Browse…', description: 'a .onnx file, a folder holding model.onnx, or a Hugging Face folder' },
+  ];
+  const picked = await vscode.window.showQuickPick(items, { placeHolder });
+  if (!picked) return undefined;
+  if (picked.uri) return picked.uri;
+  const chosen = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, openLabel: 'Use this checkpoint', filters: { 'ONNX model': ['onnx'], 'All files': ['*'] } });
+  return chosen?.[0];
+}
