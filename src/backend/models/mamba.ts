@@ -131,21 +131,23 @@ export function mambaTensorShapes(config: MambaConfig | ResolvedMambaConfig): Ma
   return s;
 }
 
-/** The Scan body: state s [B, d, n], step inputs a, b [B, d, n], C [B, n] → s' = a ⊙ s + b, y = Σ_n s' ⊙ C [B, d]. */
-function scanBody(scope: string): GraphProto {
+/** The Scan body: state s [B, d, n], step inputs a, b [B, d, n], C [B, n] → s' = a ⊙ s + b, y = Σ_n s' ⊙ C [B, d].
+ *  Its inputs and outputs carry their shapes: onnxruntime's Scan needs the outputs' shapes, and a pipeline
+ *  segment's inputs (where they would otherwise be inferred from) have none. */
+function scanBody(scope: string, d: number, n: number): GraphProto {
   const e = new Emitter();
   const s = e.op1(scope, 'Add', [e.op1(scope, 'Mul', ['a_t', 'state_in']), 'b_t']);
   const c = e.op1(scope, 'Unsqueeze', ['c_t', e.ints(scope, [1])]);
   const y = e.op1(scope, 'ReduceSum', [e.op1(scope, 'Mul', [s, c]), e.ints(scope, [-1])], { keepdims: 0 });
   e.nodes.push({ name: `${scope}/state_out`, opType: 'Identity', input: [s], output: ['state_out'], attribute: [] });
   e.nodes.push({ name: `${scope}/y_t`, opType: 'Identity', input: [y], output: ['y_t'], attribute: [] });
-  const untyped = (name: string) => ({ name, type: { tensorType: { elemType: DataType.FLOAT } } });
+  const state = (name: string) => valueInfo(name, DataType.FLOAT, ['batch_size', d, n]);
   return {
     name: 'selective_scan',
     node: e.nodes,
     initializer: [],
-    input: ['state_in', 'a_t', 'b_t', 'c_t'].map(untyped),
-    output: ['state_out', 'y_t'].map(untyped),
+    input: [state('state_in'), state('a_t'), state('b_t'), valueInfo('c_t', DataType.FLOAT, ['batch_size', n])],
+    output: [state('state_out'), valueInfo('y_t', DataType.FLOAT, ['batch_size', d])],
     valueInfo: [],
   };
 }
@@ -225,7 +227,7 @@ export function buildMambaModel(config: MambaConfig, weights: LlamaWeights): Mod
     const cT = timeMajor(Cm, bsn); // [S, B, n]
     const [, ys] = e.op(ss, 'Scan', [state0, a, b, cT], {}, 2);
     const scanNode = e.nodes[e.nodes.length - 1] as NodeProto;
-    scanNode.attribute.push({ name: 'body', type: AttributeType.GRAPH, g: scanBody(`${ss}/body`) }, { name: 'num_scan_inputs', type: AttributeType.INT, i: 3 });
+    scanNode.attribute.push({ name: 'body', type: AttributeType.GRAPH, g: scanBody(`${ss}/body`, d, n) }, { name: 'num_scan_inputs', type: AttributeType.INT, i: 3 });
     const yFlat = e.op1(ss, 'Reshape', [e.op1(ss, 'Transpose', [ys], { perm: [1, 0, 2] }), e.ints(ss, [-1, d])]); // [B·S, d]
 
     const yD = e.op1(ms, 'Add', [yFlat, e.op1(ms, 'Mul', [x, e.weight(`${m}.D`, w(`${m}.D`))])]);
