@@ -18,16 +18,17 @@ import { openHfCheckpoint } from '../src/backend/formats/hfCheckpoint';
 import { readSafetensorsHeader, readTensorBytes, readTensorFloat32 } from '../src/backend/formats/safetensors';
 import { rowPool } from '../src/backend/methods/rowKernels';
 import { inputSpecs } from '../src/backend/models/inputs';
-import { mambaTensorShapes, resolveMambaConfig } from '../src/backend/models/mamba';
+import { buildMambaModel, MambaConfig, mambaTensorShapes, resolveMambaConfig } from '../src/backend/models/mamba';
 import { Engine } from '../src/backend/onnx/session';
-import { encodeModel, ModelProto } from '../src/backend/onnx/proto';
-import { discoverLayers } from '../src/backend/pipeline/layers';
+import { encodeModel } from '../src/backend/onnx/proto';
+import { discoverLayers, nodeInputs } from '../src/backend/pipeline/layers';
 import { runPrune } from '../src/backend/pipeline/run';
 import { resolveConfig } from '../src/protocol/config';
 import { Event, EventOf } from '../src/protocol/events';
 import { writeHfFolder } from './helpers/hfFolder';
 import { mambaReferenceForward } from './helpers/mambaReference';
 import { Rng } from './helpers/reference';
+import { readSafetensorsF32 } from './helpers/safetensors';
 
 const repoRoot = path.resolve(__dirname, '..');
 const fixtures = path.resolve(repoRoot, '..', 'shared', 'fixtures');
@@ -275,16 +276,12 @@ describe('stories-mamba: four methods at 50% and 2:4', () => {
 
 // ---------------------------------------------------------------------------------------------------------
 
-/** The folder's graph saved as a plain ONNX file: every weight inlined (raw data), tokenizer beside it. */
-function saveAsOnnx(ckpt: Checkpoint, dir: string): string {
+/** The model as a plain ONNX file, weights inlined, tokenizer beside it: built with the fused scan, whose body reads
+ *  A from the enclosing graph (an implicit input of the Scan node, as exporters' Loop/Scan bodies capture weights). */
+function saveAsOnnx(dir: string): string {
   mkdirSync(dir, { recursive: true });
-  const model: ModelProto = {
-    ...ckpt.model,
-    graph: {
-      ...ckpt.model.graph,
-      initializer: ckpt.model.graph.initializer.map((t) => ({ name: t.name, dims: t.dims, dataType: t.dataType, rawData: ckpt.tensorData(t.name) })),
-    },
-  };
+  const config = JSON.parse(readFileSync(path.join(mambaDir, 'config.json'), 'utf8')) as MambaConfig;
+  const model = buildMambaModel(config, readSafetensorsF32(path.join(mambaDir, 'model.safetensors')), { scan: 'fused' });
   const file = path.join(dir, 'model.onnx');
   writeFileSync(file, encodeModel(model));
   copyFileSync(path.join(mambaDir, 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
@@ -296,14 +293,21 @@ describe('stories-mamba as an ONNX file (Scan nodes, module-scoped names) throug
   let onnx: Awaited<ReturnType<typeof prune>>;
   let onnxFile = '';
   before(async () => {
-    onnxFile = saveAsOnnx(openCheckpoint(mambaDir), path.join(work, 'mamba-onnx'));
+    onnxFile = saveAsOnnx(path.join(work, 'mamba-onnx'));
     hf = await prune(mambaDir, path.join(work, 'hf-sparsegpt-form'));
     onnx = await prune(onnxFile, path.join(work, 'onnx-sparsegpt-form'));
   });
 
-  test('opens as ONNX with the same layers and logits', async () => {
+  test('opens as ONNX with the same layers and logits; each Scan body reads A from the enclosing graph', async () => {
     const ckpt = openCheckpoint(onnxFile);
     assert.equal(ckpt.format, 'onnx');
+    const scans = ckpt.model.graph.node.filter((n) => n.opType === 'Scan');
+    assert.equal(scans.length, 4);
+    for (const [i, scan] of scans.entries()) {
+      assert.match(scan.name, new RegExp(`^/backbone/layers\\.${i}/mixer/`));
+      const implicit = nodeInputs(scan).filter((t) => !scan.input.includes(t));
+      assert.deepEqual(implicit, [`/backbone/layers.${i}/mixer/Neg_output_0`], 'A = −exp(A_log), captured by the body');
+    }
     assert.deepEqual(discoverLayers(ckpt.model).layers.map((l) => l.name), LAYER_NAMES);
     const c = reference.cases[1];
     assert.ok(maxAbsDiff(await logitsOf(ckpt, c.input_ids, c.attention_mask), c.logits.flat(2)) <= 1e-4);

@@ -12,10 +12,12 @@
 //   (state [batch, d_inner, d_state], zero at t = 0); y += D·x.
 // Then norm_f and the LM head (tied to the embedding by default).
 //
-// The scan is an ONNX Scan over time (time-major inputs: the decays exp(Δ·A) and the inputs (Δ·x)⊗B are
-// computed for every step at once outside it, the body only does s = a ⊙ s + b and the readout), so the body
-// reads nothing from the enclosing scope and any sequence length works. Everything outside the Scan is
-// ordinary ai.onnx opset 17 (Conv with group = d_inner for the depthwise conv, Softplus, Exp, Sigmoid, …).
+// The scan is an ONNX Scan over time on time-major [S, B, …] inputs, state [B, d_inner, d_state] zero at t = 0, so
+// any sequence length works. By default the decays exp(Δ·A) and inputs (Δ·x)⊗B are computed for every step at once
+// before it and its body reads nothing from the enclosing graph; BuildMambaOptions.scan 'fused' computes them in
+// the body instead, reading A from the enclosing graph (as exporters' bodies capture weights; the tests prune that
+// form as an ONNX file). Everything else is ordinary ai.onnx opset 17 (Conv with group = d_inner for the depthwise
+// conv, Exp/Log for softplus, Sigmoid, …).
 //
 // Prunable (by the generic discovery): in_proj, x_proj, dt_proj, out_proj — the four Gemms with 2-D weights.
 // conv1d (a [d_inner, 1, K] depthwise kernel: K taps per channel, no column structure for OBS/SparseGPT to use),
@@ -131,23 +133,36 @@ export function mambaTensorShapes(config: MambaConfig | ResolvedMambaConfig): Ma
   return s;
 }
 
-/** The Scan body: state s [B, d, n], step inputs a, b [B, d, n], C [B, n] → s' = a ⊙ s + b, y = Σ_n s' ⊙ C [B, d].
- *  Its inputs and outputs carry their shapes: onnxruntime's Scan needs the outputs' shapes, and a pipeline
- *  segment's inputs (where they would otherwise be inferred from) have none. */
-function scanBody(scope: string, d: number, n: number): GraphProto {
+export interface BuildMambaOptions {
+  /** 'materialized' (default): exp(Δ·A) and (Δ·x)⊗B computed for every step before the Scan ([S, B, d, n] each),
+   *  the body only s = a ⊙ s + b and the readout; 'fused': the body computes them per step from Δ_t, Δ_t·x_t, B_t
+   *  (smaller tensors, A read from the enclosing scope). Same maths; see docs/BENCHMARKS.md for the speeds. */
+  scan?: 'materialized' | 'fused';
+}
+
+/** The Scan body over state s [B, d, n] (see BuildMambaOptions): s' = a ⊙ s + b, y = s'·C [B, d, 1].
+ *  Inputs and outputs carry their shapes: onnxruntime's Scan needs the outputs' shapes, and a pipeline segment's
+ *  inputs (where they would otherwise be inferred from) have none. */
+function scanBody(scope: string, d: number, n: number, fused: { A: string } | null): GraphProto {
   const e = new Emitter();
-  const s = e.op1(scope, 'Add', [e.op1(scope, 'Mul', ['a_t', 'state_in']), 'b_t']);
-  const c = e.op1(scope, 'Unsqueeze', ['c_t', e.ints(scope, [1])]);
-  const y = e.op1(scope, 'ReduceSum', [e.op1(scope, 'Mul', [s, c]), e.ints(scope, [-1])], { keepdims: 0 });
-  e.nodes.push({ name: `${scope}/state_out`, opType: 'Identity', input: [s], output: ['state_out'], attribute: [] });
-  e.nodes.push({ name: `${scope}/y_t`, opType: 'Identity', input: [y], output: ['y_t'], attribute: [] });
-  const state = (name: string) => valueInfo(name, DataType.FLOAT, ['batch_size', d, n]);
+  const f = (name: string, dims: (number | string)[]) => valueInfo(name, DataType.FLOAT, ['batch_size', ...dims]);
+  let a = 'a_t';
+  let b = 'b_t';
+  let inputs = [f('state_in', [d, n]), f('a_t', [d, n]), f('b_t', [d, n]), f('c_t', [n, 1])];
+  if (fused) {
+    a = e.op1(scope, 'Exp', [e.op1(scope, 'Mul', ['dt_t', fused.A])]);
+    b = e.op1(scope, 'Mul', ['dx_t', 'b_t']);
+    inputs = [f('state_in', [d, n]), f('dt_t', [d, 1]), f('dx_t', [d, 1]), f('b_t', [1, n]), f('c_t', [n, 1])];
+  }
+  const decayed = e.op1(scope, 'Mul', [a, 'state_in']);
+  e.nodes.push({ name: `${scope}/Add`, opType: 'Add', input: [decayed, b], output: ['state_out'], attribute: [] });
+  e.nodes.push({ name: `${scope}/MatMul`, opType: 'MatMul', input: ['state_out', 'c_t'], output: ['y_t'], attribute: [] });
   return {
     name: 'selective_scan',
     node: e.nodes,
     initializer: [],
-    input: [state('state_in'), state('a_t'), state('b_t'), valueInfo('c_t', DataType.FLOAT, ['batch_size', n])],
-    output: [state('state_out'), valueInfo('y_t', DataType.FLOAT, ['batch_size', d])],
+    input: inputs,
+    output: [f('state_out', [d, n]), f('y_t', [d, 1])],
     valueInfo: [],
   };
 }
@@ -156,7 +171,8 @@ function scanBody(scope: string, d: number, n: number): GraphProto {
  * Builds the ONNX graph of a MambaForCausalLM: inputs `input_ids`, `attention_mask` (int64 [batch, seq]), output
  * `logits` (float [batch, seq, vocab]). Throws, naming the tensor, when a weight is missing or has the wrong dims.
  */
-export function buildMambaModel(config: MambaConfig, weights: LlamaWeights): ModelProto {
+export function buildMambaModel(config: MambaConfig, weights: LlamaWeights, options: BuildMambaOptions = {}): ModelProto {
+  const fused = options.scan === 'fused';
   const c = resolveMambaConfig(config);
   checkWeights('Mamba', mambaTensorShapes(c), weights);
   const w = (name: string): LlamaTensor | TensorRef => weightOf(weights, name);
@@ -214,21 +230,27 @@ export function buildMambaModel(config: MambaConfig, weights: LlamaWeights): Mod
     const Bm = slice(ms, dbc, c.dtRank, c.dtRank + n);
     const Cm = slice(ms, dbc, c.dtRank + n, c.dtRank + 2 * n);
     const dtRaw = linear(`${ms}/dt_proj`, dtLow, `${m}.dt_proj`, true); // [B·S, d]
-    const dt = e.op1(ms, 'Where', [e.op1(ms, 'Greater', [dtRaw, e.scalar(ms, 20)]), dtRaw, e.op1(ms, 'Softplus', [dtRaw])]);
+    // softplus as log(1 + exp(v)): onnxruntime's Softplus kernel is several times slower than the three ops.
+    const softplus = e.op1(ms, 'Log', [e.op1(ms, 'Add', [e.op1(ms, 'Exp', [dtRaw]), e.scalar(ms, 1)])]);
+    const dt = e.op1(ms, 'Where', [e.op1(ms, 'Greater', [dtRaw, e.scalar(ms, 20)]), dtRaw, softplus]);
     const A = e.op1(ms, 'Neg', [e.op1(ms, 'Exp', [e.weight(`${m}.A_log`, w(`${m}.A_log`))])]); // [d, n]
 
-    // Time-major step inputs for the Scan: a = exp(Δ·A), b = (Δ·x) ⊗ B: [S, B, d, n]; C: [S, B, n].
+    // Time-major step inputs for the Scan ([S, B, …]); see BuildMambaOptions.
     const ss = `${ms}/scan`;
-    const timeMajor = (x2: string, shape: string): string => e.op1(ss, 'Transpose', [e.op1(ss, 'Reshape', [x2, shape])], { perm: [1, 0, 2] });
-    const dtT = e.op1(ss, 'Unsqueeze', [timeMajor(dt, bsd), e.ints(ss, [3])]); // [S, B, d, 1]
-    const a = e.op1(ss, 'Exp', [e.op1(ss, 'Mul', [dtT, A])]);
-    const dx = e.op1(ss, 'Unsqueeze', [timeMajor(e.op1(ss, 'Mul', [dt, x]), bsd), e.ints(ss, [3])]); // [S, B, d, 1]
-    const b = e.op1(ss, 'Mul', [dx, e.op1(ss, 'Unsqueeze', [timeMajor(Bm, bsn), e.ints(ss, [2])])]); // [S, B, d, n]
-    const cT = timeMajor(Cm, bsn); // [S, B, n]
-    const [, ys] = e.op(ss, 'Scan', [state0, a, b, cT], {}, 2);
+    const timeMajor = (x2: string, shape: string, axis: number): string =>
+      e.op1(ss, 'Unsqueeze', [e.op1(ss, 'Transpose', [e.op1(ss, 'Reshape', [x2, shape])], { perm: [1, 0, 2] }), e.ints(ss, [axis])]);
+    const dtT = timeMajor(dt, bsd, 3); // [S, B, d, 1]
+    const dxT = timeMajor(e.op1(ss, 'Mul', [dt, x]), bsd, 3); // [S, B, d, 1]
+    const bT = timeMajor(Bm, bsn, 2); // [S, B, 1, n]
+    const cT = timeMajor(Cm, bsn, 3); // [S, B, n, 1]
+    const stepInputs = fused ? [dtT, dxT, bT, cT] : [e.op1(ss, 'Exp', [e.op1(ss, 'Mul', [dtT, A])]), e.op1(ss, 'Mul', [dxT, bT]), cT];
+    const [, ys] = e.op(ss, 'Scan', [state0, ...stepInputs], {}, 2); // ys: [S, B, d, 1]
     const scanNode = e.nodes[e.nodes.length - 1] as NodeProto;
-    scanNode.attribute.push({ name: 'body', type: AttributeType.GRAPH, g: scanBody(`${ss}/body`, d, n) }, { name: 'num_scan_inputs', type: AttributeType.INT, i: 3 });
-    const yFlat = e.op1(ss, 'Reshape', [e.op1(ss, 'Transpose', [ys], { perm: [1, 0, 2] }), e.ints(ss, [-1, d])]); // [B·S, d]
+    scanNode.attribute.push(
+      { name: 'body', type: AttributeType.GRAPH, g: scanBody(`${ss}/body`, d, n, fused ? { A } : null) },
+      { name: 'num_scan_inputs', type: AttributeType.INT, i: stepInputs.length },
+    );
+    const yFlat = e.op1(ss, 'Reshape', [e.op1(ss, 'Transpose', [ys], { perm: [1, 0, 2, 3] }), e.ints(ss, [-1, d])]); // [B·S, d]
 
     const yD = e.op1(ms, 'Add', [yFlat, e.op1(ms, 'Mul', [x, e.weight(`${m}.D`, w(`${m}.D`))])]);
     const gated = e.op1(ms, 'Mul', [yD, silu(`${ms}/act`, z)]);
