@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -251,23 +251,34 @@ describe('Hugging Face Llama fixtures', () => {
     });
   }
 
-  test('CLI: prune --json on the Mamba folder ends with run.failed checkpoint-invalid naming model_type and config.json', () => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'backend', 'cli', 'main.ts'), 'prune', path.join(fixtures, 'stories-mamba-hf'), '--json', '--method', 'magnitude', '--out', path.join(work, 'mamba-out')], { cwd: repoRoot, encoding: 'utf8' });
+  /** The Mamba fixture's files with model_type rwkv (a family PruneKit does not build). */
+  const unsupportedFolder = (): string => {
+    const dir = path.join(work, 'rwkv-hf');
+    if (existsSync(dir)) return dir;
+    mkdirSync(dir);
+    const mamba = path.join(fixtures, 'stories-mamba-hf');
+    const config = JSON.parse(readFileSync(path.join(mamba, 'config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, model_type: 'rwkv' }));
+    for (const f of ['model.safetensors', 'tokenizer.json']) symlinkSync(path.join(mamba, f), path.join(dir, f));
+    return dir;
+  };
+
+  test('CLI: prune --json on an unsupported model_type ends with run.failed checkpoint-invalid naming it and config.json', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'backend', 'cli', 'main.ts'), 'prune', unsupportedFolder(), '--json', '--method', 'magnitude', '--out', path.join(work, 'rwkv-out')], { cwd: repoRoot, encoding: 'utf8' });
     assert.equal(r.status, 1, r.stderr);
     const last = JSON.parse(r.stdout.trim().split('\n').pop() as string) as EventOf<'run.failed'>;
     assert.equal(last.type, 'run.failed');
     assert.equal(last.code, 'checkpoint-invalid');
-    assert.match(last.message, /model_type 'mamba' is not supported; supported model types: llama, mistral, qwen2, opt/);
-    assert.match(last.file ?? '', /stories-mamba-hf\/config\.json$/);
-    assert.ok(!existsSync(path.join(work, 'mamba-out')));
+    assert.match(last.message, /model_type 'rwkv' is not supported; supported model types: llama, mistral, qwen2, opt, mamba/);
+    assert.match(last.file ?? '', /rwkv-hf\/config\.json$/);
+    assert.ok(!existsSync(path.join(work, 'rwkv-out')));
   });
 
-  test('any other model_type: an error naming it and the supported ones (the Mamba fixture)', () => {
-    const mamba = path.join(fixtures, 'stories-mamba-hf');
-    assert.throws(() => openCheckpoint(mamba), (e: Error) => {
+  test('any other model_type: an error naming it and the supported ones', () => {
+    assert.throws(() => openCheckpoint(unsupportedFolder()), (e: Error) => {
       assert.ok(e instanceof CheckpointError);
       assert.equal(e.code, 'unsupported-model');
-      assert.match(e.message, /stories-mamba-hf\/config\.json: model_type 'mamba' is not supported; supported model types: llama, mistral, qwen2, opt/);
+      assert.match(e.message, /rwkv-hf\/config\.json: model_type 'rwkv' is not supported; supported model types: llama, mistral, qwen2, opt, mamba/);
       return true;
     });
   });

@@ -20,7 +20,7 @@ const USAGE = `usage: prunekit <command> [options]
 
 commands:
   prune <checkpoint>   prune a checkpoint: ONNX (a .onnx file or a folder holding model.onnx) or a Hugging Face
-                       folder (config.json + safetensors; llama, mistral, qwen2, opt), written back in its own format
+                       folder (config.json + safetensors; llama, mistral, qwen2, opt, mamba), written back in its own format
   inspect <checkpoint> list its blocks, prunable layers (with shapes) and model inputs
   demo                 generate a small random Llama-shaped ONNX model and prune it with APT (takes the prune options)
 

@@ -4,6 +4,7 @@
 
 import type { ModelProto } from '../onnx/proto';
 import { buildLlamaModel, LlamaConfig, llamaTensorShapes, LlamaWeights } from './llama';
+import { buildMambaModel, MambaConfig, mambaTensorShapes } from './mamba';
 import { buildOptModel, OptConfig, optTensorShapes } from './opt';
 
 export interface HfFamily {
@@ -30,11 +31,18 @@ const OPT: HfFamily = {
   build: (config, weights, stored) => buildOptModel(config as unknown as OptConfig, weights, optPrefix(stored)),
 };
 
+const MAMBA: HfFamily = {
+  builder: 'mamba',
+  tensorShapes: (config) => mambaTensorShapes(config as unknown as MambaConfig),
+  build: (config, weights) => buildMambaModel(config as unknown as MambaConfig, weights),
+};
+
 const FAMILIES: Readonly<Record<string, HfFamily>> = {
   llama: LLAMA,
   mistral: LLAMA,
   qwen2: LLAMA,
   opt: OPT,
+  mamba: MAMBA,
 };
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = Object.keys(FAMILIES);
