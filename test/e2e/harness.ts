@@ -26,6 +26,8 @@ export const WORKSPACE = {
   model: 'models/stories260K/model.onnx',
   /** The same model as a Hugging Face folder (config.json + model.safetensors + tokenizer.json). */
   hfFolder: 'models/stories260K-hf',
+  /** A Mamba Hugging Face folder (MambaForCausalLM). */
+  mambaFolder: 'models/stories-mamba-hf',
   text: 'data/tinystories_valid_head.txt',
 } as const;
 
@@ -92,13 +94,14 @@ export function packageVsix(): Promise<string> {
   return packaged;
 }
 
-/** A fresh workspace: the fixture model as models/stories260K/ (ONNX) and models/stories260K-hf/, the text as
- *  data/, plus `files`. */
+/** A fresh workspace: the fixture model as models/stories260K/ (ONNX) and models/stories260K-hf/, the Mamba
+ *  fixture as models/stories-mamba-hf/, the text as data/, plus `files`. */
 function makeWorkspace(root: string, files: Record<string, string>): string {
   const ws = path.join(root, 'workspace');
   const modelDir = path.join(ws, path.dirname(WORKSPACE.model));
   fs.cpSync(path.join(fixturesDir, 'stories260K-onnx'), modelDir, { recursive: true });
   fs.cpSync(path.join(fixturesDir, 'stories260K-hf'), path.join(ws, WORKSPACE.hfFolder), { recursive: true });
+  fs.cpSync(path.join(fixturesDir, 'stories-mamba-hf'), path.join(ws, WORKSPACE.mambaFolder), { recursive: true });
   fs.mkdirSync(path.join(ws, 'data'), { recursive: true });
   fs.copyFileSync(path.join(fixturesDir, 'data', path.basename(WORKSPACE.text)), path.join(ws, WORKSPACE.text));
   for (const [rel, text] of Object.entries(files)) {

@@ -12,6 +12,8 @@ import { gpuProviderStatus, installCudaProvider } from '../../src/extension/gpu/
 const DEMO_TITLE = 'PruneKit: Run Demo (prune a generated model)';
 /** stories260K: 5 blocks of 7 prunable projections. */
 const FIXTURE_LAYERS = 35;
+/** stories-mamba: 4 blocks of in_proj, x_proj, dt_proj, out_proj. */
+const MAMBA_LAYERS = 16;
 /** Not the schema's default (0.5), so the test sees whether Prune Model… prefills from the settings. */
 const SETTINGS_SPARSITY = 0.6;
 
@@ -113,6 +115,17 @@ describe('PruneKit in a real VS Code (code-server)', { timeout: 20 * 60_000 }, (
     const configFile = await pruneFromExplorer(vs, WORKSPACE.hfFolder, [folder]);
     await vs.step('the Hugging Face run finishes', () => waitForRunEnd(vs));
     await assertFinishedRun(vs, configFile);
+  });
+
+  test('a Mamba folder: Explorer → Prune Model… → Run → both perplexities', async (t) => {
+    const vs = session();
+    if (!hasRunUi(vs)) {
+      t.skip('the packaged extension has no prunekit.pruneModel yet');
+      return;
+    }
+    const configFile = await pruneFromExplorer(vs, WORKSPACE.mambaFolder, [vs.file(WORKSPACE.mambaFolder)]);
+    await vs.step('the Mamba run finishes', () => waitForRunEnd(vs));
+    await assertFinishedRun(vs, configFile, MAMBA_LAYERS);
   });
 });
 
@@ -227,10 +240,10 @@ async function waitForRunEnd(vs: VsCode, sample: (charted: number, total: number
 }
 
 /** The finished panel charts and lists every layer, shows both perplexities, and the pruned model exists. */
-async function assertFinishedRun(vs: VsCode, configFile: string): Promise<void> {
+async function assertFinishedRun(vs: VsCode, configFile: string, layers = FIXTURE_LAYERS): Promise<void> {
   const panel = vs.webview();
-  assert.equal(Number(await panel.locator('#app').getAttribute('data-layers-charted')), FIXTURE_LAYERS);
-  assert.equal(await panel.locator('#layer-table tbody tr').count(), FIXTURE_LAYERS);
+  assert.equal(Number(await panel.locator('#app').getAttribute('data-layers-charted')), layers);
+  assert.equal(await panel.locator('#layer-table tbody tr').count(), layers);
   const dense = Number(await panel.locator('#summary [data-field="densePerplexity"]').textContent());
   const pruned = Number(await panel.locator('#summary [data-field="prunedPerplexity"]').textContent());
   assert.ok(dense > 1 && Number.isFinite(dense), `dense perplexity ${dense}`);
