@@ -121,6 +121,12 @@ export class Engine {
     return kernel;
   }
 
+  /** Releases a kernel from `kernel` that will not run again (a graph made for one block), session and all. */
+  async forget(kernel: Kernel): Promise<void> {
+    for (const [key, k] of this.cache) if (k === kernel) this.cache.delete(key);
+    await kernel.session.release();
+  }
+
   /** An uncached session for a model file (external data resolved beside it); release it when done. */
   async fileSession(file: string): Promise<ort.InferenceSession> {
     return (await this.open(file)).session;

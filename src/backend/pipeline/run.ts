@@ -274,6 +274,7 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
           for (const s of cg.stats) (sums.get(s.input) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length);
           emit('calibration.progressed', { phase: 'hessian', block: seg.block, done: b + 1, total: batches.length });
         }
+        await engine.forget(ck); // each block's graphs run for that block only
       };
       if (batches.length) await calibrate();
       // Each input's H is dropped after the last layer that reads it (q/k/v share one, gate/up another).
@@ -334,6 +335,8 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
         }
         emit('calibration.progressed', { phase: seg.kind === 'prefix' ? 'prefix' : 'propagate', block: seg.block, done: b + 1, total: batches.length });
       }
+      await engine.forget(k);
+      segKernels.delete(seg.index);
     }
     for (const name of [...cache.keys()]) if (lastUse(plan, name) <= seg.index) cache.delete(name);
     if (seg.kind === 'block' && seg.block !== null) {
