@@ -103,7 +103,7 @@ export class SpillFile {
 function spillError(e: unknown, file: string): CheckpointError {
   const code = errnoCode(e);
   if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new CheckpointError('no-space', `no space left on the device while writing pruned weights to the scratch file ${file}`, file, { cause: e });
+    return new CheckpointError('no-space', `no space left on the device while writing pruned weights to the scratch file ${file} (the run stops; no output is written)`, file, { cause: e });
   }
   return new CheckpointError('write-failed', `cannot write the scratch file of pruned weights ${file}: ${(e as Error)?.message ?? String(e)}`, file, { cause: e });
 }
