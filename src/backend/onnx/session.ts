@@ -121,7 +121,7 @@ export class Engine {
     return kernel;
   }
 
-  /** Releases a kernel from `kernel` that will not run again (a graph made for one block), session and all. */
+  /** Drops `kernel` from the cache and releases its session (a graph made for one block, never run again). */
   async forget(kernel: Kernel): Promise<void> {
     for (const [key, k] of this.cache) if (k === kernel) this.cache.delete(key);
     await kernel.session.release();
