@@ -8,7 +8,7 @@
 //     dense perplexity and, per method × pattern, the pruned perplexity and the run's wall time, with the
 //     SparseGPT protocol (calibration: 128 windows of 256 tokens of tinystories_valid_head.txt drawn after its
 //     first 65,536 tokens, seed 0; evaluation: the first 256 windows of 256 tokens of the same file).
-//  2. Scale: a generated Llama-shaped model (hidden 4096, intermediate 11008, 2 blocks, 32 heads, vocab 512,
+//  2. Scale: a generated Llama-shaped model (hidden 4096, intermediate 11008, 2 blocks (--scale-blocks), 32 heads, vocab 512,
 //     random weights, stored with external data), random calibration token ids, no evaluation; one child
 //     process per method (`--scale-child`), so each run's peak RSS is its own. Reports seconds per block and
 //     the run's peak RSS.
@@ -50,6 +50,7 @@ const USAGE = `usage: node --import tsx bench/quality.ts [options]   (npm run be
   --scale-nsamples N  calibration windows of the scale run (default 16, seqlen 128)
   --scale-hidden N    hidden size of the scale model (default 4096; heads = hidden / 128)
   --scale-intermediate N  its MLP size (default 11008)
+  --scale-blocks N    its decoder blocks (default 2)
   --no-quality        skip the quality table
   --no-docs           print only; do not rewrite the section of docs/BENCHMARKS.md
   --threads N         onnxruntime intra-op threads (default 0 = one per core)
@@ -59,11 +60,11 @@ const USAGE = `usage: node --import tsx bench/quality.ts [options]   (npm run be
 // ---------------------------------------------------------------------------------------------------------
 // Scale model
 
-const scaleConfig = (hidden: number, intermediate: number): LlamaConfig => ({
+const scaleConfig = (hidden: number, intermediate: number, blocks: number): LlamaConfig => ({
   model_type: 'llama',
   hidden_size: hidden,
   intermediate_size: intermediate,
-  num_hidden_layers: 2,
+  num_hidden_layers: blocks,
   num_attention_heads: hidden / 128,
   vocab_size: 512,
   max_position_embeddings: 2048,
@@ -227,7 +228,7 @@ function qualityTables(rows: QualityRow[], methods: string[], patterns: string[]
 }
 
 function scaleTable(rows: ScaleResult[], info: string, config: LlamaConfig): string {
-  const out: string[] = [`${SCALE_HEADING} generated Llama, hidden ${config.hidden_size}, intermediate ${config.intermediate_size}, 2 blocks`, '', info, ''];
+  const out: string[] = [`${SCALE_HEADING} generated Llama, hidden ${config.hidden_size}, intermediate ${config.intermediate_size}, ${config.num_hidden_layers} blocks`, '', info, ''];
   const nBlocks = Math.max(0, ...rows.map((r) => r.blocks.length));
   const blockCols = Array.from({ length: nBlocks }, (_, i) => `block ${i} s`);
   out.push(`| method | sparsity | ${blockCols.join(' | ')} | total s | peak RSS MiB | Σ layer loss |`);
@@ -271,6 +272,7 @@ async function main(): Promise<void> {
       'scale-nsamples': { type: 'string', default: '16' },
       'scale-hidden': { type: 'string', default: '4096' },
       'scale-intermediate': { type: 'string', default: '11008' },
+      'scale-blocks': { type: 'string', default: '2' },
       'no-quality': { type: 'boolean', default: false },
       'no-docs': { type: 'boolean', default: false },
       threads: { type: 'string', default: '0' },
@@ -321,7 +323,7 @@ async function main(): Promise<void> {
     if (qualityRows.length >= planned && scaleRows.length >= scaleMethods.length) return '';
     return `**Partial results** (the run was stopped at the session deadline): ${qualityRows.length} of ${planned} quality runs and ${scaleRows.length} of ${scaleMethods.length} scale runs finished; missing cells show —.\n`;
   };
-  const scale = scaleConfig(Number(a['scale-hidden']), Number(a['scale-intermediate']));
+  const scale = scaleConfig(Number(a['scale-hidden']), Number(a['scale-intermediate']), Number(a['scale-blocks']));
   const render = () => [header, partial(), qualityRows.length ? qualityTables(qualityRows, methods, patterns) : '', scaleRows.length ? scaleTable(scaleRows, scaleInfo, scale) : ''].filter(Boolean).join('\n');
   const save = () => { if (!a['no-docs']) writeDocs(render(), scaleRows.length > 0); };
 

@@ -1,6 +1,6 @@
 // `prunekit`: the pruning backend's command line. The extension spawns this same bundle with --json.
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -8,6 +8,7 @@ import { ConfigError, parseConfigText, resolveConfig } from '../../protocol/conf
 import { Event, EventOf, formatEvent, makeEvent } from '../../protocol/events';
 import { DataError, mulberry32 } from '../data/tokens';
 import { openCheckpoint } from '../formats/checkpoint';
+import { removeTemporaries } from '../formats/atomicFolder';
 import { CheckpointError } from '../formats/onnxCheckpoint';
 import { PruneError } from '../methods/types';
 import { buildLlamaModel, randomLlamaWeights } from '../models/llama';
@@ -196,8 +197,8 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
   const onSignal = (s: 'SIGINT' | 'SIGTERM') => {
     if (signal) {
       // A second signal: stop now, but still leave no half-written output behind (the writer's temporary
-      // folder is `<output>.tmp-<pid>`; a previous output is never touched before the final rename).
-      if (output) rmSync(`${output}.tmp-${process.pid}`, { recursive: true, force: true });
+      // folder and the run's spill file beside it; a previous output is never touched before the final rename).
+      if (output) removeTemporaries(output);
       process.exit(130);
     }
     signal = s;

@@ -1,8 +1,8 @@
 // Writing an output folder atomically, shared by the ONNX and the Hugging Face writers: the folder is built under
-// `<out>.tmp-<pid>` (bounded chunked writes with cancel checks and hooks) and renamed into place when complete; a
+// `<out>.tmp-<pid>` (temporaryFolderOf; bounded chunked writes with cancel checks and hooks) and renamed into place when complete; a
 // failure or a cancel removes the temporary folder and leaves any previous output as it was.
 
-import { lstatSync, readdirSync, realpathSync } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { CheckpointError, errnoCode } from './errors';
@@ -21,6 +21,22 @@ export interface FolderWriteOptions {
   chunkSize: number;
   signal?: AbortSignal;
   hooks?: WriteHooks;
+}
+
+/** The folder an output is built in before it is renamed into place. */
+export function temporaryFolderOf(out: string): string {
+  return `${path.resolve(out)}.tmp-${process.pid}`;
+}
+
+/** The run's scratch file beside it (pruned weights spilled until the writer copies them into the output). */
+export function spillFileOf(out: string): string {
+  return `${path.resolve(out)}.spill-${process.pid}`;
+}
+
+/** Removes what a run of this process leaves beside `out` until it finishes (for an exit that skips `finally`). */
+export function removeTemporaries(out: string): void {
+  rmSync(temporaryFolderOf(out), { recursive: true, force: true });
+  rmSync(spillFileOf(out), { force: true });
 }
 
 /** True when `inner` is `outer` or inside it. */
@@ -157,7 +173,7 @@ export class Sink {
  */
 export async function writeFolder<T>(out: string, opts: FolderWriteOptions, body: (tmp: string, sink: Sink) => Promise<T>): Promise<{ result: T; warnings: string[] }> {
   checkExistingOutput(out, opts.overwrite, opts.marker);
-  const tmp = `${out}.tmp-${process.pid}`;
+  const tmp = temporaryFolderOf(out);
   const warnings: string[] = [];
   const sink = new Sink(out, opts.chunkSize, opts.signal, opts.hooks);
   try {

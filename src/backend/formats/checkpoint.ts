@@ -5,12 +5,13 @@
 
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import type { ModelProto } from '../onnx/proto';
+import type { DataType, ModelProto } from '../onnx/proto';
 import type { ModelSource } from '../onnx/session';
 import type { WriteHooks } from './atomicFolder';
 import { HfCheckpoint, isHfFolder, openHfCheckpoint } from './hfCheckpoint';
 import { MODEL_FILE, OnnxCheckpoint, openOnnxCheckpoint, OpenOptions } from './onnxReader';
 import { writeOnnxCheckpoint } from './onnxWriter';
+import type { Replacement } from './tensorSource';
 
 
 export interface CheckpointWriteOptions {
@@ -35,9 +36,14 @@ export interface Checkpoint {
   /** An initializer's bytes in the graph's own element type (raw little-endian form, a fresh copy). */
   tensorData(name: string): Uint8Array;
   weightAsFloat32(name: string): Float32Array;
+  /** The element type `write` stores an initializer in (its dtype in the checkpoint's files). */
+  storedType(name: string): DataType;
   sessionSource(): ModelSource;
-  /** Writes the checkpoint to the new folder `out` with `replacements` (initializer name → float32 values). */
-  write(out: string, replacements: ReadonlyMap<string, Float32Array>, opts?: CheckpointWriteOptions): Promise<void>;
+  /**
+   * Writes the checkpoint to the new folder `out` with `replacements` (initializer name → float32 values, or a
+   * TensorSource read only when that tensor is written), each stored in its storedType.
+   */
+  write(out: string, replacements: ReadonlyMap<string, Replacement>, opts?: CheckpointWriteOptions): Promise<void>;
 }
 
 /** The ONNX front end: an OnnxCheckpoint as it is. */
@@ -57,9 +63,10 @@ export class OnnxFormat implements Checkpoint {
   }
   tensorData(name: string): Uint8Array { return this.onnx.tensorData(name); }
   weightAsFloat32(name: string): Float32Array { return this.onnx.weightAsFloat32(name); }
+  storedType(name: string): DataType { return this.onnx.tensor(name).dataType; }
   sessionSource(): ModelSource { return this.onnx.modelPath; }
 
-  async write(out: string, replacements: ReadonlyMap<string, Float32Array>, opts: CheckpointWriteOptions = {}): Promise<void> {
+  async write(out: string, replacements: ReadonlyMap<string, Replacement>, opts: CheckpointWriteOptions = {}): Promise<void> {
     await writeOnnxCheckpoint(this.onnx, out, replacements, {
       overwrite: opts.overwrite,
       signal: opts.signal,
@@ -79,4 +86,5 @@ export function openCheckpoint(p: string, opts: OpenOptions = {}): Checkpoint {
 }
 
 export { HfCheckpoint };
+export type { Replacement, TensorSource } from './tensorSource';
 export type { ModelSource };

@@ -25,11 +25,11 @@ import { DataType, encodeModel, ModelProto } from '../onnx/proto';
 import type { ModelSource } from '../onnx/session';
 import { checkNotInput, writeFolder } from './atomicFolder';
 import type { Checkpoint, CheckpointWriteOptions } from './checkpoint';
-import { float32ToBytes } from './dtype';
 import { CheckpointError } from './errors';
 import { SIDE_FILES } from './onnxReader';
 import { DEFAULT_CHUNK_SIZE, RangeReader, withRangeReader } from './rangeReader';
 import { isFloatDtype, onnxTypeOf, readSafetensorsHeader, readTensorBytes, readTensorFloat32, SafetensorsEntry, SafetensorsHeader } from './safetensors';
+import { Replacement, replacementBytes, replacementElements } from './tensorSource';
 import { DATA_LOCATION_EXTERNAL } from './tensors';
 
 export const CONFIG_FILE = 'config.json';
@@ -245,7 +245,12 @@ export class HfCheckpoint implements Checkpoint {
     return { model: encodeModel(this.model), externalData };
   }
 
-  async write(out: string, replacements: ReadonlyMap<string, Float32Array>, opts: CheckpointWriteOptions = {}): Promise<void> {
+  /** The element type a weight is written back in: its safetensors dtype (the graph computes in float32). */
+  storedType(name: string): DataType {
+    return onnxTypeOf(this.source(name).dtype);
+  }
+
+  async write(out: string, replacements: ReadonlyMap<string, Replacement>, opts: CheckpointWriteOptions = {}): Promise<void> {
     await writeHfCheckpoint(this, out, replacements, opts);
   }
 }
@@ -272,27 +277,28 @@ export function openHfCheckpoint(dir: string, opts: HfOpenOptions = {}): HfCheck
 // Writing
 
 /**
- * Writes `src` with `replacements` (initializer = HF tensor name → float32 values, encoded in the tensor's own
- * dtype) to the new folder `out`; every other byte of every shard is copied.
+ * Writes `src` with `replacements` (initializer = HF tensor name → float32 values or a TensorSource, stored in the
+ * tensor's own dtype) to the new folder `out`; every other byte of every shard is copied.
  */
 export async function writeHfCheckpoint(
   src: HfCheckpoint,
   out: string,
-  replacements: ReadonlyMap<string, Float32Array>,
+  replacements: ReadonlyMap<string, Replacement>,
   opts: CheckpointWriteOptions & { fsync?: boolean; chunkSize?: number } = {},
 ): Promise<void> {
   const dir = path.resolve(out);
-  for (const [name, values] of replacements) {
+  for (const [name, r] of replacements) {
     const e = src.source(name);
     const n = e.shape.reduce((a, b) => a * b, 1);
-    if (!(values instanceof Float32Array) || values.length !== n) {
-      throw new CheckpointError('bad-replacement', `replacement for '${name}' has ${values?.length} values; the tensor in ${e.file} has shape [${e.shape.join(', ')}] (${n} values)`, e.file);
+    const got = replacementElements(r);
+    if (got !== n) {
+      throw new CheckpointError('bad-replacement', `replacement for '${name}' has ${got} values; the tensor in ${e.file} has shape [${e.shape.join(', ')}] (${n} values)`, e.file);
     }
   }
-  const byFile = new Map<string, [SafetensorsEntry, Float32Array][]>();
-  for (const [name, values] of replacements) {
+  const byFile = new Map<string, [SafetensorsEntry, Replacement][]>();
+  for (const [name, r] of replacements) {
     const e = src.source(name);
-    byFile.set(e.file, [...(byFile.get(e.file) ?? []), [e, values]]);
+    byFile.set(e.file, [...(byFile.get(e.file) ?? []), [e, r]]);
   }
   checkNotInput(dir, [src.path, ...src.shards.map((h) => h.file), ...src.sideFiles.values()]);
   const chunkSize = opts.chunkSize ?? src.chunkSize;
@@ -312,9 +318,9 @@ export async function writeHfCheckpoint(
             for (const chunk of r.chunks(from, to - from)) await write(chunk);
           };
           let at = 0;
-          for (const [e, values] of changes) {
+          for (const [e, r] of changes) {
             await copy(at, e.offset);
-            await write(float32ToBytes(onnxTypeOf(e.dtype), values));
+            await write(replacementBytes(r, onnxTypeOf(e.dtype)));
             at = e.offset + e.length;
           }
           await copy(at, h.size);

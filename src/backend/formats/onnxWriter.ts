@@ -1,6 +1,7 @@
 // Writing a checkpoint: a new folder with model.onnx (some initializers replaced, stored in their original data
 // type), external data when the input had it or the model would not fit one protobuf, and the tokenizer/config
 // files copied. Tensors that are not replaced are copied byte for byte (never decoded to values and re-encoded).
+// A replacement is float32 values or a TensorSource (tensorSource.ts) whose bytes are read only when written.
 // The folder is built under `<out>.tmp-<pid>` and renamed into place when complete; a failure or a cancel removes
 // the temporary folder and leaves any previous output as it was. The input is only ever read.
 
@@ -8,10 +9,11 @@ import { copyFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { encodeModelParts, TensorProto } from '../onnx/proto';
 import { checkExistingOutput, checkNotInput, WriteHooks, writeFolder } from './atomicFolder';
-import { byteLengthOf, dataTypeName, float32ToBytes, isFloatType } from './dtype';
+import { byteLengthOf, dataTypeName, isFloatType } from './dtype';
 import { CheckpointError } from './errors';
 import { MODEL_FILE, OnnxCheckpoint, openOnnxCheckpoint } from './onnxReader';
 import { DEFAULT_CHUNK_SIZE } from './rangeReader';
+import { Replacement, replacementBytes, replacementElements } from './tensorSource';
 import { DATA_LOCATION_EXTERNAL, elementCount, forEachTensor, inlineBytes, isExternal, mapTensors } from './tensors';
 
 /** The external data file written beside model.onnx (onnxruntime resolves it through each tensor's location). */
@@ -66,7 +68,7 @@ export interface WriteResult {
 /** One tensor of the output's data file. */
 interface DataEntry {
   source: TensorProto;
-  replacement?: { values: Float32Array; dataType: number };
+  replacement?: { source: Replacement; dataType: number };
   offset: number;
   length: number;
 }
@@ -81,13 +83,13 @@ function withoutData(t: TensorProto): TensorProto {
 }
 
 /**
- * Writes `src` with the initializers in `replacements` (name → float32 values, converted to the initializer's own
- * type) to the new folder `outDir`. See WriteOptions for external data and overwriting.
+ * Writes `src` with the initializers in `replacements` (name → float32 values or a TensorSource, stored in the
+ * initializer's own type) to the new folder `outDir`. See WriteOptions for external data and overwriting.
  */
 export async function writeOnnxCheckpoint(
   src: OnnxCheckpoint | string,
   outDir: string,
-  replacements: ReadonlyMap<string, Float32Array> = new Map(),
+  replacements: ReadonlyMap<string, Replacement> = new Map(),
   opts: WriteOptions = {},
 ): Promise<WriteResult> {
   const ckpt = typeof src === 'string' ? openOnnxCheckpoint(src) : src;
@@ -98,16 +100,17 @@ export async function writeOnnxCheckpoint(
   const minExternal = opts.externalMinBytes ?? EXTERNAL_MIN_BYTES;
 
   // --- Check everything that can be checked before touching the disk.
-  for (const [name, values] of replacements) {
+  for (const [name, r] of replacements) {
     const t = ckpt.tensor(name);
     if (!isFloatType(t.dataType)) {
       throw new CheckpointError('unsupported-dtype', `cannot replace '${name}' in ${ckpt.modelPath}: it is ${dataTypeName(t.dataType)}, not a floating-point tensor`, ckpt.modelPath);
     }
     const n = elementCount(t);
-    if (!(values instanceof Float32Array) || values.length !== n) {
+    const got = replacementElements(r);
+    if (got !== n) {
       throw new CheckpointError(
         'bad-replacement',
-        `replacement for '${name}' has ${values?.length} values; the initializer in ${ckpt.modelPath} has shape [${t.dims.join(', ')}] (${n} values)`,
+        `replacement for '${name}' has ${got} values; the initializer in ${ckpt.modelPath} has shape [${t.dims.join(', ')}] (${n} values)`,
         ckpt.modelPath,
       );
     }
@@ -122,7 +125,7 @@ export async function writeOnnxCheckpoint(
 
   // --- Plan: which tensors go to the data file, and the output model.
   const mainInits = new Set(ckpt.model.graph.initializer);
-  const replacementOf = (t: TensorProto): Float32Array | undefined => (mainInits.has(t) ? replacements.get(t.name) : undefined);
+  const replacementOf = (t: TensorProto): Replacement | undefined => (mainInits.has(t) ? replacements.get(t.name) : undefined);
   /** Bytes of a tensor kept inline (0 for STRING and layouts without a raw form: those always stay inline). */
   const inlineSize = (t: TensorProto): number => {
     try {
@@ -133,7 +136,7 @@ export async function writeOnnxCheckpoint(
   };
   const sizeOf = (t: TensorProto): number => {
     const r = replacementOf(t);
-    if (r) return byteLengthOf(t.dataType, r.length) as number;
+    if (r) return byteLengthOf(t.dataType, replacementElements(r)) as number;
     return ckpt.externalRef(t)?.length ?? inlineSize(t);
   };
   let inlineTensorBytes = 0;
@@ -176,7 +179,7 @@ export async function writeOnnxCheckpoint(
       const length = sizeOf(t);
       if (length > ALIGN_THRESHOLD) dataBytes = Math.ceil(dataBytes / ALIGNMENT) * ALIGNMENT;
       const entry: DataEntry = { source: t, offset: dataBytes, length };
-      if (replacement) entry.replacement = { values: replacement, dataType: t.dataType };
+      if (replacement) entry.replacement = { source: replacement, dataType: t.dataType };
       entries.push(entry);
       dataBytes += length;
       const kept = replacement ? [] : (t.externalData ?? []).filter((e) => !['location', 'offset', 'length', 'basepath'].includes(e.key));
@@ -191,7 +194,7 @@ export async function writeOnnxCheckpoint(
         ],
       };
     }
-    if (replacement) return { ...withoutData(t), rawData: float32ToBytes(t.dataType, replacement) };
+    if (replacement) return { ...withoutData(t), rawData: replacementBytes(replacement, t.dataType) };
     if (wasExternal) return { ...withoutData(t), rawData: ckpt.tensorBytes(t) };
     return t; // unchanged: re-encoded from the same raw bytes / typed values
   });
@@ -206,7 +209,7 @@ export async function writeOnnxCheckpoint(
         for (const e of entries) {
           if (e.offset > at) await write(new Uint8Array(e.offset - at));
           if (e.replacement) {
-            await write(float32ToBytes(e.replacement.dataType, e.replacement.values));
+            await write(replacementBytes(e.replacement.source, e.replacement.dataType));
           } else {
             for (const chunk of ckpt.tensorChunks(e.source)) await write(chunk);
           }

@@ -121,6 +121,12 @@ export class Engine {
     return kernel;
   }
 
+  /** Drops `kernel` from the cache and releases its session (a graph made for one block, never run again). */
+  async forget(kernel: Kernel): Promise<void> {
+    for (const [key, k] of this.cache) if (k === kernel) this.cache.delete(key);
+    await kernel.session.release();
+  }
+
   /** An uncached session for a model file (external data resolved beside it); release it when done. */
   async fileSession(file: string): Promise<ort.InferenceSession> {
     return (await this.open(file)).session;

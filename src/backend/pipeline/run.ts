@@ -4,6 +4,8 @@
 //   → run the prefix once over the calibration windows (cached by tensor name)
 //   → per block: calibration variant with the dense weights (XᵀX, Σx² inside onnxruntime) → prune each layer
 //     → run the block again with the pruned weights (fed as inputs) to produce the next block's inputs
+//     → each pruned weight is spilled (in its stored type) to a scratch file beside the output and let go, so
+//       memory holds one block's weights and the cached activations, not the whole model
 //   → write the new checkpoint in the input's format (temporary folder; the pruned perplexity, report and event
 //     log are written into it before it is renamed into place).
 //
@@ -19,8 +21,10 @@ import { layerSelector, ResolvedConfig, unmatchedLayerPatterns } from '../../pro
 import { formatPattern } from '../../protocol/pruning';
 import { calibrationWindows, evaluationWindows, loadTokenizer, readTokens, TextTokenizer } from '../data/tokens';
 import { perplexity } from '../eval/perplexity';
-import { float32ToHalfBytes, roundToType } from '../formats/dtype';
-import { Checkpoint, openCheckpoint } from '../formats/checkpoint';
+import { spillFileOf } from '../formats/atomicFolder';
+import { float32ToBytes, float32ToHalfBytes, roundToType } from '../formats/dtype';
+import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint';
+import { SpillFile } from '../formats/tensorSource';
 import { pruneLayer } from '../methods';
 import { causalLmFeeds, inputSpecs } from '../models/inputs';
 import { DataType, TensorProto } from '../onnx/proto';
@@ -86,6 +90,17 @@ function maxPositions(ckpt: Checkpoint): number | null {
 }
 
 export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise<EventOf<'run.finished'>> {
+  // Pruned weights wait for the writer in a scratch file beside the output (not in /tmp: that may be RAM), removed
+  // however the run ends (the CLI removes it on a hard exit too).
+  const spill = new SpillFile(spillFileOf(config.output));
+  try {
+    return await prune(config, hooks, spill);
+  } finally {
+    spill.remove();
+  }
+}
+
+async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile): Promise<EventOf<'run.finished'>> {
   const t0 = performance.now();
   const log: Event[] = [];
   const emit = <T extends EventType>(type: T, body: EventBody<T>): EventOf<T> => {
@@ -202,7 +217,7 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
   const densePpl = evalWindows ? await evaluate('dense', ckpt.sessionSource(), evalWindows) : null;
 
   // --- Sequential calibration and pruning
-  const replacements = new Map<string, Float32Array>();
+  const replacements = new Map<string, TensorSource>(); // read back by the writer, one tensor at a time
   let totalLoss: number | null = calib ? 0 : null;
   let prunedParams = 0;
   let zeros = 0;
@@ -259,6 +274,7 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
           for (const s of cg.stats) (sums.get(s.input) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length);
           emit('calibration.progressed', { phase: 'hessian', block: seg.block, done: b + 1, total: batches.length });
         }
+        await engine.forget(ck); // each block's graphs run for that block only
       };
       if (batches.length) await calibrate();
       // Each input's H is dropped after the last layer that reads it (q/k/v share one, gate/up another).
@@ -279,7 +295,10 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
         // propagate pass, the zero count and the written checkpoint all see the same values and pattern.
         const stored = roundToType(l.dataType, toStored(res.W, l), { keepNonZero: true });
         current.set(l.weight, stored);
-        replacements.set(l.weight, stored);
+        // Exact: `stored` already holds values of l.dataType, and the checkpoint's storedType is that type or
+        // (a Hugging Face fp16/bf16 weight the graph widens) the one the writer would round to anyway.
+        const type = ckpt.storedType(l.weight);
+        replacements.set(l.weight, spill.add(type, stored.length, float32ToBytes(type, stored)));
         const z = Math.round(res.sparsity * res.W.length);
         zeros += z;
         prunedParams += res.W.length;
@@ -316,6 +335,8 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
         }
         emit('calibration.progressed', { phase: seg.kind === 'prefix' ? 'prefix' : 'propagate', block: seg.block, done: b + 1, total: batches.length });
       }
+      await engine.forget(k);
+      segKernels.delete(seg.index);
     }
     for (const name of [...cache.keys()]) if (lastUse(plan, name) <= seg.index) cache.delete(name);
     if (seg.kind === 'block' && seg.block !== null) {
