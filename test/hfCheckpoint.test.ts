@@ -13,7 +13,6 @@ import { closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync,
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import * as ort from 'onnxruntime-node';
 import { evaluationWindows, loadTokenizer, readTokens } from '../src/backend/data/tokens';
 import { perplexity } from '../src/backend/eval/perplexity';
 import { Checkpoint, openCheckpoint } from '../src/backend/formats/checkpoint';
@@ -29,7 +28,7 @@ import { discoverLayers } from '../src/backend/pipeline/layers';
 import { runPrune } from '../src/backend/pipeline/run';
 import { resolveConfig } from '../src/protocol/config';
 import { Event, EventOf } from '../src/protocol/events';
-import { writeHfFolder } from './helpers/hfFolder';
+import { checkpointLogits, int64, writeHfFolder } from './helpers/hfFolder';
 import { referenceForward } from './helpers/llamaReference';
 import { Rng } from './helpers/reference';
 import { readSafetensorsF32 } from './helpers/safetensors';
@@ -54,19 +53,7 @@ function hashDir(dir: string): Map<string, string> {
   return new Map(readdirSync(dir).sort().map((f) => [f, sha(path.join(dir, f))]));
 }
 
-function int64(rows: number[][]): ort.Tensor {
-  return new ort.Tensor('int64', BigInt64Array.from(rows.flat(), BigInt), [rows.length, rows[0].length]);
-}
-
-/** Logits of a whole checkpoint through the session the pipeline uses for perplexity. */
-async function logitsOf(ckpt: Checkpoint, ids: number[][], mask: number[][]): Promise<Float32Array> {
-  const s = await engine.modelSession(ckpt.sessionSource());
-  try {
-    return (await s.run({ input_ids: int64(ids), attention_mask: int64(mask) })).logits.data as Float32Array;
-  } finally {
-    await s.release();
-  }
-}
+const logitsOf = (ckpt: Checkpoint, ids: number[][], mask: number[][]) => checkpointLogits(engine, ckpt, ids, mask);
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);

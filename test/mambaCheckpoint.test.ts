@@ -10,7 +10,6 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import * as ort from 'onnxruntime-node';
 import { evaluationWindows, loadTokenizer, readTokens } from '../src/backend/data/tokens';
 import { perplexity } from '../src/backend/eval/perplexity';
 import { Checkpoint, openCheckpoint } from '../src/backend/formats/checkpoint';
@@ -25,7 +24,7 @@ import { discoverLayers, nodeInputs } from '../src/backend/pipeline/layers';
 import { runPrune } from '../src/backend/pipeline/run';
 import { resolveConfig } from '../src/protocol/config';
 import { Event, EventOf } from '../src/protocol/events';
-import { writeHfFolder } from './helpers/hfFolder';
+import { checkpointLogits, writeHfFolder } from './helpers/hfFolder';
 import { mambaReferenceForward } from './helpers/mambaReference';
 import { Rng } from './helpers/reference';
 import { readSafetensorsF32 } from './helpers/safetensors';
@@ -52,18 +51,7 @@ after(async () => {
   await rowPool.close();
 });
 
-function int64(rows: number[][]): ort.Tensor {
-  return new ort.Tensor('int64', BigInt64Array.from(rows.flat(), BigInt), [rows.length, rows[0].length]);
-}
-
-async function logitsOf(ckpt: Checkpoint, ids: number[][], mask: number[][]): Promise<Float32Array> {
-  const s = await engine.modelSession(ckpt.sessionSource());
-  try {
-    return (await s.run({ input_ids: int64(ids), attention_mask: int64(mask) })).logits.data as Float32Array;
-  } finally {
-    await s.release();
-  }
-}
+const logitsOf = (ckpt: Checkpoint, ids: number[][], mask: number[][]) => checkpointLogits(engine, ckpt, ids, mask);
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);

@@ -10,7 +10,6 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
-import * as ort from 'onnxruntime-node';
 import { Checkpoint, openCheckpoint } from '../src/backend/formats/checkpoint';
 import { HfCheckpoint } from '../src/backend/formats/hfCheckpoint';
 import { readTensorBytes } from '../src/backend/formats/safetensors';
@@ -21,7 +20,7 @@ import { discoverLayers } from '../src/backend/pipeline/layers';
 import { runPrune } from '../src/backend/pipeline/run';
 import { resolveConfig } from '../src/protocol/config';
 import { Event, EventOf } from '../src/protocol/events';
-import { writeHfFolder } from './helpers/hfFolder';
+import { checkpointLogits, writeHfFolder } from './helpers/hfFolder';
 import { Rng } from './helpers/reference';
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'prunekit-opt-'));
@@ -135,18 +134,7 @@ function referenceForward(config: OptConfig, W: Weights, prefix: string, ids: nu
   return out;
 }
 
-function int64(rows: number[][]): ort.Tensor {
-  return new ort.Tensor('int64', BigInt64Array.from(rows.flat(), BigInt), [rows.length, rows[0].length]);
-}
-
-async function logitsOf(ckpt: Checkpoint, ids: number[][], mask: number[][]): Promise<Float32Array> {
-  const s = await engine.modelSession(ckpt.sessionSource());
-  try {
-    return (await s.run({ input_ids: int64(ids), attention_mask: int64(mask) })).logits.data as Float32Array;
-  } finally {
-    await s.release();
-  }
-}
+const logitsOf = (ckpt: Checkpoint, ids: number[][], mask: number[][]) => checkpointLogits(engine, ckpt, ids, mask);
 
 /** Max |graph − float64| over real positions, relative to the logits' scale. */
 function compare(got: Float32Array, ref: Float64Array): { worst: number; scale: number } {

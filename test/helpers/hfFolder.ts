@@ -6,6 +6,9 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { bytesToFloat32, float32ToBytes } from '../../src/backend/formats/dtype';
 import { encodeSafetensors, onnxTypeOf } from '../../src/backend/formats/safetensors';
+import type { Checkpoint } from '../../src/backend/formats/checkpoint';
+import type { Engine } from '../../src/backend/onnx/session';
+import * as ort from 'onnxruntime-node';
 
 export interface FolderTensor {
   name: string;
@@ -55,3 +58,18 @@ export function writeHfFolder(dir: string, config: Record<string, unknown>, tens
   return stored;
 }
 
+
+/** [batch, seq] int64 ids or mask, as onnxruntime takes them. */
+export function int64(rows: number[][]): ort.Tensor {
+  return new ort.Tensor('int64', BigInt64Array.from(rows.flat(), BigInt), [rows.length, rows[0].length]);
+}
+
+/** Logits of a whole checkpoint through the session the pipeline uses for perplexity. */
+export async function checkpointLogits(engine: Engine, ckpt: Checkpoint, ids: number[][], mask: number[][]): Promise<Float32Array> {
+  const s = await engine.modelSession(ckpt.sessionSource());
+  try {
+    return (await s.run({ input_ids: int64(ids), attention_mask: int64(mask) })).logits.data as Float32Array;
+  } finally {
+    await s.release();
+  }
+}

@@ -137,10 +137,7 @@ export interface ResolvedLlamaConfig {
 }
 
 function positiveInt(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-    throw new Error(`Llama config: ${field} must be a positive integer, got ${JSON.stringify(value)}`);
-  }
-  return value;
+  return configPositiveInt('Llama', value, field);
 }
 
 function finitePositive(value: unknown, field: string): number {
@@ -530,28 +527,62 @@ export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, opti
     e.nodes.push({ name: '/lm_head/MatMul', opType: 'MatMul', input: [normed, headWeight], output: ['logits'], attribute: [] });
   }
 
+  return causalLmModel({
+    builder: 'llama',
+    graphName: options.name ?? 'llama',
+    opset: options.opset ?? KERNEL_OPSET,
+    docString: `LlamaForCausalLM built by PruneKit from a Hugging Face config (${c.layers} layers, hidden ${hd}, ${H} heads, ${KV} kv heads)`,
+    nodes: e.nodes,
+    initializers: e.initializers,
+    vocabSize: c.vocabSize,
+    weightLayout: hfLayout ? 'out_in' : 'in_out',
+    tied: c.tied,
+  });
+}
+
+/** What every causal-LM builder hands back: inputs input_ids and attention_mask [batch, seq] (int64), output
+ *  logits [batch, seq, vocab], and the metadata the Hugging Face front end reads back. */
+export function causalLmModel(m: {
+  builder: string;
+  graphName: string;
+  opset: number;
+  docString: string;
+  nodes: NodeProto[];
+  initializers: TensorProto[];
+  vocabSize: number;
+  weightLayout: 'out_in' | 'in_out';
+  tied: boolean;
+}): ModelProto {
   return {
     irVersion: 8,
-    opsetImport: [{ domain: '', version: options.opset ?? KERNEL_OPSET }],
+    opsetImport: [{ domain: '', version: m.opset }],
     producerName: 'prunekit',
-    docString: `LlamaForCausalLM built by PruneKit from a Hugging Face config (${c.layers} layers, hidden ${hd}, ${H} heads, ${KV} kv heads)`,
+    docString: m.docString,
     graph: {
-      name: options.name ?? 'llama',
-      node: e.nodes,
-      initializer: e.initializers,
+      name: m.graphName,
+      node: m.nodes,
+      initializer: m.initializers,
       input: [
         valueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']),
         valueInfo('attention_mask', DataType.INT64, ['batch_size', 'sequence_length']),
       ],
-      output: [valueInfo('logits', DataType.FLOAT, ['batch_size', 'sequence_length', c.vocabSize])],
+      output: [valueInfo('logits', DataType.FLOAT, ['batch_size', 'sequence_length', m.vocabSize])],
       valueInfo: [],
     },
     metadataProps: [
-      { key: 'prunekit.builder', value: 'llama' },
-      { key: 'prunekit.weight_layout', value: hfLayout ? 'out_in' : 'in_out' },
-      { key: 'prunekit.tied_lm_head', value: String(c.tied) },
+      { key: 'prunekit.builder', value: m.builder },
+      { key: 'prunekit.weight_layout', value: m.weightLayout },
+      { key: 'prunekit.tied_lm_head', value: String(m.tied) },
     ],
   };
+}
+
+/** A config field that must be a positive integer, or an error naming the family and the field. */
+export function configPositiveInt(family: string, value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+    throw new Error(`${family} config: ${field} must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
 }
 
 // ---------------------------------------------------------------------------------------------------------

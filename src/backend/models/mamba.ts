@@ -25,7 +25,7 @@
 
 import { KERNEL_OPSET, valueInfo } from '../onnx/graph';
 import { AttributeType, DataType, GraphProto, ModelProto, NodeProto } from '../onnx/proto';
-import { checkWeights, Emitter, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './llama';
+import { causalLmModel, checkWeights, configPositiveInt, Emitter, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './llama';
 
 /** The fields of a Hugging Face MambaConfig the builder reads; optional ones take HF's defaults. */
 export interface MambaConfig {
@@ -69,10 +69,7 @@ export interface ResolvedMambaConfig {
 }
 
 function positiveInt(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-    throw new Error(`Mamba config: ${field} must be a positive integer, got ${JSON.stringify(value)}`);
-  }
-  return value;
+  return configPositiveInt('Mamba', value, field);
 }
 
 export function resolveMambaConfig(config: MambaConfig): ResolvedMambaConfig {
@@ -262,26 +259,15 @@ export function buildMambaModel(config: MambaConfig, weights: LlamaWeights, opti
   const shape = e.op1('/lm_head', 'Concat', [batchSeq, e.ints('/lm_head', [c.vocabSize])], { axis: 0 });
   e.nodes.push({ name: '/lm_head/Reshape', opType: 'Reshape', input: [flat, shape], output: ['logits'], attribute: [] });
 
-  return {
-    irVersion: 8,
-    opsetImport: [{ domain: '', version: KERNEL_OPSET }],
-    producerName: 'prunekit',
+  return causalLmModel({
+    builder: 'mamba',
+    graphName: 'mamba',
+    opset: KERNEL_OPSET,
     docString: `MambaForCausalLM built by PruneKit from a Hugging Face config (${c.layers} layers, hidden ${h}, d_inner ${d}, d_state ${n}, dt_rank ${c.dtRank})`,
-    graph: {
-      name: 'mamba',
-      node: e.nodes,
-      initializer: e.initializers,
-      input: [
-        valueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']),
-        valueInfo('attention_mask', DataType.INT64, ['batch_size', 'sequence_length']),
-      ],
-      output: [valueInfo('logits', DataType.FLOAT, ['batch_size', 'sequence_length', c.vocabSize])],
-      valueInfo: [],
-    },
-    metadataProps: [
-      { key: 'prunekit.builder', value: 'mamba' },
-      { key: 'prunekit.weight_layout', value: 'out_in' },
-      { key: 'prunekit.tied_lm_head', value: String(c.tied) },
-    ],
-  };
+    nodes: e.nodes,
+    initializers: e.initializers,
+    vocabSize: c.vocabSize,
+    weightLayout: 'out_in',
+    tied: c.tied,
+  });
 }

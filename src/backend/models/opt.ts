@@ -12,9 +12,9 @@
 //    embedding by default, no bias).
 // Ops: ai.onnx opset 17 (LayerNormalization, Gemm, Gather, CumSum, ...), all with CPU, CUDA and WebGPU kernels.
 
-import { KERNEL_OPSET, valueInfo } from '../onnx/graph';
+import { KERNEL_OPSET } from '../onnx/graph';
 import { DataType, ModelProto } from '../onnx/proto';
-import { checkWeights, Emitter, FLOAT32_LOWEST, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './llama';
+import { causalLmModel, checkWeights, configPositiveInt, Emitter, FLOAT32_LOWEST, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './llama';
 
 /** The fields of a Hugging Face OPTConfig the builder reads; optional ones take HF's defaults. */
 export interface OptConfig {
@@ -61,10 +61,7 @@ export interface ResolvedOptConfig {
 export const OPT_POSITION_OFFSET = 2;
 
 function positiveInt(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-    throw new Error(`OPT config: ${field} must be a positive integer, got ${JSON.stringify(value)}`);
-  }
-  return value;
+  return configPositiveInt('OPT', value, field);
 }
 
 export function resolveOptConfig(config: OptConfig, prefix = 'model.'): ResolvedOptConfig {
@@ -191,26 +188,15 @@ export function buildOptModel(config: OptConfig, weights: LlamaWeights, prefix =
   const shape = e.op1('/lm_head', 'Concat', [batchSeq, e.ints('/lm_head', [c.vocabSize])], { axis: 0 });
   e.nodes.push({ name: '/lm_head/Reshape', opType: 'Reshape', input: [flat, shape], output: ['logits'], attribute: [] });
 
-  return {
-    irVersion: 8,
-    opsetImport: [{ domain: '', version: KERNEL_OPSET }],
-    producerName: 'prunekit',
+  return causalLmModel({
+    builder: 'opt',
+    graphName: 'opt',
+    opset: KERNEL_OPSET,
     docString: `OPTForCausalLM built by PruneKit from a Hugging Face config (${c.layers} layers, hidden ${h}, ${H} heads, ffn ${c.ffnDim})`,
-    graph: {
-      name: 'opt',
-      node: e.nodes,
-      initializer: e.initializers,
-      input: [
-        valueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']),
-        valueInfo('attention_mask', DataType.INT64, ['batch_size', 'sequence_length']),
-      ],
-      output: [valueInfo('logits', DataType.FLOAT, ['batch_size', 'sequence_length', c.vocabSize])],
-      valueInfo: [],
-    },
-    metadataProps: [
-      { key: 'prunekit.builder', value: 'opt' },
-      { key: 'prunekit.weight_layout', value: 'out_in' },
-      { key: 'prunekit.tied_lm_head', value: String(c.tied) },
-    ],
-  };
+    nodes: e.nodes,
+    initializers: e.initializers,
+    vocabSize: c.vocabSize,
+    weightLayout: 'out_in',
+    tied: c.tied,
+  });
 }
