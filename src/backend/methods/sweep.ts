@@ -31,6 +31,8 @@ export interface Block {
   E: Float64Array;
   /** Columns from this one on are a trailing partial N:M group and stay dense. */
   denseFrom: number;
+  /** (rows, width) scratch for mask scores, reused by every block. */
+  scores: Float64Array;
 }
 
 /** Fills the block's mask (unless fixed) and E. The block's arrays live in shared memory, so a solver may
@@ -68,9 +70,11 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   const maskBuf = sharedU8(rows * blockSize);
   const E32 = new Float32Array(rows * blockSize);
   const Eg = new Float32Array(rows * blockSize * LAZY_GROUP);
+  const UbBuf = new Float32Array(blockSize * LAZY_GROUP * cols);
+  const scoresBuf = new Float64Array(rows * blockSize);
   // W[:, i1:] −= E·U[b, i1:] on Wᵀ: Wᵀ[c1:c2, :] −= U[b, c1:c2]ᵀ·Eᵀ for the block (or group) rows b, in place.
   const update = async (b1: number, b2: number, E: Float32Array, c1: number, c2: number) => {
-    const Ub = new Float32Array((b2 - b1) * (c2 - c1));
+    const Ub = UbBuf.subarray(0, (b2 - b1) * (c2 - c1));
     for (let k = 0; k < b2 - b1; k++) Ub.set(U.subarray((b1 + k) * cols + c1, (b1 + k) * cols + c2), k * (c2 - c1));
     await kernels.cMinusATBTInPlace(mat(b2 - b1, c2 - c1, Ub), mat(rows, b2 - b1, E), mat(c2 - c1, rows, Wt.subarray(c1 * rows, c2 * rows)));
   };
@@ -93,6 +97,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
       const block: Block = {
         rows, width, start: i1, w, G, mask: blockMask, fixedMask: !!options.mask,
         E: EBuf.subarray(0, rows * width).fill(0), denseFrom: Math.max(0, denseFromCol - i1),
+        scores: scoresBuf.subarray(0, rows * width),
       };
       await solve(block);
 
