@@ -148,7 +148,7 @@ class TimedEngine extends Engine {
 }
 
 // Graph names in src/backend/linalg/kernels.ts.
-const FACTOR_GRAPHS = ['abT', 'cMinusAAT', 'negABC'];
+const FACTOR_GRAPHS = ['abT', 'cMinusABT', 'ab', 'cPlusAB', 'negAB'];
 const LAZY_GRAPHS = ['cMinusATBT'];
 
 // ---------------------------------------------------------------------------------------------------------
@@ -159,14 +159,22 @@ function factorFlops(c: number): number {
   return (2 / 3) * c ** 3;
 }
 
-/** What the recursive factorisation in linalg/cholesky.ts actually executes in its GEMMs: they treat
- *  triangular operands as dense (mirrors its split rule, base block 128). */
-function factorExecutedGemmFlops(n: number, base = 128): number {
-  if (n <= base) return 0;
-  const n1 = Math.ceil(n / 2 / base) * base;
-  const n2 = n - n1;
-  const gemms = 2 * n2 * n1 * n1 /* L21 = B·L11⁻ᵀ */ + 2 * n2 * n2 * n1 /* C − L21·L21ᵀ */ + 2 * n2 * n1 * n1 + 2 * n2 * n2 * n1; /* −L22⁻¹(L21 L11⁻¹) */
-  return gemms + factorExecutedGemmFlops(n1, base) + factorExecutedGemmFlops(n2, base);
+/** What the panel factorisation in linalg/cholesky.ts executes in its GEMMs (mirrors its panel widths:
+ *  256 from n = 2048 on, else 128; diagonal blocks wider than 128 are factored the same way). Only the
+ *  products with a diagonal block's inverse treat a triangular operand as dense. */
+function factorExecutedGemmFlops(n: number, leaf = 128): number {
+  const nb = n >= 2048 ? 2 * leaf : leaf;
+  if (n <= leaf) return 0;
+  const count = Math.ceil(n / nb);
+  const w = (j: number) => Math.min(nb, n - j * nb);
+  let f = 0;
+  for (let q = 0; q < count; q++) {
+    if (w(q) > leaf) f += factorExecutedGemmFlops(w(q), leaf);
+    const below = n - (q + 1) * nb;
+    if (below > 0) f += 2 * (2 * below * w(q) * w(q)); /* L[below, q] = A·L_qq⁻ᵀ; X[below, q] = −T·X_qq */
+    for (let j = q + 1; j < count; j++) f += 2 * (2 * (n - j * nb) * w(j) * w(q)); /* trailing update; inverse accumulation */
+  }
+  return f;
 }
 
 /** The block size the shared sweep uses (methods/sweep.ts): a multiple of M for N:M. */

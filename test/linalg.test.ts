@@ -91,10 +91,12 @@ describe('dampedInverseFactor', () => {
 // (b) choleskyWithInverse: L·Lᵀ = A, L·X = I
 
 describe('choleskyWithInverse', () => {
-  for (const n of [50, 200, 300]) {
-    test(`n=${n}: L·Lᵀ = A and L·X = I`, async (t) => {
+  // Panel width 128 (what n < 2048 gets) and 256 (n >= 2048: each 256-wide diagonal block is itself factored
+  // in 128-wide panels), at sizes with a partial last panel.
+  for (const [n, nb] of [[50, 128], [200, 128], [300, 128], [300, 256], [600, 256]] as const) {
+    test(`n=${n}, panels of ${nb}: L·Lᵀ = A and L·X = I`, async (t) => {
       const { Hd: A } = prepareHessian(randomHessian(n, 2000 + n).H, n, 0.01);
-      const { L, X } = await choleskyWithInverse(mat(n, n, Float32Array.from(A)), kernels);
+      const { L, X } = await choleskyWithInverse(mat(n, n, Float32Array.from(A)), kernels, nb);
       const A32 = Float64Array.from(Float32Array.from(A)); // what the code was given
       for (let i = 0; i < n; i++) {
         for (let j = i + 1; j < n; j++) {
@@ -126,15 +128,15 @@ describe('choleskyWithInverse', () => {
 
 describe('non-positive-definite input', () => {
   test('choleskyWithInverse throws NotPositiveDefiniteError with the global pivot index', async () => {
-    // n = 300 recurses (128 | 128 + 44): the failing pivot is inside a nested leaf, so the reported index
-    // checks the pivot offsets of the recursion.
+    // n = 300 in panels of 128 (128 | 128 | 44) or 256 (a 256-wide diagonal block factored in panels of 128,
+    // then 44): the failing pivot is inside a later or nested block, so the reported index checks the offsets.
     const n = 300;
-    for (const bad of [3, 200, 299]) {
+    for (const [bad, nb] of [[3, 128], [200, 128], [299, 128], [200, 256], [299, 256]]) {
       const A = new Float32Array(n * n);
       for (let i = 0; i < n; i++) A[i * n + i] = 2;
       for (let i = 0; i + 1 < n; i++) A[i * n + i + 1] = A[(i + 1) * n + i] = 0.5;
       A[bad * n + bad] = -1;
-      await assert.rejects(choleskyWithInverse(mat(n, n, A), kernels), (e: unknown) => {
+      await assert.rejects(choleskyWithInverse(mat(n, n, A), kernels, nb), (e: unknown) => {
         assert.ok(e instanceof NotPositiveDefiniteError, `got ${e}`);
         // a tridiagonal with a bad diagonal entry fails exactly at that pivot (the earlier ones are > 0)
         assert.equal(e.pivot, bad);

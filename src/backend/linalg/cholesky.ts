@@ -2,15 +2,12 @@
 //
 // U is the upper-triangular factor with H⁻¹ = UᵀU. Rather than chol → cholesky_inverse → chol (three
 // factorisations), we use the identity U = J·inv(chol(J H J))·J, J the reversal permutation: one Cholesky
-// and one triangular inverse. Reversing rows and columns of a row-major square matrix is reversing its
-// data array, so J·X·J costs one pass.
+// and one triangular inverse. (J·X·J reverses the order of rows and of columns.)
 //
-// The factorisation is recursive: diagonal blocks of at most BASE columns are factored and inverted in
-// float64 in JS; every off-diagonal product is an onnxruntime GEMM (see kernels.ts).
+// Both are blocked over column panels (see Panels): diagonal blocks of up to LEAF columns are factored and
+// inverted in float64 in JS; every other product is an onnxruntime GEMM (see kernels.ts) on the lower half only.
 
 import { Kernels, Mat, mat } from './kernels';
-
-const BASE = 128;
 
 export class NotPositiveDefiniteError extends Error {
   constructor(readonly pivot: number, what = 'matrix is not positive definite') {
@@ -53,52 +50,162 @@ export function invertLower(l: Float64Array, n: number): Float64Array {
   return x;
 }
 
-function block(a: Mat, r0: number, r1: number, c0: number, c1: number): Mat {
-  const out = mat(r1 - r0, c1 - c0);
-  for (let i = r0; i < r1; i++) out.data.set(a.data.subarray(i * a.cols + c0, i * a.cols + c1), (i - r0) * (c1 - c0));
-  return out;
-}
+/** Diagonal blocks up to this size are factored and inverted in float64 JS; larger ones recursively. */
+const LEAF = 128;
+/** Panel width: wider panels mean fewer, larger GEMMs (onnxruntime's per-call cost and thread hand-offs
+ *  weigh on 128-wide ones), at the price of a recursive factorisation of each diagonal block. */
+const panelWidth = (n: number): number => (n >= 2048 ? 256 : LEAF);
 
-function place(dst: Mat, src: Mat, r0: number, c0: number): void {
-  for (let i = 0; i < src.rows; i++) dst.data.set(src.data.subarray(i * src.cols, (i + 1) * src.cols), (r0 + i) * dst.cols + c0);
-}
-
-/** Lower Cholesky factor L of SPD `a` and its inverse X = L⁻¹, both n×n fp32. */
-export async function choleskyWithInverse(a: Mat, k: Kernels): Promise<{ L: Mat; X: Mat }> {
-  const r = await factor(a, k, 0, true);
-  return { L: r.L as Mat, X: r.X };
-}
-
-/** X = L⁻¹ for the lower Cholesky factor L of SPD `a` (L itself is never needed: L21 = B·X11ᵀ). */
-export async function inverseCholeskyFactor(a: Mat, k: Kernels): Promise<Mat> {
-  return (await factor(a, k, 0, false)).X;
-}
-
-async function factor(a: Mat, k: Kernels, pivotOffset: number, withL: boolean): Promise<{ L?: Mat; X: Mat }> {
-  const n = a.rows;
-  if (n <= BASE) {
-    const l = Float64Array.from(a.data);
-    choleskyLowerInPlace(l, n, pivotOffset);
-    const x = invertLower(l, n);
-    return { L: withL ? mat(n, n, Float32Array.from(l)) : undefined, X: mat(n, n, Float32Array.from(x)) };
+/**
+ * The lower triangle of an n×n matrix as column panels of width nb: panel j holds rows j·nb … n−1 of
+ * columns j·nb … j·nb + w_j − 1, row-major ((n − j·nb) × w_j). Every product of the blocked algorithms below is then
+ * one GEMM on contiguous operands (a panel's tail, or one of its nb×nb blocks), and only the lower half is
+ * stored or computed: the old recursive form ran its triangular operands as dense GEMMs, twice the flops.
+ */
+class Panels {
+  readonly count: number;
+  readonly data: Float32Array[];
+  constructor(readonly n: number, readonly nb = panelWidth(n)) {
+    this.count = Math.ceil(n / nb);
+    this.data = Array.from({ length: this.count }, (_, j) => new Float32Array((n - j * this.nb) * this.width(j)));
   }
-  // Split at a multiple of BASE so every leaf is a full BASE block except possibly the last.
-  const n1 = Math.ceil(n / 2 / BASE) * BASE;
-  const top = await factor(block(a, 0, n1, 0, n1), k, pivotOffset, withL);
-  const l21 = await k.abT(block(a, n1, n, 0, n1), top.X); //      L21 = B·L11⁻ᵀ
-  const schur = await k.cMinusAAT(l21, block(a, n1, n, n1, n)); // C − L21·L21ᵀ
-  const bottom = await factor(schur, k, pivotOffset + n1, withL);
-  const x21 = await k.negABC(bottom.X, l21, top.X); //            X21 = −L22⁻¹·L21·L11⁻¹
-  const X = mat(n, n);
-  place(X, top.X, 0, 0);
-  place(X, x21, n1, 0);
-  place(X, bottom.X, n1, n1);
-  if (!withL) return { X };
-  const L = mat(n, n);
-  place(L, top.L as Mat, 0, 0);
-  place(L, l21, n1, 0);
-  place(L, bottom.L as Mat, n1, n1);
-  return { L, X };
+
+  width(j: number): number {
+    return Math.min(this.nb, this.n - j * this.nb);
+  }
+
+  /** Panel j from global row r (≥ j·nb) down. */
+  rowsFrom(j: number, r: number): Mat {
+    const w = this.width(j);
+    return mat(this.n - r, w, this.data[j].subarray((r - j * this.nb) * w));
+  }
+
+  /** Block (i, j), i ≥ j: w_i × w_j. */
+  block(i: number, j: number): Mat {
+    const w = this.width(j);
+    const r = (i - j) * this.nb;
+    return mat(this.width(i), w, this.data[j].subarray(r * w, (r + this.width(i)) * w));
+  }
+
+  /** Visits every stored entry (r ≥ c) with its global row and column. */
+  forEach(f: (panel: Float32Array, index: number, r: number, c: number) => void): void {
+    for (let j = 0; j < this.count; j++) {
+      const w = this.width(j);
+      const p = this.data[j];
+      for (let t = 0; t < this.n - j * this.nb; t++) {
+        const r = j * this.nb + t;
+        for (let c = 0; c < w && j * this.nb + c <= r; c++) f(p, t * w + c, r, j * this.nb + c);
+      }
+    }
+  }
+
+  /** Fills the panels with J·H·J (entry (r, c) = H[n−1−r, n−1−c], lower triangle), damped: a zero diagonal
+   *  (a dead input) becomes 1, then every diagonal entry gets + lambda. No whole-matrix copy of H. */
+  fillReversed(H: Float32Array, lambda: number): void {
+    const n = this.n;
+    for (let j = 0; j < this.count; j++) {
+      const w = this.width(j);
+      const p = this.data[j];
+      for (let t = 0; t < n - j * this.nb; t++) {
+        const cEnd = Math.min(w, t + 1);
+        const o = (n - 1 - j * this.nb - t) * n + (n - 1 - j * this.nb); // reversed (r, j·nb); columns run down from it
+        for (let c = 0; c < cEnd; c++) p[t * w + c] = H[o - c];
+        if (t < w) p[t * w + t] = (p[t * w + t] === 0 ? 1 : p[t * w + t]) + lambda;
+      }
+    }
+  }
+
+  /** Writes J·A·J of the stored lower triangle into the row-major n×n `out` (its upper triangle). */
+  writeReversed(out: Float32Array): void {
+    const n = this.n;
+    for (let j = 0; j < this.count; j++) {
+      const w = this.width(j);
+      const p = this.data[j];
+      for (let t = 0; t < n - j * this.nb; t++) {
+        const cEnd = Math.min(w, t + 1);
+        const o = (n - 1 - j * this.nb - t) * n + (n - 1 - j * this.nb);
+        for (let c = 0; c < cEnd; c++) out[o - c] = p[t * w + c];
+      }
+    }
+  }
+
+  static fromLower(a: Mat, nb?: number): Panels {
+    const P = new Panels(a.rows, nb);
+    P.forEach((p, i, r, c) => (p[i] = a.data[r * a.cols + c]));
+    return P;
+  }
+
+  toLower(): Mat {
+    const out = mat(this.n, this.n);
+    this.forEach((p, i, r, c) => (out.data[r * this.n + c] = p[i]));
+    return out;
+  }
+}
+
+/** Right-looking blocked Cholesky in place (panels then hold L). Diagonal blocks are factored and inverted
+ *  in float64 in JS; returns their inverses X_jj = L_jj⁻¹ (fp32), which the triangular inverse reuses. */
+async function choleskyPanels(P: Panels, k: Kernels, pivotOffset = 0): Promise<Mat[]> {
+  const { n, count, nb: NB } = P;
+  const diagInv: Mat[] = [];
+  const scratch = new Float32Array(n * NB);
+  for (let q = 0; q < count; q++) {
+    const w = P.width(q);
+    const D = P.block(q, q);
+    const xd = await factorDiagonal(D, k, pivotOffset + q * NB);
+    diagInv.push(xd);
+    if (q + 1 === count) break;
+    const tail = P.rowsFrom(q, (q + 1) * NB); //   L[below, q] = A[below, q]·L_qq⁻ᵀ
+    const solved = await k.abT(tail, xd, mat(tail.rows, w, scratch.subarray(0, tail.rows * w)));
+    tail.data.set(solved.data);
+    for (let j = q + 1; j < count; j++) { //      panel j −= L[rows ≥ j, q]·L[j, q]ᵀ
+      await k.cMinusABTInPlace(P.rowsFrom(q, j * NB), P.block(j, q), P.rowsFrom(j, j * NB));
+    }
+  }
+  return diagInv;
+}
+
+/** In place, L → X = L⁻¹, from the last panel to the first: X[below, j] = −(Σ_{l>j} X[:, l]·L[l, j])·X_jj. */
+async function invertPanels(P: Panels, diagInv: Mat[], k: Kernels): Promise<void> {
+  const { n, count, nb: NB } = P;
+  const scratch = new Float32Array(n * NB);
+  for (let j = count - 1; j >= 0; j--) {
+    const w = P.width(j);
+    if (j + 1 < count) {
+      const rows = n - (j + 1) * NB;
+      const T = await k.ab(P.rowsFrom(j + 1, (j + 1) * NB), P.block(j + 1, j), mat(rows, w, scratch.subarray(0, rows * w)));
+      for (let l = j + 2; l < count; l++) {
+        await k.cPlusABInPlace(P.rowsFrom(l, l * NB), P.block(l, j), mat(n - l * NB, w, T.data.subarray((l - j - 1) * NB * w)));
+      }
+      await k.negAB(T, diagInv[j], P.rowsFrom(j, (j + 1) * NB));
+    }
+    P.block(j, j).data.set(diagInv[j].data);
+  }
+}
+
+/** L_qq (in place of the block) and X_qq = L_qq⁻¹ of one diagonal block. */
+async function factorDiagonal(D: Mat, k: Kernels, pivotOffset: number): Promise<Mat> {
+  const w = D.rows;
+  if (w <= LEAF) {
+    const l = Float64Array.from(D.data);
+    choleskyLowerInPlace(l, w, pivotOffset);
+    D.data.set(l);
+    return mat(w, w, Float32Array.from(invertLower(l, w)));
+  }
+  const P = Panels.fromLower(D, LEAF);
+  const diagInv = await choleskyPanels(P, k, pivotOffset);
+  D.data.set(P.toLower().data);
+  await invertPanels(P, diagInv, k);
+  return P.toLower();
+}
+
+/** Lower Cholesky factor L of SPD `a` and its inverse X = L⁻¹, both n×n fp32. `panelWidth` overrides the
+ *  size-based choice (tests use it to reach the wide-panel path, with its recursive diagonal blocks, at small n). */
+export async function choleskyWithInverse(a: Mat, k: Kernels, panelWidth?: number): Promise<{ L: Mat; X: Mat }> {
+  const P = Panels.fromLower(a, panelWidth);
+  const diagInv = await choleskyPanels(P, k);
+  const L = P.toLower();
+  await invertPanels(P, diagInv, k);
+  return { L, X: P.toLower() };
 }
 
 export interface DampedFactor {
@@ -129,15 +236,17 @@ export async function dampedInverseFactor(H: Float32Array, n: number, dampening:
   const notes: string[] = [];
   let damp = dampening;
   for (let attempt = 0; ; attempt++) {
-    const h = Float32Array.from(H);
     const lambda = damp * mean;
-    for (const j of dead) h[j * n + j] = 1;
-    for (let j = 0; j < n; j++) h[j * n + j] += lambda;
     try {
-      // J·H·J is the reversed array; U = J·X·J is the reversed inverse factor.
-      const X = await inverseCholeskyFactor(mat(n, n, h.reverse()), k);
+      // Factor J·H·J (J the reversal: entry (r, c) is H[n−1−r, n−1−c]), damped, straight into panels:
+      // no whole-matrix copy of H. U = J·X·J is then the reversed inverse factor.
+      const P = new Panels(n);
+      P.fillReversed(H, lambda);
+      await invertPanels(P, await choleskyPanels(P, k), k);
+      const U = new Float32Array(n * n);
+      P.writeReversed(U);
       if (attempt > 0) notes.push(`H was not positive definite with dampening ${dampening}; used ${damp}`);
-      return { U: mat(n, n, X.data.reverse()), dampening: damp, dead, notes };
+      return { U: mat(n, n, U), dampening: damp, dead, notes };
     } catch (e) {
       if (!(e instanceof NotPositiveDefiniteError)) throw e;
       if (attempt >= 4) {

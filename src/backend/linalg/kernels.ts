@@ -38,16 +38,18 @@ function matrixGraph(name: string, nInputs: number, body: GemmGraph) {
 }
 
 const GRAPHS = {
-  /** y = a·bᵀ */
+  /** y = a·bᵀ  (a panel solve of the blocked Cholesky: A·L_qq⁻ᵀ) */
   abT: matrixGraph('abT', 2, (g, [a, b]) => g.op('Gemm', [a, b], { transB: 1 })),
-  /** y = c − a·aᵀ  (Schur complement update of a Cholesky step) */
-  cMinusAAT: matrixGraph('cMinusAAT', 2, (g, [a, c]) => g.op('Gemm', [a, a, c], { transB: 1, alpha: { f: -1 }, beta: { f: 1 } })),
-  /** y = −a·(b·c)  (off-diagonal block of a triangular inverse) */
-  negABC: matrixGraph('negABC', 3, (g, [a, b, c]) => g.op('Neg', [g.op('MatMul', [a, g.op('MatMul', [b, c])])])),
   /** y = c − aᵀ·bᵀ  (the lazy OBS update, on the transposed weights) */
   cMinusATBT: matrixGraph('cMinusATBT', 3, (g, [a, b, c]) => g.op('Gemm', [a, b, c], { transA: 1, transB: 1, alpha: { f: -1 }, beta: { f: 1 } })),
   /** y = a·b */
   ab: matrixGraph('ab', 2, (g, [a, b]) => g.op('MatMul', [a, b])),
+  /** y = c − a·bᵀ  (trailing update of one panel in the blocked Cholesky) */
+  cMinusABT: matrixGraph('cMinusABT', 3, (g, [a, b, c]) => g.op('Gemm', [a, b, c], { transB: 1, alpha: { f: -1 }, beta: { f: 1 } })),
+  /** y = c + a·b  (accumulation of one panel's product in the triangular inverse) */
+  cPlusAB: matrixGraph('cPlusAB', 3, (g, [a, b, c]) => g.op('Gemm', [a, b, c], { beta: { f: 1 } })),
+  /** y = −a·b */
+  negAB: matrixGraph('negAB', 2, (g, [a, b]) => g.op('Gemm', [a, b], { alpha: { f: -1 } })),
 };
 
 /** Quadratic forms 0.5·Σ_i (a_i H a_iᵀ) for two stacks of rows at once: out = [qa, qb]. */
@@ -75,10 +77,13 @@ export class Kernels {
     return into;
   }
 
-  abT(a: Mat, b: Mat): Promise<Mat> { return this.run(GRAPHS.abT, [a, b]); }
-  ab(a: Mat, b: Mat): Promise<Mat> { return this.run(GRAPHS.ab, [a, b]); }
-  cMinusAAT(a: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.cMinusAAT, [a, c]); }
-  negABC(a: Mat, b: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.negABC, [a, b, c]); }
+  abT(a: Mat, b: Mat, into?: Mat): Promise<Mat> { return this.run(GRAPHS.abT, [a, b], into); }
+  ab(a: Mat, b: Mat, into?: Mat): Promise<Mat> { return this.run(GRAPHS.ab, [a, b], into); }
+  negAB(a: Mat, b: Mat, into?: Mat): Promise<Mat> { return this.run(GRAPHS.negAB, [a, b], into); }
+  /** c ← c − a·bᵀ in place (as cMinusATBTInPlace: Gemm copies C into Y first, so aliasing is safe). */
+  cMinusABTInPlace(a: Mat, b: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.cMinusABT, [a, b, c], c); }
+  /** c ← c + a·b in place. */
+  cPlusABInPlace(a: Mat, b: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.cPlusAB, [a, b, c], c); }
   /** c ← c − aᵀ·bᵀ, written in place into c's memory (onnxruntime's Gemm copies C into Y before the
    *  product, so aliasing them is safe; it saves a copy of the whole weight tail per block). */
   cMinusATBTInPlace(a: Mat, b: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.cMinusATBT, [a, b, c], c); }

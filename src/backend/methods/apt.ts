@@ -49,7 +49,7 @@ export const apt: PruningMethod = {
       // Unstructured: the joint set is each row's pruned weights in the whole block.
       const S = gram(G, B);
       if (!blk.fixedMask) {
-        const scores = new Float64Array(rows * B);
+        const scores = blk.scores;
         for (let r = 0; r < rows; r++) for (let k = 0; k < B; k++) scores[r * B + k] = (w[r * B + k] * w[r * B + k]) / S[k * B + k];
         thresholdMask(scores, pattern.sparsity, mask);
       }

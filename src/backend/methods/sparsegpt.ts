@@ -17,7 +17,7 @@ export const sparsegpt: PruningMethod = {
     return obsSweep(problem, options, engine, async (blk: Block) => {
       const { rows, width: B, w, G, mask, E } = blk;
       if (!blk.fixedMask && pattern.kind === 'unstructured') {
-        const scores = new Float64Array(rows * B);
+        const scores = blk.scores;
         for (let r = 0; r < rows; r++) {
           for (let k = 0; k < B; k++) scores[r * B + k] = (w[r * B + k] * w[r * B + k]) / (G[k * B + k] * G[k * B + k]);
         }
