@@ -129,24 +129,14 @@ export class LayerAxis {
 
 export type LossMode = 'loss' | 'relLoss';
 
-export interface LayerRow {
+/** A pruned layer as the chart and the table show it: the layer.pruned event's fields (the protocol's, so they
+ *  cannot drift) plus where it sits and what kind of layer it is. */
+export interface LayerRow extends Omit<LayerPruned, 'v' | 'type'> {
   /** Position on the layer axis. */
   position: number;
-  layer: string;
-  block: number | null;
   blockName: string | null;
   kind: LayerKind;
   family: LayerFamily;
-  shape: [number, number];
-  method: LayerPruned['method'];
-  pattern: LayerPruned['pattern'];
-  targetSparsity: number;
-  sparsity: number;
-  loss: number | null;
-  relLoss: number | null;
-  dampening: number | null;
-  seconds: number;
-  notes: string[];
 }
 
 export interface ChartPoint {
@@ -293,27 +283,12 @@ export class RunModel {
   }
 
   private row(e: LayerPruned): LayerRow {
+    const { v, type, ...fields } = e; // the row is the event without its envelope
     const blockName = this.blockName(e.block);
     const kind = layerKind(e.layer);
-    return {
-      position: this.axis.place(e.layer, blockName),
-      layer: e.layer,
-      block: e.block,
-      blockName,
-      kind,
-      family: KIND_FAMILY[kind],
-      shape: e.shape,
-      method: e.method,
-      pattern: e.pattern,
-      targetSparsity: e.targetSparsity,
-      sparsity: e.sparsity,
-      loss: e.loss,
-      relLoss: e.relLoss,
-      dampening: e.dampening,
-      seconds: e.seconds,
-      notes: e.notes,
-    };
+    return { ...fields, position: this.axis.place(e.layer, blockName), blockName, kind, family: KIND_FAMILY[kind] };
   }
+
 }
 
 // ---------------------------------------------------------------------------------------------------------
