@@ -459,13 +459,48 @@ export class VsCode {
     return item;
   }
 
-  /** Right-clicks `rel` in the Explorer and returns the context menu's item labels. */
+  /**
+   * Right-clicks `rel` in the Explorer and returns the context menu's item labels.
+   *
+   * The menu acts on the row that took the click. The Explorer re-renders when files appear (a run's output
+   * folder, renamed into place a moment earlier, sorts in above its siblings and pushes them down), so a row
+   * located just before the click may have moved by the time the click lands. Hence: wait until the
+   * Explorer lists what is on disk beside `rel`, click, and check the row is still where the click went;
+   * otherwise close the menu and try again.
+   */
   async explorerContextMenu(rel: string): Promise<string[]> {
-    const item = await this.revealInExplorer(rel);
-    await item.click({ button: 'right' });
     const actions = this.page.locator('.context-view .monaco-menu .action-item .action-label');
-    await actions.first().waitFor({ state: 'visible', timeout: 10_000 });
-    return (await actions.allTextContents()).map((t) => t.trim()).filter(Boolean);
+    for (let attempt = 1; ; attempt++) {
+      const item = await this.revealInExplorer(rel);
+      await this.explorerShowsSiblings(rel);
+      const before = await item.boundingBox();
+      if (!before) throw new Error(`the Explorer row of ${rel} has no box`);
+      const at = { x: before.x + before.width / 2, y: before.y + before.height / 2 };
+      await this.page.mouse.click(at.x, at.y, { button: 'right' });
+      await actions.first().waitFor({ state: 'visible', timeout: 10_000 });
+      const after = await item.boundingBox();
+      if (after && at.y >= after.y && at.y <= after.y + after.height) {
+        return (await actions.allTextContents()).map((t) => t.trim()).filter(Boolean);
+      }
+      log(`the Explorer row of ${rel} moved under the right-click (attempt ${attempt}); retrying`);
+      await this.page.keyboard.press('Escape');
+      if (attempt === 3) throw new Error(`the Explorer row of ${rel} kept moving under the right-click`);
+    }
+  }
+
+  /** Waits (up to 15 s) until the Explorer has a row for every entry on disk in `rel`'s folder. */
+  private async explorerShowsSiblings(rel: string): Promise<void> {
+    const onDisk = fs.readdirSync(path.join(this.workspace, path.dirname(rel))).filter((n) => !n.startsWith('.'));
+    const explorer = this.page.locator('.explorer-folders-view');
+    try {
+      await waitFor(`the Explorer to list ${onDisk.join(', ')}`, 15_000, async () => {
+        const shown = new Set(await explorer.getByRole('treeitem').evaluateAll((els) => els.map((e) => e.getAttribute('aria-label') ?? '')));
+        return onDisk.every((n) => shown.has(n)) ? true : undefined;
+      });
+    } catch (e) {
+      // Rows scrolled out of view are not in the DOM: go on, the check after the click still guards it.
+      log(String(e));
+    }
   }
 
   /** Right-clicks `rel` in the Explorer and chooses `action` from its context menu. */
