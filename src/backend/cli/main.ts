@@ -254,7 +254,7 @@ async function inspect(checkpoint: string, f: Flags): Promise<number> {
       if (l) console.log(`  ${l.name.padEnd(32)} ${l.rows}x${l.cols}`);
     }
   }
-  for (const s of info.skipped) console.log(`left dense: ${s.name} ${s.shape.join('x')} ${s.op} (${s.reason})${s.keptDenseBy ? ' [opt-in]' : ''}`);
+  for (const s of info.skipped) console.log(`left dense: ${s.name} ${s.shape.join('x')} ${s.op} (${s.reason})${s.keptDenseBy ? ` [opt-in: keepDense.${s.keptDenseBy} false prunes it]` : ''}`);
   for (const n of d.notes) console.log(`note: ${n}`);
   return 0;
 }

@@ -336,7 +336,7 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
   const notes: string[] = [];
   const depthwiseOptIn = (c: Candidate): SkippedLayer['keptDenseBy'] =>
     c.layer.kind === 'depthwiseConv' && !c.unsupported && !options.includeDepthwiseConv ? 'depthwiseConv' : undefined;
-  const DEPTHWISE_REASON = 'depthwise conv (left dense by default; keepDense.depthwiseConv false prunes it)';
+  const DEPTHWISE_REASON = 'depthwise conv (left dense by default)';
 
   // Choose the block pattern.
   let re: RegExp | null = null;

@@ -167,8 +167,8 @@ export function layerHover(info: InspectInfo, text: string): string | undefined 
   }
   const s = info.skipped.find((x) => x.name === text);
   if (s) {
-    const optIn = s.keptDenseBy ? ` (opt-in: pruned when keepDense.${s.keptDenseBy} is false)` : '';
-    return `**${s.name}** — ${s.shape[0]}×${s.shape[1]}${s.op ? ` ${s.op}` : ''}, left dense: ${s.reason}${optIn}`;
+    const reason = s.keptDenseBy ? s.reason.replace(/\)$/, `; opt-in: pruned when keepDense.${s.keptDenseBy} is false)`) : s.reason;
+    return `**${s.name}** — ${s.shape[0]}×${s.shape[1]}${s.op ? ` ${s.op}` : ''}, left dense: ${reason}`;
   }
   return undefined;
 }
