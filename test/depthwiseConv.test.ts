@@ -281,6 +281,15 @@ describe('depthwise methods on random per-channel Hessians (dead channel and tap
     });
   }
 
+  test('an indefinite H_c raises that channel\'s dampening (×10 steps) with a note; the others keep theirs', () => {
+    const H = Float32Array.from([1, 0, 0, 1, /* channel 1: eigenvalues 4, −2 */ 1, 3, 3, 1]);
+    const W = Float32Array.from([1, -0.5, 0.3, 2]);
+    const r = pruneDepthwise('apt', { name: 'indefinite', channels: 2, taps: 2, W, H }, { pattern: { kind: 'nm', n: 1, m: 2 }, dampening: 0.01 });
+    assert.equal(r.dampening, 10, 'λ = d·mean(diag) = d must exceed 2: 0.01 → 0.1 → 1 → 10');
+    assert.ok(r.notes.some((n) => /dampening 0\.01 in 1 channel\(s\); used up to 10/.test(n)), r.notes.join('; '));
+    assert.throws(() => pruneDepthwise('apt', { name: 'hopeless', channels: 1, taps: 2, W: W.subarray(0, 2), H: Float32Array.from([1, 1e6, 1e6, 1]) }, { pattern: { kind: 'nm', n: 1, m: 2 } }), /layer hopeless: H: channel 0: H_c is not positive definite even with dampening 100/);
+  });
+
   test('bad input names the layer and the field', () => {
     const p = randomProblem(4, 4, 3);
     assert.throws(() => pruneDepthwise('apt', { ...p, H: undefined }, { pattern: { kind: 'nm', n: 2, m: 4 } }), /layer random 4x4: H: apt needs the layer's per-channel Hessians/);

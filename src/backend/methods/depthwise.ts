@@ -70,29 +70,28 @@ function channelFactor(problem: DepthwiseProblem, c: number, dampening: number):
     for (let j = 0; j < K; j++) a[j * K + j] = (a[j * K + j] === 0 ? 1 : a[j * K + j]) + damp * mean;
     try {
       choleskyLowerInPlace(a, K);
+      // H⁻¹ = L⁻ᵀL⁻¹; then U = chol(H⁻¹)ᵀ, so H⁻¹ = UᵀU.
+      const Li = invertLower(a, K);
+      const Hinv = new Float64Array(K * K);
+      for (let i = 0; i < K; i++) {
+        for (let j = 0; j <= i; j++) {
+          let s = 0;
+          for (let k = i; k < K; k++) s += Li[k * K + i] * Li[k * K + j];
+          Hinv[i * K + j] = s;
+          Hinv[j * K + i] = s;
+        }
+      }
+      const L2 = Float64Array.from(Hinv);
+      choleskyLowerInPlace(L2, K);
+      const U = new Float64Array(K * K);
+      for (let i = 0; i < K; i++) for (let j = i; j < K; j++) U[i * K + j] = L2[j * K + i];
+      return { Hinv, U, dead, dampening: damp };
     } catch (e) {
       if (!(e instanceof NotPositiveDefiniteError) || attempt >= RETRIES) {
         throw new PruneError(problem.name, 'H', `channel ${c}: H_c is not positive definite even with dampening ${damp}`);
       }
       damp *= 10;
-      continue;
     }
-    // H⁻¹ = L⁻ᵀL⁻¹; then U = chol(H⁻¹)ᵀ, so H⁻¹ = UᵀU.
-    const Li = invertLower(a, K);
-    const Hinv = new Float64Array(K * K);
-    for (let i = 0; i < K; i++) {
-      for (let j = 0; j <= i; j++) {
-        let s = 0;
-        for (let k = i; k < K; k++) s += Li[k * K + i] * Li[k * K + j];
-        Hinv[i * K + j] = s;
-        Hinv[j * K + i] = s;
-      }
-    }
-    const L2 = Float64Array.from(Hinv);
-    choleskyLowerInPlace(L2, K);
-    const U = new Float64Array(K * K);
-    for (let i = 0; i < K; i++) for (let j = i; j < K; j++) U[i * K + j] = L2[j * K + i];
-    return { Hinv, U, dead, dampening: damp };
   }
 }
 
