@@ -1,7 +1,7 @@
 // Depthwise convs (Mamba's conv1d) as opt-in layers: discovery, the per-channel Hessians the block graph
 // accumulates (against a float64 recomputation from the captured conv inputs), the methods of
 // src/backend/methods/depthwise.ts against float64 references on the fixture's real Hessians and on random ones,
-// and end-to-end runs on ../shared/fixtures/stories-mamba-hf (folder and ONNX-file forms) with
+// and end-to-end runs on ../shared/fixtures/stories-mamba-hf (folder, ONNX-file, bf16 and fp16 forms) with
 // keepDense.depthwiseConv false.
 //
 //   node --import tsx --test test/depthwiseConv.test.ts
@@ -34,6 +34,7 @@ import { configSummary, layerHover, layerPatternSuggestions, parseInspectOutput,
 import { withExtraOutputs } from './helpers/realLayers';
 import { Rng, spdInverse, spdSolve } from './helpers/reference';
 import { readSafetensorsF32 } from './helpers/safetensors';
+import { writeHfFolder } from './helpers/hfFolder';
 
 const repoRoot = path.resolve(__dirname, '..');
 const fixtures = path.resolve(repoRoot, '..', 'shared', 'fixtures');
@@ -555,6 +556,32 @@ describe('stories-mamba with keepDense.depthwiseConv false: in_proj … out_proj
     for (let c = 0; c < 256; c++) assert.ok(w.subarray(c * 4, c * 4 + 4).filter((x) => x === 0).length >= 2);
     results.push(`conv1d only (layers 0-2 50%, layer 3 2:4): ppl ${hf.ppl.map((p) => p.toFixed(4)).join(' → ')}; ONNX file vs folder conv1d loss: worst ${worst.toExponential(2)}`);
   });
+
+  for (const dtype of ['BF16', 'F16']) {
+    test(`the fixture's weights as ${dtype}: conv1d pruned in fp32, written back as ${dtype} with the pattern, the rest bit-identical`, async () => {
+      const dir = path.join(work, `mamba-${dtype}`);
+      writeHfFolder(dir, mambaConfig as unknown as Record<string, unknown>, [...weights].map(([name, t]) => ({ name, dims: t.dims, data: t.data as Float32Array })), { dtype, copy: [path.join(mambaDir, 'tokenizer.json')] });
+      const out = path.join(work, `mamba-${dtype}-apt-2of4`);
+      const r = await prune(dir, out, { pattern: '2:4', keepDense: { depthwiseConv: false }, evaluation: false, calibration: { path: text, nsamples: 8, seqlen: 64, seed: 0, skipTokens: 65536 } });
+      assert.equal(r.error, undefined, r.error?.message);
+      const before = readSafetensorsHeader(path.join(dir, 'model.safetensors'));
+      const written = readSafetensorsHeader(path.join(out, 'model.safetensors'));
+      assert.deepEqual(written.headerBytes, before.headerBytes);
+      for (const [name, e] of before.tensors) {
+        const got = written.tensors.get(name) as typeof e;
+        const layer = name.replace(/^backbone\./, '').replace(/\.weight$/, '');
+        if (!r.pruned.has(layer)) {
+          assert.deepEqual(readTensorBytes(got), readTensorBytes(e), `${name} bit-identical`);
+          continue;
+        }
+        assert.equal(got.dtype, dtype);
+        const v = readTensorFloat32(got);
+        assert.equal(v.filter((x) => x === 0).length / v.length, r.pruned.get(layer)?.sparsity, `${layer}: written zeros = reported sparsity`);
+        if (CONVS.includes(layer)) for (let c = 0; c < 256; c++) assert.ok(v.subarray(c * 4, c * 4 + 4).filter((x) => x === 0).length >= 2, `${layer} channel ${c}`);
+      }
+      assert.deepEqual(CONVS.filter((n) => r.pruned.has(n)), CONVS);
+    });
+  }
 
   after(() => {
     if (results.length) console.log(`stories-mamba with conv1d (calibration 16×128, evaluation 16×128):\n  ${results.join('\n  ')}`);
