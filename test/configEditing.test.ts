@@ -205,7 +205,7 @@ describe('completions and hovers from the real layer names', () => {
     assert.equal(r.items.find((i) => i.label === 'layers.0.*')?.detail, '7 layers');
     assert.equal(r.items.find((i) => i.label === '*.mlp.*')?.detail, '15 layers');
     assert.equal(r.items.find((i) => i.label === 'layers.0.mlp.down_proj')?.detail, '64×172 MatMul');
-    assert.ok(completionsAt(text, at(text, 'layers.0."', 9), info, false)?.items.some((i) => i.label === 'lm_head'), 'offered when keepDense.lmHead is false');
+    assert.ok(completionsAt(text, at(text, 'layers.0."', 9), info, { lmHead: false })?.items.some((i) => i.label === 'lm_head'), 'offered when keepDense.lmHead is false');
   });
 
   test('after a comma in the array and in overrides[].match too; not in other fields', () => {

@@ -22,7 +22,7 @@ import { forEachTensor } from '../src/backend/formats/tensors';
 import { rowPool } from '../src/backend/methods/rowKernels';
 import { causalLmFeeds, inputSpecs } from '../src/backend/models/inputs';
 import { DataType } from '../src/backend/onnx/proto';
-import { discoverLayers, LinearLayer } from '../src/backend/pipeline/layers';
+import { discoverLayers, PrunableLayer } from '../src/backend/pipeline/layers';
 import { runPrune } from '../src/backend/pipeline/run';
 import { planSegments } from '../src/backend/pipeline/segments';
 import { writeFloat16Checkpoint } from './helpers/fp16';
@@ -104,7 +104,7 @@ describe('stories260K converted to fp16 (fully fp16, and mixed: fp16 weights wid
     const m = openOnnxCheckpoint(mixedDir).model;
     const d = discoverLayers(m);
     const ref = discoverLayers(openOnnxCheckpoint(modelDir).model);
-    const shape = (l: LinearLayer) => [l.name, l.rows, l.cols, l.block, l.layout];
+    const shape = (l: PrunableLayer) => [l.name, l.rows, l.cols, l.block, l.layout];
     assert.deepEqual(d.layers.map(shape), ref.layers.map(shape));
     assert.ok(d.layers.every((l) => l.castNode !== undefined && l.dataType === DataType.FLOAT16 && m.graph.node[l.castNode].input[0] === l.weight));
     const plan = await planSegments(m, d);

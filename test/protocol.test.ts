@@ -217,7 +217,7 @@ describe('prune-config.schema.json', () => {
     assert.equal(p.dampening.default, 0.01);
     assert.equal(p.nmMask.default, 'joint');
     assert.equal(p.device.default, 'auto');
-    assert.deepEqual(p.keepDense.default, { embedding: true, lmHead: true });
+    assert.deepEqual(p.keepDense.default, { embedding: true, lmHead: true, depthwiseConv: true });
     const cal = props(p.calibration);
     assert.equal(cal.nsamples.default, 128);
     assert.equal(cal.seed.default, 0);
@@ -244,7 +244,7 @@ const CALIBRATION_KEYS: Record<keyof CalibrationConfig, true> = { path: true, ns
 const EVALUATION_KEYS: Record<keyof EvaluationConfig, true> = { path: true, seqlen: true, maxWindows: true };
 const LAYERS_KEYS: Record<keyof LayersConfig, true> = { include: true, exclude: true, overrides: true };
 const OVERRIDE_KEYS: Record<keyof LayerOverride, true> = { match: true, method: true, sparsity: true, pattern: true };
-const KEEP_DENSE_KEYS: Record<keyof KeepDenseConfig, true> = { embedding: true, lmHead: true };
+const KEEP_DENSE_KEYS: Record<keyof KeepDenseConfig, true> = { embedding: true, lmHead: true, depthwiseConv: true };
 
 describe('protocol drift: TypeScript types against the schema', () => {
   const keys = (o: object) => Object.keys(o).sort();
@@ -309,7 +309,7 @@ describe('resolveConfig', () => {
       calibration: { path: '/work/data/c.txt', nsamples: 128, seqlen: null, seed: 0, skipTokens: 0 },
       evaluation: false,
       layers: { include: ['*'], exclude: [], overrides: [] },
-      keepDense: { embedding: true, lmHead: true },
+      keepDense: { embedding: true, lmHead: true, depthwiseConv: true },
       blockPattern: null,
       device: 'auto',
       threads: 0,
@@ -332,7 +332,7 @@ describe('resolveConfig', () => {
     assert.equal(c.tokenizer, '/cfg/tok/tokenizer.json');
     assert.deepEqual(c.calibration, { path: '/cfg/c.json', nsamples: 16, seqlen: 256, seed: 7, skipTokens: 65536 });
     assert.deepEqual(c.evaluation, { path: '/cfg/e.txt', seqlen: null, maxWindows: 40 });
-    assert.deepEqual(c.keepDense, { embedding: true, lmHead: false });
+    assert.deepEqual(c.keepDense, { embedding: true, lmHead: false, depthwiseConv: true });
     assert.deepEqual(c.layers, { include: ['*'], exclude: ['*layers.0/*'], overrides: [] });
     assert.equal(c.device, 'cuda:1');
   });

@@ -75,6 +75,7 @@ export interface LayerOverride {
 export interface KeepDenseConfig {
   embedding?: boolean;
   lmHead?: boolean;
+  depthwiseConv?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -239,7 +240,8 @@ function ruleProblems(c: ResolvedConfig, modelDir: string): SchemaProblem[] {
 
 // ---------------------------------------------------------------------------------------------------------
 // Layer selection: which layers a config prunes, and how. Shared so the editor can preview exactly what the
-// backend will do. keepDense (embedding, LM head) needs the graph and is applied by the pipeline before this.
+// backend will do. keepDense (embedding, LM head, depthwise convs) needs the graph and is applied by the pipeline
+// before this: the names given here are those keepDense leaves prunable.
 
 /**
  * A layer-name pattern as a predicate: "re:<regex>" is searched in the name; anything else is a glob matched
@@ -290,15 +292,25 @@ export function layerSelector(c: ResolvedConfig): (name: string) => LayerTarget 
   };
 }
 
+/** A layer keepDense leaves dense: its name and the keepDense flag that, set to false, makes it prunable. */
+export interface KeptDenseLayer {
+  name: string;
+  keptDenseBy?: keyof KeepDenseConfig;
+}
+
 /**
  * The include, exclude and override patterns that match none of the given layer names, with their JSON
- * paths (the pipeline reports them as errors: a pattern matching nothing is almost always a typo).
+ * paths (the pipeline reports them as errors: a pattern matching nothing is almost always a typo). A pattern
+ * that matches only layers keepDense leaves dense says which flag releases them.
  */
-export function unmatchedLayerPatterns(c: ResolvedConfig, names: readonly string[]): SchemaProblem[] {
+export function unmatchedLayerPatterns(c: ResolvedConfig, names: readonly string[], keptDense: readonly KeptDenseLayer[] = []): SchemaProblem[] {
   const out: SchemaProblem[] = [];
   const test = (pattern: string, path: string) => {
     const m = layerMatcher(pattern);
-    if (!names.some(m)) out.push({ path, message: `"${pattern}" matches no prunable layer (run \`prunekit inspect\` for their names)` });
+    if (names.some(m)) return;
+    const held = keptDense.find((l) => l.keptDenseBy && m(l.name));
+    const why = held ? `: ${held.name} is left dense by keepDense.${held.keptDenseBy} (set it to false to prune it)` : ' (run `prunekit inspect` for their names)';
+    out.push({ path, message: `"${pattern}" matches no prunable layer${why}` });
   };
   c.layers.include.forEach((p, i) => test(p, childPath('$.layers.include', i)));
   c.layers.exclude.forEach((p, i) => test(p, childPath('$.layers.exclude', i)));

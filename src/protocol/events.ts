@@ -60,7 +60,8 @@ export interface LayerInfo {
   name: string;
   /** Index into run.started's blocks; null for a layer outside every block (the LM head). */
   block: number | null;
-  op: 'MatMul' | 'Gemm';
+  /** Conv: a depthwise conv (rows = channels, cols = taps), prunable with keepDense.depthwiseConv false. */
+  op: 'MatMul' | 'Gemm' | 'Conv';
   /** The weight initializer's name. */
   weight: string;
   /** (rows, cols) = (output features, input features), whatever the storage layout. */
@@ -344,7 +345,7 @@ const CHECKS: { [T in EventType]: Check<EventOf<T>> } = {
       obj<LayerInfo>({
         name: str,
         block: nullable(count),
-        op: oneOf('MatMul', 'Gemm'),
+        op: oneOf('MatMul', 'Gemm', 'Conv'),
         weight: str,
         shape,
         target: nullable(obj<LayerPlan>({ method, pattern: patternString, sparsity: fraction })),

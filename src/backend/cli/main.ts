@@ -234,7 +234,12 @@ async function inspect(checkpoint: string, f: Flags): Promise<number> {
     blockPattern: d.pattern,
     blocks: d.blocks.map((b) => ({ index: b.index, name: b.name, layers: b.layers })),
     layers: d.layers.map((l) => ({ name: l.name, node: l.node, block: l.block, op: l.op, weight: l.weight, shape: [l.rows, l.cols] })),
-    skipped: d.skipped.map((l) => ({ name: l.name, shape: [l.rows, l.cols], reason: l.reason })),
+    // keptDenseBy: the keepDense flag that makes the layer prunable when false (an opt-in layer: the LM head, a
+    // depthwise conv); absent for layers that cannot be pruned.
+    skipped: d.skipped.map((l) => ({
+      name: l.name, node: l.node, block: l.block, op: l.op, weight: l.weight, shape: [l.rows, l.cols], reason: l.reason,
+      ...(l.keptDenseBy ? { keptDenseBy: l.keptDenseBy } : {}),
+    })),
     notes: d.notes,
   };
   if (f.json) {
@@ -249,7 +254,7 @@ async function inspect(checkpoint: string, f: Flags): Promise<number> {
       if (l) console.log(`  ${l.name.padEnd(32)} ${l.rows}x${l.cols}`);
     }
   }
-  for (const s of info.skipped) console.log(`left dense: ${s.name} ${s.shape.join('x')} (${s.reason})`);
+  for (const s of info.skipped) console.log(`left dense: ${s.name} ${s.shape.join('x')} ${s.op} (${s.reason})${s.keptDenseBy ? ` [opt-in: keepDense.${s.keptDenseBy} false prunes it]` : ''}`);
   for (const n of d.notes) console.log(`note: ${n}`);
   return 0;
 }

@@ -20,8 +20,10 @@
 // conv, Exp/Log for softplus, Sigmoid, …).
 //
 // Prunable (by the generic discovery): in_proj, x_proj, dt_proj, out_proj — the four Gemms with 2-D weights.
-// conv1d (a [d_inner, 1, K] depthwise kernel: K taps per channel, no column structure for OBS/SparseGPT to use),
-// A_log and D (per-channel/state dynamics: zeros in A_log make decay exp(−Δ), not "no connection") stay dense.
+// conv1d (a [d_inner, 1, K] depthwise kernel) stays dense by default: K taps per channel leave OBS/SparseGPT little
+// to compensate with, and it is a sliver of the weights. The discovery finds it as an opt-in depthwise conv, so
+// keepDense.depthwiseConv false prunes it per channel (methods/depthwise.ts); nothing here is Mamba-specific for
+// that. A_log and D (per-channel/state dynamics: zeros in A_log make decay exp(−Δ), not "no connection") stay dense.
 
 import { KERNEL_OPSET, valueInfo } from '../onnx/graph';
 import { AttributeType, DataType, GraphProto, ModelProto, NodeProto } from '../onnx/proto';

@@ -1,5 +1,4 @@
-// Discovery: which linear layers of an ONNX checkpoint can be pruned, and which transformer block each
-// belongs to.
+// Discovery: which layers of an ONNX checkpoint can be pruned, and which transformer block each belongs to.
 //
 // A prunable layer is a MatMul whose second input is a 2-D floating-point initializer (stored [in, out]),
 // or a Gemm whose B is one ([in, out], or [out, in] with transB=1). The initializer may reach the node through
@@ -7,6 +6,12 @@
 // belongs to the layer's block, so the weight is fed where it is used. A layer is identified by the node that
 // consumes the weight (`/model/layers.3/mlp/down_proj/MatMul` → `layers.3.mlp.down_proj`), never by the
 // initializer's name (exporters call those `onnx::MatMul_1234`). Embeddings are Gathers, so never layers.
+//
+// A second, opt-in kind: a depthwise 1-D Conv (weight [C, 1, K] with group = C, as Mamba's causal conv1d). Each
+// output channel is a tiny linear layer over its own K-tap input window, so the OBS framework applies per channel
+// (methods/depthwise.ts). It is found like the linear layers but left dense unless `includeDepthwiseConv`
+// (keepDense.depthwiseConv false in the config): K taps per channel give OBS little to compensate with, and the
+// conv is a sliver of the parameters.
 //
 // Blocks come from the node names: the first of `layers.N`, `h.N`, `layer.N`, `blocks.N` (a path
 // component) that names the most layers, or a caller's `blockPattern` whose first capture group is the
@@ -18,31 +23,37 @@ import type { GraphProto, ModelProto, NodeProto, TensorProto } from '../onnx/pro
 import { AttributeType, DataType } from '../onnx/proto';
 
 /** How the weight initializer is stored. MatMul and Gemm(transB=0): [in, out] = [cols, rows];
- *  Gemm(transB=1): [out, in] = [rows, cols] (already the (rows, cols) row-major layout the methods use). */
+ *  Gemm(transB=1): [out, in] = [rows, cols] (already the (rows, cols) row-major layout the methods use);
+ *  a depthwise Conv's [C, 1, K] is out_in too (rows = channels, cols = taps). */
 export type WeightLayout = 'in_out' | 'out_in';
 
-export interface LinearLayer {
+/** 'linear': a MatMul/Gemm (one Hessian per input tensor); 'depthwiseConv': a 1-D Conv with group = channels
+ *  (one K×K Hessian per channel, opt-in). */
+export type LayerKind = 'linear' | 'depthwiseConv';
+
+export interface PrunableLayer {
   /** Friendly, unique name: `layers.3.mlp.down_proj`. */
   name: string;
-  /** The MatMul/Gemm node's name (may be empty in unnamed graphs). */
+  kind: LayerKind;
+  /** The MatMul/Gemm/Conv node's name (may be empty in unnamed graphs). */
   node: string;
   /** Index of that node in `model.graph.node`. */
   nodeIndex: number;
-  op: 'MatMul' | 'Gemm';
+  op: 'MatMul' | 'Gemm' | 'Conv';
   /** The weight initializer's name. */
   weight: string;
-  /** out features */
+  /** out features (channels of a depthwise conv) */
   rows: number;
-  /** in features */
+  /** in features (taps K of a depthwise conv) */
   cols: number;
   layout: WeightLayout;
-  /** The initializer's dims as stored ([cols, rows] for in_out, [rows, cols] for out_in). */
-  weightDims: [number, number];
+  /** The initializer's dims as stored ([cols, rows] for in_out, [rows, cols] for out_in, [C, 1, K] for a conv). */
+  weightDims: number[];
   /** The weight's stored type (FLOAT16 for a widened fp16 weight). */
   dataType: DataType;
   /** Index in `model.graph.node` of the Cast that widens the weight before the node reads it, if any. */
   castNode?: number;
-  /** The activation tensor the layer reads (any rank, last dimension = cols). */
+  /** The activation tensor the layer reads (any rank, last dimension = cols; [batch, C, time] for a conv). */
   input: string;
   /** The tensor it writes. */
   output: string;
@@ -50,9 +61,11 @@ export interface LinearLayer {
   block: number | null;
 }
 
-export interface SkippedLayer extends LinearLayer {
+export interface SkippedLayer extends PrunableLayer {
   /** Why it is left dense. */
   reason: string;
+  /** The keepDense flag that, set to false, makes it prunable (absent: it cannot be pruned). */
+  keptDenseBy?: 'lmHead' | 'depthwiseConv';
 }
 
 export interface Block {
@@ -70,8 +83,9 @@ export type BlockSource = 'pattern' | 'custom' | 'per-layer';
 
 export interface Discovery {
   /** Prunable layers in topological order. */
-  layers: LinearLayer[];
-  /** Linear layers found but left dense (LM head, layers outside the blocks, shared or unsupported weights). */
+  layers: PrunableLayer[];
+  /** Layers found but left dense (LM head, depthwise convs by default, layers outside the blocks, shared or
+   *  unsupported weights). */
   skipped: SkippedLayer[];
   blocks: Block[];
   /** Where the blocks came from: a built-in pattern, the caller's blockPattern, or one block per layer. */
@@ -89,6 +103,8 @@ export interface DiscoverOptions {
   blockPattern?: string | RegExp;
   /** Also prune linear layers outside every block and those named lm_head/embed_out (default false). */
   includeLmHead?: boolean;
+  /** Also prune depthwise 1-D convs (default false: they are opt-in). */
+  includeDepthwiseConv?: boolean;
 }
 
 /** The built-in block scopes, tried in this order (a tie in layers named goes to the earlier one). */
@@ -186,7 +202,7 @@ export function friendlyLayerName(nodeName: string, opType: string, from = 0, ke
 interface Candidate {
   node: NodeProto;
   nodeIndex: number;
-  layer: Omit<LinearLayer, 'name' | 'block'>;
+  layer: Omit<PrunableLayer, 'name' | 'block'>;
   /** Why it cannot be pruned at all (independent of the options). */
   unsupported?: string;
 }
@@ -195,8 +211,9 @@ function tensorKind(t: TensorProto): string {
   return `${DataType[t.dataType] ?? t.dataType} [${t.dims.join(', ')}]`;
 }
 
-/** Every MatMul/Gemm reading a 2-D initializer as its weight, with its shape and layout. */
-function linearCandidates(graph: GraphProto, order: number[]): Candidate[] {
+/** Every MatMul/Gemm reading a 2-D initializer as its weight, and every depthwise 1-D Conv reading a [C, 1, K]
+ *  one, with its shape and layout. */
+function layerCandidates(graph: GraphProto, order: number[]): Candidate[] {
   const inits = new Map(graph.initializer.map((t) => [t.name, t]));
   // How many nodes (and graph outputs) read each tensor: a weight read elsewhere too cannot be pruned alone.
   const readers = new Map<string, number>();
@@ -216,7 +233,29 @@ function linearCandidates(graph: GraphProto, order: number[]): Candidate[] {
   const out: Candidate[] = [];
   for (const i of order) {
     const node = graph.node[i];
-    if (!isDefaultDomain(node) || (node.opType !== 'MatMul' && node.opType !== 'Gemm')) continue;
+    if (!isDefaultDomain(node)) continue;
+    if (node.opType === 'Conv') {
+      const via = inits.has(node.input[1]) ? undefined : widened(node.input[1]);
+      const w = inits.get(node.input[1]) ?? via?.w;
+      const C = w && w.dims.length === 3 ? Number(w.dims[0]) : 0;
+      // Depthwise: one input channel per group and as many groups as channels (so in = out = C).
+      if (!w || C < 1 || Number(w.dims[1]) !== 1 || intAttr(node, 'group', 1) !== C) continue;
+      let unsupported: string | undefined;
+      if (!FLOAT_TYPES.has(w.dataType)) unsupported = `weight ${w.name} is ${tensorKind(w)}, not a floating-point type`;
+      else if ((readers.get(w.name) ?? 0) > 1) unsupported = `weight ${w.name} is shared with ${(readers.get(w.name) ?? 0) - 1} other reader(s)`;
+      out.push({
+        node,
+        nodeIndex: i,
+        unsupported,
+        layer: {
+          kind: 'depthwiseConv', node: node.name, nodeIndex: i, op: 'Conv', weight: w.name, rows: C, cols: Number(w.dims[2]),
+          layout: 'out_in', weightDims: w.dims.map(Number), dataType: w.dataType, ...(via ? { castNode: via.cast } : {}),
+          input: node.input[0], output: node.output[0],
+        },
+      });
+      continue;
+    }
+    if (node.opType !== 'MatMul' && node.opType !== 'Gemm') continue;
     const via = inits.has(node.input[1]) ? undefined : widened(node.input[1]);
     const w = inits.get(node.input[1]) ?? via?.w;
     if (!w || w.dims.length !== 2) continue;
@@ -238,6 +277,7 @@ function linearCandidates(graph: GraphProto, order: number[]): Candidate[] {
       nodeIndex: i,
       unsupported,
       layer: {
+        kind: 'linear',
         node: node.name,
         nodeIndex: i,
         op: node.opType as 'MatMul' | 'Gemm',
@@ -290,8 +330,13 @@ function matchBlock(re: RegExp, name: string, builtIn: boolean): BlockMatch | nu
 export function discoverLayers(model: ModelProto, options: DiscoverOptions = {}): Discovery {
   const graph = model.graph;
   const order = topologicalOrder(graph);
-  const candidates = linearCandidates(graph, order);
+  const all = layerCandidates(graph, order);
+  // Blocks are chosen on the linear layers alone (a conv never decides the pattern).
+  const candidates = all.filter((c) => c.layer.kind === 'linear');
   const notes: string[] = [];
+  const depthwiseOptIn = (c: Candidate): SkippedLayer['keptDenseBy'] =>
+    c.layer.kind === 'depthwiseConv' && !c.unsupported && !options.includeDepthwiseConv ? 'depthwiseConv' : undefined;
+  const DEPTHWISE_REASON = 'depthwise conv (left dense by default)';
 
   // Choose the block pattern.
   let re: RegExp | null = null;
@@ -313,7 +358,7 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
 
   const nodeBlock = new Int32Array(graph.node.length).fill(-1);
   const blocks: Block[] = [];
-  const layers: LinearLayer[] = [];
+  const layers: PrunableLayer[] = [];
   const skipped: SkippedLayer[] = [];
   const usedNames = new Set<string>();
   const uniqueName = (base: string, node: NodeProto, weight: string, from: number): string => {
@@ -338,19 +383,23 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
       if (!nameOf.has(m.id)) nameOf.set(m.id, m.name);
     });
     ids.forEach((id, k) => blocks.push({ index: k, id, name: nameOf.get(id) as string, layers: [] }));
-    for (const c of candidates) {
+    for (const c of all) {
       const m = matches[c.nodeIndex];
       const from = m ? m.start : 0;
       const name = uniqueName(friendlyLayerName(c.node.name, c.node.opType, from), c.node, c.layer.weight, from);
       const block = m ? (indexOf.get(m.id) as number) : null;
-      const layer: LinearLayer = { ...c.layer, name, block };
+      const layer: PrunableLayer = { ...c.layer, name, block };
       let reason = c.unsupported;
+      let keptDenseBy = depthwiseOptIn(c);
+      if (keptDenseBy) reason = DEPTHWISE_REASON;
       if (!reason && !options.includeLmHead) {
+        keptDenseBy = 'lmHead';
         if (LM_HEAD_NAME.test(c.node.name)) reason = 'LM head (left dense by default)';
         else if (block === null) reason = 'outside every block (left dense by default, like the LM head)';
+        else keptDenseBy = undefined;
       }
       if (!reason && block === null && c.layer.castNode !== undefined) reason = `weight ${c.layer.weight} is widened by a Cast outside every block (not supported)`;
-      if (reason) skipped.push({ ...layer, block, reason });
+      if (reason) skipped.push({ ...layer, block, reason, ...(keptDenseBy ? { keptDenseBy } : {}) });
       else {
         layers.push(layer);
         if (block !== null) {
@@ -362,14 +411,17 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
   } else {
     // One block per layer, in topological order.
     const outputs = new Set(graph.output.map((o) => o.name));
-    for (const c of candidates) {
+    for (const c of all) {
       const name = uniqueName(friendlyLayerName(c.node.name, c.node.opType), c.node, c.layer.weight, 0);
       let reason = c.unsupported;
+      let keptDenseBy = depthwiseOptIn(c);
+      if (keptDenseBy) reason = DEPTHWISE_REASON;
       if (!reason && !options.includeLmHead && (LM_HEAD_NAME.test(c.node.name) || outputs.has(c.layer.output))) {
         reason = 'LM head (left dense by default)';
+        keptDenseBy = 'lmHead';
       }
       if (reason) {
-        skipped.push({ ...c.layer, name, block: null, reason });
+        skipped.push({ ...c.layer, name, block: null, reason, ...(keptDenseBy ? { keptDenseBy } : {}) });
         continue;
       }
       const k = blocks.length;

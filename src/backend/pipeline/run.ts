@@ -26,11 +26,12 @@ import { float32ToBytes, float32ToHalfBytes, roundToType } from '../formats/dtyp
 import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint';
 import { SpillFile } from '../formats/tensorSource';
 import { pruneLayer } from '../methods';
+import { pruneDepthwise } from '../methods/depthwise';
 import { causalLmFeeds, inputSpecs } from '../models/inputs';
 import { DataType, TensorProto } from '../onnx/proto';
 import { Engine, ModelSource } from '../onnx/session';
-import { discoverLayers, LinearLayer } from './layers';
-import { CalibrationSums, calibrationModel, lastUse, planSegments, segmentModel } from './segments';
+import { discoverLayers, PrunableLayer } from './layers';
+import { CalibrationSums, calibrationKey, calibrationModel, lastUse, planSegments, segmentModel } from './segments';
 
 /** A failure with a protocol error code and what it concerns. */
 export class RunError extends Error {
@@ -54,20 +55,20 @@ export interface RunHooks {
 }
 
 /** Weight (rows, cols) row-major from the stored layout, and back. */
-function toRowMajor(stored: Float32Array, l: LinearLayer): Float32Array {
+function toRowMajor(stored: Float32Array, l: PrunableLayer): Float32Array {
   if (l.layout === 'out_in') return stored;
   const out = new Float32Array(l.rows * l.cols);
   for (let j = 0; j < l.cols; j++) for (let r = 0; r < l.rows; r++) out[r * l.cols + j] = stored[j * l.rows + r];
   return out;
 }
-function toStored(W: Float32Array, l: LinearLayer): Float32Array {
+function toStored(W: Float32Array, l: PrunableLayer): Float32Array {
   if (l.layout === 'out_in') return W;
   const out = new Float32Array(l.rows * l.cols);
   for (let r = 0; r < l.rows; r++) for (let j = 0; j < l.cols; j++) out[j * l.rows + r] = W[r * l.cols + j];
   return out;
 }
 
-function weightTensor(stored: Float32Array, l: LinearLayer): ort.Tensor {
+function weightTensor(stored: Float32Array, l: PrunableLayer): ort.Tensor {
   if (l.dataType === DataType.FLOAT16) {
     const bytes = float32ToHalfBytes(stored);
     return new ort.Tensor('float16', new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2), l.weightDims);
@@ -120,9 +121,11 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
   // The tokenizer is only needed for text data: it is loaded (and its absence reported) when first used.
   const ckpt = openCheckpoint(config.checkpoint);
   const engine = new Engine({ device: config.device, threads: config.threads });
-  const discovery = discoverLayers(ckpt.model, { blockPattern: config.blockPattern ?? undefined, includeLmHead: !config.keepDense.lmHead });
+  const discovery = discoverLayers(ckpt.model, {
+    blockPattern: config.blockPattern ?? undefined, includeLmHead: !config.keepDense.lmHead, includeDepthwiseConv: !config.keepDense.depthwiseConv,
+  });
   if (discovery.layers.length === 0) throw new RunError('checkpoint-invalid', `${ckpt.path}: no prunable linear layers (MatMul/Gemm with a 2-D weight initializer) found`, { file: ckpt.path });
-  const unmatched = unmatchedLayerPatterns(config, discovery.layers.map((l) => l.name));
+  const unmatched = unmatchedLayerPatterns(config, discovery.layers.map((l) => l.name), discovery.skipped);
   if (unmatched.length > 0) {
     throw new RunError('layers-unmatched', unmatched.map((p) => `${p.path}: ${p.message}`).join("; "), { jsonPath: unmatched[0].path }, `layer names look like ${discovery.layers[0].name}; run 'prunekit inspect' to list them`);
   }
@@ -243,7 +246,7 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
     }
     return kernel.run(feeds);
   };
-  const dense = (l: LinearLayer) => ckpt.weightAsFloat32(l.weight);
+  const dense = (l: PrunableLayer) => ckpt.weightAsFloat32(l.weight);
 
   for (const seg of plan.segments) {
     if (seg.index > lastNeeded) break;
@@ -266,12 +269,12 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
       const calibrate = async () => { // a scope of its own: the weight feeds do not outlive it
         const cg = calibrationModel(plan, seg, { mapInitializer });
         const ck = await engine.kernel(cg.model);
-        for (const st of cg.stats) sums.set(st.input, new CalibrationSums(st.cols));
+        for (const st of cg.stats) sums.set(st.key, new CalibrationSums(st.cols, st.groups));
         const calibWeights = weightFeeds(new Set(cg.weights));
         for (let b = 0; b < batches.length; b++) {
           checkpoint();
           const out = await runSegment(ck, cg.inputs, calibWeights, b);
-          for (const s of cg.stats) (sums.get(s.input) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length);
+          for (const s of cg.stats) (sums.get(s.key) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length);
           emit('calibration.progressed', { phase: 'hessian', block: seg.block, done: b + 1, total: batches.length });
         }
         await engine.forget(ck); // each block's graphs run for that block only
@@ -279,18 +282,21 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
       if (batches.length) await calibrate();
       // Each input's H is dropped after the last layer that reads it (q/k/v share one, gate/up another).
       const lastReader = new Map<string, string>();
-      for (const l of seg.layers) if (select(l.name)) lastReader.set(l.input, l.name);
+      for (const l of seg.layers) if (select(l.name)) lastReader.set(calibrationKey(l), l.name);
       for (const l of seg.layers) {
         const target = select(l.name);
         if (!target) continue;
         checkpoint();
-        const s = sums.get(l.input);
-        if (lastReader.get(l.input) === l.name) sums.delete(l.input);
+        const s = sums.get(calibrationKey(l));
+        if (lastReader.get(calibrationKey(l)) === l.name) sums.delete(calibrationKey(l));
         const W = toRowMajor(current.get(l.weight) as Float32Array, l);
         current.delete(l.weight); // W is the dense weight now: no second copy while the method runs
-        const res = await pruneLayer(target.method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, {
+        const options = {
           pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup,
-        }, engine);
+        };
+        const res = l.kind === 'depthwiseConv'
+          ? pruneDepthwise(target.method, { name: l.name, channels: l.rows, taps: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options)
+          : await pruneLayer(target.method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options, engine);
         // fp16/bf16 weights: pruned in fp32 (widened above), rounded to the stored type once, here, so the
         // propagate pass, the zero count and the written checkpoint all see the same values and pattern.
         const stored = roundToType(l.dataType, toStored(res.W, l), { keepNonZero: true });

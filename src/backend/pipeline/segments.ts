@@ -17,11 +17,12 @@
 // the pipeline feeds dense or pruned weights), every other initializer it reads stays an initializer
 // (the same TensorProto objects as the checkpoint's: nothing is copied). A calibration variant also
 // outputs, per distinct layer input X (reshaped to [tokens, cols]), XᵀX and Σ_tokens x² per column, so
-// activations never leave onnxruntime.
+// activations never leave onnxruntime; for a depthwise conv, per channel, the same sums over its K-tap input
+// windows (one K×K XᵀX per channel).
 
-import { GraphBuilder } from '../onnx/graph';
+import { GraphBuilder, Value } from '../onnx/graph';
 import { DataType, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto } from '../onnx/proto';
-import { Discovery, isDefaultDomain, LinearLayer, nodeInputs, topologicalOrder } from './layers';
+import { Discovery, isDefaultDomain, LayerKind, nodeInputs, PrunableLayer, topologicalOrder } from './layers';
 import { inferElemTypes, inferTypesWithOrt } from './types';
 
 export type SegmentKind = 'prefix' | 'block' | 'suffix';
@@ -43,7 +44,7 @@ export interface Segment {
   /** Tensors it computes that later segments read, then graph outputs it computes. */
   outputs: string[];
   /** Its prunable layers (layers outside the blocks, with includeLmHead, belong to the prefix/suffix). */
-  layers: LinearLayer[];
+  layers: PrunableLayer[];
 }
 
 export interface BoundaryTensor {
@@ -86,15 +87,27 @@ export interface SegmentGraph {
 }
 
 export interface CalibrationStat {
-  /** The layer input tensor X (any rank; last dimension = cols). */
+  /** calibrationKey of its layers: the input tensor X of linear layers, `conv:<name>` for a depthwise conv. */
+  key: string;
+  kind: LayerKind;
+  /** The layer input tensor X (any rank, last dimension = cols; [batch, C, time] for a conv). */
   input: string;
+  /** Columns of each Hessian: in features, or the taps K of a conv. */
   cols: number;
+  /** Hessians: 1, or the C channels of a depthwise conv (one per channel). */
+  groups: number;
   /** The layers reading X (q/k/v share one, gate/up share one). */
   layers: string[];
-  /** Output name of XᵀX summed over all tokens of the batch: FLOAT [cols, cols]. */
+  /** Output name of XᵀX summed over all tokens of the batch: FLOAT [cols, cols], or [C, K, K] for a conv. */
   xtx: string;
-  /** Output name of Σ_tokens x_j²: FLOAT [cols]. */
+  /** Output name of Σ_tokens x_j²: FLOAT [cols], or [C, K]. */
   colSq: string;
+}
+
+/** Which calibration sums a layer reads: linear layers reading one tensor share them; a conv has its own (its
+ *  windows depend on its pads, strides and dilations). */
+export function calibrationKey(layer: PrunableLayer): string {
+  return layer.kind === 'linear' ? layer.input : `conv:${layer.name}`;
 }
 
 export interface SegmentModelOptions {
@@ -231,7 +244,7 @@ export async function planSegments(model: ModelProto, discovery: Discovery, opti
   }
 
   // Layers by segment.
-  const layersOf: LinearLayer[][] = Array.from({ length: B + 2 }, () => []);
+  const layersOf: PrunableLayer[][] = Array.from({ length: B + 2 }, () => []);
   for (const layer of discovery.layers) {
     const s = seg[layer.nodeIndex];
     if (s < 0) throw new Error(`layer ${layer.name} (${layer.node}) does not contribute to any graph output`);
@@ -391,46 +404,71 @@ export function segmentModel(plan: SegmentPlan, s: Segment | number, options: Se
 }
 
 /**
- * The calibration variant of a segment: for each distinct input X of its layers, outputs XᵀX (FLOAT
- * [cols, cols]) and Σ x² per column (FLOAT [cols]) summed over every token of the batch. Only the nodes
+ * The calibration variant of a segment: for each distinct input X of its linear layers, outputs XᵀX (FLOAT
+ * [cols, cols]) and Σ x² per column (FLOAT [cols]) summed over every token of the batch; for each depthwise
+ * conv, per channel c, the same over its input windows u_c[t] = the K inputs output t reads (FLOAT [C, K, K] and
+ * [C, K]). Only the nodes
  * those need are kept (so, e.g., the last layer's weight is not an input); with `keepOutputs`, the
  * segment's own outputs too. H = (2/N)·Σ_batches XᵀX with N the number of sequences (see CalibrationSums).
  */
 export function calibrationModel(plan: SegmentPlan, s: Segment | number, options: SegmentModelOptions & { keepOutputs?: boolean } = {}): CalibrationGraph {
   const segment = segmentOf(plan, s);
   if (segment.layers.length === 0) throw new Error(`segment ${segment.name} has no prunable layers to calibrate`);
-  const byInput = new Map<string, LinearLayer[]>();
+  const byKey = new Map<string, PrunableLayer[]>();
   for (const l of segment.layers) {
-    let a = byInput.get(l.input);
-    if (!a) byInput.set(l.input, (a = []));
+    let a = byKey.get(calibrationKey(l));
+    if (!a) byKey.set(calibrationKey(l), (a = []));
     a.push(l);
   }
   const b = new GraphBuilder(`prunekit_calib_${segment.index}`);
   const stats: CalibrationStat[] = [];
+  const reduceSum = (x: Value, axis: number): Value => plan.opset >= 13
+    ? b.op('ReduceSum', [x, b.constant([BigInt(axis)], [1], DataType.INT64)], { keepdims: 0 })
+    : b.op('ReduceSum', [x], { axes: [axis], keepdims: 0 });
+  /** Window convs: their attributes become the conv's own once the graph is built. */
+  const windowConvs = new Map<string, NodeProto>();
   let k = 0;
-  for (const [input, layers] of byInput) {
-    const cols = layers[0].cols;
+  for (const [key, layers] of byKey) {
+    const first = layers[0];
+    const cols = first.cols;
     const bad = layers.find((l) => l.cols !== cols);
-    if (bad) throw new Error(`layers ${layers[0].name} and ${bad.name} read ${input} with ${cols} and ${bad.cols} columns`);
-    // MatMul and Gemm take both operands in one type: X has its weight's type (the Cast's, for a widened weight).
-    const cast = layers[0].castNode === undefined ? undefined : plan.model.graph.node[layers[0].castNode];
+    if (bad) throw new Error(`layers ${first.name} and ${bad.name} read ${first.input} with ${cols} and ${bad.cols} columns`);
+    // MatMul, Gemm and Conv take both operands in one type: X has its weight's type (the Cast's, for a widened weight).
+    const cast = first.castNode === undefined ? undefined : plan.model.graph.node[first.castNode];
     const to = cast?.attribute.find((a) => a.name === 'to')?.i;
-    const elem = to === undefined ? layers[0].dataType : (Number(to) as DataType);
-    let x = { name: input };
+    const elem = to === undefined ? first.dataType : (Number(to) as DataType);
+    let x: Value = { name: first.input };
     if (elem !== DataType.FLOAT) x = b.op('Cast', [x], { to: DataType.FLOAT });
-    const x2 = b.op('Reshape', [x, b.constant([-1n, BigInt(cols)], [2], DataType.INT64)]);
-    const xtx = plan.opset >= 11 ? b.op('Gemm', [x2, x2], { transA: 1 }) : b.op('MatMul', [b.op('Transpose', [x2], { perm: [1, 0] }), x2]);
-    const sq = b.op('Mul', [x2, x2]);
-    const colSq = plan.opset >= 13
-      ? b.op('ReduceSum', [sq, b.constant([0n], [1], DataType.INT64)], { keepdims: 0 })
-      : b.op('ReduceSum', [sq], { axes: [0], keepdims: 0 });
-    const stat: CalibrationStat = { input, cols, layers: layers.map((l) => l.name), xtx: `prunekit::xtx::${k}`, colSq: `prunekit::colsq::${k}` };
-    b.output(xtx, stat.xtx, DataType.FLOAT, [cols, cols]);
-    b.output(colSq, stat.colSq, DataType.FLOAT, [cols]);
+    const stat: CalibrationStat = {
+      key, kind: first.kind, input: first.input, cols, groups: first.kind === 'linear' ? 1 : first.rows,
+      layers: layers.map((l) => l.name), xtx: `prunekit::xtx::${k}`, colSq: `prunekit::colsq::${k}`,
+    };
+    if (first.kind === 'linear') {
+      const x2 = b.op('Reshape', [x, b.constant([-1n, BigInt(cols)], [2], DataType.INT64)]);
+      const xtx = plan.opset >= 11 ? b.op('Gemm', [x2, x2], { transA: 1 }) : b.op('MatMul', [b.op('Transpose', [x2], { perm: [1, 0] }), x2]);
+      b.output(xtx, stat.xtx, DataType.FLOAT, [cols, cols]);
+      b.output(reduceSum(b.op('Mul', [x2, x2]), 0), stat.colSq, DataType.FLOAT, [cols]);
+    } else {
+      // Unfold with the conv itself: the same Conv (pads, strides, dilations) with one-hot kernels, K per channel,
+      // gives channel c·K + j = the input x_c at tap j of every output position; ×1 and +0 are exact.
+      const C = first.rows;
+      const eye = new Array<number>(C * cols * cols).fill(0);
+      for (let c = 0; c < C; c++) for (let j = 0; j < cols; j++) eye[(c * cols + j) * cols + j] = 1;
+      const windows = b.op('Conv', [x, b.constant(eye, [C * cols, 1, cols])]); // [B, C·K, T_out]
+      windowConvs.set(windows.name, plan.model.graph.node[first.nodeIndex]);
+      const perTap = b.op('Reshape', [windows, b.constant([0n, BigInt(C), BigInt(cols), -1n], [4], DataType.INT64)]); // [B, C, K, T]
+      const u = b.op('Reshape', [b.op('Transpose', [perTap], { perm: [1, 0, 3, 2] }), b.constant([BigInt(C), -1n, BigInt(cols)], [3], DataType.INT64)]); // [C, N, K]
+      b.output(b.op('MatMul', [b.op('Transpose', [u], { perm: [0, 2, 1] }), u]), stat.xtx, DataType.FLOAT, [C, cols, cols]);
+      b.output(reduceSum(b.op('Mul', [u, u]), 1), stat.colSq, DataType.FLOAT, [C, cols]);
+    }
     stats.push(stat);
     k++;
   }
   const built = b.build(plan.opset).graph;
+  for (const node of built.node) {
+    const conv = windowConvs.get(node.output[0]);
+    if (conv) node.attribute = conv.attribute; // group = C and kernel_shape = [K] fit the one-hot kernels too
+  }
   // GraphBuilder names its nodes and tensors `<op>_<n>`: prefix them so they cannot clash with the model's.
   const prefix = `prunekit::calib${segment.index}::`;
   const ours = new Set([...built.node.flatMap((n) => n.output), ...built.initializer.map((t) => t.name)]);
@@ -465,21 +503,22 @@ export class CalibrationSums {
   /** hessian() has scaled xtx in place. */
   private scaled = false;
 
-  constructor(readonly cols: number) {
-    this.xtx = new Float32Array(cols * cols);
-    this.colSq = new Float64Array(cols);
+  /** groups > 1: that many independent (cols, cols) Hessians, one after the other (a depthwise conv's channels). */
+  constructor(readonly cols: number, readonly groups = 1) {
+    this.xtx = new Float32Array(groups * cols * cols);
+    this.colSq = new Float64Array(groups * cols);
   }
 
   /** Adds one batch's XᵀX and Σx² (from the calibration variant) for `sequences` sequences. */
   add(xtx: Float32Array, colSq: Float32Array, sequences: number): void {
-    if (xtx.length !== this.xtx.length || colSq.length !== this.cols) throw new Error(`calibration sums: expected ${this.cols} columns`);
+    if (xtx.length !== this.xtx.length || colSq.length !== this.colSq.length) throw new Error(`calibration sums: expected ${this.groups} × ${this.cols} columns`);
     if (this.scaled) throw new Error('calibration sums: add() after hessian()');
     for (let i = 0; i < xtx.length; i++) this.xtx[i] += xtx[i];
-    for (let j = 0; j < this.cols; j++) this.colSq[j] += colSq[j];
+    for (let j = 0; j < this.colSq.length; j++) this.colSq[j] += colSq[j];
     this.sequences += sequences;
   }
 
-  /** (cols, cols) H = (2/N)·Σ XᵀX. The first call scales the sums in place (H can be cols² × 4 bytes: no copy);
+  /** (groups, cols, cols) H = (2/N)·Σ XᵀX. The first call scales the sums in place (H can be cols² × 4 bytes: no copy);
    *  later calls return the same array, so layers sharing an input share one H (methods never modify it). */
   hessian(): Float32Array {
     if (!this.scaled) {
@@ -490,7 +529,7 @@ export class CalibrationSums {
     return this.xtx;
   }
 
-  /** (cols) (1/N)·Σ_tokens x_j². */
+  /** (groups, cols) (1/N)·Σ_tokens x_j². */
   colNorm2(): Float32Array {
     return Float32Array.from(this.colSq, (v) => v / this.sequences);
   }

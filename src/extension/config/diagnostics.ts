@@ -94,8 +94,8 @@ export function configDiagnostics(inputs: DiagnosticInputs): ConfigDiagnostic[] 
   // Layer patterns against the model's real layer names (skipped while a pattern is an invalid regex:
   // that problem is reported above, and the matcher would throw).
   if (inspect && !('error' in inspect) && !problems.some((p) => p.path.startsWith('$.layers'))) {
-    const names = patternTargets(inspect, config.keepDense.lmHead);
-    for (const p of unmatchedLayerPatterns(config, names)) add(p.path, `${p.message}; layer names look like ${names[0] ?? '(none)'}`);
+    const names = patternTargets(inspect, config.keepDense);
+    for (const p of unmatchedLayerPatterns(config, names, inspect.skipped)) add(p.path, `${p.message}; layer names look like ${names[0] ?? '(none)'}`);
   }
 
   return out.sort((a, b) => a.offset - b.offset);

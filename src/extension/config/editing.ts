@@ -3,7 +3,7 @@
 // layers.overrides[].match), block regexes in blockPattern, a layer's shape and role on hover. No vscode
 // here: offsets in, texts and ranges out; providers.ts adapts them.
 
-import { layerMatcher } from '../../protocol/config';
+import { KeepDenseConfig, layerMatcher } from '../../protocol/config';
 import { JsonPathSegment, locationAt } from '../../protocol/jsonc';
 import { blockPatternSuggestions, InspectInfo, layerHover, layerPatternSuggestions, patternTargets, Suggestion } from './layerInfo';
 
@@ -43,10 +43,10 @@ export interface Completion extends Suggestion {
 }
 
 /** The completions at a cursor: [] when it is not at a layer or block pattern. */
-export function completionsAt(text: string, offset: number, info: InspectInfo, keepLmHeadDense = true): { place: CompletionPlace; items: Completion[] } | undefined {
+export function completionsAt(text: string, offset: number, info: InspectInfo, keepDense: KeepDenseConfig = {}): { place: CompletionPlace; items: Completion[] } | undefined {
   const place = completionPlace(text, offset);
   if (!place) return undefined;
-  const suggestions = place.slot === 'layerPattern' ? layerPatternSuggestions(info, keepLmHeadDense) : blockPatternSuggestions(info);
+  const suggestions = place.slot === 'layerPattern' ? layerPatternSuggestions(info, keepDense) : blockPatternSuggestions(info);
   const items = suggestions.map((s) => {
     const json = JSON.stringify(s.label);
     return { ...s, insertText: place.quoted ? json : json.slice(1, -1) };
@@ -55,7 +55,7 @@ export function completionsAt(text: string, offset: number, info: InspectInfo, k
 }
 
 /** The hover at a cursor in a string: a layer name's shape, op, block and weight; a pattern's matched layers. */
-export function hoverAt(text: string, offset: number, info: InspectInfo, keepLmHeadDense = true): { markdown: string; offset: number; end: number } | undefined {
+export function hoverAt(text: string, offset: number, info: InspectInfo, keepDense: KeepDenseConfig = {}): { markdown: string; offset: number; end: number } | undefined {
   const loc = locationAt(text, offset);
   if (!loc?.string || loc.isKey) return undefined;
   const value = loc.string.value;
@@ -69,7 +69,7 @@ export function hoverAt(text: string, offset: number, info: InspectInfo, keepLmH
   } catch (e) {
     return { markdown: `\`${value}\`: ${(e as Error).message}`, ...range };
   }
-  const names = patternTargets(info, keepLmHeadDense).filter(matches);
+  const names = patternTargets(info, keepDense).filter(matches);
   if (names.length === 0) return { markdown: `\`${value}\` matches no prunable layer (they look like \`${info.layers[0]?.name ?? ''}\`)`, ...range };
   const shown = names.slice(0, 12).map((n) => `- \`${n}\``);
   if (names.length > 12) shown.push(`- … and ${names.length - 12} more`);

@@ -2,7 +2,7 @@
 // names and globs offered in layers.include / exclude / overrides[].match, block patterns for blockPattern,
 // the hover text of a layer name, and the one-line summary of a config. No vscode here (tested with Node).
 
-import { layerMatcher, layerSelector, ResolvedConfig } from '../../protocol/config';
+import { KeepDenseConfig, layerMatcher, layerSelector, ResolvedConfig } from '../../protocol/config';
 
 /** The JSON line `prunekit inspect --json` prints (src/backend/cli/main.ts inspect). */
 export interface InspectInfo {
@@ -13,9 +13,21 @@ export interface InspectInfo {
   blockPattern: string | null;
   blocks: { index: number; name: string; layers: string[] }[];
   layers: InspectLayer[];
-  /** Linear layers left dense by default (the LM head) or unsupported, with why. */
-  skipped: { name: string; shape: [number, number]; reason: string }[];
+  /** Layers left dense by default (the LM head, depthwise convs) or unsupported, with why. */
+  skipped: InspectSkipped[];
   notes: string[];
+}
+
+export interface InspectSkipped {
+  name: string;
+  node?: string;
+  block?: number | null;
+  op?: string;
+  weight?: string;
+  shape: [number, number];
+  reason: string;
+  /** The keepDense flag that, set to false, makes it prunable (an opt-in layer); absent: never pruned. */
+  keptDenseBy?: keyof KeepDenseConfig;
 }
 
 export interface InspectLayer {
@@ -43,13 +55,17 @@ export function parseInspectOutput(stdout: string): InspectInfo {
 }
 
 /**
- * The names layer patterns are checked against: the prunable layers, plus those left dense only by default
- * (the LM head, layers outside every block) when keepDense.lmHead is false, as the pipeline's discovery does.
+ * The names layer patterns are checked against: the prunable layers, plus the opt-in ones whose keepDense flag is
+ * false (the LM head and layers outside every block with lmHead, depthwise convs with depthwiseConv), as the
+ * pipeline's discovery does. keepDense as written: an absent flag is true.
  */
-export function patternTargets(info: InspectInfo, keepLmHeadDense = true): string[] {
-  const names = info.layers.map((l) => l.name);
-  if (!keepLmHeadDense) names.push(...info.skipped.filter((s) => /left dense by default/.test(s.reason)).map((s) => s.name));
-  return names;
+export function patternTargets(info: InspectInfo, keepDense: KeepDenseConfig = {}): string[] {
+  return [...info.layers.map((l) => l.name), ...releasedLayers(info, keepDense).map((s) => s.name)];
+}
+
+/** The skipped layers keepDense makes prunable. */
+function releasedLayers(info: InspectInfo, keepDense: KeepDenseConfig): InspectSkipped[] {
+  return info.skipped.filter((s) => s.keptDenseBy !== undefined && keepDense[s.keptDenseBy] === false);
 }
 
 export type SuggestionKind = 'layer' | 'glob' | 'blockPattern';
@@ -70,8 +86,9 @@ export interface Suggestion {
  * across blocks (`*.mlp.down_proj`), each sub-module (`*.mlp.*`). A glob is offered only if it matches
  * more than one layer and selects a set no earlier glob selected.
  */
-export function layerPatternSuggestions(info: InspectInfo, keepLmHeadDense = true): Suggestion[] {
-  const names = patternTargets(info, keepLmHeadDense);
+export function layerPatternSuggestions(info: InspectInfo, keepDense: KeepDenseConfig = {}): Suggestion[] {
+  const names = patternTargets(info, keepDense);
+  const released = releasedLayers(info, keepDense);
   const out: Suggestion[] = [];
   const seen = new Set<string>();
   const addGlob = (glob: string) => {
@@ -85,8 +102,8 @@ export function layerPatternSuggestions(info: InspectInfo, keepLmHeadDense = tru
   for (const b of info.blocks) addGlob(`${b.name}.*`);
   // Sub-modules and layer kinds: the name with its block prefix replaced by `*`.
   const tails = new Set<string>();
-  for (const l of info.layers) {
-    const block = l.block === null ? undefined : info.blocks.find((b) => b.index === l.block);
+  for (const l of [...info.layers, ...released]) {
+    const block = l.block === null || l.block === undefined ? undefined : info.blocks.find((b) => b.index === l.block);
     const tail = block && l.name.startsWith(`${block.name}.`) ? l.name.slice(block.name.length + 1) : undefined;
     if (tail) tails.add(tail);
   }
@@ -101,7 +118,8 @@ export function layerPatternSuggestions(info: InspectInfo, keepLmHeadDense = tru
     const l = info.layers.find((x) => x.name === name);
     const s = info.skipped.find((x) => x.name === name);
     const shape = l?.shape ?? s?.shape;
-    out.push({ label: name, kind: 'layer', detail: `${shape ? `${shape[0]}×${shape[1]}` : ''} ${l?.op ?? '(LM head)'}`.trim(), sortText: `1${String(i).padStart(6, '0')}` });
+    const what = l?.op ?? (s?.keptDenseBy === 'depthwiseConv' ? `${s.op ?? 'Conv'} (depthwise, opt-in)` : '(LM head)');
+    out.push({ label: name, kind: 'layer', detail: `${shape ? `${shape[0]}×${shape[1]}` : ''} ${what}`.trim(), sortText: `1${String(i).padStart(6, '0')}` });
   });
   return out;
 }
@@ -148,7 +166,10 @@ export function layerHover(info: InspectInfo, text: string): string | undefined 
     ].join('\n');
   }
   const s = info.skipped.find((x) => x.name === text);
-  if (s) return `**${s.name}** — ${s.shape[0]}×${s.shape[1]}, left dense: ${s.reason}`;
+  if (s) {
+    const reason = s.keptDenseBy ? s.reason.replace(/\)$/, `; opt-in: pruned when keepDense.${s.keptDenseBy} is false)`) : s.reason;
+    return `**${s.name}** — ${s.shape[0]}×${s.shape[1]}${s.op ? ` ${s.op}` : ''}, left dense: ${reason}`;
+  }
   return undefined;
 }
 
@@ -159,7 +180,7 @@ export function configSummary(config: ResolvedConfig, info: InspectInfo | undefi
   const methods = new Set<string>();
   const patterns = new Set<string>();
   let n = 0;
-  for (const name of patternTargets(info, config.keepDense.lmHead)) {
+  for (const name of patternTargets(info, config.keepDense)) {
     const t = select(name);
     if (!t) continue;
     n++;

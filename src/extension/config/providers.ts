@@ -7,7 +7,7 @@ import { parseConfigText, resolveConfig } from '../../protocol/config';
 import { ConfigDiagnostic, configDiagnostics } from './diagnostics';
 import { completionPlace, completionsAt, hoverAt } from './editing';
 import { configSummary } from './layerInfo';
-import { CONFIG_SELECTOR, ConfigServices, configDir, isConfigDocument, keepsLmHeadDense, kindOf } from './services';
+import { CONFIG_SELECTOR, ConfigServices, configDir, isConfigDocument, keepDenseOf, kindOf } from './services';
 
 /** Internal command of the CodeLens (the palette's prunekit.runConfig belongs to the run manager). */
 const RUN_FROM_LENS = 'prunekit.config.runFromLens';
@@ -39,7 +39,7 @@ class LayerCompletions implements vscode.CompletionItemProvider {
       vscode.window.setStatusBarMessage(`$(warning) PruneKit: no layer names: ${found.info.error}`, 10_000);
       return undefined;
     }
-    const result = completionsAt(text, offset, found.info, keepsLmHeadDense(text));
+    const result = completionsAt(text, offset, found.info, keepDenseOf(text));
     if (!result) return undefined;
     const range = new vscode.Range(doc.positionAt(result.place.offset), doc.positionAt(result.place.end));
     return result.items.map((s) => {
@@ -61,7 +61,7 @@ class LayerHovers implements vscode.HoverProvider {
     const found = await this.services.inspectFor(doc);
     if (!found || 'error' in found.info) return undefined;
     const text = doc.getText();
-    const h = hoverAt(text, doc.offsetAt(position), found.info, keepsLmHeadDense(text));
+    const h = hoverAt(text, doc.offsetAt(position), found.info, keepDenseOf(text));
     return h && new vscode.Hover(new vscode.MarkdownString(h.markdown), new vscode.Range(doc.positionAt(h.offset), doc.positionAt(h.end)));
   }
 }

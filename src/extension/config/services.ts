@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { backendInvocation } from '../backendInvocation';
 import { nodeAtPath, nodeValue, parseTree } from '../../protocol/jsonc';
+import { KeepDenseConfig } from '../../protocol/config';
 import { PathKind } from './diagnostics';
 import { configCheckpoint } from './discovery';
 import { InspectCache } from './inspectCache';
@@ -52,10 +53,14 @@ export class ConfigServices {
   }
 }
 
-/** keepDense.lmHead as written (true unless false), read leniently from a config being edited. */
-export function keepsLmHeadDense(text: string): boolean {
-  const node = nodeAtPath(parseTree(text), ['keepDense', 'lmHead']);
-  return !(node && nodeValue(node) === false);
+/** keepDense's flags as written (absent: true), read leniently from a config being edited. */
+export function keepDenseOf(text: string): KeepDenseConfig {
+  const tree = parseTree(text);
+  const flag = (key: 'embedding' | 'lmHead' | 'depthwiseConv'): boolean => {
+    const node = nodeAtPath(tree, ['keepDense', key]);
+    return !(node && nodeValue(node) === false);
+  };
+  return { embedding: flag('embedding'), lmHead: flag('lmHead'), depthwiseConv: flag('depthwiseConv') };
 }
 
 export function kindOf(p: string): PathKind {
