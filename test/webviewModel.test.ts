@@ -228,6 +228,8 @@ describe('layer kinds and number formats', () => {
       ['model.decoder.layers.2.fc1', 'fc1'],
       ['backbone.layers.1.mixer.in_proj', 'in_proj'],
       ['backbone.layers.1.mixer.x_proj', 'x_proj'],
+      ['backbone.layers.1.mixer.dt_proj', 'dt_proj'],
+      ['layers.1.mixer.conv1d', 'conv1d'],
       ['backbone.layers.1.mixer.out_proj', 'out_proj'],
       ['lm_head', 'lm_head'],
       ['transformer.h.0.attn.c_attn', 'other'],

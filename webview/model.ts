@@ -10,7 +10,7 @@ import type { RunSnapshot } from '../src/protocol/webview';
 // ---------------------------------------------------------------------------------------------------------
 // Layer kinds: what a linear layer does, read from the last component of its friendly name.
 
-export const LAYER_KINDS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'fc1', 'fc2', 'in_proj', 'x_proj', 'out_proj', 'lm_head', 'other'] as const;
+export const LAYER_KINDS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'fc1', 'fc2', 'in_proj', 'conv1d', 'x_proj', 'dt_proj', 'out_proj', 'lm_head', 'other'] as const;
 export type LayerKind = (typeof LAYER_KINDS)[number];
 
 /** Kinds that play one role share a colour in the chart (and differ by point shape). */
@@ -27,7 +27,9 @@ export const KIND_FAMILY: Readonly<Record<LayerKind, LayerFamily>> = {
   fc1: 'fc',
   fc2: 'fc',
   in_proj: 'ssm',
+  conv1d: 'ssm',
   x_proj: 'ssm',
+  dt_proj: 'ssm',
   out_proj: 'ssm',
   lm_head: 'head',
   other: 'other',
@@ -54,7 +56,9 @@ const KIND_BY_COMPONENT: Readonly<Record<string, LayerKind>> = {
   fc1: 'fc1',
   fc2: 'fc2',
   in_proj: 'in_proj',
+  conv1d: 'conv1d',
   x_proj: 'x_proj',
+  dt_proj: 'dt_proj',
   out_proj: 'out_proj',
   lm_head: 'lm_head',
 };

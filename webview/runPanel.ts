@@ -29,10 +29,12 @@ const KIND_SHAPE: Record<LayerKind, PointStyle> = {
   fc1: 'circle',
   fc2: 'rectRot',
   in_proj: 'circle',
+  conv1d: 'rect',
   x_proj: 'triangle',
+  dt_proj: 'crossRot',
   out_proj: 'rectRot',
   lm_head: 'star',
-  other: 'crossRot',
+  other: 'cross',
 };
 
 export class RunPanel {
