@@ -5,7 +5,7 @@
 //
 // Per lane (row), with P its pruned columns, S = GᵀG (ld×ld) and GT = Gᵀ (ld×ld, ld even, lower part and
 // padding zero):
-//   L Lᵀ = S_PP (Crout, column by column, four rows at a time; the right-hand side w_P rides along as an
+//   L Lᵀ = S_PP (Crout, two columns and four rows at a time; the right-hand side w_P rides along as an
 //   extra row n of L, so its row comes out as y = L⁻¹ w_P), then x = L⁻ᵀ y (back-substitution by rows of L),
 //   then E = G[:, P]·x  (E[k] += GT[P_i, k]·x_i for k ≤ P_i).
 //
@@ -39,6 +39,11 @@ export function aptPairSolveModule(): Uint8Array<ArrayBuffer> {
   const inv = f.local('v128');
   const x = f.local('v128');
   const zero = f.local('v128'); // locals start at zero
+  const pjA = f.local('i32');
+  const jbA = f.local('i32');
+  const invA = f.local('v128');
+  const lj = f.local('v128');
+  const xv = f.local('v128');
 
   const lit = (c: number) => () => f.i32(c);
   const loc = (v: number) => () => f.get(v);
@@ -87,12 +92,13 @@ export function aptPairSolveModule(): Uint8Array<ArrayBuffer> {
     }
   };
 
-  // Crout: column j's pivot, then rows j+1..n (n = the right-hand side) four at a time.
-  f.forRange(j, lit(0), loc(n), 1, () => {
+  const setColumn = () => {
     f.get(L).get(j).get(rs).i32Mul().i32Add().set(pj);
     f.get(j).i32(4).i32Shl().set(jb);
     f.get(j).i32(-2).i32And().i32(4).i32Shl().set(qEnd);
-    // Pivot: d = L[j][j] − ‖L[j][:j]‖².
+  };
+  // Column j's pivot: L[j][j] = √(L[j][j] − ‖L[j][:j]‖²), inv = D[j] = 1/L[j][j]; returns j+1 if not positive.
+  const pivot = () => {
     f.get(pj).get(jb).i32Add().v128Load().set(acc[0][0]);
     f.get(zero).set(acc[0][1]);
     f.forRange(q, lit(0), loc(qEnd), 32, () => {
@@ -108,20 +114,66 @@ export function aptPairSolveModule(): Uint8Array<ArrayBuffer> {
     f.get(pj).get(jb).i32Add().get(x).v128Store();
     f.f64(1).f64x2Splat().get(x).f64x2Div().set(inv);
     f.get(D).get(jb).i32Add().get(inv).v128Store();
-
-    f.get(j).i32(1).i32Add().set(i);
+  };
+  // Rows from r[0] (row i) to n, four then one at a time, by `update(count)`.
+  const allRows = (update: (count: number) => void) => {
     f.get(L).get(i).get(rs).i32Mul().i32Add().set(r[0]);
     f.forRange(i, loc(i), () => f.get(n).i32(-2).i32Add(), 4, () => {
       f.get(r[0]).get(rs).i32Add().set(r[1]);
       f.get(r[1]).get(rs).i32Add().set(r[2]);
       f.get(r[2]).get(rs).i32Add().set(r[3]);
-      rowsUpdate(4);
+      update(4);
       f.get(r[3]).get(rs).i32Add().set(r[0]);
     });
     f.forRange(i, loc(i), () => f.get(n).i32(1).i32Add(), 1, () => {
-      rowsUpdate(1);
+      update(1);
       f.get(r[0]).get(rs).i32Add().set(r[0]);
     });
+  };
+  // Columns jA = j−1 and j = jA+1 at once for rows r[0..count): one pass over L[row][:jA] feeds both dot products
+  // (half the loads and loop trips of two single-column passes); L[row][j] then takes its last term from L[row][jA].
+  const pairRows = (count: number) => {
+    for (let k = 0; k < count; k++) {
+      f.get(r[k]).get(jbA).i32Add().v128Load().set(acc[k][0]);
+      f.get(r[k]).get(jbA).i32Add().v128Load(16).set(acc[k][1]);
+    }
+    f.forRange(q, lit(0), loc(jbA), 16, () => {
+      f.get(pjA).get(q).i32Add().v128Load().set(l0);
+      f.get(pj).get(q).i32Add().v128Load().set(l1);
+      for (let k = 0; k < count; k++) {
+        f.get(r[k]).get(q).i32Add().v128Load().set(xv);
+        f.get(acc[k][0]).get(xv).get(l0).f64x2Mul().f64x2Sub().set(acc[k][0]);
+        f.get(acc[k][1]).get(xv).get(l1).f64x2Mul().f64x2Sub().set(acc[k][1]);
+      }
+    });
+    for (let k = 0; k < count; k++) {
+      f.get(r[k]).get(jbA).i32Add().get(acc[k][0]).get(invA).f64x2Mul().tee(acc[k][0]).v128Store();
+      f.get(r[k]).get(jbA).i32Add().get(acc[k][1]).get(acc[k][0]).get(lj).f64x2Mul().f64x2Sub().get(inv).f64x2Mul().v128Store(16);
+    }
+  };
+
+  // Crout, two columns at a time: pivot j, L[j+1][j], pivot j+1, then rows j+2..n (n = the right-hand side)
+  // for both columns; a last odd column alone.
+  f.forRange(j, lit(0), loc(n), 0, () => {
+    setColumn();
+    pivot();
+    f.get(j).i32(1).i32Add().get(n).i32LtS().ifElse(() => {
+      f.get(pj).get(rs).i32Add().set(r[0]);
+      rowsUpdate(1); // L[j+1][j]
+      f.get(pj).set(pjA);
+      f.get(jb).set(jbA);
+      f.get(inv).set(invA);
+      f.get(j).i32(1).i32Add().set(j);
+      setColumn();
+      pivot();
+      f.get(pj).get(jbA).i32Add().v128Load().set(lj);
+      f.get(j).i32(1).i32Add().set(i);
+      allRows(pairRows);
+    }, () => {
+      f.get(j).i32(1).i32Add().set(i);
+      allRows(rowsUpdate);
+    });
+    f.get(j).i32(1).i32Add().set(j);
   });
 
   // Back-substitution Lᵀx = y in row n, i = n−1 … 0: x_i = y_i / L_ii, then y[:i] −= x_i·L[i][:i].

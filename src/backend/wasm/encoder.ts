@@ -97,6 +97,14 @@ export class FunctionBuilder {
     then();
     return this.op(0x0b);
   }
+  /** if (top of stack ≠ 0) { then() } else { otherwise() } */
+  ifElse(then: () => void, otherwise: () => void): this {
+    this.op(0x04, 0x40);
+    then();
+    this.op(0x05);
+    otherwise();
+    return this.op(0x0b);
+  }
   return(): this { return this.op(0x0f); }
 
   /** for (v = from; v < to; v += step) body — `from`, `to` push an i32; `to` is re-evaluated every iteration. */
