@@ -77,9 +77,17 @@ describe('dampedInverseFactor', () => {
       assert.deepEqual(f.dead, dead, 'dead columns are exactly the all-zero activation features');
       assert.equal(f.dampening, 0.01);
       assert.deepEqual(f.notes, []);
-      assert.ok(isUpperTriangular(f.U.data, n), 'U is upper triangular');
-      const residual = inverseResidual(f.U.data, Hd, n);
-      const vsRef = n <= 300 ? relDiff(f.U.data, choleskyUpper(spdInverse(Hd, n), n)) : NaN;
+      const U = f.U.toMat().data;
+      assert.ok(isUpperTriangular(U, n), 'U is upper triangular');
+      // The sweep reads U by row ranges straight from the factor's panels: any range equals the full matrix's.
+      for (const [r, c0, c1] of [[0, 0, n], [n - 1, 0, n], [1, n >> 1, n], [n >> 1, 3, n - 2], [n - 2, n - 2, n]]) {
+        const row = new Float64Array(c1 - c0 + 2).fill(NaN);
+        f.U.row(r, c0, c1, row, 1);
+        assert.deepEqual(Array.from(row.subarray(1, -1)), Array.from(U.subarray(r * n + c0, r * n + c1)), `U.row(${r}, ${c0}, ${c1})`);
+        assert.ok(Number.isNaN(row[0]) && Number.isNaN(row[row.length - 1]), 'writes only its range');
+      }
+      const residual = inverseResidual(U, Hd, n);
+      const vsRef = n <= 300 ? relDiff(U, choleskyUpper(spdInverse(Hd, n), n)) : NaN;
       t.diagnostic(`cond(H)=${condRaw.toExponential(2)} cond(H_damped)=${condDamped.toExponential(2)} max|UᵀU·Hd−I|=${residual.toExponential(2)} ‖U−U_ref‖/‖U_ref‖=${vsRef.toExponential(2)}`);
       assert.ok(residual < 1e-3, `max |UᵀU·H_damped − I| = ${residual}`);
       if (n <= 300) assert.ok(vsRef < 1e-4, `U vs float64 reference: ${vsRef}`);
@@ -168,7 +176,7 @@ describe('non-positive-definite input', () => {
       assert.match(f.notes[0], /0\.01/);
       assert.ok(f.notes[0].includes(String(f.dampening)), `note names the dampening used: ${f.notes[0]}`);
       const { Hd } = prepareHessian(H, n, f.dampening);
-      const residual = inverseResidual(f.U.data, Hd, n);
+      const residual = inverseResidual(f.U.toMat().data, Hd, n);
       assert.ok(residual < 1e-3, `U inverts H + ${f.dampening}·mean·I: residual ${residual}`);
     });
   }

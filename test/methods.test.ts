@@ -9,6 +9,7 @@ import { after, describe, test } from 'node:test';
 import { pruneLayer } from '../src/backend/methods';
 import type { LayerProblem, MethodName, Pattern, PruneOptions, PruneResult } from '../src/backend/methods';
 import { PruneError } from '../src/backend/methods/types';
+import { kthSmallestAbs } from '../src/backend/methods/masks';
 import { Engine } from '../src/backend/onnx/session';
 import {
   fixedMaskOptimum, fixedMaskOptimumDual, frobenius, prepareHessian, quadLoss, randomHessian, randomWeights, RefPattern, relDiff,
@@ -485,3 +486,19 @@ for (const method of ['apt', 'sparsegpt'] as MethodName[]) {
     assert.equal(child.status, 0);
   });
 }
+
+describe('kthSmallestAbs (magnitude per layer: the threshold without a float64 copy of |W|)', () => {
+  test('equals sorting |values|, with ties, zeros of both signs, subnormals and a wide range', () => {
+    const rng = new Rng(3);
+    const values = Float32Array.from({ length: 20011 }, (_, i) => {
+      const u = rng.uniform();
+      if (i % 97 === 0) return i % 2 ? -0 : 0;
+      if (i % 89 === 0) return (u < 0.5 ? -1 : 1) * 1e-41; // subnormal
+      if (i % 13 === 0) return u < 0.5 ? -0.25 : 0.25; // many ties
+      return (u - 0.5) * Math.pow(10, Math.floor(rng.uniform() * 12) - 6);
+    });
+    const sorted = Array.from(values, Math.abs).sort((a, b) => a - b);
+    for (const k of [0, 1, 150, 10005, 12345, 20010]) assert.equal(kthSmallestAbs(values, k), sorted[k], `k=${k}`);
+    assert.throws(() => kthSmallestAbs(values, values.length), RangeError);
+  });
+});

@@ -282,7 +282,7 @@ describe('real layers of stories260K', { timeout: 300_000 }, () => {
       let mean = 0;
       for (let j = 0; j < n; j++) mean += l.H[j * n + j];
       for (let j = 0; j < n; j++) hd[j * n + j] += (DAMP * mean) / n;
-      const U = f.U.data;
+      const U = f.U.toMat().data;
       // X = UᵀU, then R = X·H − I.
       const X = new Float64Array(n * n);
       for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {

@@ -129,6 +129,23 @@ class Panels {
     }
   }
 
+  /** dst[offset + c − c0] = (J·A·J)[r, c] for c in [c0, c1), A the stored lower triangle: the upper triangle's row r,
+   *  zero left of the diagonal. Each panel's share of the row is one contiguous run of A's row n−1−r, read backwards. */
+  reversedRow(r: number, c0: number, c1: number, dst: Float32Array | Float64Array, offset = 0): void {
+    const { n, nb } = this;
+    const R = n - 1 - r;
+    let c = c0;
+    for (; c < Math.min(c1, r); c++) dst[offset + c - c0] = 0;
+    while (c < c1) {
+      const j = Math.floor((n - 1 - c) / nb);
+      const w = this.width(j);
+      const p = this.data[j];
+      const base = (R - j * nb) * w - j * nb; // p[base + C] = A[R, C]
+      const cEnd = Math.min(c1, n - j * nb); // this panel holds columns C ≥ j·nb, i.e. c < n − j·nb
+      for (; c < cEnd; c++) dst[offset + c - c0] = p[base + n - 1 - c];
+    }
+  }
+
   static fromLower(a: Mat, nb?: number): Panels {
     const P = new Panels(a.rows, nb);
     P.forEach((p, i, r, c) => (p[i] = a.data[r * a.cols + c]));
@@ -208,9 +225,27 @@ export async function choleskyWithInverse(a: Mat, k: Kernels, panelWidth?: numbe
   return { L, X: P.toLower() };
 }
 
+/** U (upper triangular, H_damped⁻¹ = UᵀU), kept as the panels of X = L⁻¹ it is the reversal of: half the memory
+ *  of a full n×n matrix, and no second copy. The sweep reads the rows it needs. */
+export class UpperFactor {
+  constructor(private readonly X: Panels) {}
+  get rows(): number { return this.X.n; }
+  get cols(): number { return this.X.n; }
+  /** dst[offset + c − c0] = U[r, c] for c in [c0, c1) (zeros left of the diagonal). */
+  row(r: number, c0: number, c1: number, dst: Float32Array | Float64Array, offset = 0): void {
+    this.X.reversedRow(r, c0, c1, dst, offset);
+  }
+  /** U as a full row-major n×n matrix (a new allocation). */
+  toMat(): Mat {
+    const U = mat(this.X.n, this.X.n);
+    this.X.writeReversed(U.data);
+    return U;
+  }
+}
+
 export interface DampedFactor {
   /** (cols, cols) upper triangular, H_damped⁻¹ = UᵀU. */
-  U: Mat;
+  U: UpperFactor;
   /** The relative dampening that succeeded. */
   dampening: number;
   /** Input columns with zero diagonal (no calibration signal). */
@@ -243,10 +278,8 @@ export async function dampedInverseFactor(H: Float32Array, n: number, dampening:
       const P = new Panels(n);
       P.fillReversed(H, lambda);
       await invertPanels(P, await choleskyPanels(P, k), k);
-      const U = new Float32Array(n * n);
-      P.writeReversed(U);
       if (attempt > 0) notes.push(`H was not positive definite with dampening ${dampening}; used ${damp}`);
-      return { U: mat(n, n, U), dampening: damp, dead, notes };
+      return { U: new UpperFactor(P), dampening: damp, dead, notes };
     } catch (e) {
       if (!(e instanceof NotPositiveDefiniteError)) throw e;
       if (attempt >= 4) {

@@ -19,7 +19,8 @@
 // this design 7.86e4, below SparseGPT on every layer.
 
 import { combinations, thresholdMask } from './masks';
-import { rowPool } from './rowKernels';
+import { aptPairSolveModule } from '../wasm/aptPairSolve';
+import { AptRowArgs, rowPool } from './rowKernels';
 import { Block, obsSweep } from './sweep';
 import { PruningMethod } from './types';
 
@@ -43,7 +44,7 @@ export const apt: PruningMethod = {
           });
         }
         // Then, as for unstructured, every row's pruned weights in the block are removed jointly.
-        await rowPool.run('aptSolveRows', rows, { B, w, S: gram(G, B), G, mask, E });
+        await solveRows(rows, { B, w, S: gram(G, B), G, mask, E });
         return;
       }
       // Unstructured: the joint set is each row's pruned weights in the whole block.
@@ -53,10 +54,22 @@ export const apt: PruningMethod = {
         for (let r = 0; r < rows; r++) for (let k = 0; k < B; k++) scores[r * B + k] = (w[r * B + k] * w[r * B + k]) / S[k * B + k];
         thresholdMask(scores, pattern.sparsity, mask);
       }
-      await rowPool.run('aptSolveRows', rows, { B, w, S, G, mask, E });
+      await solveRows(rows, { B, w, S, G, mask, E });
     });
   },
 };
+
+let pairSolve: Uint8Array<ArrayBuffer> | null | undefined;
+
+/** The per-row solves on the WebAssembly SIMD kernel, or on the JavaScript one where the runtime lacks
+ *  WebAssembly SIMD (both give the same float64 results up to rounding). */
+function solveRows(rows: number, args: AptRowArgs): Promise<void> {
+  if (pairSolve === undefined) {
+    const bytes = aptPairSolveModule();
+    pairSolve = typeof WebAssembly === 'object' && WebAssembly.validate(bytes) ? bytes : null;
+  }
+  return pairSolve ? rowPool.run('aptSolveRowsWasm', rows, { ...args, wasm: pairSolve }) : rowPool.run('aptSolveRows', rows, args);
+}
 
 /** Per M-group g of the block: U[g,g]ᵀU[g,g] (m×m), flattened (groups, m, m), in shared memory. */
 function groupGrams(G: Float64Array, B: number, m: number): Float64Array {

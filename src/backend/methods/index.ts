@@ -50,14 +50,15 @@ function checkFinite(a: Float32Array, layer: string, field: string): void {
 export async function reconstructionLoss(W0: Float32Array, W: Float32Array, rows: number, cols: number, H: Float32Array, engine: Engine): Promise<{ loss: number; relLoss: number }> {
   const kernels = new Kernels(engine);
   const h = mat(cols, cols, H);
-  const chunk = Math.max(1, Math.floor((1 << 22) / cols));
+  const chunk = Math.max(1, Math.floor((1 << 20) / cols));
   let loss = 0;
   let ref = 0;
+  const dWBuf = new Float32Array(Math.min(rows, chunk) * cols); // one buffer for every chunk
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const r1 = Math.min(rows, r0 + chunk);
     const w0 = W0.subarray(r0 * cols, r1 * cols);
     const w = W.subarray(r0 * cols, r1 * cols);
-    const dW = new Float32Array(w0.length);
+    const dW = dWBuf.subarray(0, w0.length);
     for (let i = 0; i < dW.length; i++) dW[i] = w0[i] - w[i];
     const [l, q] = await kernels.quadForms(mat(r1 - r0, cols, dW), mat(r1 - r0, cols, w0), h);
     loss += l;

@@ -54,6 +54,23 @@ export function kthSmallestNonNegative(values: Float64Array, k: number): number 
   return kthSmallest(inBucket, k - before);
 }
 
+/** kthSmallest of |values| for float32 values, without a float64 copy of them all: the magnitudes' bit patterns
+ *  sort like the magnitudes, so a histogram of their top 16 bits finds the bucket holding the k-th one. */
+export function kthSmallestAbs(values: Float32Array, k: number): number {
+  const n = values.length;
+  if (k < 0 || k >= n) throw new RangeError(`k=${k} outside [0, ${n})`);
+  const bits = new Uint32Array(values.buffer, values.byteOffset, n);
+  const counts = new Uint32Array(65536);
+  for (let i = 0; i < n; i++) counts[(bits[i] & 0x7fffffff) >>> 15]++;
+  let bucket = 0;
+  let before = 0;
+  while (before + counts[bucket] <= k) before += counts[bucket++];
+  const inBucket = new Float64Array(counts[bucket]);
+  let m = 0;
+  for (let i = 0; i < n; i++) if ((bits[i] & 0x7fffffff) >>> 15 === bucket) inBucket[m++] = Math.abs(values[i]);
+  return kthSmallest(inBucket, k - before);
+}
+
 function median3(a: number, b: number, c: number): number {
   return a < b ? (b < c ? b : a < c ? c : a) : a < c ? a : b < c ? c : b;
 }

@@ -123,6 +123,78 @@ export function aptSolveRows(start: number, end: number, a: AptRowArgs): void {
   }
 }
 
+export interface AptWasmRowArgs extends AptRowArgs {
+  /** The bytes of wasm/aptPairSolve.ts's module; compiled once per thread. */
+  wasm: Uint8Array<ArrayBuffer>;
+}
+
+/** aptSolveRows on the WebAssembly SIMD kernel (wasm/aptPairSolve.ts): rows that prune the same number of
+ *  weights in the block are solved in pairs, one per f64x2 lane (a row left without a partner is paired
+ *  with itself). The same float64 results up to the order of the additions, ≈ 3× faster. */
+export function aptSolveRowsWasm(start: number, end: number, a: AptWasmRowArgs): void {
+  const { B, w, S, G, mask, E, wasm } = a;
+  const ld = B + (B & 1); // even row stride: the kernel works on pairs of columns
+  const oS = 0;
+  const oGT = oS + ld * ld * 8;
+  const oPa = oGT + ld * ld * 8;
+  const oPb = oPa + ld * 4;
+  const oWa = oPb + ld * 4;
+  const oWb = oWa + ld * 8;
+  const oEa = oWb + ld * 8;
+  const oEb = oEa + ld * 8;
+  const oD = oEb + ld * 8;
+  const oL = oD + ld * 16;
+  const bytes = oL + (ld + 1) * ld * 16;
+  type Solve = (...args: number[]) => number;
+  const holder = globalThis as unknown as { prunekitAptPairSolve?: { memory: WebAssembly.Memory; solve: Solve } };
+  if (!holder.prunekitAptPairSolve) {
+    const memory = new WebAssembly.Memory({ initial: 1 });
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), { env: { memory } });
+    holder.prunekitAptPairSolve = { memory, solve: instance.exports.aptPairSolve as Solve };
+  }
+  const { memory, solve } = holder.prunekitAptPairSolve;
+  const pages = Math.ceil(bytes / 65536) - memory.buffer.byteLength / 65536;
+  if (pages > 0) memory.grow(pages);
+  const f64 = new Float64Array(memory.buffer);
+  const i32 = new Int32Array(memory.buffer);
+  f64.fill(0, oS / 8, oPa / 8);
+  for (let i = 0; i < B; i++) {
+    f64.set(S.subarray(i * B, (i + 1) * B), oS / 8 + i * ld);
+    for (let k = 0; k <= i; k++) f64[oGT / 8 + i * ld + k] = G[k * B + i];
+  }
+  // Rows ordered by their count of pruned weights (counting sort), so equal counts sit side by side.
+  const count = new Int32Array(B + 2);
+  const nOf = new Int32Array(end - start);
+  for (let r = start; r < end; r++) {
+    let n = 0;
+    for (let k = 0; k < B; k++) n += mask[r * B + k];
+    nOf[r - start] = n;
+    count[n + 1]++;
+  }
+  for (let k = 0; k <= B; k++) count[k + 1] += count[k];
+  const order = new Int32Array(end - start);
+  for (let r = start; r < end; r++) order[count[nOf[r - start]]++] = r;
+  for (let t = 0; t < order.length;) {
+    const ra = order[t];
+    const n = nOf[ra - start];
+    const rb = t + 1 < order.length && nOf[order[t + 1] - start] === n ? order[t + 1] : ra;
+    t += rb === ra ? 1 : 2;
+    if (n === 0) continue;
+    let na = 0;
+    let nb = 0;
+    for (let k = 0; k < B; k++) {
+      if (mask[ra * B + k]) i32[oPa / 4 + na++] = k;
+      if (mask[rb * B + k]) i32[oPb / 4 + nb++] = k;
+    }
+    f64.set(w.subarray(ra * B, (ra + 1) * B), oWa / 8);
+    f64.set(w.subarray(rb * B, (rb + 1) * B), oWb / 8);
+    const status = solve(n, oS, oGT, ld, oPa, oPb, oWa, oWb, oEa, oEb, oL, oD);
+    if (status) throw new Error(`APT: S_PP not positive definite in row ${ra} or ${rb} (pivot ${status - 1})`);
+    E.set(f64.subarray(oEa / 8, oEa / 8 + B), ra * B);
+    if (rb !== ra) E.set(f64.subarray(oEb / 8, oEb / 8 + B), rb * B);
+  }
+}
+
 export interface AptNmRowArgs {
   B: number;
   w: Float64Array;
@@ -286,4 +358,4 @@ export function sparsegptSweepRows(start: number, end: number, a: SparsegptRowAr
 }
 
 /** One pool per process for all row kernels, started on first use. */
-export const rowPool = new RowPool({ aptSolveRows, aptNmMaskRows, sparsegptSweepRows });
+export const rowPool = new RowPool({ aptSolveRows, aptSolveRowsWasm, aptNmMaskRows, sparsegptSweepRows });

@@ -52,7 +52,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   if (blockSize !== (options.blockSize ?? 128)) notes.push(`block size rounded to ${blockSize}, a multiple of M=${m}`);
   const denseFromCol = cols - (cols % m);
   if (denseFromCol < cols) notes.push(`cols=${cols} is not a multiple of M=${m}: the last ${cols - denseFromCol} column(s) stay dense`);
-  const U = factor.U.data;
+  const U = factor.U;
 
   // Work on Wᵀ (cols, rows): a block of columns of W is then a contiguous run of rows, and the suffix
   // W[:, i1:] the GEMM updates is a contiguous tail of the array.
@@ -77,8 +77,8 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
     const width = i2 - i1;
     const w = wBuf.subarray(0, rows * width);
     transpose(Wt.subarray(i1 * rows, i2 * rows), width, rows, w);
-    const G = GBuf.subarray(0, width * width).fill(0);
-    for (let k = 0; k < width; k++) for (let l = k; l < width; l++) G[k * width + l] = U[(i1 + k) * cols + i1 + l];
+    const G = GBuf.subarray(0, width * width);
+    for (let k = 0; k < width; k++) U.row(i1 + k, i1, i2, G, k * width);
     const blockMask = maskBuf.subarray(0, rows * width).fill(0);
     if (options.mask) for (let r = 0; r < rows; r++) blockMask.set(options.mask.subarray(r * cols + i1, r * cols + i2), r * width);
     const block: Block = {
@@ -92,7 +92,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
     // (Grouping two blocks into one GEMM with inner dimension 2B measured no faster: onnxruntime's CPU GEMM
     // works through the inner dimension in strides anyway.)
     const n = cols - i1;
-    for (let k = 0; k < width; k++) Ub.set(U.subarray((i1 + k) * cols + i1, (i1 + k + 1) * cols), k * n);
+    for (let k = 0; k < width; k++) U.row(i1 + k, i1, cols, Ub, k * n);
     const E = E32.subarray(0, rows * width);
     E.set(block.E);
     await kernels.cMinusATBTInPlace(mat(width, n, Ub.subarray(0, width * n)), mat(rows, width, E), mat(n, rows, Wt.subarray(i1 * rows)));
@@ -107,12 +107,31 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
       }
     }
   }
-  const W = new Float32Array(rows * cols);
-  transpose(Wt, cols, rows, W);
+  // The output W = (Wᵀ)ᵀ: in place for a square layer, so no second rows×cols array exists at the end.
+  let W = Wt;
+  if (rows === cols) transposeSquareInPlace(Wt, rows);
+  else transpose(Wt, cols, rows, (W = new Float32Array(rows * cols)));
   return { W, mask, dampening: factor.dampening, notes };
 }
 
 const TILE = 32;
+
+/** a (n×n, row-major) ← aᵀ, swapping TILE×TILE tiles across the diagonal. */
+function transposeSquareInPlace(a: Float32Array, n: number): void {
+  for (let r0 = 0; r0 < n; r0 += TILE) {
+    const r1 = Math.min(n, r0 + TILE);
+    for (let c0 = r0; c0 < n; c0 += TILE) {
+      const c1 = Math.min(n, c0 + TILE);
+      for (let r = r0; r < r1; r++) {
+        for (let c = c0 === r0 ? r + 1 : c0; c < c1; c++) {
+          const x = a[r * n + c];
+          a[r * n + c] = a[c * n + r];
+          a[c * n + r] = x;
+        }
+      }
+    }
+  }
+}
 
 /** dst (cols, rows) = srcᵀ for a row-major src (rows, cols), in TILE×TILE tiles so that both the reads
  *  and the writes stay within a few cache lines (a plain double loop strides one of them by a whole row). */

@@ -10,15 +10,18 @@ export const wanda: PruningMethod = {
   async prune(problem, options) {
     const { rows, cols, W } = problem;
     const norm2 = problem.colNorm2 ?? diagonal(problem);
-    const scores = new Float64Array(rows * cols);
-    for (let j = 0; j < cols; j++) {
-      const s = Math.sqrt(norm2[j]);
-      for (let r = 0; r < rows; r++) scores[r * cols + j] = Math.abs(W[r * cols + j]) * s;
-    }
+    const norm = Float64Array.from(norm2, Math.sqrt);
+    // Rows are compared on their own: one row of scores at a time (a float64 rows×cols score matrix would
+    // be twice the size of W).
+    const scores = new Float64Array(cols);
     const mask = new Uint8Array(rows * cols);
     const p = options.pattern;
-    if (p.kind === 'unstructured') perRowMask(scores, rows, cols, p.sparsity, mask);
-    else nmMask(scores, rows, cols, p.n, p.m, mask);
+    for (let r = 0; r < rows; r++) {
+      for (let j = 0; j < cols; j++) scores[j] = Math.abs(W[r * cols + j]) * norm[j];
+      const rowMask = mask.subarray(r * cols, (r + 1) * cols);
+      if (p.kind === 'unstructured') perRowMask(scores, 1, cols, p.sparsity, rowMask);
+      else nmMask(scores, 1, cols, p.n, p.m, rowMask);
+    }
     return { W: applyMask(W, mask), mask, notes: [] };
   },
 };
