@@ -30,7 +30,10 @@ function sleb(n: number): number[] {
   }
 }
 
-const utf8 = (s: string): number[] => [...uleb(s.length), ...Buffer.from(s, 'utf8')];
+const utf8 = (s: string): number[] => {
+  const bytes = Buffer.from(s, 'utf8');
+  return [...uleb(bytes.length), ...bytes];
+};
 const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
 const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
 
