@@ -592,8 +592,9 @@ describe('stories-mamba with keepDense.depthwiseConv false: in_proj … out_proj
 
 describe('prunekit inspect and the editor: conv1d listed as opt-in', () => {
   test('inspect --json lists conv1d among the skipped layers with keptDenseBy; completions and summaries follow keepDense', () => {
-    const backend = path.join(repoRoot, 'dist', 'backend.js');
-    const info = parseInspectOutput(execFileSync(process.execPath, [backend, 'inspect', mambaDir, '--json'], { encoding: 'utf8' }));
+    // The CLI from its sources (a clean checkout has no dist/ until `npm run build`).
+    const prunekit = (...args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'backend', 'cli', 'main.ts'), ...args], { encoding: 'utf8' });
+    const info = parseInspectOutput(prunekit('inspect', mambaDir, '--json'));
     const convs = info.skipped.filter((s) => s.keptDenseBy === 'depthwiseConv');
     assert.deepEqual(convs.map((s) => [s.name, s.op, s.shape]), CONVS.map((n) => [n, 'Conv', [256, 4]]));
     assert.deepEqual(patternTargets(info), LINEAR);
@@ -605,7 +606,7 @@ describe('prunekit inspect and the editor: conv1d listed as opt-in', () => {
     assert.equal(layerHover(info, 'layers.2.mixer.conv1d'), '**layers.2.mixer.conv1d** — 256×4 Conv, left dense: depthwise conv (left dense by default; opt-in: pruned when keepDense.depthwiseConv is false)');
     const config = resolveConfig({ checkpoint: mambaDir, output: path.join(work, 'x'), calibration: { path: text }, keepDense: { depthwiseConv: false } }, work);
     assert.equal(configSummary(config, info), 'apt · 50% · 20 layers');
-    const text0 = execFileSync(process.execPath, [backend, 'inspect', mambaDir], { encoding: 'utf8' });
+    const text0 = prunekit('inspect', mambaDir);
     assert.match(text0, /left dense: layers\.0\.mixer\.conv1d 256x4 Conv \(depthwise conv \(left dense by default\)\) \[opt-in: keepDense\.depthwiseConv false prunes it\]/);
   });
 });
