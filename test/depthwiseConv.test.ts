@@ -26,15 +26,15 @@ import { causalLmFeeds, inputSpecs } from '../src/backend/models/inputs';
 import { encodeModel, ModelProto } from '../src/backend/onnx/proto';
 import { Engine } from '../src/backend/onnx/session';
 import { discoverLayers } from '../src/backend/pipeline/layers';
-import { runPrune } from '../src/backend/pipeline/run';
 import { CalibrationSums, calibrationModel, planSegments, segmentModel } from '../src/backend/pipeline/segments';
 import { resolveConfig } from '../src/protocol/config';
-import { Event, EventOf } from '../src/protocol/events';
+import { EventOf } from '../src/protocol/events';
 import { configSummary, layerHover, layerPatternSuggestions, parseInspectOutput, patternTargets } from '../src/extension/config/layerInfo';
 import { withExtraOutputs } from './helpers/realLayers';
 import { Rng, spdInverse, spdSolve } from './helpers/reference';
 import { readSafetensorsF32 } from './helpers/safetensors';
 import { writeHfFolder } from './helpers/hfFolder';
+import { quickRun } from './helpers/quickRun';
 
 const repoRoot = path.resolve(__dirname, '..');
 const fixtures = path.resolve(repoRoot, '..', 'shared', 'fixtures');
@@ -464,24 +464,8 @@ describe('stories-mamba conv1d: per-channel Hessians and methods on real data', 
 
 const header = readSafetensorsHeader(path.join(mambaDir, 'model.safetensors'));
 
-async function prune(checkpoint: string, output: string, extra: Record<string, unknown>): Promise<{ events: Event[]; pruned: Map<string, EventOf<'layer.pruned'>>; ppl: number[]; failed?: EventOf<'run.failed'>; error?: Error }> {
-  const events: Event[] = [];
-  const config = resolveConfig({
-    checkpoint, output, method: 'apt', sparsity: 0.5,
-    calibration: { path: text, nsamples: 16, seqlen: 128, seed: 0, skipTokens: 65536 },
-    evaluation: { path: text, seqlen: 128, maxWindows: 16 },
-    ...extra,
-  }, work);
-  let error: Error | undefined;
-  try {
-    await runPrune(config, { emit: (e) => events.push(e) });
-  } catch (e) {
-    error = e as Error;
-  }
-  const pruned = new Map((events.filter((e) => e.type === 'layer.pruned') as EventOf<'layer.pruned'>[]).map((e) => [e.layer, e]));
-  const ppl = (events.filter((e) => e.type === 'evaluation.finished') as EventOf<'evaluation.finished'>[]).map((e) => e.perplexity);
-  return { events, pruned, ppl, error };
-}
+/** APT 50% on the short protocol unless `extra` says otherwise. */
+const prune = (checkpoint: string, output: string, extra: Record<string, unknown>) => quickRun({ checkpoint, output, ...extra }, text, work);
 
 describe('stories-mamba with keepDense.depthwiseConv false: in_proj … out_proj and conv1d pruned', () => {
   const results: string[] = [];

@@ -21,13 +21,12 @@ import { buildMambaModel, MambaConfig, mambaTensorShapes, resolveMambaConfig } f
 import { Engine } from '../src/backend/onnx/session';
 import { encodeModel } from '../src/backend/onnx/proto';
 import { discoverLayers, nodeInputs } from '../src/backend/pipeline/layers';
-import { runPrune } from '../src/backend/pipeline/run';
-import { resolveConfig } from '../src/protocol/config';
-import { Event, EventOf } from '../src/protocol/events';
+import { EventOf } from '../src/protocol/events';
 import { checkpointLogits, writeHfFolder } from './helpers/hfFolder';
 import { mambaReferenceForward } from './helpers/mambaReference';
 import { Rng } from './helpers/reference';
 import { readSafetensorsF32 } from './helpers/safetensors';
+import { QuickRun, quickRun } from './helpers/quickRun';
 
 const repoRoot = path.resolve(__dirname, '..');
 const fixtures = path.resolve(repoRoot, '..', 'shared', 'fixtures');
@@ -60,20 +59,13 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return worst;
 }
 
-async function prune(checkpoint: string, output: string, extra: Record<string, unknown> = {}): Promise<{ events: Event[]; pruned: Map<string, EventOf<'layer.pruned'>>; ppl: number[] }> {
-  const events: Event[] = [];
-  const config = resolveConfig({
-    checkpoint, output, method: 'sparsegpt', sparsity: 0.5,
-    calibration: { path: text, nsamples: 16, seqlen: 128, seed: 0, skipTokens: 65536 },
-    evaluation: { path: text, seqlen: 128, maxWindows: 16 },
-    ...extra,
-  }, work);
-  await runPrune(config, { emit: (e) => events.push(e) });
-  const failed = events.find((e) => e.type === 'run.failed');
+/** SparseGPT 50% on the short protocol unless `extra` says otherwise; the run must not fail. */
+async function prune(checkpoint: string, output: string, extra: Record<string, unknown> = {}): Promise<QuickRun> {
+  const r = await quickRun({ checkpoint, output, method: 'sparsegpt', ...extra }, text, work);
+  assert.equal(r.error, undefined, r.error?.message);
+  const failed = r.events.find((e) => e.type === 'run.failed');
   assert.equal(failed, undefined, JSON.stringify(failed));
-  const pruned = new Map((events.filter((e) => e.type === 'layer.pruned') as EventOf<'layer.pruned'>[]).map((e) => [e.layer, e]));
-  const ppl = (events.filter((e) => e.type === 'evaluation.finished') as EventOf<'evaluation.finished'>[]).map((e) => e.perplexity);
-  return { events, pruned, ppl };
+  return r;
 }
 
 // ---------------------------------------------------------------------------------------------------------
