@@ -30,7 +30,7 @@ import { resolveConfig } from '../src/protocol/config';
 import { Event, EventOf } from '../src/protocol/events';
 import { checkpointLogits, int64, writeHfFolder } from './helpers/hfFolder';
 import { referenceForward } from './helpers/llamaReference';
-import { Rng } from './helpers/reference';
+import { maxAbsDiff, Rng } from './helpers/reference';
 import { readSafetensorsF32 } from './helpers/safetensors';
 
 const repoRoot = path.resolve(__dirname, '..');
@@ -54,13 +54,6 @@ function hashDir(dir: string): Map<string, string> {
 }
 
 const logitsOf = (ckpt: Checkpoint, ids: number[][], mask: number[][]) => checkpointLogits(engine, ckpt, ids, mask);
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
-  return worst;
-}
 
 // ---------------------------------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ import { discoverLayers, nodeInputs } from '../src/backend/pipeline/layers';
 import { EventOf } from '../src/protocol/events';
 import { checkpointLogits, writeHfFolder } from './helpers/hfFolder';
 import { mambaReferenceForward } from './helpers/mambaReference';
-import { Rng } from './helpers/reference';
+import { maxAbsDiff, Rng } from './helpers/reference';
 import { readSafetensorsF32 } from './helpers/safetensors';
 import { QuickRun, quickRun } from './helpers/quickRun';
 
@@ -51,13 +51,6 @@ after(async () => {
 });
 
 const logitsOf = (ckpt: Checkpoint, ids: number[][], mask: number[][]) => checkpointLogits(engine, ckpt, ids, mask);
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
-  return worst;
-}
 
 /** SparseGPT 50% on the short protocol unless `extra` says otherwise; the run must not fail. */
 async function prune(checkpoint: string, output: string, extra: Record<string, unknown> = {}): Promise<QuickRun> {

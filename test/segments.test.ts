@@ -11,6 +11,7 @@ import { DataType, decodeModel, ModelProto, TensorProto } from '../src/backend/o
 import { Engine } from '../src/backend/onnx/session';
 import { discoverLayers, Discovery, DiscoverOptions } from '../src/backend/pipeline/layers';
 import { calibrationModel, CalibrationSums, planSegments, segmentModel, SegmentPlan } from '../src/backend/pipeline/segments';
+import { maxAbsDiff } from './helpers/reference';
 
 const repoRoot = path.resolve(__dirname, '..');
 const fixtures = path.resolve(repoRoot, '..', 'shared', 'fixtures');
@@ -78,13 +79,6 @@ async function runSegments(plan: SegmentPlan, feeds: Record<string, ort.Tensor>,
     for (const t of sg.outputs) cache.set(t, out[t]);
   }
   return cache;
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 /** max |a − b| relative to b's scale (max(1, max |b|)): fp32 round-off grows with the magnitude of the values. */

@@ -287,8 +287,9 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
         const target = select(l.name);
         if (!target) continue;
         checkpoint();
-        const s = sums.get(calibrationKey(l));
-        if (lastReader.get(calibrationKey(l)) === l.name) sums.delete(calibrationKey(l));
+        const key = calibrationKey(l);
+        const s = sums.get(key);
+        if (lastReader.get(key) === l.name) sums.delete(key);
         const W = toRowMajor(current.get(l.weight) as Float32Array, l);
         current.delete(l.weight); // W is the dense weight now: no second copy while the method runs
         const options = {
