@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { HessianAccumulator } from '../src/backend/calibration/hessian';
-import { choleskyWithInverse, dampedInverseFactor, NotPositiveDefiniteError } from '../src/backend/linalg/cholesky';
+import { choleskyWithInverse, dampedCholeskyFactor, dampedInverseFactor, invertUpper, NotPositiveDefiniteError } from '../src/backend/linalg/cholesky';
 import { Kernels, mat } from '../src/backend/linalg/kernels';
 import { Engine } from '../src/backend/onnx/session';
 import {
@@ -94,6 +94,60 @@ describe('dampedInverseFactor', () => {
     });
   }
 });
+
+// ---------------------------------------------------------------------------------------------------------
+// (a') dampedCholeskyFactor: H_damped = R·Rᵀ, and R⁻¹ = U (what the left-looking sweep relies on)
+
+describe('dampedCholeskyFactor', () => {
+  // 300 and 700 cross panel and leaf boundaries; 'ill+dead' also has dead columns and a ragged last leaf.
+  for (const { n, kind } of [{ n: 50, kind: 'well' }, { n: 300, kind: 'ill' }, { n: 700, kind: 'ill+dead' }] as const) {
+    test(`n=${n}, ${kind} Hessian: R upper, R·Rᵀ = H_damped, R⁻¹ = dampedInverseFactor's U`, async (t) => {
+      const dead = kind.includes('dead') ? [0, 7, Math.floor(n / 2), n - 1] : [];
+      const h = randomHessian(n, 3000 + n, { scaleDecades: kind.includes('ill') ? 2 : 0, dead, sequences: Math.ceil((1.5 * n) / 16) });
+      const { Hd } = prepareHessian(h.H, n, 0.01);
+      const f = await dampedCholeskyFactor(h.H, n, 0.01, kernels);
+      assert.deepEqual(f.dead, dead);
+      assert.equal(f.dampening, 0.01);
+      const R = f.U.toMat().data;
+      assert.ok(isUpperTriangular(R, n), 'R is upper triangular');
+      // R·Rᵀ against H_damped, relative to H_damped's largest entry (fp32 factorisation: ~1e-6 expected).
+      const RRt = matmul(R, transposed(R, n), n, n, n);
+      let scale = 0;
+      for (const v of Hd) scale = Math.max(scale, Math.abs(v));
+      let worst = 0;
+      for (let i = 0; i < n * n; i++) worst = Math.max(worst, Math.abs(RRt[i] - Hd[i]) / scale);
+      // R⁻¹ in float64 (invertUpper) is the inverse factor U, up to fp32 rounding of the two factorisations.
+      const Rinv = new Float64Array(n * n);
+      invertUpper(Float64Array.from(R), n, Rinv);
+      const U = (await dampedInverseFactor(h.H, n, 0.01, kernels)).U.toMat().data;
+      const vsU = relDiff(Rinv, U);
+      t.diagnostic(`max|R·Rᵀ − Hd|/max|Hd| = ${worst.toExponential(2)}, ‖R⁻¹ − U‖/‖U‖ = ${vsU.toExponential(2)}`);
+      assert.ok(worst < 1e-5, `R·Rᵀ vs H_damped: ${worst}`);
+      assert.ok(vsU < 1e-3, `R⁻¹ vs U: ${vsU}`);
+    });
+  }
+
+  test('invertUpper: X·U = I in float64 for a random upper-triangular matrix (with zeros above the diagonal)', () => {
+    const n = 37;
+    const U = new Float64Array(n * n);
+    let seed = 7;
+    const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5;
+    for (let i = 0; i < n; i++) for (let j = i; j < n; j++) U[i * n + j] = i === j ? 1 + Math.abs(rand()) : (j % 5 === 0 ? 0 : rand());
+    const X = new Float64Array(n * n).fill(NaN);
+    invertUpper(U, n, X);
+    assert.ok(isUpperTriangular(X, n), 'X upper triangular');
+    const P = matmul(X, U, n, n, n);
+    let worst = 0;
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) worst = Math.max(worst, Math.abs(P[i * n + j] - (i === j ? 1 : 0)));
+    assert.ok(worst < 1e-12, `max |X·U − I| = ${worst}`);
+  });
+});
+
+function transposed(a: ArrayLike<number>, n: number): Float64Array {
+  const t = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) t[j * n + i] = a[i * n + j];
+  return t;
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // (b) choleskyWithInverse: L·Lᵀ = A, L·X = I

@@ -1,8 +1,10 @@
-// Cholesky factorisation and the inverse-Hessian factor U that SparseGPT and APT sweep over.
+// Cholesky factorisation and the upper-triangular factors that SparseGPT and APT sweep over.
 //
-// U is the upper-triangular factor with H⁻¹ = UᵀU. Rather than chol → cholesky_inverse → chol (three
-// factorisations), we use the identity U = J·inv(chol(J H J))·J, J the reversal permutation: one Cholesky
-// and one triangular inverse. (J·X·J reverses the order of rows and of columns.)
+// With J the reversal permutation (J·X·J reverses the order of rows and of columns) and L the lower Cholesky
+// factor of J·H·J:
+//   R = J·L·J is upper triangular with H = R·Rᵀ (one Cholesky: what the sweep needs);
+//   U = J·L⁻¹·J = R⁻¹ is upper triangular with H⁻¹ = UᵀU (one Cholesky and one triangular inverse, rather
+//   than the reference's chol → cholesky_inverse → chol: three factorisations).
 //
 // Both are blocked over column panels (see Panels): diagonal blocks of up to LEAF columns are factored and
 // inverted in float64 in JS; every other product is an onnxruntime GEMM (see kernels.ts) on the lower half only.
@@ -225,17 +227,17 @@ export async function choleskyWithInverse(a: Mat, k: Kernels, panelWidth?: numbe
   return { L, X: P.toLower() };
 }
 
-/** U (upper triangular, H_damped⁻¹ = UᵀU), kept as the panels of X = L⁻¹ it is the reversal of: half the memory
- *  of a full n×n matrix, and no second copy. The sweep reads the rows it needs. */
+/** An upper-triangular matrix kept as the panels of the lower-triangular one it is the reversal of (J·A·J): half
+ *  the memory of a full n×n matrix, and no second copy. The sweep reads the rows it needs. */
 export class UpperFactor {
   constructor(private readonly X: Panels) {}
   get rows(): number { return this.X.n; }
   get cols(): number { return this.X.n; }
-  /** dst[offset + c − c0] = U[r, c] for c in [c0, c1) (zeros left of the diagonal). */
+  /** dst[offset + c − c0] = this[r, c] for c in [c0, c1) (zeros left of the diagonal). */
   row(r: number, c0: number, c1: number, dst: Float32Array | Float64Array, offset = 0): void {
     this.X.reversedRow(r, c0, c1, dst, offset);
   }
-  /** U as a full row-major n×n matrix (a new allocation). */
+  /** As a full row-major n×n matrix (a new allocation). */
   toMat(): Mat {
     const U = mat(this.X.n, this.X.n);
     this.X.writeReversed(U.data);
@@ -244,7 +246,8 @@ export class UpperFactor {
 }
 
 export interface DampedFactor {
-  /** (cols, cols) upper triangular, H_damped⁻¹ = UᵀU. */
+  /** (cols, cols) upper triangular: U with H_damped⁻¹ = UᵀU (dampedInverseFactor), or R with H_damped = R·Rᵀ
+   *  (dampedCholeskyFactor). */
   U: UpperFactor;
   /** The relative dampening that succeeded. */
   dampening: number;
@@ -254,12 +257,22 @@ export interface DampedFactor {
   notes: string[];
 }
 
+/** U, upper triangular, with H_damped⁻¹ = UᵀU (see dampedFactor for the dampening). */
+export function dampedInverseFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedFactor> {
+  return dampedFactor(H, n, dampening, k, true);
+}
+
+/** R, upper triangular, with H_damped = R·Rᵀ: one Cholesky, no inverse (R⁻¹ is dampedInverseFactor's U). */
+export function dampedCholeskyFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedFactor> {
+  return dampedFactor(H, n, dampening, k, false);
+}
+
 /**
  * SparseGPT's preparation of H: dead columns (zero diagonal) get H_jj = 1, then λ = dampening·mean(diag H)
- * is added to the diagonal and U is computed. If H is still not positive definite (round-off on a nearly
- * singular H), dampening is multiplied by 10 and retried, up to 4 times.
+ * is added to the diagonal and the factor is computed. If H is still not positive definite (round-off on a
+ * nearly singular H), dampening is multiplied by 10 and retried, up to 4 times.
  */
-export async function dampedInverseFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedFactor> {
+async function dampedFactor(H: Float32Array, n: number, dampening: number, k: Kernels, invert: boolean): Promise<DampedFactor> {
   const dead: number[] = [];
   let mean = 0;
   for (let j = 0; j < n; j++) {
@@ -274,10 +287,11 @@ export async function dampedInverseFactor(H: Float32Array, n: number, dampening:
     const lambda = damp * mean;
     try {
       // Factor J·H·J (J the reversal: entry (r, c) is H[n−1−r, n−1−c]), damped, straight into panels:
-      // no whole-matrix copy of H. U = J·X·J is then the reversed inverse factor.
+      // no whole-matrix copy of H. The reversal of L is R; the reversal of L⁻¹ is U.
       const P = new Panels(n);
       P.fillReversed(H, lambda);
-      await invertPanels(P, await choleskyPanels(P, k), k);
+      const diagInv = await choleskyPanels(P, k);
+      if (invert) await invertPanels(P, diagInv, k);
       if (attempt > 0) notes.push(`H was not positive definite with dampening ${dampening}; used ${damp}`);
       return { U: new UpperFactor(P), dampening: damp, dead, notes };
     } catch (e) {
@@ -288,5 +302,23 @@ export async function dampedInverseFactor(H: Float32Array, n: number, dampening:
       }
       damp *= 10;
     }
+  }
+}
+
+/** Inverse of an n×n upper-triangular float64 matrix (row-major) into `x` (n×n, overwritten). Rows from the
+ *  last up, X[i, :] = −(Σ_{k>i} u_ik·X[k, :]) / u_ii, so every inner loop runs along contiguous rows. */
+export function invertUpper(u: Float64Array, n: number, x: Float64Array): void {
+  x.fill(0, 0, n * n);
+  for (let i = n - 1; i >= 0; i--) {
+    const ir = i * n;
+    for (let k = i + 1; k < n; k++) {
+      const a = u[ir + k];
+      if (a === 0) continue;
+      const kr = k * n;
+      for (let j = k; j < n; j++) x[ir + j] -= a * x[kr + j];
+    }
+    const inv = 1 / u[ir + i];
+    for (let j = i + 1; j < n; j++) x[ir + j] *= inv;
+    x[ir + i] = inv;
   }
 }

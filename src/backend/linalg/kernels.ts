@@ -50,6 +50,10 @@ const GRAPHS = {
   cPlusAB: matrixGraph('cPlusAB', 3, (g, [a, b, c]) => g.op('Gemm', [a, b, c], { beta: { f: 1 } })),
   /** y = −a·b */
   negAB: matrixGraph('negAB', 2, (g, [a, b]) => g.op('Gemm', [a, b], { alpha: { f: -1 } })),
+  /** y = aᵀ·b·c  (the sweep's left-looking product: earlier blocks' compensation of the current block) */
+  aTbc: matrixGraph('aTbc', 3, (g, [a, b, c]) => g.op('MatMul', [g.op('Gemm', [a, b], { transA: 1 }), c])),
+  /** y = (a·b − c)ᵀ  (the sweep's compensation of one block, stored transposed) */
+  abMinusCT: matrixGraph('abMinusCT', 3, (g, [a, b, c]) => g.op('Transpose', [g.op('Gemm', [a, b, c], { alpha: { f: 1 }, beta: { f: -1 } })], { perm: [1, 0] })),
 };
 
 /** Quadratic forms 0.5·Σ_i (a_i H a_iᵀ) for two stacks of rows at once: out = [qa, qb]. */
@@ -87,6 +91,9 @@ export class Kernels {
   /** c ← c − aᵀ·bᵀ, written in place into c's memory (onnxruntime's Gemm copies C into Y before the
    *  product, so aliasing them is safe; it saves a copy of the whole weight tail per block). */
   cMinusATBTInPlace(a: Mat, b: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.cMinusATBT, [a, b, c], c); }
+
+  aTbc(a: Mat, b: Mat, c: Mat, into?: Mat): Promise<Mat> { return this.run(GRAPHS.aTbc, [a, b, c], into); }
+  abMinusCT(a: Mat, b: Mat, c: Mat, into?: Mat): Promise<Mat> { return this.run(GRAPHS.abMinusCT, [a, b, c], into); }
 
   /** [0.5·tr(A H Aᵀ), 0.5·tr(B H Bᵀ)] in one pass. */
   async quadForms(a: Mat, b: Mat, h: Mat): Promise<[number, number]> {

@@ -104,6 +104,9 @@ export class Engine {
       // intermediate of the run alive for good, so allocate per run.
       enableCpuMemArena: false,
       enableMemPattern: false,
+      // onnxruntime's intra-op threads otherwise spin after each run, waiting for the next: our sessions
+      // alternate with JavaScript work (worker threads solving rows), which the spinning threads would starve.
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
     };
     if (this.options.threads > 0) opts.intraOpNumThreads = this.options.threads;
     if (externalData) opts.externalData = externalData;
