@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { dampedInverseFactor } from '../src/backend/linalg/cholesky';
+import { dampedCholeskyFactor } from '../src/backend/linalg/cholesky';
 import { Kernels, mat } from '../src/backend/linalg/kernels';
 import { METHODS, pruneLayer } from '../src/backend/methods';
 import type { MethodName, Pattern, PruneOptions } from '../src/backend/methods/types';
@@ -29,7 +29,7 @@ const USAGE = `usage: node --import tsx bench/solvers.ts [options]   (npm run be
   --repeat N          time each job N times; the table shows the best and the median (default 3)
   --sparsity S        unstructured sparsity (default 0.5)
   --pattern N:M       also prune with this N:M pattern (default: unstructured only)
-  --block B           lazy-update block size of SparseGPT and APT (default 128)
+  --block B           sweep block size of SparseGPT and APT (default 128)
   --tokens T          calibration tokens for H (default cols + 512)
   --device D          auto|cpu|cuda[:N]|webgpu (default auto)
   --threads N         onnxruntime intra-op threads (default 0 = one per core)
@@ -149,30 +149,38 @@ class TimedEngine extends Engine {
 
 // Graph names in src/backend/linalg/kernels.ts.
 const FACTOR_GRAPHS = ['abT', 'cMinusABT', 'ab', 'cPlusAB', 'negAB'];
-const LAZY_GRAPHS = ['cMinusATBT'];
+/** The sweep's update GEMMs (methods/sweep.ts): F[:, :i1]·R[:i1, b]·G and F_b = E·G − D. */
+const UPDATE_GRAPHS = ['aTbc', 'abMinusCT'];
 
 // ---------------------------------------------------------------------------------------------------------
 // Flop counts (docs/BENCHMARKS.md, algorithms.md §7.4–7.5). Useful flops: a multiply-add is 2 flops.
 
-/** Cholesky c³/3 plus triangular inverse c³/3. */
+/** The sweep's factorisation: one Cholesky, c³/3 (R = U⁻¹; no triangular inverse). */
 function factorFlops(c: number): number {
-  return (2 / 3) * c ** 3;
+  return c ** 3 / 3;
 }
 
-/** What the panel factorisation in linalg/cholesky.ts executes in its GEMMs (mirrors its panel widths:
- *  256 from n = 2048 on, else 128; diagonal blocks wider than 128 are factored the same way). Only the
- *  products with a diagonal block's inverse treat a triangular operand as dense. */
-function factorExecutedGemmFlops(n: number, leaf = 128): number {
+/** The reference's factorisation (algorithms.md §7.4): chol, cholesky_inverse, chol of H⁻¹, ≈ 4/3·c³. */
+function referenceFactorFlops(c: number): number {
+  return (4 / 3) * c ** 3;
+}
+
+/** What the panel Cholesky in linalg/cholesky.ts executes in its GEMMs (mirrors its panel widths: 256 from
+ *  n = 2048 on, else 128; diagonal blocks wider than 128 are factored and inverted the same way, since the panel
+ *  solves use their inverses). Only the products with a diagonal block's inverse treat a triangular operand as
+ *  dense. `invert` adds the triangular inverse (dampedInverseFactor; the sweep does not need it). */
+function factorExecutedGemmFlops(n: number, invert = false, leaf = 128): number {
   const nb = n >= 2048 ? 2 * leaf : leaf;
   if (n <= leaf) return 0;
   const count = Math.ceil(n / nb);
   const w = (j: number) => Math.min(nb, n - j * nb);
   let f = 0;
   for (let q = 0; q < count; q++) {
-    if (w(q) > leaf) f += factorExecutedGemmFlops(w(q), leaf);
+    if (w(q) > leaf) f += factorExecutedGemmFlops(w(q), true, leaf);
+    const k = invert ? 2 : 1;
     const below = n - (q + 1) * nb;
-    if (below > 0) f += 2 * (2 * below * w(q) * w(q)); /* L[below, q] = A·L_qq⁻ᵀ; X[below, q] = −T·X_qq */
-    for (let j = q + 1; j < count; j++) f += 2 * (2 * (n - j * nb) * w(j) * w(q)); /* trailing update; inverse accumulation */
+    if (below > 0) f += k * (2 * below * w(q) * w(q)); /* L[below, q] = A·L_qq⁻ᵀ (and X[below, q] = −T·X_qq) */
+    for (let j = q + 1; j < count; j++) f += k * (2 * (n - j * nb) * w(j) * w(q)); /* trailing update (and inverse accumulation) */
   }
   return f;
 }
@@ -185,7 +193,9 @@ function sweepBlockSize(pattern: Pattern, block: number): number {
 
 interface Flops {
   factor: number;
-  /** Σ_blocks 2·rows·B·(c − i1): the lazy GEMMs E·U[b, i1:] (they include the in-block update). */
+  /** Σ_blocks 2·rows·B·(c − i1): the reference's lazy GEMMs E·U[b, i1:], in-block update included. The sweep's
+   *  left-looking products F[:, :i1]·R[:i1, b] and E·G do exactly this arithmetic, in another order; its extra
+   *  2·rows·B² per block (D = C·G) is not counted. */
   lazy: number;
   /** SparseGPT's in-block column sweep, or APT's per-row solves (+ the block Gram GᵀG), from the actual mask. */
   inBlock: number;
@@ -217,6 +227,11 @@ function solverFlops(method: 'apt' | 'sparsegpt', rows: number, cols: number, B:
     }
   }
   return { factor: factorFlops(cols), lazy, inBlock };
+}
+
+/** The same solver's flops with the reference's factorisation (algorithms.md §7.4–7.5). */
+function referenceFlops(f: Flops, cols: number): number {
+  return referenceFactorFlops(cols) + f.lazy + f.inBlock;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -276,14 +291,14 @@ async function childMain(job: string, values: ReturnType<typeof parseArgv>['valu
 
   if (job === 'factor') {
     const kernels = new Kernels(engine);
-    await dampedInverseFactor(warm.H, warm.cols, 0.01, kernels);
+    await dampedCholeskyFactor(warm.H, warm.cols, 0.01, kernels);
     const seconds: number[] = [];
     const ortSeconds: number[] = [];
     for (let i = 0; i < repeat; i++) {
       gc();
       engine.ortSeconds.clear();
       const t0 = performance.now();
-      await dampedInverseFactor(H, cols, 0.01, kernels);
+      await dampedCholeskyFactor(H, cols, 0.01, kernels);
       seconds.push((performance.now() - t0) / 1000);
       ortSeconds.push(engine.ort(FACTOR_GRAPHS));
     }
@@ -303,7 +318,7 @@ async function childMain(job: string, values: ReturnType<typeof parseArgv>['valu
       gc();
       engine.ortSeconds.clear();
       const res = await pruneLayer(method, problem, options, engine);
-      runs.push({ seconds: res.seconds, ortLazy: engine.ort(LAZY_GRAPHS), relLoss: res.relLoss });
+      runs.push({ seconds: res.seconds, ortLazy: engine.ort(UPDATE_GRAPHS), relLoss: res.relLoss });
       if (i === 0 && (method === 'apt' || method === 'sparsegpt')) flops = solverFlops(method, rows, cols, sweepBlockSize(pattern, options.blockSize ?? 128), res.mask);
       notes = res.notes;
     }
@@ -375,6 +390,8 @@ interface Row {
   lazy?: number;
   rest?: number;
   gflop?: number;
+  /** The same job's GFLOP with the reference's 4/3·c³ factorisation (solver rows only). */
+  refGflop?: number;
   peakRss?: number;
   baseRss?: number;
   relLoss?: number;
@@ -418,7 +435,7 @@ async function parentMain(opts: Options, rawArgs: string[]): Promise<void> {
 
       let factorBest: number | undefined;
       if (hessian.length) {
-        log(`[${size}] factorisation (dampedInverseFactor)...`);
+        log(`[${size}] factorisation (dampedCholeskyFactor)...`);
         try {
           const fr = await runChild<FactorResult>(['--child', 'factor', ...sizeArgs]);
           factorBest = min(fr.seconds);
@@ -450,9 +467,10 @@ async function parentMain(opts: Options, rawArgs: string[]): Promise<void> {
               lazy: isSolver ? b.ortLazy : undefined,
               rest: isSolver && factorBest !== undefined ? b.seconds - factorBest - b.ortLazy : undefined,
               gflop: f ? (f.factor + f.lazy + f.inBlock) / 1e9 : undefined,
+              refGflop: f ? referenceFlops(f, c) / 1e9 : undefined,
               peakRss: pr.peakRss, baseRss: pr.baseRss, relLoss: b.relLoss,
             });
-            if (f) notes.add(`${size} ${method} ${patternName(pattern)}: GFLOP = ${f3(f.factor / 1e9)} factor + ${f3(f.lazy / 1e9)} lazy GEMMs + ${f3(f.inBlock / 1e9)} ${method === 'apt' ? 'per-row solves' : 'in-block sweep'}`);
+            if (f) notes.add(`${size} ${method} ${patternName(pattern)}: GFLOP = ${f3(f.factor / 1e9)} factor + ${f3(f.lazy / 1e9)} update GEMMs + ${f3(f.inBlock / 1e9)} ${method === 'apt' ? 'per-row solves' : 'in-block sweep'}`);
             for (const n of pr.notes) notes.add(`${size} ${method}: ${n}`);
             log(`  ${fs(b.seconds)} s`);
           } catch (e) {
@@ -488,28 +506,31 @@ async function parentMain(opts: Options, rawArgs: string[]): Promise<void> {
     `${rateEnd.toFixed(1)} at end; flop-bound times use ${rate.toFixed(1)}`);
   p(`- block size ${opts.block}, dampening 0.01, best of ${opts.repeat} (median in parentheses); W ~ N(0, 1/cols), H from synthetic correlated activations (${gen.join('; ')})`);
   p();
-  p('| size (rows×cols) | method | pattern | seconds | factor s | lazy GEMM s | rest s | GFLOP | GFLOP/s | × flop-bound | peak RSS MB | ×(W+H) | net ×(W+H) | rel. loss |');
-  p('|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+  p('| size (rows×cols) | method | pattern | seconds | factor s | update GEMM s | rest s | GFLOP | GFLOP/s | × flop-bound | × ref. flop-bound | peak RSS MB | ×(W+H) | net ×(W+H) | rel. loss |');
+  p('|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
   for (const x of rows) {
     if (x.error) {
-      p(`| ${x.size} | ${x.what} | ${x.pattern} | failed: ${x.error.split('\n')[0].replace(/\|/g, '/')} |||||||||||`);
+      p(`| ${x.size} | ${x.what} | ${x.pattern} | failed: ${x.error.split('\n')[0].replace(/\|/g, '/')} ||||||||||||`);
       continue;
     }
     const wh = 4 * (x.rows * x.cols + x.cols * x.cols);
     const achieved = x.gflop !== undefined && x.best ? x.gflop / x.best : undefined;
     const bound = x.gflop !== undefined && x.best ? x.best / (x.gflop / rate) : undefined;
+    const refBound = x.refGflop !== undefined && x.best ? x.best / (x.refGflop / rate) : undefined;
     const secs = x.median !== undefined && opts.repeat > 1 ? `${fs(x.best)} (${fs(x.median)})` : fs(x.best);
-    p(`| ${x.size} | ${x.what} | ${x.pattern} | ${secs} | ${fs(x.factor)} | ${fs(x.lazy)} | ${fs(x.rest)} | ${f3(x.gflop)} | ${f3(achieved)} | ${f3(bound)} | ` +
+    p(`| ${x.size} | ${x.what} | ${x.pattern} | ${secs} | ${fs(x.factor)} | ${fs(x.lazy)} | ${fs(x.rest)} | ${f3(x.gflop)} | ${f3(achieved)} | ${f3(bound)} | ${f3(refBound)} | ` +
       `${fx(x.peakRss !== undefined ? x.peakRss / MB : undefined, 0)} | ${fx(x.peakRss !== undefined ? x.peakRss / wh : undefined, 1)} | ` +
       `${fx(x.peakRss !== undefined && x.baseRss !== undefined ? (x.peakRss - x.baseRss) / wh : undefined, 1)} | ${x.relLoss !== undefined ? x.relLoss.toExponential(3) : '—'} |`);
   }
   p();
-  p('Columns: *seconds* = `pruneLayer` result.seconds (the factor row: `dampedInverseFactor` alone); *factor s* = that ' +
-    'separately timed factorisation; *lazy GEMM s* = time inside the onnxruntime `E·U[b, i1:]` GEMMs during the pruning; ' +
-    '*rest s* = seconds − factor − lazy GEMM (JavaScript: masks, in-block sweep / per-row solves, transposes and copies; ' +
-    'for the factor row: the part of the factorisation outside onnxruntime); *× flop-bound* = seconds / (GFLOP / GEMM rate); ' +
-    '*×(W+H)* = peak RSS of the child process / bytes of W and H (fp32); *net* subtracts the child\'s RSS before loading ' +
-    'W and H (Node + onnxruntime). The memory target is judged on the first ratio, for layers with W+H ≥ 128 MiB.');
+  p('Columns: *seconds* = `pruneLayer` result.seconds (the factor row: `dampedCholeskyFactor` alone, the one Cholesky the ' +
+    'sweep needs); *factor s* = that separately timed factorisation; *update GEMM s* = time inside the sweep\'s onnxruntime ' +
+    'update GEMMs (`F[:, :i1]·R[:i1, b]·G` and `E·G − D` per block); *rest s* = seconds − factor − update GEMMs (JavaScript: ' +
+    'masks, in-block sweep / per-row solves, copies; for the factor row: the part of the factorisation outside onnxruntime); ' +
+    '*GFLOP* = useful flops of this implementation; *× flop-bound* = seconds / (GFLOP / GEMM rate); *× ref. flop-bound* = ' +
+    'the same with the reference algorithm\'s flops (its 4/3·c³ chol → cholesky_inverse → chol in place of our c³/3 Cholesky, ' +
+    'algorithms.md §7.4); *×(W+H)* = peak RSS of the child process / bytes of W and H (fp32); *net* subtracts the child\'s RSS ' +
+    'before loading W and H (Node + onnxruntime). The memory target is judged on the first ratio, for layers with W+H ≥ 128 MiB.');
   p();
 
   // ----- targets
@@ -518,14 +539,17 @@ async function parentMain(opts: Options, rawArgs: string[]): Promise<void> {
   const unstructured = patternName(opts.patterns[0]);
   const find = (size: string, what: string) => rows.find((x) => x.size === size && x.what === what && x.pattern === unstructured && !x.error);
   const boundOf = (x?: Row) => (x?.best && x.gflop !== undefined ? x.best / (x.gflop / rate) : undefined);
+  const refBoundOf = (x?: Row) => (x?.best && x.refGflop !== undefined ? x.best / (x.refGflop / rate) : undefined);
   {
     const tgt = '4096x4096';
-    const cells = (['sparsegpt', 'apt'] as const).map((m) => ({ m, b: boundOf(find(tgt, m)) }));
-    if (cells.every((c) => c.b !== undefined)) {
-      p(`| SparseGPT and APT within 2× of flop-bound at 4096×4096 | ${cells.map((c) => `${c.m} ${fx(c.b)}×`).join(', ')} | ${cells.every((c) => c.b! <= 2) ? 'yes' : 'no'} |`);
+    const cells = (['sparsegpt', 'apt'] as const).map((m) => ({ m, b: boundOf(find(tgt, m)), rb: refBoundOf(find(tgt, m)) }));
+    if (cells.every((c) => c.b !== undefined && c.rb !== undefined)) {
+      const verdict = (k: 'b' | 'rb') => (cells.every((c) => c[k]! <= 2) ? 'yes' : 'no');
+      p(`| SparseGPT and APT within 2× of flop-bound at 4096×4096 | this implementation's flops: ${cells.map((c) => `${c.m} ${fx(c.b)}×`).join(', ')}; ` +
+        `the reference's flops: ${cells.map((c) => `${c.m} ${fx(c.rb)}×`).join(', ')} | ${verdict('b')} on our flops, ${verdict('rb')} on the reference's |`);
     } else {
       const sizes = [...new Set(rows.filter((x) => boundOf(x) !== undefined && x.what !== 'factor').map((x) => x.size))];
-      const info = sizes.map((s) => `${s}: ${(['sparsegpt', 'apt'] as const).map((m) => `${m} ${f3(boundOf(find(s, m)))}×`).join(', ')}`).join('; ');
+      const info = sizes.map((s) => `${s}: ${(['sparsegpt', 'apt'] as const).map((m) => `${m} ${f3(boundOf(find(s, m)))}× (reference flops ${f3(refBoundOf(find(s, m)))}×)`).join(', ')}`).join('; ');
       p(`| SparseGPT and APT within 2× of flop-bound at 4096×4096 | 4096x4096 not run${info ? ` (for information, ${info})` : ''} | not evaluated |`);
     }
   }
