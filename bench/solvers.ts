@@ -314,13 +314,18 @@ async function childMain(job: string, values: ReturnType<typeof parseArgv>['valu
     const runs: PruneRun[] = [];
     let flops: Flops | undefined;
     let notes: string[] = [];
+    // One pruning, keeping only numbers: a result held across the next repeat (an async function's locals live
+    // on until overwritten) would count in that repeat's peak RSS.
+    const once = async (withFlops: boolean) => {
+      const res = await pruneLayer(method, problem, options, engine);
+      runs.push({ seconds: res.seconds, ortLazy: engine.ort(UPDATE_GRAPHS), relLoss: res.relLoss });
+      if (withFlops && (method === 'apt' || method === 'sparsegpt')) flops = solverFlops(method, rows, cols, sweepBlockSize(pattern, options.blockSize ?? 128), res.mask);
+      notes = res.notes;
+    };
     for (let i = 0; i < repeat; i++) {
       gc();
       engine.ortSeconds.clear();
-      const res = await pruneLayer(method, problem, options, engine);
-      runs.push({ seconds: res.seconds, ortLazy: engine.ort(UPDATE_GRAPHS), relLoss: res.relLoss });
-      if (i === 0 && (method === 'apt' || method === 'sparsegpt')) flops = solverFlops(method, rows, cols, sweepBlockSize(pattern, options.blockSize ?? 128), res.mask);
-      notes = res.notes;
+      await once(i === 0);
     }
     return { baseRss, peakRss: peak(), runs, flops, notes } satisfies PruneResultMsg;
   }

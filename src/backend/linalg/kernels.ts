@@ -69,11 +69,15 @@ function quadFormGraph() {
 }
 const QUAD_FORMS = quadFormGraph();
 
+/** Every graph here is small, run many times, with intermediates of at most a few row blocks (outputs are mostly
+ *  written into the caller's arrays): an arena recycles them (see Engine.createOn). */
+const ARENA = { arena: true };
+
 export class Kernels {
   constructor(readonly engine: Engine) {}
 
   private async run(model: ReturnType<typeof matrixGraph>, ms: Mat[], into?: Mat): Promise<Mat> {
-    const k = await this.engine.kernel(model);
+    const k = await this.engine.kernel(model, ARENA);
     const feeds: Record<string, ort.Tensor> = {};
     ms.forEach((m, i) => (feeds[String.fromCharCode(97 + i)] = t(m)));
     if (!into) return out(await k.run(feeds), 'y');
@@ -97,7 +101,7 @@ export class Kernels {
 
   /** [0.5·tr(A H Aᵀ), 0.5·tr(B H Bᵀ)] in one pass. */
   async quadForms(a: Mat, b: Mat, h: Mat): Promise<[number, number]> {
-    const k = await this.engine.kernel(QUAD_FORMS);
+    const k = await this.engine.kernel(QUAD_FORMS, ARENA);
     const r = await k.run({ a: t(a), b: t(b), h: t(h) });
     const y = r.y.data as Float32Array;
     return [y[0], y[1]];
