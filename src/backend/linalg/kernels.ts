@@ -40,8 +40,6 @@ function matrixGraph(name: string, nInputs: number, body: GemmGraph) {
 const GRAPHS = {
   /** y = a·bᵀ  (a panel solve of the blocked Cholesky: A·L_qq⁻ᵀ) */
   abT: matrixGraph('abT', 2, (g, [a, b]) => g.op('Gemm', [a, b], { transB: 1 })),
-  /** y = c − aᵀ·bᵀ  (the lazy OBS update, on the transposed weights) */
-  cMinusATBT: matrixGraph('cMinusATBT', 3, (g, [a, b, c]) => g.op('Gemm', [a, b, c], { transA: 1, transB: 1, alpha: { f: -1 }, beta: { f: 1 } })),
   /** y = a·b */
   ab: matrixGraph('ab', 2, (g, [a, b]) => g.op('MatMul', [a, b])),
   /** y = c − a·bᵀ  (trailing update of one panel in the blocked Cholesky) */
@@ -88,13 +86,11 @@ export class Kernels {
   abT(a: Mat, b: Mat, into?: Mat): Promise<Mat> { return this.run(GRAPHS.abT, [a, b], into); }
   ab(a: Mat, b: Mat, into?: Mat): Promise<Mat> { return this.run(GRAPHS.ab, [a, b], into); }
   negAB(a: Mat, b: Mat, into?: Mat): Promise<Mat> { return this.run(GRAPHS.negAB, [a, b], into); }
-  /** c ← c − a·bᵀ in place (as cMinusATBTInPlace: Gemm copies C into Y first, so aliasing is safe). */
+  /** c ← c − a·bᵀ, written in place into c's memory (onnxruntime's Gemm copies C into Y before the product, so
+   *  aliasing them is safe). */
   cMinusABTInPlace(a: Mat, b: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.cMinusABT, [a, b, c], c); }
   /** c ← c + a·b in place. */
   cPlusABInPlace(a: Mat, b: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.cPlusAB, [a, b, c], c); }
-  /** c ← c − aᵀ·bᵀ, written in place into c's memory (onnxruntime's Gemm copies C into Y before the
-   *  product, so aliasing them is safe; it saves a copy of the whole weight tail per block). */
-  cMinusATBTInPlace(a: Mat, b: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.cMinusATBT, [a, b, c], c); }
 
   aTbc(a: Mat, b: Mat, c: Mat, into?: Mat): Promise<Mat> { return this.run(GRAPHS.aTbc, [a, b, c], into); }
   abMinusCT(a: Mat, b: Mat, c: Mat, into?: Mat): Promise<Mat> { return this.run(GRAPHS.abMinusCT, [a, b, c], into); }

@@ -128,20 +128,16 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   // W_pruned = W − F, pruned weights and dead inputs exact zeros. For a square layer the result overwrites Fᵀ,
   // so no second rows×cols array exists at the end.
   const out = rows === cols ? Ft : new Float32Array(rows * cols);
-  subtractTransposed(W, Ft, rows, cols, out);
-  for (let r = 0; r < rows; r++) {
-    const o = r * cols;
-    for (let c = 0; c < cols; c++) if (mask[o + c]) out[o + c] = 0;
-  }
+  subtractTransposed(W, Ft, mask, rows, cols, out);
   for (const c of factor.dead) for (let r = 0; r < rows; r++) out[r * cols + c] = 0;
   return { W: out, mask, dampening: factor.dampening, notes };
 }
 
 const TILE = 32;
 
-/** out (rows, cols) = W − (Ft)ᵀ, for Ft (cols, rows), in TILE×TILE tiles. `out` may be Ft itself when the layer is
- *  square: tiles are then swapped across the diagonal, each pair of entries read before either is written. */
-function subtractTransposed(W: Float32Array, Ft: Float32Array, rows: number, cols: number, out: Float32Array): void {
+/** out (rows, cols) = W − (Ft)ᵀ, 0 where `mask` is set, for Ft (cols, rows), in TILE×TILE tiles. `out` may be Ft
+ *  itself when the layer is square: tiles are then swapped across the diagonal, each pair read before either is written. */
+function subtractTransposed(W: Float32Array, Ft: Float32Array, mask: Uint8Array, rows: number, cols: number, out: Float32Array): void {
   if (out !== Ft) {
     for (let c0 = 0; c0 < cols; c0 += TILE) {
       const c1 = Math.min(cols, c0 + TILE);
@@ -149,7 +145,7 @@ function subtractTransposed(W: Float32Array, Ft: Float32Array, rows: number, col
         const r1 = Math.min(rows, r0 + TILE);
         for (let c = c0; c < c1; c++) {
           const o = c * rows;
-          for (let r = r0; r < r1; r++) out[r * cols + c] = W[r * cols + c] - Ft[o + r];
+          for (let r = r0; r < r1; r++) out[r * cols + c] = mask[r * cols + c] ? 0 : W[r * cols + c] - Ft[o + r];
         }
       }
     }
@@ -162,9 +158,11 @@ function subtractTransposed(W: Float32Array, Ft: Float32Array, rows: number, col
       const c1 = Math.min(n, c0 + TILE);
       for (let r = r0; r < r1; r++) {
         for (let c = c0 === r0 ? r : c0; c < c1; c++) {
-          const x = Ft[r * n + c]; // F[c, r]
-          out[r * n + c] = W[r * n + c] - Ft[c * n + r];
-          out[c * n + r] = W[c * n + r] - x;
+          const rc = r * n + c;
+          const cr = c * n + r;
+          const x = Ft[rc]; // F[c, r]
+          out[rc] = mask[rc] ? 0 : W[rc] - Ft[cr];
+          out[cr] = mask[cr] ? 0 : W[cr] - x;
         }
       }
     }

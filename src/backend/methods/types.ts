@@ -24,7 +24,7 @@ export interface LayerProblem {
 
 export interface PruneOptions {
   pattern: Pattern;
-  /** Columns per lazy-update block (SparseGPT, APT). Default 128. */
+  /** Columns per sweep block (SparseGPT, APT). Default 128. */
   blockSize?: number;
   /** λ = dampening · mean(diag H) is added to diag H. Default 0.01. */
   dampening?: number;
