@@ -1,7 +1,8 @@
 // SparseGPT's per-row column loop on one thread: the JavaScript kernel (sparsegptSweepRows) against the
 // WebAssembly SIMD one (sparsegptSweepRowsWasm), in CPU time (process.cpuUsage: unaffected by other load on
 // a shared machine, as long as this thread is the only busy one). Checks the two agree bit for bit.
-//   node --import tsx bench/sparsegptKernel.ts [--rows 4096] [--block 128] [--sparsity 0.5] [--nm 2:4] [--repeat 5] [--unroll 2]
+// --variants: the kernel's `fuse`x`unroll` (wasm/sparsegptSweep.ts sparsegptSweepModule) to compare.
+//   node --import tsx bench/sparsegptKernel.ts [--rows 4096] [--block 128] [--sparsity 0.5] [--nm 2:4] [--repeat 5] [--variants 4x1,2x1]
 
 import { parseArgs } from 'node:util';
 import { sparsegptSweepRows, sparsegptSweepRowsWasm } from '../src/backend/methods/rowKernels';
@@ -14,7 +15,7 @@ const { values } = parseArgs({
     sparsity: { type: 'string', default: '0.5' },
     nm: { type: 'string' },
     repeat: { type: 'string', default: '5' },
-    unroll: { type: 'string', default: '2' },
+    variants: { type: 'string', default: '4x1' },
   },
 });
 const rows = Number(values.rows);
@@ -42,18 +43,18 @@ const cpuMs = (run: () => void): number => {
 };
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-const unrolls = values.unroll.split(',').map(Number);
+const variants = values.variants.split(',');
 const args = () => ({ B, w, G, mask: Uint8Array.from(mask0), E: new Float64Array(rows * B), n, m, groupsEnd: m ? B : 0 });
 const js = args();
 const jsTimes = Array.from({ length: repeat }, () => cpuMs(() => sparsegptSweepRows(0, rows, js)));
 const label = m ? `${n}:${m}` : `${sparsity * 100}% unstructured`;
 console.log(`${rows} rows x B=${B}, ${label}, one thread, CPU ms (median of ${repeat}; min):`);
 console.log(`  JS kernel           ${median(jsTimes).toFixed(1)}  (${Math.min(...jsTimes).toFixed(1)})`);
-for (const unroll of unrolls) {
-  const wasm = sparsegptSweepModule(unroll);
+for (const variant of variants) {
+  const wasm = sparsegptSweepModule(...variant.split('x').map(Number));
   delete (globalThis as { prunekitSparsegptSweep?: unknown }).prunekitSparsegptSweep; // compile this variant
   const a = args();
   const times = Array.from({ length: repeat }, () => cpuMs(() => sparsegptSweepRowsWasm(0, rows, { ...a, wasm })));
   const same = a.E.every((v, i) => Object.is(v, js.E[i])) && a.mask.every((v, i) => v === js.mask[i]);
-  console.log(`  wasm, unroll ${unroll}        ${median(times).toFixed(1)}  (${Math.min(...times).toFixed(1)})   ${(median(jsTimes) / median(times)).toFixed(2)}x   bit-identical: ${same}`);
+  console.log(`  wasm ${variant}           ${median(times).toFixed(1)}  (${Math.min(...times).toFixed(1)})   ${(median(jsTimes) / median(times)).toFixed(2)}x   bit-identical: ${same}`);
 }

@@ -362,8 +362,8 @@ export interface SparsegptWasmRowArgs extends SparsegptRowArgs {
   wasm: Uint8Array<ArrayBuffer>;
 }
 
-/** sparsegptSweepRows on the WebAssembly SIMD kernel (wasm/sparsegptSweep.ts), bit-identical to it. Rows go
- *  through the kernel's memory in chunks of ≈ 0.5 MB (they stay in cache while it sweeps them). */
+/** sparsegptSweepRows on the WebAssembly SIMD kernel (wasm/sparsegptSweep.ts): bit-identical E and mask.
+ *  Rows go through the kernel's memory in chunks of ≈ 0.5 MB (they stay in cache while it sweeps them). */
 export function sparsegptSweepRowsWasm(start: number, end: number, a: SparsegptWasmRowArgs): void {
   const { B, w, G, mask, E, n, m, groupsEnd, wasm } = a;
   if (end <= start) return;
@@ -372,8 +372,8 @@ export function sparsegptSweepRowsWasm(start: number, end: number, a: SparsegptW
   const oW = oG + B * B * 8;
   const oE = oW + chunk * B * 8;
   const oM = oE + chunk * B * 8;
-  const oP = oM + chunk * B + 4 - ((chunk * B) & 3);
-  const bytes = oP + B * 4;
+  const oP = oM + chunk * B + 8 - ((chunk * B) & 7);
+  const bytes = oP + B * 12 + 8;
   type Sweep = (...args: number[]) => void;
   const holder = globalThis as unknown as { prunekitSparsegptSweep?: { memory: WebAssembly.Memory; sweep: Sweep } };
   if (!holder.prunekitSparsegptSweep) {

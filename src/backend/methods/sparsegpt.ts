@@ -38,8 +38,8 @@ export const sparsegpt: PruningMethod = {
 
 const sweepModule = simdModule(sparsegptSweepModule);
 
-/** The column loop on the WebAssembly SIMD kernel (≈ 5× faster), or on the JavaScript one where the runtime
- *  lacks WebAssembly SIMD: the results are bit-identical. */
+/** The column loop on the WebAssembly SIMD kernel (≈ 6× faster unstructured, ≈ 3.6× at 2:4), or on the
+ *  JavaScript one where the runtime lacks WebAssembly SIMD: the results are bit-identical. */
 function sweepRows(rows: number, args: SparsegptRowArgs): Promise<void> {
   const wasm = sweepModule();
   return wasm ? rowPool.run('sparsegptSweepRowsWasm', rows, { ...args, wasm }) : rowPool.run('sparsegptSweepRows', rows, args);
