@@ -20,6 +20,7 @@
 
 import { combinations, thresholdMask } from './masks';
 import { aptPairSolveModule } from '../wasm/aptPairSolve';
+import { simdModule } from '../wasm/simd';
 import { AptRowArgs, rowPool } from './rowKernels';
 import { Block, obsSweep } from './sweep';
 import { PruningMethod } from './types';
@@ -59,16 +60,13 @@ export const apt: PruningMethod = {
   },
 };
 
-let pairSolve: Uint8Array<ArrayBuffer> | null | undefined;
+const pairSolve = simdModule(aptPairSolveModule);
 
 /** The per-row solves on the WebAssembly SIMD kernel, or on the JavaScript one where the runtime lacks
  *  WebAssembly SIMD (both give the same float64 results up to rounding). */
 function solveRows(rows: number, args: AptRowArgs): Promise<void> {
-  if (pairSolve === undefined) {
-    const bytes = aptPairSolveModule();
-    pairSolve = typeof WebAssembly === 'object' && WebAssembly.validate(bytes) ? bytes : null;
-  }
-  return pairSolve ? rowPool.run('aptSolveRowsWasm', rows, { ...args, wasm: pairSolve }) : rowPool.run('aptSolveRows', rows, args);
+  const wasm = pairSolve();
+  return wasm ? rowPool.run('aptSolveRowsWasm', rows, { ...args, wasm }) : rowPool.run('aptSolveRows', rows, args);
 }
 
 /** Per M-group g of the block: U[g,g]ᵀU[g,g] (m×m), flattened (groups, m, m), in shared memory. */

@@ -357,5 +357,47 @@ export function sparsegptSweepRows(start: number, end: number, a: SparsegptRowAr
   }
 }
 
+export interface SparsegptWasmRowArgs extends SparsegptRowArgs {
+  /** The bytes of wasm/sparsegptSweep.ts's module; compiled once per thread. */
+  wasm: Uint8Array<ArrayBuffer>;
+}
+
+/** sparsegptSweepRows on the WebAssembly SIMD kernel (wasm/sparsegptSweep.ts): bit-identical E and mask.
+ *  Rows go through the kernel's memory in chunks of ≈ 0.5 MB (they stay in cache while it sweeps them). */
+export function sparsegptSweepRowsWasm(start: number, end: number, a: SparsegptWasmRowArgs): void {
+  const { B, w, G, mask, E, n, m, groupsEnd, wasm } = a;
+  if (end <= start) return;
+  const chunk = Math.min(end - start, Math.max(1, Math.floor(524288 / (17 * B))));
+  const oG = 0;
+  const oW = oG + B * B * 8;
+  const oE = oW + chunk * B * 8;
+  const oM = oE + chunk * B * 8;
+  const oP = oM + chunk * B + 8 - ((chunk * B) & 7);
+  const bytes = oP + B * 12 + 8;
+  type Sweep = (...args: number[]) => void;
+  const holder = globalThis as unknown as { prunekitSparsegptSweep?: { memory: WebAssembly.Memory; sweep: Sweep } };
+  if (!holder.prunekitSparsegptSweep) {
+    const memory = new WebAssembly.Memory({ initial: 1 });
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), { env: { memory } });
+    holder.prunekitSparsegptSweep = { memory, sweep: instance.exports.sparsegptSweep as Sweep };
+  }
+  const { memory, sweep } = holder.prunekitSparsegptSweep;
+  const pages = Math.ceil(bytes / 65536) - memory.buffer.byteLength / 65536;
+  if (pages > 0) memory.grow(pages);
+  const f64 = new Float64Array(memory.buffer);
+  const u8 = new Uint8Array(memory.buffer);
+  f64.set(G.subarray(0, B * B), oG / 8);
+  for (let r0 = start; r0 < end; r0 += chunk) {
+    const r1 = Math.min(end, r0 + chunk);
+    const len = (r1 - r0) * B;
+    f64.set(w.subarray(r0 * B, r1 * B), oW / 8);
+    f64.set(E.subarray(r0 * B, r1 * B), oE / 8);
+    u8.set(mask.subarray(r0 * B, r1 * B), oM);
+    sweep(r1 - r0, B, oG, oW, oE, oM, oP, n, m, groupsEnd);
+    E.set(f64.subarray(oE / 8, oE / 8 + len), r0 * B);
+    if (m > 0) mask.set(u8.subarray(oM, oM + len), r0 * B);
+  }
+}
+
 /** One pool per process for all row kernels, started on first use. */
-export const rowPool = new RowPool({ aptSolveRows, aptSolveRowsWasm, aptNmMaskRows, sparsegptSweepRows });
+export const rowPool = new RowPool({ aptSolveRows, aptSolveRowsWasm, aptNmMaskRows, sparsegptSweepRows, sparsegptSweepRowsWasm });

@@ -68,11 +68,16 @@ export class FunctionBuilder {
   i32And(): this { return this.op(0x71); }
   i32Shl(): this { return this.op(0x74); }
   i32Eqz(): this { return this.op(0x45); }
+  i32Eq(): this { return this.op(0x46); }
   i32LtS(): this { return this.op(0x48); }
   i32GtS(): this { return this.op(0x4a); }
   i32GeS(): this { return this.op(0x4e); }
   /** i32.load, byte address on the stack plus a constant offset. */
   i32Load(offset = 0): this { return this.op(0x28, 2, ...uleb(offset)); }
+  i32Store(offset = 0): this { return this.op(0x36, 2, ...uleb(offset)); }
+  /** i32.load8_u / i32.store8: one byte (a mask entry). */
+  i32Load8U(offset = 0): this { return this.op(0x2d, 0, ...uleb(offset)); }
+  i32Store8(offset = 0): this { return this.op(0x3a, 0, ...uleb(offset)); }
 
   f64(c: number): this {
     const b = new Uint8Array(new Float64Array([c]).buffer);
@@ -80,6 +85,10 @@ export class FunctionBuilder {
   }
   f64Load(offset = 0): this { return this.op(0x2b, 3, ...uleb(offset)); }
   f64Store(offset = 0): this { return this.op(0x39, 3, ...uleb(offset)); }
+  f64Lt(): this { return this.op(0x63); }
+  f64Sub(): this { return this.op(0xa1); }
+  f64Mul(): this { return this.op(0xa2); }
+  f64Div(): this { return this.op(0xa3); }
 
   v128Load(offset = 0): this { return this.simd(0x00, 4, ...uleb(offset)); }
   v128Store(offset = 0): this { return this.simd(0x0b, 4, ...uleb(offset)); }
@@ -109,6 +118,20 @@ export class FunctionBuilder {
     return this.op(0x0b);
   }
   return(): this { return this.op(0x0f); }
+  /** block … end: `br(d)` / `brIf(d)` with d counting enclosing blocks, loops and ifs from the innermost
+   *  (0) out; a branch to a block exits it, a branch to a loop starts its next iteration. */
+  block(body: () => void): this {
+    this.op(0x02, 0x40);
+    body();
+    return this.op(0x0b);
+  }
+  loop(body: () => void): this {
+    this.op(0x03, 0x40);
+    body();
+    return this.op(0x0b);
+  }
+  br(depth: number): this { return this.op(0x0c, ...uleb(depth)); }
+  brIf(depth: number): this { return this.op(0x0d, ...uleb(depth)); }
 
   /** for (v = from; v < to; v += step) body — `from`, `to` push an i32; `to` is re-evaluated every iteration. */
   forRange(v: number, from: () => void, to: () => void, step: number, body: () => void): this {
