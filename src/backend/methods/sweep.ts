@@ -102,12 +102,13 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
       await kernels.aTbc(mat(i1, rows, Ft.subarray(0, i1 * rows)), mat(i1, width, Rcol.subarray(0, i1 * width)), g32, D);
     }
     const w = wBuf.subarray(0, rows * width);
+    const d = D.data;
     for (let r = 0; r < rows; r++) {
       const o = r * cols + i1;
       const ob = r * width;
-      for (let k = 0; k < width; k++) w[ob + k] = W[o + k] + D.data[ob + k];
+      for (let k = 0; k < width; k++) w[ob + k] = W[o + k] + d[ob + k];
     }
-    if (factor.dead.length) for (let k = 0; k < width; k++) if (dead[i1 + k]) for (let r = 0; r < rows; r++) w[r * width + k] = D.data[r * width + k];
+    if (factor.dead.length) for (let k = 0; k < width; k++) if (dead[i1 + k]) for (let r = 0; r < rows; r++) w[r * width + k] = d[r * width + k];
 
     const blockMask = maskBuf.subarray(0, rows * width).fill(0);
     if (options.mask) for (let r = 0; r < rows; r++) blockMask.set(options.mask.subarray(r * cols + i1, r * cols + i2), r * width);
@@ -122,7 +123,11 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
     const E = mat(rows, width, E32.subarray(0, rows * width));
     E.data.set(block.E);
     await kernels.abMinusCT(E, g32, D, mat(width, rows, Ft.subarray(i1 * rows, i2 * rows)));
-    for (let r = 0; r < rows; r++) mask.set(blockMask.subarray(r * width, (r + 1) * width), r * cols + i1);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols + i1;
+      const ob = r * width;
+      for (let k = 0; k < width; k++) mask[o + k] = blockMask[ob + k];
+    }
   }
 
   // W_pruned = W − F, pruned weights and dead inputs exact zeros. For a square layer the result overwrites Fᵀ,
