@@ -17,7 +17,7 @@ export const magnitude: PruningMethod = {
       // One threshold for the layer (as thresholdMask: prune |W| <= the floor(n·s)-th smallest), found
       // without a float64 copy of |W|.
       const thresh = kthSmallestAbs(W, Math.floor(W.length * p.sparsity));
-      for (let i = 0; i < W.length; i++) mask[i] = Math.abs(W[i]) <= thresh ? 1 : 0;
+      for (let i = 0; i < W.length; i++) mask[i] = +(Math.abs(W[i]) <= thresh); // branch-free, as thresholdMask
     } else {
       const scores = new Float64Array(cols); // per row: rows are compared on their own
       for (let r = 0; r < rows; r++) {

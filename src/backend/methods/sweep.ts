@@ -141,7 +141,8 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
 const TILE = 32;
 
 /** out (rows, cols) = W − (Ft)ᵀ, 0 where `mask` is set, for Ft (cols, rows), in TILE×TILE tiles. `out` may be Ft
- *  itself when the layer is square: tiles are then swapped across the diagonal, each pair read before either is written. */
+ *  itself when the layer is square: tiles are then swapped across the diagonal, each pair read before either is written.
+ *  The mask is applied without a branch (× (1 − mask), then + 0 so a pruned negative value gives +0, not −0). */
 function subtractTransposed(W: Float32Array, Ft: Float32Array, mask: Uint8Array, rows: number, cols: number, out: Float32Array): void {
   if (out !== Ft) {
     for (let c0 = 0; c0 < cols; c0 += TILE) {
@@ -150,7 +151,7 @@ function subtractTransposed(W: Float32Array, Ft: Float32Array, mask: Uint8Array,
         const r1 = Math.min(rows, r0 + TILE);
         for (let c = c0; c < c1; c++) {
           const o = c * rows;
-          for (let r = r0; r < r1; r++) out[r * cols + c] = mask[r * cols + c] ? 0 : W[r * cols + c] - Ft[o + r];
+          for (let r = r0; r < r1; r++) out[r * cols + c] = (W[r * cols + c] - Ft[o + r]) * (1 - mask[r * cols + c]) + 0;
         }
       }
     }
@@ -166,8 +167,8 @@ function subtractTransposed(W: Float32Array, Ft: Float32Array, mask: Uint8Array,
           const rc = r * n + c;
           const cr = c * n + r;
           const x = Ft[rc]; // F[c, r]
-          out[rc] = mask[rc] ? 0 : W[rc] - Ft[cr];
-          out[cr] = mask[cr] ? 0 : W[cr] - x;
+          out[rc] = (W[rc] - Ft[cr]) * (1 - mask[rc]) + 0;
+          out[cr] = (W[cr] - x) * (1 - mask[cr]) + 0;
         }
       }
     }

@@ -36,6 +36,7 @@ function diagonal(problem: { name: string; cols: number; H?: Float32Array }): Fl
 
 export function applyMask(W: Float32Array, mask: Uint8Array): Float32Array {
   const out = Float32Array.from(W);
-  for (let i = 0; i < out.length; i++) if (mask[i]) out[i] = 0;
+  // Branch-free (a 50% mask mispredicts half the time): kept values × 1, pruned × 0, and + 0 turns −0 into +0.
+  for (let i = 0; i < out.length; i++) out[i] = out[i] * (1 - mask[i]) + 0;
   return out;
 }
