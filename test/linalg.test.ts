@@ -108,7 +108,7 @@ describe('dampedCholeskyFactor', () => {
       const f = await dampedCholeskyFactor(h.H, n, 0.01, kernels);
       assert.deepEqual(f.dead, dead);
       assert.equal(f.dampening, 0.01);
-      const R = f.U.toMat().data;
+      const R = f.R.toMat().data;
       assert.ok(isUpperTriangular(R, n), 'R is upper triangular');
       // R·Rᵀ against H_damped, relative to H_damped's largest entry (fp32 factorisation: ~1e-6 expected).
       const RRt = matmul(R, transposed(R, n), n, n, n);

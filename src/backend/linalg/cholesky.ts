@@ -245,10 +245,7 @@ export class UpperFactor {
   }
 }
 
-export interface DampedFactor {
-  /** (cols, cols) upper triangular: U with H_damped⁻¹ = UᵀU (dampedInverseFactor), or R with H_damped = R·Rᵀ
-   *  (dampedCholeskyFactor). */
-  U: UpperFactor;
+interface Damped {
   /** The relative dampening that succeeded. */
   dampening: number;
   /** Input columns with zero diagonal (no calibration signal). */
@@ -257,14 +254,26 @@ export interface DampedFactor {
   notes: string[];
 }
 
-/** U, upper triangular, with H_damped⁻¹ = UᵀU (see dampedFactor for the dampening). */
-export function dampedInverseFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedFactor> {
-  return dampedFactor(H, n, dampening, k, true);
+/** U, upper triangular, with H_damped⁻¹ = UᵀU. */
+export interface DampedFactor extends Damped {
+  U: UpperFactor;
 }
 
-/** R, upper triangular, with H_damped = R·Rᵀ: one Cholesky, no inverse (R⁻¹ is dampedInverseFactor's U). */
-export function dampedCholeskyFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedFactor> {
-  return dampedFactor(H, n, dampening, k, false);
+/** R, upper triangular, with H_damped = R·Rᵀ (R⁻¹ is DampedFactor's U). */
+export interface DampedCholesky extends Damped {
+  R: UpperFactor;
+}
+
+/** U, upper triangular, with H_damped⁻¹ = UᵀU (see dampedFactor for the dampening). */
+export async function dampedInverseFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedFactor> {
+  const { factor, ...rest } = await dampedFactor(H, n, dampening, k, true);
+  return { U: factor, ...rest };
+}
+
+/** R, upper triangular, with H_damped = R·Rᵀ: one Cholesky, no inverse. */
+export async function dampedCholeskyFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedCholesky> {
+  const { factor, ...rest } = await dampedFactor(H, n, dampening, k, false);
+  return { R: factor, ...rest };
 }
 
 /**
@@ -272,7 +281,7 @@ export function dampedCholeskyFactor(H: Float32Array, n: number, dampening: numb
  * is added to the diagonal and the factor is computed. If H is still not positive definite (round-off on a
  * nearly singular H), dampening is multiplied by 10 and retried, up to 4 times.
  */
-async function dampedFactor(H: Float32Array, n: number, dampening: number, k: Kernels, invert: boolean): Promise<DampedFactor> {
+async function dampedFactor(H: Float32Array, n: number, dampening: number, k: Kernels, invert: boolean): Promise<Damped & { factor: UpperFactor }> {
   const dead: number[] = [];
   let mean = 0;
   for (let j = 0; j < n; j++) {
@@ -293,7 +302,7 @@ async function dampedFactor(H: Float32Array, n: number, dampening: number, k: Ke
       const diagInv = await choleskyPanels(P, k);
       if (invert) await invertPanels(P, diagInv, k);
       if (attempt > 0) notes.push(`H was not positive definite with dampening ${dampening}; used ${damp}`);
-      return { U: new UpperFactor(P), dampening: damp, dead, notes };
+      return { factor: new UpperFactor(P), dampening: damp, dead, notes };
     } catch (e) {
       if (!(e instanceof NotPositiveDefiniteError)) throw e;
       if (attempt >= 4) {

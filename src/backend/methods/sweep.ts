@@ -60,7 +60,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   if (blockSize !== (options.blockSize ?? 128)) notes.push(`block size rounded to ${blockSize}, a multiple of M=${m}`);
   const denseFromCol = cols - (cols % m);
   if (denseFromCol < cols) notes.push(`cols=${cols} is not a multiple of M=${m}: the last ${cols - denseFromCol} column(s) stay dense`);
-  const R = factor.U;
+  const R = factor.R;
   const dead = new Uint8Array(cols);
   for (const j of factor.dead) dead[j] = 1;
 
