@@ -51,7 +51,7 @@ const GRAPHS = {
   /** y = aᵀ·b·c  (the sweep's left-looking product: earlier blocks' compensation of the current block) */
   aTbc: matrixGraph('aTbc', 3, (g, [a, b, c]) => g.op('MatMul', [g.op('Gemm', [a, b], { transA: 1 }), c])),
   /** y = (a·b − c)ᵀ  (the sweep's compensation of one block, stored transposed) */
-  abMinusCT: matrixGraph('abMinusCT', 3, (g, [a, b, c]) => g.op('Transpose', [g.op('Gemm', [a, b, c], { alpha: { f: 1 }, beta: { f: -1 } })], { perm: [1, 0] })),
+  abMinusCT: matrixGraph('abMinusCT', 3, (g, [a, b, c]) => g.op('Transpose', [g.op('Gemm', [a, b, c], { beta: { f: -1 } })], { perm: [1, 0] })),
 };
 
 /** Quadratic forms 0.5·Σ_i (a_i H a_iᵀ) for two stacks of rows at once: out = [qa, qb]. */

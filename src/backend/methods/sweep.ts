@@ -61,8 +61,6 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   const denseFromCol = cols - (cols % m);
   if (denseFromCol < cols) notes.push(`cols=${cols} is not a multiple of M=${m}: the last ${cols - denseFromCol} column(s) stay dense`);
   const R = factor.R;
-  const dead = new Uint8Array(cols);
-  for (const j of factor.dead) dead[j] = 1;
 
   // Fᵀ (cols, rows): the finished blocks' compensation F[:, :i1] is then the contiguous head Ft[:i1], the operand of
   // each block's left-looking GEMM. At the end it becomes the output (in place for a square layer).
@@ -108,7 +106,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
       const ob = r * width;
       for (let k = 0; k < width; k++) w[ob + k] = W[o + k] + d[ob + k];
     }
-    if (factor.dead.length) for (let k = 0; k < width; k++) if (dead[i1 + k]) for (let r = 0; r < rows; r++) w[r * width + k] = d[r * width + k];
+    for (const j of factor.dead) if (j >= i1 && j < i2) for (let r = 0; r < rows; r++) w[r * width + j - i1] = d[r * width + j - i1];
 
     const blockMask = maskBuf.subarray(0, rows * width).fill(0);
     if (options.mask) for (let r = 0; r < rows; r++) blockMask.set(options.mask.subarray(r * cols + i1, r * cols + i2), r * width);
