@@ -9,7 +9,10 @@ import { after, describe, test } from 'node:test';
 import { pruneLayer } from '../src/backend/methods';
 import type { LayerProblem, MethodName, Pattern, PruneOptions, PruneResult } from '../src/backend/methods';
 import { PruneError } from '../src/backend/methods/types';
-import { kthSmallestAbs } from '../src/backend/methods/masks';
+import { kthSmallestAbs, sampleBracket, thresholdMask } from '../src/backend/methods/masks';
+import { rowPool } from '../src/backend/methods/rowKernels';
+import { adaptiveBlockMask, Block } from '../src/backend/methods/sweep';
+import { sharedF64, sharedU8 } from '../src/backend/parallel/rowPool';
 import { Engine } from '../src/backend/onnx/session';
 import {
   fixedMaskOptimum, fixedMaskOptimumDual, frobenius, prepareHessian, quadLoss, randomHessian, randomWeights, RefPattern, relDiff,
@@ -500,5 +503,70 @@ describe('kthSmallestAbs (magnitude per layer: the threshold without a float64 c
     const sorted = Array.from(values, Math.abs).sort((a, b) => a - b);
     for (const k of [0, 1, 150, 10005, 12345, 20010]) assert.equal(kthSmallestAbs(values, k), sorted[k], `k=${k}`);
     assert.throws(() => kthSmallestAbs(values, values.length), RangeError);
+  });
+});
+
+describe('adaptiveBlockMask (the sweep methods\' per-block threshold, selected from a sample and one pooled pass)', () => {
+  // The mask must equal masks.ts thresholdMask on the same scores w²/d exactly: prune every score <= the
+  // floor(n·s)-th smallest.
+  const B = 128;
+  const makeBlock = (rows: number, w: Float64Array): Block => ({
+    rows, width: B, start: 0, w, G: sharedF64(B * B), mask: sharedU8(rows * B), fixedMask: false, E: sharedF64(rows * B),
+    denseFrom: B, scores: sharedF64(rows * B), parts: new Int32Array(new SharedArrayBuffer(rowPool.size * 12)),
+  });
+  const expected = (w: Float64Array, d: Float64Array, s: number): Uint8Array => {
+    const scores = Float64Array.from(w, (x, i) => (x * x) / d[i % B]);
+    const mask = new Uint8Array(w.length);
+    thresholdMask(scores, s, mask);
+    return mask;
+  };
+  const check = async (rows: number, fill: (i: number, rng: Rng) => number, s: number, label: string) => {
+    const rng = new Rng(rows + Math.round(s * 100));
+    const w = sharedF64(rows * B);
+    for (let i = 0; i < w.length; i++) w[i] = fill(i, rng);
+    const d = Float64Array.from({ length: B }, () => 0.05 + rng.uniform());
+    const blk = makeBlock(rows, w);
+    await adaptiveBlockMask(blk, d, s);
+    const want = expected(w, d, s);
+    let diff = 0;
+    for (let i = 0; i < want.length; i++) diff += +(want[i] !== blk.mask[i]);
+    assert.equal(diff, 0, `${label}: ${diff} mask entries differ`);
+  };
+  test('equals thresholdMask on blocks with and without sampling, on the worker threads and inline', async () => {
+    for (const rows of [4096, 700, 40]) { // 4096·128 and 700·128 sample; 40·128 does not (and runs inline)
+      for (const s of [0.1, 0.5, 0.9]) await check(rows, (_, rng) => rng.normal() * (1 + 10 * rng.uniform()), s, `rows ${rows}, s ${s}`);
+    }
+  });
+  test('with heavy ties: 60% exact zeros, and a few distinct values', async () => {
+    await check(1024, (_, rng) => (rng.uniform() < 0.6 ? 0 : rng.normal()), 0.5, '60% zeros');
+    await check(1024, (_, rng) => Math.floor(rng.uniform() * 4) - 1.5, 0.5, 'four values');
+  });
+  test('when the sample misses the threshold (adversarial data), the exact fallback gives the same mask', async () => {
+    // Make every sampled position tiny and everything else large, so the sample's bracket lies far below the true
+    // k-th score: the pooled pass then finds it outside the bracket.
+    const rows = 1024;
+    const sampled = new Set<number>();
+    sampleBracket(rows * B, (rows * B) / 2, (i) => (sampled.add(i), 0));
+    assert.ok(sampled.size > 4096, 'the sample has thousands of positions');
+    const { lo, hi } = sampleBracket(rows * B, (rows * B) / 2, (i) => (sampled.has(i) ? 1e-6 : 1));
+    assert.ok(hi < 1 && lo <= hi, 'the bracket misses the true median score');
+    await check(rows, (i, rng) => (sampled.has(i) ? 1e-3 * rng.uniform() : 1 + rng.uniform()), 0.5, 'adversarial');
+  });
+  test('sampleBracket holds the k-th value on varied distributions', () => {
+    const rng = new Rng(9);
+    const n = 1 << 17;
+    const gens: [string, () => number][] = [['uniform', () => rng.uniform()], ['normal²', () => rng.normal() ** 2], ['heavy tail', () => Math.exp(8 * rng.normal())]];
+    for (const [name, gen] of gens) {
+      const values = Float64Array.from({ length: n }, gen);
+      const sorted = Float64Array.from(values).sort();
+      for (const p of [0.01, 0.3, 0.5, 0.77, 0.99]) {
+        const k = Math.floor(n * p);
+        const { lo, hi } = sampleBracket(n, k, (i) => values[i]);
+        assert.ok(lo <= sorted[k] && sorted[k] <= hi, `${name} p=${p}`);
+        let inside = 0;
+        for (const v of values) inside += +(v >= lo && v <= hi);
+        assert.ok(inside < 0.16 * n, `${name} p=${p}: the bracket holds ${inside} of ${n} values (a few percent expected)`);
+      }
+    }
   });
 });

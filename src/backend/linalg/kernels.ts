@@ -48,11 +48,30 @@ const GRAPHS = {
   cPlusAB: matrixGraph('cPlusAB', 3, (g, [a, b, c]) => g.op('Gemm', [a, b, c], { beta: { f: 1 } })),
   /** y = −a·b */
   negAB: matrixGraph('negAB', 2, (g, [a, b]) => g.op('Gemm', [a, b], { alpha: { f: -1 } })),
-  /** y = aᵀ·b·c  (the sweep's left-looking product: earlier blocks' compensation of the current block) */
-  aTbc: matrixGraph('aTbc', 3, (g, [a, b, c]) => g.op('MatMul', [g.op('Gemm', [a, b], { transA: 1 }), c])),
-  /** y = (a·b − c)ᵀ  (the sweep's compensation of one block, stored transposed) */
-  abMinusCT: matrixGraph('abMinusCT', 3, (g, [a, b, c]) => g.op('Transpose', [g.op('Gemm', [a, b, c], { beta: { f: -1 } })], { perm: [1, 0] })),
+  /** y = aᵀ·bᵀ − c  (the sweep's compensation of one block, stored transposed: Gᵀ·Eᵀ − Dᵀ) */
+  aTbTMinusC: matrixGraph('aTbTMinusC', 3, (g, [a, b, c]) => g.op('Gemm', [a, b, c], { transA: 1, transB: 1, beta: { f: -1 } })),
 };
+
+/** The sweep's left-looking product for one block b (methods/sweep.ts), with F kept transposed (ft = Fᵀ[:i1], i1 × rows):
+ *    dt = (Gᵀ·R[:i1, b]ᵀ)·ft, i.e. Dᵀ for D = F[:, :i1]·R[:i1, b]·G, the earlier blocks' compensation of the block;
+ *    wb = W[:, start:end]·live + dtᵀ, the block's current weights (live: 1, or 0 for a dead input).
+ *  Computing Dᵀ rather than D puts the small factor (width × width × i1) first: no rows × width × width product. */
+function sweepBlockGraph() {
+  const g = new GraphBuilder('sweepBlock');
+  const G = g.input('g', F, ['b', 'b']);
+  const r = g.input('r', F, ['i', 'b']);
+  const ft = g.input('ft', F, ['i', 'rows']);
+  const W = g.input('w', F, ['rows', 'cols']);
+  const start = g.input('start', DataType.INT64, [1]);
+  const end = g.input('end', DataType.INT64, [1]);
+  const live = g.input('live', F, [1, 'b']);
+  const dt = g.op('MatMul', [g.op('Gemm', [G, r], { transA: 1, transB: 1 }), ft]);
+  const slice = g.op('Slice', [W, start, end, g.constant([1n], [1], DataType.INT64)]);
+  g.output(dt, 'dt', F, ['b', 'rows']);
+  g.output(g.op('Add', [g.op('Mul', [slice, live]), g.op('Transpose', [dt], { perm: [1, 0] })]), 'wb', F, ['rows', 'b']);
+  return g.build();
+}
+const SWEEP_BLOCK = sweepBlockGraph();
 
 /** Quadratic forms 0.5·Σ_i (a_i H a_iᵀ) for two stacks of rows at once: out = [qa, qb]. */
 function quadFormGraph() {
@@ -92,8 +111,23 @@ export class Kernels {
   /** c ← c + a·b in place. */
   cPlusABInPlace(a: Mat, b: Mat, c: Mat): Promise<Mat> { return this.run(GRAPHS.cPlusAB, [a, b, c], c); }
 
-  aTbc(a: Mat, b: Mat, c: Mat, into?: Mat): Promise<Mat> { return this.run(GRAPHS.aTbc, [a, b, c], into); }
-  abMinusCT(a: Mat, b: Mat, c: Mat, into?: Mat): Promise<Mat> { return this.run(GRAPHS.abMinusCT, [a, b, c], into); }
+  aTbTMinusC(a: Mat, b: Mat, c: Mat, into?: Mat): Promise<Mat> { return this.run(GRAPHS.aTbTMinusC, [a, b, c], into); }
+
+  /** sweepBlockGraph into `dt` (width × rows) and `wb` (rows × width), for the block of columns [start, start + width)
+   *  of W (rows × cols); `r` = R[:i1, b] (i1 × width) and `ft` = Fᵀ[:i1] (i1 × rows), i1 ≥ 1. */
+  async sweepBlock(G: Mat, r: Mat, ft: Mat, W: Mat, start: number, live: Float32Array, dt: Mat, wb: Mat): Promise<void> {
+    const k = await this.engine.kernel(SWEEP_BLOCK, ARENA);
+    const width = G.rows;
+    await k.run(
+      {
+        g: t(G), r: t(r), ft: t(ft), w: t(W),
+        start: new ort.Tensor('int64', BigInt64Array.of(BigInt(start)), [1]),
+        end: new ort.Tensor('int64', BigInt64Array.of(BigInt(start + width)), [1]),
+        live: f32(live, [1, width]),
+      },
+      { dt: t(dt), wb: t(wb) },
+    );
+  }
 
   /** [0.5·tr(A H Aᵀ), 0.5·tr(B H Bᵀ)] in one pass. */
   async quadForms(a: Mat, b: Mat, h: Mat): Promise<[number, number]> {

@@ -18,11 +18,11 @@
 // the block's start weights 8.51e4 (worse than SparseGPT on 2 layers); group-wise removal only 8.88e4;
 // this design 7.86e4, below SparseGPT on every layer.
 
-import { combinations, thresholdMask } from './masks';
+import { combinations } from './masks';
 import { aptPairSolveModule } from '../wasm/aptPairSolve';
 import { simdModule } from '../wasm/simd';
 import { AptRowArgs, rowPool } from './rowKernels';
-import { Block, obsSweep } from './sweep';
+import { adaptiveBlockMask, Block, obsSweep } from './sweep';
 import { PruningMethod } from './types';
 
 export const apt: PruningMethod = {
@@ -50,11 +50,7 @@ export const apt: PruningMethod = {
       }
       // Unstructured: the joint set is each row's pruned weights in the whole block.
       const S = gram(G, B);
-      if (!blk.fixedMask) {
-        const scores = blk.scores;
-        for (let r = 0; r < rows; r++) for (let k = 0; k < B; k++) scores[r * B + k] = (w[r * B + k] * w[r * B + k]) / S[k * B + k];
-        thresholdMask(scores, pattern.sparsity, mask);
-      }
+      if (!blk.fixedMask) await adaptiveBlockMask(blk, Float64Array.from({ length: B }, (_, k) => S[k * B + k]), pattern.sparsity);
       await solveRows(rows, { B, w, S, G, mask, E });
     });
   },

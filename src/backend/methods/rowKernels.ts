@@ -1,7 +1,8 @@
 // The per-row float64 work of SparseGPT and APT inside one block, as self-contained row kernels (no
 // imports, no free variables) so that the row pool can run them on worker threads (parallel/rowPool.ts).
 // Rows of W are independent given the block's G, so they split freely. Shapes: w, mask, E (rows, B);
-// G = U[b, b] and S = GᵀG (B, B); all row-major.
+// G = U[b, b] and S = GᵀG (B, B); all row-major. The solvers write every entry of their rows of E (zeros where
+// nothing is pruned), so E needs no clearing between blocks.
 
 import { RowPool } from '../parallel/rowPool';
 
@@ -26,6 +27,7 @@ export function aptSolveRows(start: number, end: number, a: AptRowArgs): void {
   for (let r = start; r < end; r++) {
     let n = 0;
     for (let k = 0; k < B; k++) if (mask[r * B + k]) P[n++] = k;
+    E.fill(0, r * B, (r + 1) * B);
     if (n === 0) continue;
     for (let i = 0; i < n; i++) {
       const pi = P[i] * B;
@@ -179,7 +181,11 @@ export function aptSolveRowsWasm(start: number, end: number, a: AptWasmRowArgs):
     const n = nOf[ra - start];
     const rb = t + 1 < order.length && nOf[order[t + 1] - start] === n ? order[t + 1] : ra;
     t += rb === ra ? 1 : 2;
-    if (n === 0) continue;
+    if (n === 0) {
+      E.fill(0, ra * B, (ra + 1) * B);
+      E.fill(0, rb * B, (rb + 1) * B);
+      continue;
+    }
     let na = 0;
     let nb = 0;
     for (let k = 0; k < B; k++) {
@@ -323,6 +329,7 @@ export function sparsegptSweepRows(start: number, end: number, a: SparsegptRowAr
   for (let r = start; r < end; r++) {
     const o = r * B;
     for (let k = 0; k < B; k++) cur[k] = w[o + k];
+    E.fill(0, o, o + B);
     for (let i = 0; i < B; i++) {
       if (m > 0 && i % m === 0 && i + m <= groupsEnd) {
         // The n smallest scores of the group (ties: leftmost first).
@@ -391,7 +398,7 @@ export function sparsegptSweepRowsWasm(start: number, end: number, a: SparsegptW
     const r1 = Math.min(end, r0 + chunk);
     const len = (r1 - r0) * B;
     f64.set(w.subarray(r0 * B, r1 * B), oW / 8);
-    f64.set(E.subarray(r0 * B, r1 * B), oE / 8);
+    f64.fill(0, oE / 8, oE / 8 + len);
     u8.set(mask.subarray(r0 * B, r1 * B), oM);
     sweep(r1 - r0, B, oG, oW, oE, oM, oP, n, m, groupsEnd);
     E.set(f64.subarray(oE / 8, oE / 8 + len), r0 * B);
@@ -399,5 +406,57 @@ export function sparsegptSweepRowsWasm(start: number, end: number, a: SparsegptW
   }
 }
 
+export interface BlockScoreArgs {
+  B: number;
+  w: Float64Array;
+  /** (B) the score denominators: SparseGPT's G_kk², APT's S_kk. */
+  d: Float64Array;
+}
+
+/** For the sweep's adaptive block mask (sweep.ts adaptiveBlockMask), per part: the scores w[r, k]² / d[k] within
+ *  [lo, hi] (up to rounding at the ends: the test is |s − mid| <= half, one comparison that is rarely true, so its
+ *  branch predicts well; two comparisons ran 4× slower), written to `cand` from row `start` on, and how many of the
+ *  others lie below. parts[3·part] = that count, parts[3·part + 1] = the candidates', parts[3·part + 2] = the index of
+ *  the first. The candidates are an interval of values (the test is monotone in s), so counting and selecting
+ *  within them stays exact. */
+export function bracketScoreRows(start: number, end: number, a: BlockScoreArgs & { lo: number; hi: number; cand: Float64Array; parts: Int32Array }, part: number): void {
+  const { B, w, d, lo, hi, cand, parts } = a;
+  const first = start * B;
+  const mid = lo === -Infinity || hi === Infinity ? 0 : lo + (hi - lo) / 2;
+  const half = lo === -Infinity || hi === Infinity ? Infinity : (hi - lo) / 2;
+  let less = 0; // scores below mid
+  let lessInside = 0; // of which candidates
+  let n = 0;
+  for (let r = start; r < end; r++) {
+    for (let k = 0; k < B; k++) {
+      const i = r * B + k;
+      const s = (w[i] * w[i]) / d[k];
+      const below = +(s < mid);
+      less += below;
+      if (Math.abs(s - mid) <= half) {
+        cand[first + n++] = s;
+        lessInside += below;
+      }
+    }
+  }
+  parts[3 * part] = less - lessInside;
+  parts[3 * part + 1] = n;
+  parts[3 * part + 2] = first;
+}
+
+/** mask[r, k] = 1 where w[r, k]² / d[k] <= thresh (the same expression as bracketScoreRows; branch-free, as
+ *  masks.ts thresholdMask). */
+export function maskAtMostRows(start: number, end: number, a: BlockScoreArgs & { thresh: number; mask: Uint8Array }): void {
+  const { B, w, d, thresh, mask } = a;
+  for (let r = start; r < end; r++) {
+    for (let k = 0; k < B; k++) {
+      const i = r * B + k;
+      mask[i] = +((w[i] * w[i]) / d[k] <= thresh);
+    }
+  }
+}
+
 /** One pool per process for all row kernels, started on first use. */
-export const rowPool = new RowPool({ aptSolveRows, aptSolveRowsWasm, aptNmMaskRows, sparsegptSweepRows, sparsegptSweepRowsWasm });
+export const rowPool = new RowPool({
+  aptSolveRows, aptSolveRowsWasm, aptNmMaskRows, sparsegptSweepRows, sparsegptSweepRowsWasm, bracketScoreRows, maskAtMostRows,
+});

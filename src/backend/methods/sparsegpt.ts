@@ -1,14 +1,13 @@
 // SparseGPT (Frantar & Alistarh, 2023), exactly as the reference `fasterprune` (algorithms.md §2.2):
-// per block, an adaptive unstructured mask from w²/U_jj² over all rows × B scores (or, for N:M, the N
+// per block, an adaptive unstructured mask from w²/U_jj² over all rows × B scores (sweep.ts adaptiveBlockMask) (or, for N:M, the N
 // smallest of each M-group chosen inside the column loop on the already-compensated weights), then
 // column-by-column OBS removal: err = w_i / U_ii, and the row's later columns absorb −err·U[i, i:].
 // The errors form E; the shared sweep applies the compensation E·U[b, i1:] to the block and the rest of the row.
 
-import { thresholdMask } from './masks';
 import { simdModule } from '../wasm/simd';
 import { sparsegptSweepModule } from '../wasm/sparsegptSweep';
 import { rowPool, SparsegptRowArgs } from './rowKernels';
-import { Block, obsSweep } from './sweep';
+import { adaptiveBlockMask, Block, obsSweep } from './sweep';
 import { PruningMethod } from './types';
 
 export const sparsegpt: PruningMethod = {
@@ -19,11 +18,7 @@ export const sparsegpt: PruningMethod = {
     return obsSweep(problem, options, engine, async (blk: Block) => {
       const { rows, width: B, w, G, mask, E } = blk;
       if (!blk.fixedMask && pattern.kind === 'unstructured') {
-        const scores = blk.scores;
-        for (let r = 0; r < rows; r++) {
-          for (let k = 0; k < B; k++) scores[r * B + k] = (w[r * B + k] * w[r * B + k]) / (G[k * B + k] * G[k * B + k]);
-        }
-        thresholdMask(scores, pattern.sparsity, mask);
+        await adaptiveBlockMask(blk, Float64Array.from({ length: B }, (_, k) => G[k * B + k] * G[k * B + k]), pattern.sparsity);
       }
       const nm = !blk.fixedMask && pattern.kind === 'nm';
       await sweepRows(rows, {

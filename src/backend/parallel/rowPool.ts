@@ -2,14 +2,15 @@
 //
 // Some per-row work has no onnxruntime form (APT's small SPD solves: ONNX has no Cholesky). Rows are
 // independent, so a pool of workers splits them. A kernel is a self-contained function — no imports, no
-// free variables — `(start, end, args) => void`; it is shipped to the workers as source text, which works the
+// free variables — `(start, end, args, part) => void` (part: which of the run's row ranges, 0 … size−1, so a
+// kernel can keep per-range results such as histograms apart without atomics); it is shipped to the workers as source text, which works the
 // same from the esbuild bundle and from TypeScript run by tsx. Arrays in `args` must be views of
 // SharedArrayBuffers: the workers write their rows' results in place, nothing is copied.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
-export type RowKernel<A> = (start: number, end: number, args: A) => void;
+export type RowKernel<A> = (start: number, end: number, args: A, part: number) => void;
 
 const WORKER_SOURCE = (kernels: Record<string, string>) => `
 const { parentPort } = require('node:worker_threads');
@@ -17,7 +18,7 @@ const { parentPort } = require('node:worker_threads');
 var __name = (f) => f;
 const kernels = { ${Object.entries(kernels).map(([k, src]) => `${JSON.stringify(k)}: (${src})`).join(',\n')} };
 parentPort.on('message', (m) => {
-  try { kernels[m.name](m.start, m.end, m.args); parentPort.postMessage({ id: m.id }); }
+  try { kernels[m.name](m.start, m.end, m.args, m.part); parentPort.postMessage({ id: m.id }); }
   catch (e) { parentPort.postMessage({ id: m.id, error: String(e && e.stack || e) }); }
 });`;
 
@@ -54,12 +55,13 @@ export class RowPool {
     }
   }
 
-  /** Runs `kernel` over rows [0, rows), split into one contiguous range per worker. Small jobs run inline. */
+  /** Runs `kernel` over rows [0, rows), split into one contiguous range per worker (part i = worker i). Small
+   *  jobs run inline, as part 0. */
   async run<A>(name: string, rows: number, args: A, inlineBelow = 64): Promise<void> {
     const kernel = this.kernels[name] as RowKernel<A>;
     if (!kernel) throw new Error(`unknown row kernel ${name}`);
     if (this.size <= 1 || rows < inlineBelow) {
-      kernel(0, rows, args);
+      kernel(0, rows, args, 0);
       return;
     }
     this.start();
@@ -73,7 +75,7 @@ export class RowPool {
       if (start >= end) return;
       const id = this.nextId++;
       jobs.push(new Promise<void>((resolve, reject) => this.pending.set(id, { resolve, reject })));
-      w.postMessage({ id, name, start, end, args });
+      w.postMessage({ id, name, start, end, args, part: i });
     });
     try {
       await Promise.all(jobs);
