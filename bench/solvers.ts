@@ -149,8 +149,9 @@ class TimedEngine extends Engine {
 
 // Graph names in src/backend/linalg/kernels.ts.
 const FACTOR_GRAPHS = ['abT', 'cMinusABT', 'ab', 'cPlusAB', 'negAB'];
-/** The sweep's update GEMMs (methods/sweep.ts): F[:, :i1]·R[:i1, b]·G and F_b = E·G − D. */
-const UPDATE_GRAPHS = ['aTbc', 'abMinusCT'];
+/** The sweep's update products (methods/sweep.ts): per block Dᵀ = (Gᵀ·R[:i1, b]ᵀ)·Fᵀ[:i1] with the block's weights
+ *  W[:, b] + D (graph sweepBlock: its GEMMs, a Slice, a Transpose and an Add), and Fᵀ_b = Gᵀ·Eᵀ − Dᵀ. */
+const UPDATE_GRAPHS = ['sweepBlock', 'aTbTMinusC'];
 
 // ---------------------------------------------------------------------------------------------------------
 // Flop counts (docs/BENCHMARKS.md, algorithms.md §7.4–7.5). Useful flops: a multiply-add is 2 flops.
@@ -194,8 +195,8 @@ function sweepBlockSize(pattern: Pattern, block: number): number {
 interface Flops {
   factor: number;
   /** Σ_blocks 2·rows·B·(c − i1): the reference's lazy GEMMs E·U[b, i1:], in-block update included. The sweep's
-   *  left-looking products F[:, :i1]·R[:i1, b] and E·G do exactly this arithmetic, in another order; its extra
-   *  2·rows·B² per block (D = C·G) is not counted. */
+   *  left-looking products (Gᵀ·R[:i1, b]ᵀ)·Fᵀ[:i1] and Gᵀ·Eᵀ do exactly this arithmetic, in another order; the small
+   *  factor Gᵀ·R[:i1, b]ᵀ (2·B²·i1 per block, 0.27 GFLOP at 4096²) is not counted. */
   lazy: number;
   /** SparseGPT's in-block column sweep, or APT's per-row solves (+ the block Gram GᵀG), from the actual mask. */
   inBlock: number;
@@ -539,7 +540,8 @@ async function parentMain(opts: Options, rawArgs: string[]): Promise<void> {
   p();
   p('Columns: *seconds* = `pruneLayer` result.seconds (the factor row: `dampedCholeskyFactor` alone, the one Cholesky the ' +
     'sweep needs); *factor s* = that separately timed factorisation; *update GEMM s* = time inside the sweep\'s onnxruntime ' +
-    'update GEMMs (`F[:, :i1]·R[:i1, b]·G` and `E·G − D` per block); *rest s* = seconds − factor − update GEMMs (JavaScript: ' +
+    'update products (per block `Dᵀ = (Gᵀ·R[:i1, b]ᵀ)·Fᵀ[:i1]` with the block\'s weights `W[:, b] + D`, and `Fᵀ_b = Gᵀ·Eᵀ − Dᵀ`); ' +
+    '*rest s* = seconds − factor − update GEMMs (JavaScript: ' +
     'masks, in-block sweep / per-row solves, copies; for the factor row: the part of the factorisation outside onnxruntime); ' +
     '*GFLOP* = useful flops of this implementation; *× flop-bound* = seconds / (GFLOP / GEMM rate); *× ref. flop-bound* = ' +
     'the same with the reference algorithm\'s flops (its 4/3·c³ chol → cholesky_inverse → chol in place of our c³/3 Cholesky, ' +

@@ -1,16 +1,18 @@
-// APT's per-row small SPD solves: the WebAssembly SIMD kernel (src/backend/wasm/aptPairSolve.ts, driven by
-// aptSolveRowsWasm) against the JavaScript float64 kernel (aptSolveRows) and an independent float64
-// reference (test/helpers/reference.ts spdSolve), on well- and ill-conditioned SPD blocks.
+// APT's per-row small SPD solves: the WebAssembly SIMD kernel (src/backend/wasm/aptLaneSolve.ts, driven by
+// aptSolveRowsWasm), in float64 (two rows per vector) and in float32 (four rows, with float64 for ill-conditioned
+// groups), against the JavaScript float64 kernel (aptSolveRows) and an independent float64 reference
+// (test/helpers/reference.ts spdSolve), on well- and ill-conditioned SPD blocks.
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { aptSolveRows, aptSolveRowsWasm, rowPool } from '../src/backend/methods/rowKernels';
 import { sharedF64, sharedU8 } from '../src/backend/parallel/rowPool';
-import { aptPairSolveModule } from '../src/backend/wasm/aptPairSolve';
+import { aptLaneSolveModule } from '../src/backend/wasm/aptLaneSolve';
 import { choleskyUpper, extremeEigenvalues, matrixWithSpectrum, relDiff, Rng, spdSolve } from './helpers/reference';
 
 after(() => rowPool.close());
-const wasm = aptPairSolveModule();
+const wasm64 = aptLaneSolveModule('f64x2');
+const wasm32 = aptLaneSolveModule('f32x4');
 
 interface Case {
   B: number;
@@ -62,9 +64,11 @@ function reference({ B, S, G, w, mask, rows }: Case): Float64Array {
 const logspace = (B: number, hi: number, lo: number) =>
   Array.from({ length: B }, (_, i) => hi * Math.pow(lo / hi, i / Math.max(1, B - 1)));
 
-describe('APT per-row solves: WebAssembly SIMD kernel', () => {
-  test('the module validates (WebAssembly SIMD available)', () => {
-    assert.ok(WebAssembly.validate(wasm));
+describe('APT per-row solves: WebAssembly SIMD kernel in float64', () => {
+  const wasm = { wasm64, wasm32: null };
+  test('the modules validate (WebAssembly SIMD available)', () => {
+    assert.ok(WebAssembly.validate(wasm64));
+    assert.ok(WebAssembly.validate(wasm32));
   });
 
   // Relative error of a backward-stable float64 solve ≈ cond·1e-16: the tolerances leave room above that
@@ -83,9 +87,9 @@ describe('APT per-row solves: WebAssembly SIMD kernel', () => {
       const js = new Float64Array(c.rows * B);
       aptSolveRows(0, c.rows, { ...c, E: js });
       const inline = new Float64Array(c.rows * B);
-      aptSolveRowsWasm(0, c.rows, { ...c, E: inline, wasm });
+      aptSolveRowsWasm(0, c.rows, { ...c, E: inline, ...wasm });
       const pooled = sharedF64(c.rows * B);
-      await rowPool.run('aptSolveRowsWasm', c.rows, { ...c, E: pooled, wasm });
+      await rowPool.run('aptSolveRowsWasm', c.rows, { ...c, E: pooled, ...wasm });
       const dRef = relDiff(inline, ref);
       const dJs = relDiff(inline, js);
       t.diagnostic(`cond(S) ≈ ${cond.toExponential(1)}: ‖E_wasm − E_ref‖/‖E_ref‖ = ${dRef.toExponential(2)}, vs the JS kernel ${dJs.toExponential(2)} (JS vs ref ${relDiff(js, ref).toExponential(2)})`);
@@ -107,6 +111,40 @@ describe('APT per-row solves: WebAssembly SIMD kernel', () => {
     c.S[3 * B + 3] = -1; // pruning column 3 now meets a negative pivot
     c.mask.fill(0);
     c.mask[2 * B + 3] = 1;
-    assert.throws(() => aptSolveRowsWasm(0, c.rows, { ...c, E: new Float64Array(c.rows * B), wasm }), /S_PP not positive definite in row 2 or 2 \(pivot 0\)/);
+    for (const wasm32OrNot of [null, wasm32]) {
+      assert.throws(() => aptSolveRowsWasm(0, c.rows, { ...c, E: new Float64Array(c.rows * B), wasm64, wasm32: wasm32OrNot }), /S_PP not positive definite in row 2 or 2 \(pivot 0\)/);
+    }
   });
+});
+
+describe('APT per-row solves: WebAssembly SIMD kernel in float32, float64 where a group is ill-conditioned', () => {
+  // float32's error is ≈ cond(S_PP)·6e-8: tiny for well-conditioned blocks. Rows whose pivots spread by more than
+  // √1e3 (the squared spread bounds cond(S_PP) from below) are redone in float64, so even a block with cond(S) = 1e8
+  // comes out accurate row by row, with some rows left in float32 and some redone.
+  const cases = [
+    { label: 'B=128, well-conditioned', B: 128, eigs: logspace(128, 10, 1), tol: 1e-5, redone: 'none' },
+    { label: 'B=128, ill-conditioned (cond 1e8)', B: 128, eigs: logspace(128, 1, 1e-8), tol: 1e-4, redone: 'some' },
+    { label: 'B=37 (odd width), ill-conditioned (cond 1e6)', B: 37, eigs: logspace(37, 1e3, 1e-3), tol: 1e-4, redone: 'some' },
+    { label: 'B=2', B: 2, eigs: [3, 0.5], tol: 1e-6, redone: 'none' },
+  ];
+  for (const { label, B, eigs, tol, redone } of cases) {
+    test(label, async (t) => {
+      const c = makeCase(B, eigs, 160, B + 11);
+      const ref = reference(c);
+      const stats = new Int32Array(new SharedArrayBuffer(8));
+      const inline = new Float64Array(c.rows * B);
+      aptSolveRowsWasm(0, c.rows, { ...c, E: inline, wasm64, wasm32, stats });
+      const pooled = sharedF64(c.rows * B);
+      await rowPool.run('aptSolveRowsWasm', c.rows, { ...c, E: pooled, wasm64, wasm32 });
+      let worst = 0;
+      for (let r = 1; r < c.rows; r++) worst = Math.max(worst, relDiff(inline.subarray(r * B, (r + 1) * B), ref.subarray(r * B, (r + 1) * B)));
+      t.diagnostic(`‖E − E_ref‖/‖E_ref‖ = ${relDiff(inline, ref).toExponential(2)}, worst row ${worst.toExponential(2)}; rows solved in float32 ${stats[0]}, redone in float64 ${stats[1]}`);
+      assert.ok(worst < tol, `worst row vs float64 reference: ${worst}`);
+      assert.ok(stats[0] > 0, 'rows were solved in float32');
+      if (redone === 'none') assert.equal(stats[1], 0, 'no row needed float64');
+      else assert.ok(stats[1] > 0 && stats[1] < stats[0], 'some rows, not all, were redone in float64');
+      assert.deepEqual(pooled, Float64Array.from(inline), 'the pool (worker threads) gives the same results as an inline call');
+      assert.ok(inline.subarray(0, B).every((v) => v === 0), 'a row with nothing pruned has E = 0');
+    });
+  }
 });

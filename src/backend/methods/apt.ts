@@ -19,7 +19,7 @@
 // this design 7.86e4, below SparseGPT on every layer.
 
 import { combinations } from './masks';
-import { aptPairSolveModule } from '../wasm/aptPairSolve';
+import { aptLaneSolveModule } from '../wasm/aptLaneSolve';
 import { simdModule } from '../wasm/simd';
 import { AptRowArgs, rowPool } from './rowKernels';
 import { adaptiveBlockMask, Block, obsSweep } from './sweep';
@@ -56,13 +56,14 @@ export const apt: PruningMethod = {
   },
 };
 
-const pairSolve = simdModule(aptPairSolveModule);
+const laneSolve64 = simdModule(() => aptLaneSolveModule('f64x2'));
+const laneSolve32 = simdModule(() => aptLaneSolveModule('f32x4'));
 
-/** The per-row solves on the WebAssembly SIMD kernel, or on the JavaScript one where the runtime lacks
- *  WebAssembly SIMD (both give the same float64 results up to rounding). */
+/** The per-row solves on the WebAssembly SIMD kernel (float32, four rows at a time, with float64 for the rare
+ *  ill-conditioned group), or on the float64 JavaScript one where the runtime lacks WebAssembly SIMD. */
 function solveRows(rows: number, args: AptRowArgs): Promise<void> {
-  const wasm = pairSolve();
-  return wasm ? rowPool.run('aptSolveRowsWasm', rows, { ...args, wasm }) : rowPool.run('aptSolveRows', rows, args);
+  const wasm64 = laneSolve64();
+  return wasm64 ? rowPool.run('aptSolveRowsWasm', rows, { ...args, wasm64, wasm32: laneSolve32() }) : rowPool.run('aptSolveRows', rows, args);
 }
 
 /** Per M-group g of the block: U[g,g]ᵀU[g,g] (m×m), flattened (groups, m, m), in shared memory. */

@@ -37,6 +37,12 @@ const utf8 = (s: string): number[] => {
 const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
 const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
 
+/** A v128 of two float64 or four float32 lanes. */
+export type LaneKind = 'f64x2' | 'f32x4';
+
+/** Lanes (= elements) per v128, and log2 of the element size in bytes. */
+export const LANES: Record<LaneKind, { lanes: 2 | 4; shift: 3 | 2 }> = { f64x2: { lanes: 2, shift: 3 }, f32x4: { lanes: 4, shift: 2 } };
+
 export class FunctionBuilder {
   private readonly code: number[] = [];
   private readonly locals: ValType[] = [];
@@ -102,6 +108,38 @@ export class FunctionBuilder {
   f64x2Sub(): this { return this.simd(0xf1); }
   f64x2Mul(): this { return this.simd(0xf2); }
   f64x2Div(): this { return this.simd(0xf3); }
+
+  f32(c: number): this {
+    const b = new Uint8Array(new Float32Array([c]).buffer);
+    return this.op(0x43, ...b);
+  }
+  f32Load(offset = 0): this { return this.op(0x2a, 2, ...uleb(offset)); }
+  f32x4Splat(): this { return this.simd(0x13); }
+  f32x4ExtractLane(lane: 0 | 1 | 2 | 3): this { return this.simd(0x1f, lane); }
+  f32x4ReplaceLane(lane: 0 | 1 | 2 | 3): this { return this.simd(0x20, lane); }
+  f32x4Gt(): this { return this.simd(0x44); }
+  i32x4AllTrue(): this { return this.simd(0xa3); }
+  f32x4Sqrt(): this { return this.simd(0xe3); }
+  f32x4Add(): this { return this.simd(0xe4); }
+  f32x4Sub(): this { return this.simd(0xe5); }
+  f32x4Mul(): this { return this.simd(0xe6); }
+  f32x4Div(): this { return this.simd(0xe7); }
+
+  // Lane-generic float vectors: the same kernel source for two float64 lanes or four float32 lanes.
+  /** Scalar load of one lane's type. */
+  fxLoad(k: LaneKind, offset = 0): this { return k === 'f64x2' ? this.f64Load(offset) : this.f32Load(offset); }
+  /** A vector with every lane = c. */
+  fxConst(k: LaneKind, c: number): this { return k === 'f64x2' ? this.f64(c).f64x2Splat() : this.f32(c).f32x4Splat(); }
+  fxSplat(k: LaneKind): this { return k === 'f64x2' ? this.f64x2Splat() : this.f32x4Splat(); }
+  fxReplaceLane(k: LaneKind, lane: number): this { return k === 'f64x2' ? this.f64x2ReplaceLane(lane as 0 | 1) : this.f32x4ReplaceLane(lane as 0 | 1 | 2 | 3); }
+  fxExtractLane(k: LaneKind, lane: number): this { return k === 'f64x2' ? this.f64x2ExtractLane(lane as 0 | 1) : this.f32x4ExtractLane(lane as 0 | 1 | 2 | 3); }
+  /** 1 if every lane of a > b, else 0 (a, b on the stack). */
+  fxAllGt(k: LaneKind): this { return k === 'f64x2' ? this.f64x2Gt().i64x2AllTrue() : this.f32x4Gt().i32x4AllTrue(); }
+  fxSqrt(k: LaneKind): this { return k === 'f64x2' ? this.f64x2Sqrt() : this.f32x4Sqrt(); }
+  fxAdd(k: LaneKind): this { return k === 'f64x2' ? this.f64x2Add() : this.f32x4Add(); }
+  fxSub(k: LaneKind): this { return k === 'f64x2' ? this.f64x2Sub() : this.f32x4Sub(); }
+  fxMul(k: LaneKind): this { return k === 'f64x2' ? this.f64x2Mul() : this.f32x4Mul(); }
+  fxDiv(k: LaneKind): this { return k === 'f64x2' ? this.f64x2Div() : this.f32x4Div(); }
 
   /** if (top of stack ≠ 0) { then() } */
   if(then: () => void): this {

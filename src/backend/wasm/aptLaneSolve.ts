@@ -1,32 +1,40 @@
-// APT's per-row small SPD solve (methods/rowKernels.ts aptSolveRows) as a WebAssembly SIMD kernel that
-// solves two rows at once, one per f64x2 lane. The two rows must prune the same number n of weights in the
-// block (the caller pairs rows by n), so both lanes run the same instructions: no horizontal sums, no
-// padding. Same float64 arithmetic as the JavaScript kernel, up to the order of the additions.
+// APT's per-row small SPD solve (methods/rowKernels.ts aptSolveRows) as a WebAssembly SIMD kernel that solves
+// one row per vector lane: two rows in float64 ('f64x2') or four in float32 ('f32x4'), from the same source. The
+// rows must prune the same number n of weights in the block (the caller groups rows by n), so every lane runs the
+// same instructions: no horizontal sums, no padding. Same arithmetic as the JavaScript kernel in the lanes'
+// precision, up to the order of the additions.
 //
-// Per lane (row), with P its pruned columns, S = GᵀG (ld×ld) and GT = Gᵀ (ld×ld, ld even, lower part and
-// padding zero):
+// Per lane (row), with P its pruned columns, S = GᵀG (ld×ld) and GT = Gᵀ (ld×ld; ld a multiple of the lane count,
+// lower part and padding zero), all in the lanes' float type:
 //   L Lᵀ = S_PP (Crout, two columns and four rows at a time; the right-hand side w_P rides along as an
 //   extra row n of L, so its row comes out as y = L⁻¹ w_P), then x = L⁻ᵀ y (back-substitution by rows of L),
 //   then E = G[:, P]·x  (E[k] += GT[P_i, k]·x_i for k ≤ P_i).
 //
-// Memory (byte offsets are parameters): S, GT f64 ld×ld; Pa, Pb i32 n; Wa, Wb f64 ld (the rows' block
-// weights); Ea, Eb f64 ld (out); L: (n+1)×n f64x2; D: n f64x2 (1/L_jj). Returns 0, or j+1 when the pivot
-// of column j is not positive in either lane (S_PP not positive definite).
+// Memory (byte offsets are parameters): S, GT ld×ld; P_l i32 n per lane; W_l ld per lane (the rows' block weights);
+// E_l ld per lane (out); L: (n+1)×n vectors; D: n vectors (1/L_jj per lane, which the caller may inspect). Returns 0,
+// or j+1 when the pivot of column j is not positive in some lane (S_PP not positive definite).
 
-import { encodeModule, FunctionBuilder } from './encoder';
+import { encodeModule, FunctionBuilder, LaneKind, LANES } from './encoder';
 
-export const APT_PAIR_SOLVE_EXPORT = 'aptPairSolve';
+export const APT_LANE_SOLVE_EXPORT = 'aptLaneSolve';
 
-export function aptPairSolveModule(): Uint8Array<ArrayBuffer> {
-  const f = new FunctionBuilder(Array(12).fill('i32'), ['i32']);
-  const [n, S, GT, ld, Pa, Pb, Wa, Wb, Ea, Eb, L, D] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+export function aptLaneSolveModule(kind: LaneKind): Uint8Array<ArrayBuffer> {
+  const { lanes, shift } = LANES[kind];
+  const laneIds = Array.from({ length: lanes }, (_, l) => l);
+  const f = new FunctionBuilder(Array(6 + 3 * lanes).fill('i32'), ['i32']);
+  // Parameters: n, S, GT, ld, P_0 … P_{lanes−1}, W_0 …, E_0 …, L, D.
+  const [n, S, GT, ld] = [0, 1, 2, 3];
+  const Pl = laneIds.map((l) => 4 + l);
+  const Wl = laneIds.map((l) => 4 + lanes + l);
+  const El = laneIds.map((l) => 4 + 2 * lanes + l);
+  const L = 4 + 3 * lanes;
+  const D = L + 1;
   const i = f.local('i32');
   const j = f.local('i32');
   const q = f.local('i32'); // byte offset within a row of L
   const rs = f.local('i32'); // row stride of L in bytes
   const pj = f.local('i32');
-  const rowA = f.local('i32');
-  const rowB = f.local('i32');
+  const rowOf = laneIds.map(() => f.local('i32'));
   const jb = f.local('i32'); // j·16
   const qEnd = f.local('i32');
   const p = f.local('i32');
@@ -47,26 +55,39 @@ export function aptPairSolveModule(): Uint8Array<ArrayBuffer> {
 
   const lit = (c: number) => () => f.i32(c);
   const loc = (v: number) => () => f.get(v);
+  // One vector from `lanes` scalars: lane l's value is pushed by load(l).
+  const gather = (load: (l: number) => void) => {
+    for (const l of laneIds) {
+      load(l);
+      if (l === 0) f.fxSplat(kind);
+      else f.fxReplaceLane(kind, l);
+    }
+  };
+  // P_l[idx] of lane l, idx in the local `idx`.
+  const pIndex = (l: number, idx: number) => f.get(Pl[l]).get(idx).i32(2).i32Shl().i32Add().i32Load();
 
   f.get(n).i32(16).i32Mul().set(rs);
 
   // Gather S_PP (lower triangle) into L, and w_P into row n.
   f.forRange(i, lit(0), loc(n), 1, () => {
-    f.get(Pa).get(i).i32(2).i32Shl().i32Add().i32Load().get(ld).i32Mul().set(rowA);
-    f.get(Pb).get(i).i32(2).i32Shl().i32Add().i32Load().get(ld).i32Mul().set(rowB);
+    for (const l of laneIds) pIndex(l, i).get(ld).i32Mul().set(rowOf[l]);
     f.get(L).get(i).get(rs).i32Mul().i32Add().set(r[0]);
     f.forRange(j, lit(0), () => f.get(i).i32(1).i32Add(), 1, () => {
       f.get(r[0]).get(j).i32(4).i32Shl().i32Add();
-      f.get(S).get(rowA).get(Pa).get(j).i32(2).i32Shl().i32Add().i32Load().i32Add().i32(3).i32Shl().i32Add().f64Load().f64x2Splat();
-      f.get(S).get(rowB).get(Pb).get(j).i32(2).i32Shl().i32Add().i32Load().i32Add().i32(3).i32Shl().i32Add().f64Load().f64x2ReplaceLane(1);
+      gather((l) => {
+        f.get(S).get(rowOf[l]);
+        pIndex(l, j).i32Add().i32(shift).i32Shl().i32Add().fxLoad(kind);
+      });
       f.v128Store();
     });
   });
   f.get(L).get(n).get(rs).i32Mul().i32Add().set(pn);
   f.forRange(j, lit(0), loc(n), 1, () => {
     f.get(pn).get(j).i32(4).i32Shl().i32Add();
-    f.get(Wa).get(Pa).get(j).i32(2).i32Shl().i32Add().i32Load().i32(3).i32Shl().i32Add().f64Load().f64x2Splat();
-    f.get(Wb).get(Pb).get(j).i32(2).i32Shl().i32Add().i32Load().i32(3).i32Shl().i32Add().f64Load().f64x2ReplaceLane(1);
+    gather((l) => {
+      f.get(Wl[l]);
+      pIndex(l, j).i32(shift).i32Shl().i32Add().fxLoad(kind);
+    });
     f.v128Store();
   });
 
@@ -75,8 +96,8 @@ export function aptPairSolveModule(): Uint8Array<ArrayBuffer> {
     f.get(pj).get(q).i32Add().v128Load().set(l0);
     if (both) f.get(pj).get(q).i32Add().v128Load(16).set(l1);
     for (let k = 0; k < count; k++) {
-      f.get(acc[k][0]).get(r[k]).get(q).i32Add().v128Load().get(l0).f64x2Mul().f64x2Sub().set(acc[k][0]);
-      if (both) f.get(acc[k][1]).get(r[k]).get(q).i32Add().v128Load(16).get(l1).f64x2Mul().f64x2Sub().set(acc[k][1]);
+      f.get(acc[k][0]).get(r[k]).get(q).i32Add().v128Load().get(l0).fxMul(kind).fxSub(kind).set(acc[k][0]);
+      if (both) f.get(acc[k][1]).get(r[k]).get(q).i32Add().v128Load(16).get(l1).fxMul(kind).fxSub(kind).set(acc[k][1]);
     }
   };
   // For rows r[0..count): L[row][j] = (L[row][j] − L[row][:j]·L[j][:j]) / L[j][j].
@@ -88,7 +109,7 @@ export function aptPairSolveModule(): Uint8Array<ArrayBuffer> {
     f.forRange(q, lit(0), loc(qEnd), 32, () => dotStep(count, true));
     f.get(j).i32(1).i32And().if(() => dotStep(count, false));
     for (let k = 0; k < count; k++) {
-      f.get(r[k]).get(jb).i32Add().get(acc[k][0]).get(acc[k][1]).f64x2Add().get(inv).f64x2Mul().v128Store();
+      f.get(r[k]).get(jb).i32Add().get(acc[k][0]).get(acc[k][1]).fxAdd(kind).get(inv).fxMul(kind).v128Store();
     }
   };
 
@@ -102,17 +123,17 @@ export function aptPairSolveModule(): Uint8Array<ArrayBuffer> {
     f.get(pj).get(jb).i32Add().v128Load().set(acc[0][0]);
     f.get(zero).set(acc[0][1]);
     f.forRange(q, lit(0), loc(qEnd), 32, () => {
-      f.get(acc[0][0]).get(pj).get(q).i32Add().v128Load().tee(l0).get(l0).f64x2Mul().f64x2Sub().set(acc[0][0]);
-      f.get(acc[0][1]).get(pj).get(q).i32Add().v128Load(16).tee(l1).get(l1).f64x2Mul().f64x2Sub().set(acc[0][1]);
+      f.get(acc[0][0]).get(pj).get(q).i32Add().v128Load().tee(l0).get(l0).fxMul(kind).fxSub(kind).set(acc[0][0]);
+      f.get(acc[0][1]).get(pj).get(q).i32Add().v128Load(16).tee(l1).get(l1).fxMul(kind).fxSub(kind).set(acc[0][1]);
     });
     f.get(j).i32(1).i32And().if(() => {
-      f.get(acc[0][0]).get(pj).get(qEnd).i32Add().v128Load().tee(l0).get(l0).f64x2Mul().f64x2Sub().set(acc[0][0]);
+      f.get(acc[0][0]).get(pj).get(qEnd).i32Add().v128Load().tee(l0).get(l0).fxMul(kind).fxSub(kind).set(acc[0][0]);
     });
-    f.get(acc[0][0]).get(acc[0][1]).f64x2Add().set(x);
-    f.get(x).get(zero).f64x2Gt().i64x2AllTrue().i32Eqz().if(() => f.get(j).i32(1).i32Add().return());
-    f.get(x).f64x2Sqrt().set(x);
+    f.get(acc[0][0]).get(acc[0][1]).fxAdd(kind).set(x);
+    f.get(x).get(zero).fxAllGt(kind).i32Eqz().if(() => f.get(j).i32(1).i32Add().return());
+    f.get(x).fxSqrt(kind).set(x);
     f.get(pj).get(jb).i32Add().get(x).v128Store();
-    f.f64(1).f64x2Splat().get(x).f64x2Div().set(inv);
+    f.fxConst(kind, 1).get(x).fxDiv(kind).set(inv);
     f.get(D).get(jb).i32Add().get(inv).v128Store();
   };
   // Rows from r[0] (row i) to n, four then one at a time, by `update(count)`.
@@ -142,13 +163,13 @@ export function aptPairSolveModule(): Uint8Array<ArrayBuffer> {
       f.get(pj).get(q).i32Add().v128Load().set(l1);
       for (let k = 0; k < count; k++) {
         f.get(r[k]).get(q).i32Add().v128Load().set(xv);
-        f.get(acc[k][0]).get(xv).get(l0).f64x2Mul().f64x2Sub().set(acc[k][0]);
-        f.get(acc[k][1]).get(xv).get(l1).f64x2Mul().f64x2Sub().set(acc[k][1]);
+        f.get(acc[k][0]).get(xv).get(l0).fxMul(kind).fxSub(kind).set(acc[k][0]);
+        f.get(acc[k][1]).get(xv).get(l1).fxMul(kind).fxSub(kind).set(acc[k][1]);
       }
     });
     for (let k = 0; k < count; k++) {
-      f.get(r[k]).get(jbA).i32Add().get(acc[k][0]).get(invA).f64x2Mul().tee(acc[k][0]).v128Store();
-      f.get(r[k]).get(jbA).i32Add().get(acc[k][1]).get(acc[k][0]).get(lj).f64x2Mul().f64x2Sub().get(inv).f64x2Mul().v128Store(16);
+      f.get(r[k]).get(jbA).i32Add().get(acc[k][0]).get(invA).fxMul(kind).tee(acc[k][0]).v128Store();
+      f.get(r[k]).get(jbA).i32Add().get(acc[k][1]).get(acc[k][0]).get(lj).fxMul(kind).fxSub(kind).get(inv).fxMul(kind).v128Store(16);
     }
   };
 
@@ -181,34 +202,34 @@ export function aptPairSolveModule(): Uint8Array<ArrayBuffer> {
     f.get(n).i32(-1).i32Add().get(p).i32Sub().set(i);
     f.get(i).i32(4).i32Shl().set(jb);
     f.get(L).get(i).get(rs).i32Mul().i32Add().set(r[0]);
-    f.get(pn).get(jb).i32Add().v128Load().get(D).get(jb).i32Add().v128Load().f64x2Mul().set(x);
+    f.get(pn).get(jb).i32Add().v128Load().get(D).get(jb).i32Add().v128Load().fxMul(kind).set(x);
     f.get(pn).get(jb).i32Add().get(x).v128Store();
     f.forRange(q, lit(0), loc(jb), 16, () => {
       f.get(pn).get(q).i32Add();
-      f.get(pn).get(q).i32Add().v128Load().get(r[0]).get(q).i32Add().v128Load().get(x).f64x2Mul().f64x2Sub();
+      f.get(pn).get(q).i32Add().v128Load().get(r[0]).get(q).i32Add().v128Load().get(x).fxMul(kind).fxSub(kind);
       f.v128Store();
     });
   });
 
-  // E = G[:, P]·x per lane: E[k] += GT[P_i, k]·x_i for k ≤ P_i, in pairs (GT[P_i, P_i + 1] is zero).
-  f.forRange(q, lit(0), () => f.get(ld).i32(3).i32Shl(), 16, () => {
-    f.get(Ea).get(q).i32Add().get(zero).v128Store();
-    f.get(Eb).get(q).i32Add().get(zero).v128Store();
-  });
+  // E = G[:, P]·x per lane: E[k] += GT[P_i, k]·x_i for k ≤ P_i, a vector of `lanes` k's at a time (GT is zero right
+  // of its diagonal up to the padded width ld).
+  for (const l of laneIds) {
+    f.forRange(q, lit(0), () => f.get(ld).i32(shift).i32Shl(), 16, () => f.get(El[l]).get(q).i32Add().get(zero).v128Store());
+  }
   f.forRange(i, lit(0), loc(n), 1, () => {
     f.get(pn).get(i).i32(4).i32Shl().i32Add().v128Load().set(x);
-    for (const [P, E, lane] of [[Pa, Ea, 0], [Pb, Eb, 1]] as const) {
-      f.get(P).get(i).i32(2).i32Shl().i32Add().i32Load().set(p);
-      f.get(GT).get(p).get(ld).i32Mul().i32(3).i32Shl().i32Add().set(g);
-      f.get(p).i32(2).i32Add().i32(-2).i32And().i32(3).i32Shl().set(qEnd);
-      f.get(x).f64x2ExtractLane(lane).f64x2Splat().set(l0);
+    for (const l of laneIds) {
+      pIndex(l, i).set(p);
+      f.get(GT).get(p).get(ld).i32Mul().i32(shift).i32Shl().i32Add().set(g);
+      f.get(p).i32(lanes).i32Add().i32(-lanes).i32And().i32(shift).i32Shl().set(qEnd);
+      f.get(x).fxExtractLane(kind, l).fxSplat(kind).set(l0);
       f.forRange(q, lit(0), loc(qEnd), 16, () => {
-        f.get(E).get(q).i32Add();
-        f.get(E).get(q).i32Add().v128Load().get(g).get(q).i32Add().v128Load().get(l0).f64x2Mul().f64x2Add();
+        f.get(El[l]).get(q).i32Add();
+        f.get(El[l]).get(q).i32Add().v128Load().get(g).get(q).i32Add().v128Load().get(l0).fxMul(kind).fxAdd(kind);
         f.v128Store();
       });
     }
   });
   f.i32(0);
-  return encodeModule(APT_PAIR_SOLVE_EXPORT, f);
+  return encodeModule(APT_LANE_SOLVE_EXPORT, f);
 }
