@@ -146,7 +146,20 @@ export function aptSolveRowsWasm(start: number, end: number, a: AptWasmRowArgs):
   const { B, w, S, G, mask, E, wasm64, wasm32, stats } = a;
   const SPREAD = 1e3;
   type Solve = (...args: number[]) => number;
-  interface Kernel { lanes: number; es: number; ld: number; solve: Solve; F: Float32Array | Float64Array; I: Int32Array; oS: number; oGT: number; oP: number; oW: number; oE: number; oD: number; oL: number }
+  interface Kernel {
+    lanes: number;
+    ld: number;
+    solve: Solve;
+    F: Float32Array | Float64Array;
+    I: Int32Array;
+    /** Element offsets of lane 0's P, w and E (lane l: + l·ld), and of D. */
+    p: number;
+    w: number;
+    e: number;
+    d: number;
+    /** The kernel's arguments; args[0] = n is set per call. */
+    args: number[];
+  }
   const holder = globalThis as unknown as { prunekitAptLaneSolve?: Record<string, { memory: WebAssembly.Memory; solve: Solve }> };
   const instances = (holder.prunekitAptLaneSolve ??= {});
   // A kernel's memory laid out for this block (row stride ld, a multiple of its lanes), with S and Gᵀ in its float type.
@@ -175,26 +188,27 @@ export function aptSolveRowsWasm(start: number, end: number, a: AptWasmRowArgs):
       F.set(S.subarray(i * B, (i + 1) * B), oS / es + i * ld);
       for (let k = 0; k <= i; k++) F[oGT / es + i * ld + k] = G[k * B + i];
     }
-    return { lanes, es, ld, solve, F, I: new Int32Array(memory.buffer), oS, oGT, oP, oW, oE, oD, oL };
+    const lane = (o: number, size: number) => Array.from({ length: lanes }, (_, l) => o + l * ld * size);
+    const args = [0, oS, oGT, ld, ...lane(oP, 4), ...lane(oW, es), ...lane(oE, es), oL, oD];
+    return { lanes, ld, solve, F, I: new Int32Array(memory.buffer), p: oP / 4, w: oW / es, e: oE / es, d: oD / es, args };
   };
   // Solves rows `rs` (1 … lanes of them, all pruning n weights; short groups repeat rs[0]) on K; returns its status.
   const run = (K: Kernel, rs: number[], n: number): number => {
-    const args = [n, K.oS, K.oGT, K.ld];
+    const { I, F } = K;
     for (let l = 0; l < K.lanes; l++) {
-      const r = rs[l < rs.length ? l : 0];
-      const oP = K.oP + l * K.ld * 4;
-      let c = 0;
-      for (let k = 0; k < B; k++) if (mask[r * B + k]) K.I[oP / 4 + c++] = k;
-      K.F.set(w.subarray(r * B, (r + 1) * B), (K.oW + l * K.ld * K.es) / K.es);
-      args.push(oP);
+      const r = rs[l < rs.length ? l : 0] * B;
+      // Branch-free compaction of the row's pruned columns (a branch on the mask mispredicts half the time).
+      for (let k = 0, c = K.p + l * K.ld; k < B; k++) {
+        I[c] = k;
+        c += mask[r + k];
+      }
+      F.set(w.subarray(r, r + B), K.w + l * K.ld);
     }
-    for (let l = 0; l < K.lanes; l++) args.push(K.oW + l * K.ld * K.es);
-    for (let l = 0; l < K.lanes; l++) args.push(K.oE + l * K.ld * K.es);
-    args.push(K.oL, K.oD);
-    return K.solve(...args);
+    K.args[0] = n;
+    return K.solve(...K.args);
   };
   const store = (K: Kernel, l: number, r: number) => {
-    const o = (K.oE + l * K.ld * K.es) / K.es;
+    const o = K.e + l * K.ld;
     E.set(K.F.subarray(o, o + B), r * B);
   };
   let k64: Kernel | undefined;
@@ -213,9 +227,9 @@ export function aptSolveRowsWasm(start: number, end: number, a: AptWasmRowArgs):
     let lo = Infinity;
     let hi = 0;
     for (let j = 0; j < n; j++) {
-      const d = K.F[K.oD / 4 + j * 4 + l];
-      if (d < lo) lo = d;
-      if (d > hi) hi = d;
+      const d = K.F[K.d + j * 4 + l];
+      lo = Math.min(lo, d);
+      hi = Math.max(hi, d);
     }
     return (hi / lo) * (hi / lo);
   };
