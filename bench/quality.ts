@@ -28,6 +28,7 @@ import { encodeModel, TensorProto } from '../src/backend/onnx/proto';
 import { runPrune } from '../src/backend/pipeline/run';
 import { PruneConfig, resolveConfig } from '../src/protocol/config';
 import { Event, EventOf } from '../src/protocol/events';
+import { BACKEND_ENV } from '../src/protocol/backendEnv';
 
 const repoRoot = path.resolve(__dirname, '..');
 const fixtures = path.resolve(repoRoot, '..', 'shared', 'fixtures');
@@ -145,6 +146,7 @@ function forkScale(method: string, modelDir: string, ids: string, nsamples: numb
   return new Promise((resolve, reject) => {
     const child = fork(process.argv[1], ['--scale-child', method, '--scale-dir', modelDir, '--scale-ids', ids, '--scale-nsamples', String(nsamples), '--threads', String(threads)], {
       execArgv: process.execArgv,
+      env: { ...process.env, ...BACKEND_ENV }, // as the extension launches the backend
       stdio: ['ignore', 2, 2, 'ipc'],
     });
     let result: { ok: true; value: ScaleResult } | { ok: false; error: string } | undefined;

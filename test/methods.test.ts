@@ -512,7 +512,7 @@ describe('adaptiveBlockMask (the sweep methods\' per-block threshold, selected f
   const B = 128;
   const makeBlock = (rows: number, w: Float64Array): Block => ({
     rows, width: B, start: 0, w, G: sharedF64(B * B), mask: sharedU8(rows * B), fixedMask: false, E: sharedF64(rows * B),
-    denseFrom: B, scores: sharedF64(rows * B), parts: new Int32Array(new SharedArrayBuffer(rowPool.size * 12)),
+    denseFrom: B, parts: new Int32Array(new SharedArrayBuffer(rowPool.size * 12)),
   });
   const expected = (w: Float64Array, d: Float64Array, s: number): Uint8Array => {
     const scores = Float64Array.from(w, (x, i) => (x * x) / d[i % B]);
@@ -566,6 +566,23 @@ describe('adaptiveBlockMask (the sweep methods\' per-block threshold, selected f
         let inside = 0;
         for (const v of values) inside += +(v >= lo && v <= hi);
         assert.ok(inside < 0.16 * n, `${name} p=${p}: the bracket holds ${inside} of ${n} values (a few percent expected)`);
+      }
+    }
+  });
+});
+
+describe('the sweep\'s shared block buffers (kept from one layer to the next)', () => {
+  test('concurrent prunes get their own buffers: results equal to one at a time, bit for bit', async () => {
+    const a = makeProblem(96, 300, 41);
+    const b = makeProblem(200, 260, 42);
+    const opts: PruneOptions = { pattern: { kind: 'unstructured', sparsity: 0.5 } };
+    for (const method of ['apt', 'sparsegpt'] as MethodName[]) {
+      const alone = [await run(method, a, opts), await run(method, b, opts)];
+      const together = await Promise.all([run(method, a, opts), run(method, b, opts), run(method, a, opts)]);
+      for (const [i, res] of together.entries()) {
+        const want = alone[i % 2];
+        assert.deepEqual(res.mask, want.mask, `${method} #${i}: mask`);
+        assert.ok(Buffer.from(res.W.buffer, res.W.byteOffset, res.W.byteLength).equals(Buffer.from(want.W.buffer, want.W.byteOffset, want.W.byteLength)), `${method} #${i}: weights`);
       }
     }
   });

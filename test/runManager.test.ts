@@ -11,7 +11,8 @@ import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Event } from '../src/protocol/events';
 import { progressOf } from '../src/protocol/progress';
-import type { BackendInvocation } from '../src/extension/backendInvocation';
+import { backendInvocation, BackendInvocation } from '../src/extension/backendInvocation';
+import { BACKEND_ENV } from '../src/protocol/backendEnv';
 import { describeProgress, formatDuration, runLabel } from '../src/extension/runs/describe';
 import { readNdjson } from '../src/extension/runs/ndjson';
 import type { Run, RunInfo } from '../src/extension/runs/run';
@@ -278,6 +279,18 @@ describe('run manager with a fake backend', () => {
     await run.ended;
     assert.equal(run.status, 'interrupted');
     assert.match(run.interruption ?? '', /could not start the backend .*no-such-node.*ENOENT/);
+  });
+});
+
+describe('backend invocation', () => {
+  test('dist/backend.js under VS Code\'s runtime as Node (or prunekit.nodePath), argv only, with the backend environment', () => {
+    const own = backendInvocation('/ext', '', ['prune', '--config', 'a b.prune.json'], { PATH: '/bin', MALLOC_MMAP_THRESHOLD_: '1' });
+    assert.equal(own.command, process.execPath);
+    assert.deepEqual(own.args, [path.join('/ext', 'dist', 'backend.js'), 'prune', '--config', 'a b.prune.json']);
+    assert.equal(own.env.ELECTRON_RUN_AS_NODE, '1');
+    assert.equal(own.env.PATH, '/bin');
+    for (const [k, v] of Object.entries(BACKEND_ENV)) assert.equal(own.env[k], v, k);
+    assert.equal(backendInvocation('/ext', '/usr/bin/node', ['demo']).command, '/usr/bin/node');
   });
 });
 

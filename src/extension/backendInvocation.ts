@@ -3,6 +3,7 @@
 // paths with spaces, quotes and non-ASCII characters pass through untouched.
 
 import * as path from 'node:path';
+import { BACKEND_ENV } from '../protocol/backendEnv';
 
 export interface BackendInvocation {
   /** The executable: process.execPath (Electron) or a Node binary. */
@@ -20,6 +21,6 @@ export function backendInvocation(extensionPath: string, nodePath: string, cliAr
     command: useOwnRuntime ? process.execPath : nodePath,
     args: [script, ...cliArgs],
     // ELECTRON_RUN_AS_NODE makes VS Code's Electron behave as plain Node; harmless for a real Node.
-    env: { ...baseEnv, ELECTRON_RUN_AS_NODE: '1' },
+    env: { ...baseEnv, ...BACKEND_ENV, ELECTRON_RUN_AS_NODE: '1' },
   };
 }

@@ -37,14 +37,42 @@ export interface Block {
   /** (rows, width) 1 = pruned. Pre-filled (and not to be changed) when `fixedMask`. */
   mask: Uint8Array;
   fixedMask: boolean;
-  /** (rows, width) output: the block's error matrix E. Not cleared between blocks: a solver writes all of it. */
+  /** (rows, width) output: the block's error matrix E. Not cleared between blocks: a solver writes all of it, so
+   *  until it does, E is scratch (adaptiveBlockMask keeps its candidate scores there). */
   E: Float64Array;
   /** Columns from this one on are a trailing partial N:M group and stay dense. */
   denseFrom: number;
-  /** (rows, width) scratch for mask scores, reused by every block (shared memory). */
-  scores: Float64Array;
   /** (3 × pool size) scratch for adaptiveBlockMask's per-part counts (shared memory). */
   parts: Int32Array;
+}
+
+/** The block arrays the row pool's threads see (shared memory). */
+interface SharedBlockBuffers {
+  w: Float64Array;
+  E: Float64Array;
+  G: Float64Array;
+  mask: Uint8Array;
+  parts: Int32Array;
+}
+
+// The shared block arrays are kept from one layer to the next: the pool's workers keep every SharedArrayBuffer they
+// were sent alive until their own garbage collection, which idle workers hardly ever run, so fresh ones per layer
+// piled up (≈ 13 MB per 4096-row layer; and fresh ones per block, far more). A sweep takes the spare set if it is
+// large enough (else allocates one) and leaves the larger of the two behind; concurrent sweeps never share a set.
+let spare: SharedBlockBuffers | undefined;
+
+function takeSharedBuffers(rows: number, B: number): SharedBlockBuffers {
+  const s = spare;
+  if (s && s.w.length >= rows * B && s.G.length >= B * B) {
+    spare = undefined;
+    return s;
+  }
+  const n = rows * B;
+  return { w: sharedF64(n), E: sharedF64(n), G: sharedF64(B * B), mask: sharedU8(n), parts: new Int32Array(new SharedArrayBuffer(rowPool.size * 3 * 4)) };
+}
+
+function keepSharedBuffers(s: SharedBlockBuffers): void {
+  if (!spare || spare.w.length < s.w.length) spare = s;
 }
 
 /** Fills the block's mask (unless fixed) and E. The block's arrays live in shared memory, so a solver may
@@ -71,63 +99,61 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   const Ft = new Float32Array(cols * rows);
   const mask = new Uint8Array(rows * cols);
 
-  // One set of block buffers per layer, reused by every block (zeroed where the solvers expect zeros). The
-  // solvers' ones are shared: fresh ones per block would pile up, because the pool's workers keep each buffer
-  // they were sent alive until their own garbage collection, which idle workers hardly ever run.
-  const wBuf = sharedF64(rows * blockSize);
-  const EBuf = sharedF64(rows * blockSize);
-  const GBuf = sharedF64(blockSize * blockSize);
-  const maskBuf = sharedU8(rows * blockSize);
-  const scoresBuf = sharedF64(rows * blockSize);
-  const parts = new Int32Array(new SharedArrayBuffer(rowPool.size * 3 * 4));
+  // One set of block buffers, reused by every block (zeroed where the solvers expect zeros); the shared ones also
+  // by the next layers.
+  const shared = takeSharedBuffers(rows, blockSize);
+  const { w: wBuf, E: EBuf, G: GBuf, mask: maskBuf, parts } = shared;
   const Rbb = new Float64Array(blockSize * blockSize);
   const G32 = new Float32Array(blockSize * blockSize);
-  const E32 = new Float32Array(rows * blockSize);
+  const X32 = new Float32Array(rows * blockSize); // onnxruntime's block weights, then the block's E
   const Dt32 = new Float32Array(rows * blockSize);
-  const W32 = new Float32Array(rows * blockSize);
   const Rcol = new Float32Array(cols * blockSize);
   const live = new Float32Array(cols).fill(1); // 0 for a dead input: its weights are zeroed
   for (const j of factor.dead) live[j] = 0;
 
-  for (let i1 = 0; i1 < cols; i1 += blockSize) {
-    const i2 = Math.min(i1 + blockSize, cols);
-    const width = i2 - i1;
-    // G = U[b, b] = R[b, b]⁻¹ (inverted in float64).
-    for (let k = 0; k < width; k++) R.row(i1 + k, i1, i2, Rbb, k * width);
-    const G = GBuf.subarray(0, width * width);
-    invertUpper(Rbb, width, G);
-    const g32 = mat(width, width, G32.subarray(0, width * width));
-    g32.data.set(G);
+  try {
+    for (let i1 = 0; i1 < cols; i1 += blockSize) {
+      const i2 = Math.min(i1 + blockSize, cols);
+      const width = i2 - i1;
+      // G = U[b, b] = R[b, b]⁻¹ (inverted in float64).
+      for (let k = 0; k < width; k++) R.row(i1 + k, i1, i2, Rbb, k * width);
+      const G = GBuf.subarray(0, width * width);
+      invertUpper(Rbb, width, G);
+      const g32 = mat(width, width, G32.subarray(0, width * width));
+      g32.data.set(G);
 
-    // The block's current weights w = W[:, b] (dead inputs zeroed) + D, with D = F[:, :i1]·R[:i1, b]·G = −F^{<b}_b the
-    // earlier blocks' compensation, which onnxruntime computes (as Dᵀ) together with w.
-    const Dt = mat(width, rows, Dt32.subarray(0, width * rows));
-    const w = wBuf.subarray(0, rows * width);
-    if (i1 === 0) {
-      Dt.data.fill(0);
-      liveColumns(W, cols, i1, live, w, rows, width);
-    } else {
-      for (let p = 0; p < i1; p++) R.row(p, i1, i2, Rcol, p * width);
-      const wb = mat(rows, width, W32.subarray(0, rows * width));
-      await kernels.sweepBlock(g32, mat(i1, width, Rcol.subarray(0, i1 * width)), mat(i1, rows, Ft.subarray(0, i1 * rows)),
-        mat(rows, cols, W), i1, live.subarray(i1, i2), Dt, wb);
-      w.set(wb.data);
+      // The block's current weights w = W[:, b] (dead inputs zeroed) + D, with D = F[:, :i1]·R[:i1, b]·G = −F^{<b}_b the
+      // earlier blocks' compensation, which onnxruntime computes (as Dᵀ) together with w.
+      const Dt = mat(width, rows, Dt32.subarray(0, width * rows));
+      const w = wBuf.subarray(0, rows * width);
+      if (i1 === 0) {
+        Dt.data.fill(0);
+        liveColumns(W, cols, i1, live, w, rows, width);
+      } else {
+        for (let p = 0; p < i1; p++) R.row(p, i1, i2, Rcol, p * width);
+        const wb = mat(rows, width, X32.subarray(0, rows * width));
+        await kernels.sweepBlock(g32, mat(i1, width, Rcol.subarray(0, i1 * width)), mat(i1, rows, Ft.subarray(0, i1 * rows)),
+          mat(rows, cols, W), i1, live.subarray(i1, i2), Dt, wb);
+        w.set(wb.data);
+      }
+
+      const blockMask = maskBuf.subarray(0, rows * width).fill(0);
+      if (options.mask) for (let r = 0; r < rows; r++) blockMask.set(options.mask.subarray(r * cols + i1, r * cols + i2), r * width);
+      const block: Block = {
+        rows, width, start: i1, w, G, mask: blockMask, fixedMask: !!options.mask,
+        E: EBuf.subarray(0, rows * width), denseFrom: Math.max(0, denseFromCol - i1),
+        parts,
+      };
+      await solve(block);
+
+      // F_b = E·G − D, written transposed into Ft[i1:i2] as Gᵀ·Eᵀ − Dᵀ.
+      const E = mat(rows, width, X32.subarray(0, rows * width));
+      E.data.set(block.E);
+      await kernels.aTbTMinusC(g32, E, Dt, mat(width, rows, Ft.subarray(i1 * rows, i2 * rows)));
+      copyColumns(blockMask, mask, cols, i1, rows, width);
     }
-
-    const blockMask = maskBuf.subarray(0, rows * width).fill(0);
-    if (options.mask) for (let r = 0; r < rows; r++) blockMask.set(options.mask.subarray(r * cols + i1, r * cols + i2), r * width);
-    const block: Block = {
-      rows, width, start: i1, w, G, mask: blockMask, fixedMask: !!options.mask,
-      E: EBuf.subarray(0, rows * width), denseFrom: Math.max(0, denseFromCol - i1),
-      scores: scoresBuf.subarray(0, rows * width), parts,
-    };
-    await solve(block);
-
-    // F_b = E·G − D, written transposed into Ft[i1:i2] as Gᵀ·Eᵀ − Dᵀ.
-    const E = mat(rows, width, E32.subarray(0, rows * width));
-    E.data.set(block.E);
-    await kernels.aTbTMinusC(g32, E, Dt, mat(width, rows, Ft.subarray(i1 * rows, i2 * rows)));
-    copyColumns(blockMask, mask, cols, i1, rows, width);
+  } finally {
+    keepSharedBuffers(shared);
   }
 
   // W_pruned = W − F, pruned weights and dead inputs exact zeros. For a square layer the result overwrites Fᵀ,
@@ -158,7 +184,7 @@ function copyColumns(block: Uint8Array, mask: Uint8Array, cols: number, i1: numb
  *  pool's threads counts the scores below the bracket and keeps the few inside, and a quickselect on those gives it
  *  exactly. A second pass on the pool writes the mask. */
 export async function adaptiveBlockMask(blk: Block, d: Float64Array, sparsity: number): Promise<void> {
-  const { rows, width: B, w, scores: cand, parts, mask } = blk;
+  const { rows, width: B, w, E: cand, parts, mask } = blk;
   const n = rows * B;
   const k = Math.floor(n * sparsity);
   const score = (i: number) => (w[i] * w[i]) / d[i % B];
