@@ -1,6 +1,6 @@
 // SparseGPT (Frantar & Alistarh, 2023), exactly as the reference `fasterprune` (algorithms.md §2.2):
-// per block, an adaptive unstructured mask from w²/U_jj² over all rows × B scores (sweep.ts adaptiveBlockMask) (or, for N:M, the N
-// smallest of each M-group chosen inside the column loop on the already-compensated weights), then
+// per block, an adaptive unstructured mask from w²/U_jj² over all rows × B scores (sweep.ts adaptiveBlockMask;
+// for N:M, the N smallest of each M-group, chosen inside the column loop on the already-compensated weights), then
 // column-by-column OBS removal: err = w_i / U_ii, and the row's later columns absorb −err·U[i, i:].
 // The errors form E; the shared sweep applies the compensation E·U[b, i1:] to the block and the rest of the row.
 
