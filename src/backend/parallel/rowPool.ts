@@ -3,9 +3,10 @@
 // Some per-row work has no onnxruntime form (APT's small SPD solves: ONNX has no Cholesky). Rows are
 // independent, so a pool of workers splits them. A kernel is a self-contained function — no imports, no
 // free variables — `(start, end, args, part) => void` (part: which of the run's row ranges, 0 … size−1, so a
-// kernel can keep per-range results such as histograms apart without atomics); it is shipped to the workers as source text, which works the
-// same from the esbuild bundle and from TypeScript run by tsx. Arrays in `args` must be views of
-// SharedArrayBuffers: the workers write their rows' results in place, nothing is copied.
+// kernel can keep per-range results such as counts apart without atomics); it is shipped to the workers as
+// source text, which works the same from the esbuild bundle and from TypeScript run by tsx. Arrays a kernel
+// writes must be views of SharedArrayBuffers: the workers write their rows' results in place. Other arrays in
+// `args` are copied to each worker, so large inputs should be shared too.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';

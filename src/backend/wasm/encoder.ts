@@ -156,20 +156,6 @@ export class FunctionBuilder {
     return this.op(0x0b);
   }
   return(): this { return this.op(0x0f); }
-  /** block … end: `br(d)` / `brIf(d)` with d counting enclosing blocks, loops and ifs from the innermost
-   *  (0) out; a branch to a block exits it, a branch to a loop starts its next iteration. */
-  block(body: () => void): this {
-    this.op(0x02, 0x40);
-    body();
-    return this.op(0x0b);
-  }
-  loop(body: () => void): this {
-    this.op(0x03, 0x40);
-    body();
-    return this.op(0x0b);
-  }
-  br(depth: number): this { return this.op(0x0c, ...uleb(depth)); }
-  brIf(depth: number): this { return this.op(0x0d, ...uleb(depth)); }
 
   /** for (v = from; v < to; v += step) body — `from`, `to` push an i32; `to` is re-evaluated every iteration. */
   forRange(v: number, from: () => void, to: () => void, step: number, body: () => void): this {

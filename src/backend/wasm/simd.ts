@@ -1,6 +1,6 @@
 // Whether to run a row kernel on WebAssembly SIMD or in JavaScript: a kernel module is built and validated
 // once, on first use; where the runtime cannot compile it (no WebAssembly, or no SIMD) the caller runs the
-// kernel's JavaScript twin instead, which computes the same float64 results.
+// kernel's float64 JavaScript twin instead.
 
 export type SimdModule = () => Uint8Array<ArrayBuffer> | null;
 
