@@ -5,7 +5,9 @@ const esbuild = require('esbuild');
 const production = process.argv.includes('--production');
 const watch = process.argv.includes('--watch');
 
-const common = { bundle: true, sourcemap: !production, minify: production, logLevel: 'info' };
+// jsonc-parser's main is a UMD module whose requires esbuild cannot follow: bundle its ES module build instead.
+const alias = { 'jsonc-parser': 'jsonc-parser/lib/esm/main.js' };
+const common = { bundle: true, sourcemap: !production, minify: production, logLevel: 'info', alias };
 
 const builds = [
   { ...common, entryPoints: ['src/extension/main.ts'], outfile: 'dist/extension.js', platform: 'node', format: 'cjs', target: 'node20', external: ['vscode', 'onnxruntime-node'] },

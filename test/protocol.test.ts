@@ -12,7 +12,6 @@ import {
 import {
   Event, EVENT_TYPES, EventOf, EventParseError, EventType, formatEvent, makeEvent, parseEvent, PROTOCOL_VERSION, toEvent,
 } from '../src/protocol/events';
-import { basenamePath, dirnamePath, resolvePath } from '../src/protocol/paths';
 import { DEVICE_RE, KNOWN_METHODS, MAGNITUDE_GROUPS, NM_MASKS, parsePattern, PATTERN_RE } from '../src/protocol/pruning';
 import { ANNOTATION_KEYWORDS, JsonSchema, validateSchema, VALIDATION_KEYWORDS } from '../src/protocol/schema';
 
@@ -455,18 +454,16 @@ describe('layer selection', () => {
   });
 });
 
-describe('paths (no node:path, for the webview)', () => {
-  test('POSIX and Windows paths', () => {
-    assert.equal(resolvePath('/a/b', 'c/../d/./e.txt'), '/a/b/d/e.txt');
-    assert.equal(resolvePath('/a/b', '../../../x'), '/x');
-    assert.equal(resolvePath('/a/b', '/abs//y/'), '/abs/y');
-    assert.equal(resolvePath('C:\\a\\b', '..\\c/d'), 'C:\\a\\c\\d');
-    assert.equal(resolvePath('C:\\a', 'D:/x/y'), 'D:\\x\\y');
-    assert.equal(resolvePath('\\\\srv\\share\\a', 'b'), '\\\\srv\\share\\a\\b');
-    assert.equal(resolvePath('/a', 'b\\c'), '/a/b/c', 'backslashes of a relative path are separators (a config written on Windows)');
-    assert.equal(dirnamePath('/a/b/c.onnx'), '/a/b');
-    assert.equal(dirnamePath('/a'), '/');
-    assert.equal(dirnamePath('C:\\m\\model.onnx'), 'C:\\m');
-    assert.equal(basenamePath('C:\\m\\model.onnx'), 'model.onnx');
+describe('config paths', () => {
+  test('relative paths resolve against the config folder, normalized (backslashes too: a config written on Windows); absolute ones pass through', () => {
+    const c = resolveConfig({ checkpoint: 'models/../m/tiny.onnx', method: 'magnitude', calibration: { path: 'data\\c.txt' }, evaluation: { path: '/abs//e.txt' } }, '/w/x');
+    assert.equal(c.checkpoint, '/w/x/m/tiny.onnx');
+    assert.equal(c.calibration?.path, '/w/x/data/c.txt');
+    assert.equal(c.evaluation && c.evaluation.path, '/abs/e.txt');
+    assert.equal(c.tokenizer, '/w/x/m/tokenizer.json', 'beside a .onnx file');
+    assert.equal(c.output, '/w/x/m/tiny-magnitude-50', 'beside the model, named by its stem, method and sparsity');
+    assert.equal(resolveConfig({ checkpoint: '/m/stories/', method: 'magnitude', pattern: '2:4' }, '/w').output, '/m/stories-magnitude-2of4');
+    const w = resolveConfig({ checkpoint: '..\\m/./tiny.onnx', method: 'magnitude', calibration: { path: 'D:/data/c.txt' }, evaluation: { path: '\\\\srv\\share\\e.txt' } }, 'C:\\cfg\\sub');
+    assert.deepEqual([w.checkpoint, w.calibration?.path, w.evaluation && w.evaluation.path], ['C:\\cfg\\m\\tiny.onnx', 'D:\\data\\c.txt', '\\\\srv\\share\\e.txt'], 'Windows paths by their own rules');
   });
 });

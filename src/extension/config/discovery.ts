@@ -4,7 +4,8 @@
 
 import * as path from 'node:path';
 import { CONFIG_FILE_SUFFIX } from '../../protocol/config';
-import { nodeAtPath, parseTree } from '../../protocol/jsonc';
+import { scanTyping } from './typing';
+import { findNodeAtLocation, parseTree } from 'jsonc-parser';
 
 /**
  * One key per model: the absolute, normalised path, with `<folder>/model.onnx` standing for `<folder>` (the
@@ -26,8 +27,9 @@ export function checkpointKey(checkpoint: string, realpath: (p: string) => strin
  * Read with the tolerant tree, so a config being edited (a trailing comma, a half-typed field) still counts.
  */
 export function configCheckpoint(text: string, configPath: string): string | undefined {
-  const node = nodeAtPath(parseTree(text), ['checkpoint']);
-  if (node?.kind !== 'string' || !node.closed || node.value === '') return undefined;
+  const tree = parseTree(text);
+  const node = tree && findNodeAtLocation(tree, ['checkpoint']);
+  if (node?.type !== 'string' || node.value === '' || scanTyping(text).unclosed.has(node.offset)) return undefined;
   return path.resolve(path.dirname(configPath), node.value);
 }
 

@@ -4,8 +4,8 @@
 //
 // Layout: vscode glue here and in services.ts, providers.ts, commands.ts; the logic, tested with Node, in
 // editing.ts (completions, hovers), diagnostics.ts, layerInfo.ts (inspect output), inspectCache.ts,
-// discovery.ts (configs of a checkpoint, new file names), template.ts (new config text) and
-// src/protocol/jsonc.ts (the JSON-with-comments scanner).
+// discovery.ts (configs of a checkpoint, new file names), template.ts (new config text); the JSON-with-comments
+// tree and cursor locations are Microsoft's jsonc-parser (VS Code's own), typing.ts adds what it leaves out.
 
 import * as vscode from 'vscode';
 import { newConfigCommand, pickOrCreateConfig as pickOrCreate } from './commands';

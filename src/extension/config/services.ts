@@ -4,8 +4,8 @@
 import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { findNodeAtLocation, parseTree } from 'jsonc-parser';
 import { backendInvocation } from '../backendInvocation';
-import { nodeAtPath, nodeValue, parseTree } from '../../protocol/jsonc';
 import { KeepDenseConfig } from '../../protocol/config';
 import { PathKind } from './diagnostics';
 import { configCheckpoint } from './discovery';
@@ -56,10 +56,7 @@ export class ConfigServices {
 /** keepDense's flags as written (absent: true), read leniently from a config being edited. */
 export function keepDenseOf(text: string): KeepDenseConfig {
   const tree = parseTree(text);
-  const flag = (key: 'embedding' | 'lmHead' | 'depthwiseConv'): boolean => {
-    const node = nodeAtPath(tree, ['keepDense', key]);
-    return !(node && nodeValue(node) === false);
-  };
+  const flag = (key: 'embedding' | 'lmHead' | 'depthwiseConv'): boolean => !(tree && findNodeAtLocation(tree, ['keepDense', key])?.value === false);
   return { embedding: flag('embedding'), lmHead: flag('lmHead'), depthwiseConv: flag('depthwiseConv') };
 }
 
