@@ -216,7 +216,7 @@ describe('prune-config.schema.json', () => {
     assert.equal(p.dampening.default, 0.01);
     assert.equal(p.nmMask.default, 'joint');
     assert.equal(p.device.default, 'auto');
-    assert.deepEqual(p.keepDense.default, { embedding: true, lmHead: true, depthwiseConv: true });
+    assert.deepEqual(p.keepDense.default, { lmHead: true, depthwiseConv: true });
     const cal = props(p.calibration);
     assert.equal(cal.nsamples.default, 128);
     assert.equal(cal.seed.default, 0);
@@ -243,7 +243,7 @@ const CALIBRATION_KEYS: Record<keyof CalibrationConfig, true> = { path: true, ns
 const EVALUATION_KEYS: Record<keyof EvaluationConfig, true> = { path: true, seqlen: true, maxWindows: true };
 const LAYERS_KEYS: Record<keyof LayersConfig, true> = { include: true, exclude: true, overrides: true };
 const OVERRIDE_KEYS: Record<keyof LayerOverride, true> = { match: true, method: true, sparsity: true, pattern: true };
-const KEEP_DENSE_KEYS: Record<keyof KeepDenseConfig, true> = { embedding: true, lmHead: true, depthwiseConv: true };
+const KEEP_DENSE_KEYS: Record<keyof KeepDenseConfig, true> = { lmHead: true, depthwiseConv: true };
 
 describe('protocol drift: TypeScript types against the schema', () => {
   const keys = (o: object) => Object.keys(o).sort();
@@ -308,7 +308,7 @@ describe('resolveConfig', () => {
       calibration: { path: '/work/data/c.txt', nsamples: 128, seqlen: null, seed: 0, skipTokens: 0 },
       evaluation: false,
       layers: { include: ['*'], exclude: [], overrides: [] },
-      keepDense: { embedding: true, lmHead: true, depthwiseConv: true },
+      keepDense: { lmHead: true, depthwiseConv: true },
       blockPattern: null,
       device: 'auto',
       threads: 0,
@@ -331,7 +331,7 @@ describe('resolveConfig', () => {
     assert.equal(c.tokenizer, '/cfg/tok/tokenizer.json');
     assert.deepEqual(c.calibration, { path: '/cfg/c.json', nsamples: 16, seqlen: 256, seed: 7, skipTokens: 65536 });
     assert.deepEqual(c.evaluation, { path: '/cfg/e.txt', seqlen: null, maxWindows: 40 });
-    assert.deepEqual(c.keepDense, { embedding: true, lmHead: false, depthwiseConv: true });
+    assert.deepEqual(c.keepDense, { lmHead: false, depthwiseConv: true });
     assert.deepEqual(c.layers, { include: ['*'], exclude: ['*layers.0/*'], overrides: [] });
     assert.equal(c.device, 'cuda:1');
   });
@@ -379,6 +379,7 @@ describe('resolveConfig', () => {
       [{ checkpoint: 'm', method: 'magnitude', layers: { overrides: [{ match: '*', method: 'wanda' }] } }, ['$.calibration: is required: method "wanda" ($.layers.overrides[0].method) needs calibration data; add e.g. {"path": "calibration.txt"}']],
       [{ ...base, output: '.' , checkpoint: '.' }, ['$.output: must be a new folder, not the input model\'s (/cfg)']],
       [{ ...base, keepDense: { lmHead: 'no' } }, ['$.keepDense.lmHead: must be true or false (got "no")']],
+      [{ ...base, keepDense: { embedding: false } }, ['$.keepDense.embedding: removed: the token embedding is a lookup table, not a linear layer, so it is never pruned (the flag did nothing); delete this key']],
       [
         { ...base, sparsity: 0, blockSize: 0, dampening: -1, overwrite: 'yes' },
         ['$.sparsity: must be a number in (0, 1) (got 0)', '$.blockSize: must be an integer >= 1 (got 0)', '$.dampening: must be a number >= 0 (got -1)', '$.overwrite: must be true or false (got "yes")'],

@@ -73,7 +73,6 @@ export interface LayerOverride {
 }
 
 export interface KeepDenseConfig {
-  embedding?: boolean;
   lmHead?: boolean;
   depthwiseConv?: boolean;
 }
@@ -182,7 +181,7 @@ export function resolveConfig(raw: unknown, baseDir: string): ResolvedConfig {
  * problems beside the resolved config (its paths are right even then).
  */
 export function resolveConfigLeniently(raw: unknown, baseDir: string): { config: ResolvedConfig; problems: SchemaProblem[] } {
-  const problems = validateSchema(PRUNE_CONFIG_SCHEMA, raw);
+  const problems = validateSchema(PRUNE_CONFIG_SCHEMA, raw).map(explainRemoved);
   if (problems.length > 0) throw new ConfigError(problems);
   const filled = withDefaults(PRUNE_CONFIG_SCHEMA, raw) as Omit<ResolvedConfig, 'output' | 'tokenizer'> & {
     $schema?: string;
@@ -207,6 +206,15 @@ export function resolveConfigLeniently(raw: unknown, baseDir: string): { config:
   };
 
   return { config, problems: ruleProblems(config, modelDir) };
+}
+
+/** Keys earlier versions accepted: an old config that sets one is told why it went, not just "unknown property". */
+const REMOVED_KEYS: Record<string, string> = {
+  '$.keepDense.embedding': 'removed: the token embedding is a lookup table, not a linear layer, so it is never pruned (the flag did nothing); delete this key',
+};
+
+function explainRemoved(p: SchemaProblem): SchemaProblem {
+  return Object.hasOwn(REMOVED_KEYS, p.path) ? { path: p.path, message: REMOVED_KEYS[p.path] } : p;
 }
 
 /**
@@ -276,7 +284,7 @@ function ruleProblems(c: ResolvedConfig, modelDir: string): SchemaProblem[] {
 
 // ---------------------------------------------------------------------------------------------------------
 // Layer selection: which layers a config prunes, and how. Shared so the editor can preview exactly what the
-// backend will do. keepDense (embedding, LM head, depthwise convs) needs the graph and is applied by the pipeline
+// backend will do. keepDense (LM head, depthwise convs) needs the graph and is applied by the pipeline
 // before this: the names given here are those keepDense leaves prunable.
 
 /**

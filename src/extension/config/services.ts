@@ -56,8 +56,8 @@ export class ConfigServices {
 /** keepDense's flags as written (absent: true), read leniently from a config being edited. */
 export function keepDenseOf(text: string): KeepDenseConfig {
   const tree = parseTree(text);
-  const flag = (key: 'embedding' | 'lmHead' | 'depthwiseConv'): boolean => !(tree && findNodeAtLocation(tree, ['keepDense', key])?.value === false);
-  return { embedding: flag('embedding'), lmHead: flag('lmHead'), depthwiseConv: flag('depthwiseConv') };
+  const flag = (key: keyof KeepDenseConfig): boolean => !(tree && findNodeAtLocation(tree, ['keepDense', key])?.value === false);
+  return { lmHead: flag('lmHead'), depthwiseConv: flag('depthwiseConv') };
 }
 
 export function kindOf(p: string): PathKind {
