@@ -438,14 +438,8 @@ describe('real layers of stories260K', { timeout: 300_000 }, () => {
   // The issue's ordering claim, one test per pattern so that a failure names its pattern.
   for (const [key] of PATTERNS) {
     test(`APT ≤ SparseGPT on every layer at ${key}`, () => {
-      // KNOWN FAILURE at 2:4, left failing on purpose: 2 of 35 layers (layers.0 q_proj +2.4%, k_proj +4.7%).
-      // Not round-off. APT picks every 2:4 group of a 128-column block from the weights as they were at the
-      // start of the block (both nmMask rules), while SparseGPT picks each group on weights already compensated
-      // for the groups before it. The compensation is not the problem: with SparseGPT's own mask held fixed,
-      // APT's optimum is 9..25% below SparseGPT on every layer (printed by the fixed-mask test). A float64
-      // prototype that picks each group by the joint rule on the weights compensated for the groups already
-      // removed (the inverse downdated over the still-active columns) summed to 7.77e4 against SparseGPT's
-      // 9.06e4 and APT's 8.51e4, and beat SparseGPT on all 35 layers. The fix belongs in methods/apt.ts.
+      // At N:M this rests on APT choosing each group on weights compensated for the groups before it (see
+      // methods/apt.ts): groups chosen up front from a block's start weights lost to SparseGPT on 2 of 35 layers.
       const failures: string[] = [];
       for (const { layer: l, res } of runs) {
         const a = res[key].apt.loss;

@@ -539,24 +539,6 @@ export class VsCode {
     }
   }
 
-  /** The visible text of the Output panel (the channel it shows now). */
-  outputText(): Promise<string> {
-    return monacoText(this.page.locator('.panel .output-view .monaco-editor .view-lines .view-line'));
-  }
-
-  /** Polls the Output panel until its text matches. */
-  async waitForOutput(match: RegExp, timeoutMs: number): Promise<string> {
-    let last = '';
-    try {
-      return await waitFor(`output matching ${match}`, timeoutMs, async () => {
-        last = await this.outputText();
-        return match.test(last) ? last : undefined;
-      }, 500);
-    } catch (e) {
-      throw new Error(`${(e as Error).message}; output shows:\n${last}`);
-    }
-  }
-
   /** Clears notifications and hides the panel, so screenshots show the editor and the run panel. */
   async tidy(): Promise<void> {
     await this.runCommand('Notifications: Clear All Notifications');
