@@ -1,6 +1,6 @@
 // Editing *.prune.json files and launching from a checkpoint (the editor half of the extension). The run
-// manager calls registerConfigFeatures once at activation and pickOrCreateConfig from "Prune Model…"; the
-// contract is in CONTEXT.md ("The extension's UI contract").
+// manager calls registerConfigFeatures once at activation and pickOrCreateConfig from "Prune Model…" (the
+// ConfigFeatureHost interface in services.ts is the contract).
 //
 // Layout: vscode glue here and in services.ts, providers.ts, commands.ts; the logic, tested with Node, in
 // editing.ts (completions, hovers), diagnostics.ts, layerInfo.ts (inspect output), inspectCache.ts,

@@ -12,7 +12,7 @@ import { configCheckpoint } from './discovery';
 import { InspectCache } from './inspectCache';
 import { InspectInfo } from './layerInfo';
 
-/** What the run manager gives the editor features (the UI contract in CONTEXT.md). */
+/** What the run manager gives the editor features. */
 export interface ConfigFeatureHost {
   runConfig(config: vscode.Uri): Promise<void>;
   nodePath(): string;
