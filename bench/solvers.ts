@@ -514,7 +514,7 @@ async function parentMain(opts: Options, rawArgs: string[]): Promise<void> {
   // ----- report
   const out: string[] = [];
   const p = (s = '') => out.push(s);
-  p('### Solver benchmark');
+  p('## Solvers (`npm run bench:solvers`)');
   p();
   p(`Command: \`${command}\``);
   p();
@@ -554,6 +554,11 @@ async function parentMain(opts: Options, rawArgs: string[]): Promise<void> {
   p();
 
   // ----- targets
+  p('Targets, each with the one definition it was set with: *within 2× of flop-bound* = the × flop-bound column (this ' +
+    'implementation\'s useful flops at the GEMM rate measured in the same run) for both SparseGPT and APT at 4096×4096, ' +
+    'unstructured; *APT ≤ 1.5× SparseGPT* = the ratio of their best seconds at every size run, unstructured; *peak memory* = ' +
+    'the ×(W+H) column, for every job on a layer with W+H ≥ 128 MiB.');
+  p();
   p('| target | measured | met? |');
   p('|---|---|---|');
   const unstructured = patternName(opts.patterns[0]);
@@ -564,9 +569,10 @@ async function parentMain(opts: Options, rawArgs: string[]): Promise<void> {
     const tgt = '4096x4096';
     const cells = (['sparsegpt', 'apt'] as const).map((m) => ({ m, b: boundOf(find(tgt, m)), rb: refBoundOf(find(tgt, m)) }));
     if (cells.every((c) => c.b !== undefined && c.rb !== undefined)) {
-      const verdict = (k: 'b' | 'rb') => (cells.every((c) => c[k]! <= 2) ? 'yes' : 'no');
-      p(`| SparseGPT and APT within 2× of flop-bound at 4096×4096 | this implementation's flops: ${cells.map((c) => `${c.m} ${fx(c.b)}×`).join(', ')}; ` +
-        `the reference's flops: ${cells.map((c) => `${c.m} ${fx(c.rb)}×`).join(', ')} | ${verdict('b')} on our flops, ${verdict('rb')} on the reference's |`);
+      // Judged on the definition the target was set with (× flop-bound, this implementation's useful flops); the
+      // reference algorithm's count is shown beside it, for information only.
+      p(`| SparseGPT and APT within 2× of flop-bound at 4096×4096 | ${cells.map((c) => `${c.m} ${fx(c.b)}×`).join(', ')} ` +
+        `(on the reference algorithm's flops, for information: ${cells.map((c) => `${c.m} ${fx(c.rb)}×`).join(', ')}) | ${cells.every((c) => c.b! <= 2) ? 'yes' : 'no'} |`);
     } else {
       const sizes = [...new Set(rows.filter((x) => boundOf(x) !== undefined && x.what !== 'factor').map((x) => x.size))];
       const info = sizes.map((s) => `${s}: ${(['sparsegpt', 'apt'] as const).map((m) => `${m} ${f3(boundOf(find(s, m)))}× (reference flops ${f3(refBoundOf(find(s, m)))}×)`).join(', ')}`).join('; ');
