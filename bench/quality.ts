@@ -229,8 +229,10 @@ function qualityTables(rows: QualityRow[], methods: string[], patterns: string[]
   return out.join('\n');
 }
 
-function scaleTable(rows: ScaleResult[], info: string, config: LlamaConfig): string {
-  const out: string[] = [`${SCALE_HEADING} generated Llama, hidden ${config.hidden_size}, intermediate ${config.intermediate_size}, ${config.num_hidden_layers} blocks`, '', info, ''];
+/** The scale table, with its own command line: a later run without the scale part keeps it in the docs. */
+function scaleTable(rows: ScaleResult[], info: string, config: LlamaConfig, command: string): string {
+  const heading = `${SCALE_HEADING} generated Llama, hidden ${config.hidden_size}, intermediate ${config.intermediate_size}, ${config.num_hidden_layers} blocks`;
+  const out: string[] = [heading, '', `Command: \`${command}\` (${new Date().toISOString()})`, '', info, ''];
   const nBlocks = Math.max(0, ...rows.map((r) => r.blocks.length));
   const blockCols = Array.from({ length: nBlocks }, (_, i) => `block ${i} s`);
   out.push(`| method | sparsity | ${blockCols.join(' | ')} | total s | peak RSS MiB | Σ layer loss |`);
@@ -326,7 +328,7 @@ async function main(): Promise<void> {
     return `**Partial results** (the run was stopped at the session deadline): ${qualityRows.length} of ${planned} quality runs and ${scaleRows.length} of ${scaleMethods.length} scale runs finished; missing cells show —.\n`;
   };
   const scale = scaleConfig(Number(a['scale-hidden']), Number(a['scale-intermediate']), Number(a['scale-blocks']));
-  const render = () => [header, partial(), qualityRows.length ? qualityTables(qualityRows, methods, patterns) : '', scaleRows.length ? scaleTable(scaleRows, scaleInfo, scale) : ''].filter(Boolean).join('\n');
+  const render = () => [header, partial(), qualityRows.length ? qualityTables(qualityRows, methods, patterns) : '', scaleRows.length ? scaleTable(scaleRows, scaleInfo, scale, command) : ''].filter(Boolean).join('\n');
   const save = () => { if (!a['no-docs']) writeDocs(render(), scaleRows.length > 0); };
 
   if (scaleMethods.length) {

@@ -516,6 +516,10 @@ async function parentMain(opts: Options, rawArgs: string[]): Promise<void> {
   const p = (s = '') => out.push(s);
   p('## Solvers (`npm run bench:solvers`)');
   p();
+  p('Each method prunes one linear layer; each job (the factorisation alone, then each method) runs in its own child process ' +
+    'after a warm-up on a 512×512 layer, so its peak RSS is its own. Flops are useful flops (a multiply-add counts 2), the ' +
+    'per-block terms from the mask the method returned.');
+  p();
   p(`Command: \`${command}\``);
   p();
   p(`- ${new Date().toISOString()}, Node ${process.version}, onnxruntime-node ${ortVersion()}, device ${device}, ` +

@@ -5,7 +5,7 @@
 // docs/BENCHMARKS.md's section in markdown:
 //   node --import tsx bench/sparsegptKernel.ts [--rows 4096] [--block 128] [--sparsity 0.5] [--nm 2:4] [--repeat 5] [--variants 4x1,2x1]
 
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { sparsegptSweepRows, sparsegptSweepRowsWasm } from '../src/backend/methods/rowKernels';
 import { sparsegptSweepModule } from '../src/backend/wasm/sparsegptSweep';
@@ -53,7 +53,7 @@ const label = m ? `${n}:${m}` : `${sparsity * 100}% unstructured`;
 const lines = [
   '## SparseGPT column loop (`bench/sparsegptKernel.ts`)', '',
   `Command: \`node --import tsx bench/sparsegptKernel.ts${process.argv.length > 2 ? ' ' + process.argv.slice(2).join(' ') : ''}\``, '',
-  `- ${new Date().toISOString()}, Node ${process.version}, ${cpus()[0]?.model.trim() ?? '?'}; ${rows} rows × B = ${B}, ${label}, one thread, CPU ms (process.cpuUsage), median of ${repeat} (min)`, '',
+  `- ${new Date().toISOString()}, Node ${process.version}, ${cpus()[0]?.model.trim() ?? '?'}; ${rows} rows × B = ${B}, ${label}, one thread, CPU ms (process.cpuUsage), median of ${repeat} (min); load average ${loadavg()[0].toFixed(1)}`, '',
   '| kernel | CPU ms | × JS | same E and mask as JS |', '| --- | ---: | ---: | --- |',
   `| JavaScript | ${median(jsTimes).toFixed(1)} (${Math.min(...jsTimes).toFixed(1)}) | 1 | — |`,
 ];
