@@ -23,7 +23,12 @@ async function main() {
   await Promise.all(builds.map((b) => esbuild.build(b)));
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+// Tests that bundle a program themselves (test/extensionHost.test.ts) resolve packages the same way.
+module.exports = { alias };
+
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
