@@ -160,7 +160,7 @@ export class HfCheckpoint implements Checkpoint {
     }
     const dtypes = new Map<string, number>();
     const weights = new Map<string, TensorRef>();
-    const stored = new Set(entries.keys());
+    const stored = new Map([...entries].map(([name, e]) => [name, e.dtype]));
     let shapes: Map<string, number[]>;
     try {
       shapes = family.tensorShapes(config, stored);
