@@ -274,6 +274,14 @@ describe('Llama config', () => {
     assert.throws(() => ropeInvFreq(8, 10000, { rope_type: 'longrope', short_factor: [1, 1], long_factor: [1, 1, 1, 1] }), /rope_scaling\.short_factor must list 4 positive numbers/);
   });
 
+  test('transformers v5 rope_parameters (Gemma 3: one per layer type) resolve as the v4 fields do', () => {
+    const base: LlamaConfig = { model_type: 'gemma3_text', hidden_size: 32, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 2, head_dim: 16, vocab_size: 8, sliding_window: 4, sliding_window_pattern: 2 };
+    const v4 = resolveLlamaConfig({ ...base, rope_theta: 1e6, rope_scaling: { rope_type: 'linear', factor: 8 }, rope_local_base_freq: 100 });
+    const v5 = resolveLlamaConfig({ ...base, rope_parameters: { full_attention: { rope_type: 'linear', factor: 8, rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 100 } } });
+    assert.deepEqual([v5.rotary, v5.localRotary, v5.windows], [v4.rotary, v4.localRotary, [4, null]]);
+    assert.notDeepEqual(v4.rotary.invFreq, v4.localRotary?.invFreq);
+  });
+
   test('bad configs and weights fail with the name of what is wrong', () => {
     const base: LlamaConfig = { hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 3, vocab_size: 8 };
     assert.throws(() => resolveLlamaConfig(base), /multiple of num_key_value_heads/);

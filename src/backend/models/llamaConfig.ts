@@ -21,7 +21,8 @@ export interface LlamaConfig {
   /** Default 10000. */
   rope_theta?: number;
   rope_scaling?: RopeScaling | null;
-  rope_parameters?: RopeScaling | null;
+  /** transformers v5: rope_theta and the scaling in one object; Gemma 3 nests one per layer type. */
+  rope_parameters?: (RopeScaling & { full_attention?: RopeScaling; sliding_attention?: RopeScaling }) | null;
   /** Default 2048; the graph accepts any sequence length (dynamic and longrope scaling read it). */
   max_position_embeddings?: number;
   /** Phi-3 longrope: the pretrained context (max_position_embeddings / it = the scaling factor). */
@@ -198,7 +199,8 @@ export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
   const headDim = positiveInt(config.head_dim ?? hiddenSize / heads, 'head_dim');
   const layers = positiveInt(config.num_hidden_layers, 'num_hidden_layers');
   const maxPositions = positiveInt(config.max_position_embeddings ?? 2048, 'max_position_embeddings');
-  const params = config.rope_parameters ?? undefined;
+  const params = config.rope_parameters?.full_attention ?? config.rope_parameters ?? undefined;
+  const localParams = config.rope_parameters?.sliding_attention;
   const ropeTheta = finitePositive(params?.rope_theta ?? config.rope_theta ?? 10000, 'rope_theta');
   const partial = finitePositive(config.partial_rotary_factor ?? 1, 'partial_rotary_factor');
   const rotaryDim = Math.floor(headDim * partial);
@@ -208,7 +210,7 @@ export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
     originalMaxPositions: config.original_max_position_embeddings == null ? undefined : positiveInt(config.original_max_position_embeddings, 'original_max_position_embeddings'),
   };
   const rotary = resolveRotary(rotaryDim, ropeTheta, config.rope_scaling ?? params, ctx);
-  const localBase = finitePositive(config.rope_local_base_freq ?? 10000, 'rope_local_base_freq');
+  const localBase = finitePositive(localParams?.rope_theta ?? config.rope_local_base_freq ?? 10000, 'rope_local_base_freq');
   const scalar = v.sandwichNorms ? finitePositive(config.query_pre_attn_scalar ?? 256, 'query_pre_attn_scalar') : headDim;
   // Qwen2 hard-codes biases on q/k/v_proj (none on o_proj); the others read attention_bias.
   const bias = config.attention_bias ?? false;
@@ -225,7 +227,7 @@ export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
     ropeTheta,
     invFreq: rotary.invFreq,
     rotary,
-    localRotary: v.localRope ? resolveRotary(rotaryDim, localBase, null, ctx) : null,
+    localRotary: v.localRope ? resolveRotary(rotaryDim, localBase, localParams, ctx) : null,
     windows: layerWindows(config, v, layers),
     attentionScale: 1 / Math.sqrt(scalar),
     attnSoftcap: v.sandwichNorms ? optionalPositive(config.attn_logit_softcapping, v.softcapDefaults?.attn ?? null, 'attn_logit_softcapping') : null,
