@@ -175,6 +175,18 @@ describe('Llama-like families from generated folders', () => {
     });
   }
 
+  test('mistral with a window that every input fits in (Mistral-7B-v0.1: 4096): the same logits as without one, bit for bit', async () => {
+    const f = families.find((x) => x.config.model_type === 'mistral') as Family;
+    const W = randomLlamaWeights(f.config, 3);
+    const run = async (sliding_window: number | null) => {
+      const dir = path.join(work, `mistral-window-${sliding_window}`);
+      writeHfFolder(dir, { ...f.config, sliding_window }, [...W].map(([name, t]) => ({ name, dims: t.dims, data: t.data })));
+      return checkpointLogits(engine, openHfCheckpoint(dir), ids, mask);
+    };
+    assert.deepEqual(await run(S), await run(null));
+    assert.notDeepEqual(await run(S - 1), await run(null));
+  });
+
   test('gemma in bf16: the embedding is scaled by √hidden rounded to bfloat16, as HF does (48: 6.9282 → 6.9375)', async () => {
     const config = { ...families[1].config, hidden_size: 48, torch_dtype: 'bfloat16' };
     const W = randomLlamaWeights({ ...config, initializer_range: 0.15 }, 7);
