@@ -1,5 +1,6 @@
 // The Hugging Face LlamaConfig fields the Llama builder reads, HF's defaults filled in, and the tensors (names and
-// dims) a config implies.
+// dims) a config implies; the families that are "Llama plus X" (Qwen2/3, Mistral, Gemma 1–3, Phi-3) are each a
+// LlamaVariant, one flag per difference, read from their config fields by the same resolver.
 
 import { configFinitePositive, configPositiveInt } from './configFields';
 import { resolveRotary, Rotary, RopeScaling } from './rope';
