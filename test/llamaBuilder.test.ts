@@ -271,6 +271,8 @@ describe('Llama config', () => {
       else assert.ok(l3[i] < f && l3[i] > f / 8);
     });
     assert.throws(() => ropeInvFreq(64, 10000, { rope_type: 'ntk', factor: 2 }), /'ntk' is not supported \(supported: default, linear, dynamic, yarn, longrope, llama3\)/);
+    const lr = { short_factor: [1, 2, 3, 4], long_factor: [5, 6, 7, 8] };
+    assert.deepEqual(ropeInvFreq(8, 10000, { type: 'su', ...lr }), ropeInvFreq(8, 10000, { rope_type: 'longrope', ...lr }), "Phi-3's early name 'su' is longrope");
     assert.throws(() => ropeInvFreq(8, 10000, { rope_type: 'longrope', short_factor: [1, 1], long_factor: [1, 1, 1, 1] }), /rope_scaling\.short_factor must list 4 positive numbers/);
   });
 

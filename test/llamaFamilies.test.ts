@@ -125,6 +125,7 @@ const llamaBase = {
 };
 const ropes: Family[] = [
   { name: 'rope yarn ×4 (beta 32/1)', layersPerBlock: 7, config: { ...llamaBase, rope_scaling: { factor: 4.0, original_max_position_embeddings: 8, rope_type: 'yarn' }, rope_theta: 100.0 } },
+  { name: 'rope yarn ×4 with mscale / mscale_all_dim (DeepSeek-style), truncate false', layersPerBlock: 7, config: { ...llamaBase, rope_scaling: { factor: 4.0, mscale: 1.0, mscale_all_dim: 0.5, original_max_position_embeddings: 16, rope_type: 'yarn', truncate: false }, rope_theta: 100.0 } },
   { name: 'rope dynamic ×2 past max_position_embeddings 8', layersPerBlock: 7, config: { ...llamaBase, rope_scaling: { factor: 2.0, type: 'dynamic' } } },
   { name: 'rope llama3', layersPerBlock: 7, config: { ...llamaBase, rope_scaling: { factor: 8.0, high_freq_factor: 4.0, low_freq_factor: 1.0, original_max_position_embeddings: 64, rope_type: 'llama3' }, rope_theta: 50.0 } },
   { name: 'rope longrope with factor (no original_max_position_embeddings): short factors within 64', layersPerBlock: 7, config: { ...llamaBase, max_position_embeddings: 64, rope_scaling: { factor: 4.0, long_factor: factors(4, 2), short_factor: factors(4, 4), rope_type: 'longrope' } } },

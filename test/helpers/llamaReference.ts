@@ -49,13 +49,16 @@ export function referenceRope(config: LlamaConfig, dim: number, theta: number, L
   if (type === 'yarn') {
     const orig = rs.original_max_position_embeddings ?? maxPos;
     const corr = (rot: number) => (dim * Math.log(orig / (rot * 2 * Math.PI))) / (2 * Math.log(theta));
-    const low = Math.max(Math.floor(corr(rs.beta_fast ?? 32)), 0);
-    const high = Math.min(Math.ceil(corr(rs.beta_slow ?? 1)), dim - 1);
+    const trunc = rs.truncate ?? true;
+    const low = Math.max(trunc ? Math.floor(corr(rs.beta_fast ?? 32)) : corr(rs.beta_fast ?? 32), 0);
+    const high = Math.min(trunc ? Math.ceil(corr(rs.beta_slow ?? 1)) : corr(rs.beta_slow ?? 1), dim - 1);
     const inv = base(theta).map((f, i) => {
       const ramp = Math.min(Math.max((i - low) / (high === low ? 0.001 : high - low), 0), 1);
       return (f / factor) * ramp + f * (1 - ramp);
     });
-    return { inv, attention: rs.attention_factor ?? 0.1 * Math.log(factor) + 1 };
+    const mscale = (s: number, m = 1) => (s <= 1 ? 1 : 0.1 * m * Math.log(s) + 1);
+    const attention = rs.attention_factor ?? (rs.mscale && rs.mscale_all_dim ? mscale(factor, rs.mscale) / mscale(factor, rs.mscale_all_dim) : mscale(factor));
+    return { inv, attention };
   }
   if (type === 'longrope' || type === 'su') {
     // Phi-3 states the pretrained context at the top level; others give rope_scaling.factor.

@@ -21,6 +21,10 @@ export interface RopeScaling {
   attention_factor?: number;
   beta_fast?: number;
   beta_slow?: number;
+  mscale?: number;
+  mscale_all_dim?: number;
+  /** yarn: round the correction range to whole dims (default true). */
+  truncate?: boolean;
   /** longrope (`su` in early Phi-3 configs): one factor per rotary frequency. */
   short_factor?: number[];
   long_factor?: number[];
@@ -117,16 +121,20 @@ function llama3(inv: Float32Array, factor: number, scaling: RopeScaling): Float3
 }
 
 /** YaRN (arXiv 2309.00071): frequencies blended between interpolated (÷ factor) and extrapolated (kept) by a
- *  linear ramp over the dims between the correction range of beta_fast and beta_slow rotations; cos and sin
- *  scaled by attention_factor (default 0.1·ln(factor) + 1). */
+ *  linear ramp over the dims between the correction range of beta_fast and beta_slow rotations within
+ *  original_max_position_embeddings; cos and sin scaled by attention_factor (default
+ *  mscale(factor)[/ mscale(factor, mscale_all_dim)], mscale(s, m) = 0.1·m·ln(s) + 1 for s > 1). */
 function yarn(dim: number, theta: number, factor: number, scaling: RopeScaling, ctx: RopeContext): Rotary {
-  const attentionFactor = scaling.attention_factor ?? 0.1 * Math.log(factor) + 1;
+  const mscale = (s: number, m = 1) => (s <= 1 ? 1 : 0.1 * m * Math.log(s) + 1);
+  const attentionFactor = scaling.attention_factor
+    ?? (scaling.mscale && scaling.mscale_all_dim ? mscale(factor, scaling.mscale) / mscale(factor, scaling.mscale_all_dim) : mscale(factor));
   const betaFast = scaling.beta_fast || 32;
   const betaSlow = scaling.beta_slow || 1;
+  const truncate = scaling.truncate ?? true;
   const maxPos = scaling.original_max_position_embeddings ?? ctx.maxPositions;
   const correctionDim = (rotations: number) => (dim * Math.log(maxPos / (rotations * 2 * Math.PI))) / (2 * Math.log(theta));
-  const low = Math.max(Math.floor(correctionDim(betaFast)), 0);
-  let high = Math.min(Math.ceil(correctionDim(betaSlow)), dim - 1);
+  const low = Math.max(truncate ? Math.floor(correctionDim(betaFast)) : correctionDim(betaFast), 0);
+  let high = Math.min(truncate ? Math.ceil(correctionDim(betaSlow)) : correctionDim(betaSlow), dim - 1);
   if (low === high) high += 0.001; // HF: prevent singularity
   const inv = new Float32Array(dim / 2);
   for (let i = 0; i < dim / 2; i++) {
