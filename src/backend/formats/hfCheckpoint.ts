@@ -20,7 +20,7 @@ import { copyFile, writeFile } from 'node:fs/promises';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { HfFamily, hfFamily } from '../models/hf';
-import type { TensorRef } from '../models/llama';
+import type { TensorRef } from '../models/weights';
 import { DataType, encodeModel, ModelProto } from '../onnx/proto';
 import type { ModelSource } from '../onnx/session';
 import { checkNotInput, writeFolder } from './atomicFolder';
@@ -160,7 +160,7 @@ export class HfCheckpoint implements Checkpoint {
     }
     const dtypes = new Map<string, number>();
     const weights = new Map<string, TensorRef>();
-    const stored = new Set(entries.keys());
+    const stored = new Map([...entries].map(([name, e]) => [name, e.dtype]));
     let shapes: Map<string, number[]>;
     try {
       shapes = family.tensorShapes(config, stored);

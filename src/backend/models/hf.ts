@@ -2,28 +2,33 @@
 // the family's builder (in the HF [out, in] weight layout, weights referenced where they are stored) and the
 // tensors it reads. Any other model_type is refused with the list of supported ones.
 
+import { onnxTypeOf } from '../formats/safetensors';
 import type { ModelProto } from '../onnx/proto';
-import { buildLlamaModel, LlamaConfig, llamaTensorShapes, LlamaWeights } from './llama';
+import { buildLlamaModel, LlamaConfig, llamaTensorShapes, LLAMA_VARIANTS, LlamaWeights } from './llama';
 import { buildMambaModel, MambaConfig, mambaTensorShapes } from './mamba';
 import { buildOptModel, OptConfig, optTensorShapes } from './opt';
 
 export interface HfFamily {
-  /** The builder's name (`llama` serves llama, mistral and qwen2). */
+  /** The builder's name (`llama` serves the Llama-like families of LLAMA_VARIANTS). */
   builder: string;
-  /** Every tensor the graph reads, with its dims ([out, in] for Linear weights); `stored` = the checkpoint's names. */
-  tensorShapes(config: Record<string, unknown>, stored: ReadonlySet<string>): Map<string, number[]>;
+  /** Every tensor the graph reads, with its dims ([out, in] for Linear weights); `stored` = the checkpoint's
+   *  tensor names → their safetensors dtypes. */
+  tensorShapes(config: Record<string, unknown>, stored: ReadonlyMap<string, string>): Map<string, number[]>;
   /** The graph; `weights` hold every tensor of tensorShapes (typically references into the checkpoint files). */
-  build(config: Record<string, unknown>, weights: LlamaWeights, stored: ReadonlySet<string>): ModelProto;
+  build(config: Record<string, unknown>, weights: LlamaWeights, stored: ReadonlyMap<string, string>): ModelProto;
 }
 
 const LLAMA: HfFamily = {
   builder: 'llama',
   tensorShapes: (config) => llamaTensorShapes(config as unknown as LlamaConfig),
-  build: (config, weights) => buildLlamaModel(config as unknown as LlamaConfig, weights, { layout: 'out_in' }),
+  build: (config, weights, stored) => {
+    const embedDtype = stored.get('model.embed_tokens.weight');
+    return buildLlamaModel(config as unknown as LlamaConfig, weights, { layout: 'out_in', embedType: embedDtype ? onnxTypeOf(embedDtype) : undefined });
+  },
 };
 
 /** OPT checkpoints saved from OPTModel (facebook/opt-*) name tensors `decoder.…`, those from OPTForCausalLM `model.decoder.…`. */
-const optPrefix = (stored: ReadonlySet<string>): string => (stored.has('decoder.embed_tokens.weight') ? '' : 'model.');
+const optPrefix = (stored: ReadonlyMap<string, string>): string => (stored.has('decoder.embed_tokens.weight') ? '' : 'model.');
 
 const OPT: HfFamily = {
   builder: 'opt',
@@ -38,9 +43,7 @@ const MAMBA: HfFamily = {
 };
 
 const FAMILIES: Readonly<Record<string, HfFamily>> = {
-  llama: LLAMA,
-  mistral: LLAMA,
-  qwen2: LLAMA,
+  ...Object.fromEntries(Object.keys(LLAMA_VARIANTS).map((t) => [t, LLAMA])),
   opt: OPT,
   mamba: MAMBA,
 };
