@@ -37,6 +37,52 @@ export function choleskyLowerInPlace(a: Float64Array, n: number, pivotOffset = 0
   }
 }
 
+/** Upper factor U with A = UᵀU (torch.linalg.cholesky(A, upper=True)) of an SPD n×n float64 matrix: U = Lᵀ. */
+export function choleskyUpper(A: ArrayLike<number>, n: number): Float64Array {
+  const L = Float64Array.from(A as ArrayLike<number>);
+  choleskyLowerInPlace(L, n);
+  const U = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = i; j < n; j++) U[i * n + j] = L[j * n + i];
+  return U;
+}
+
+/** X = A⁻¹·B for a symmetric positive definite n×n A and an n×m B (row-major float64), by Cholesky and two
+ *  triangular substitutions: the one small SPD solve (the row kernels' and wasm's fast ones are tested against it).
+ *  Throws NotPositiveDefiniteError. A and B are not modified. */
+export function spdSolve(A: ArrayLike<number>, n: number, B: ArrayLike<number>, m = 1): Float64Array {
+  const L = Float64Array.from(A as ArrayLike<number>);
+  choleskyLowerInPlace(L, n);
+  const X = Float64Array.from(B as ArrayLike<number>);
+  for (let c = 0; c < m; c++) {
+    for (let i = 0; i < n; i++) { //      L·y = b
+      let s = X[i * m + c];
+      for (let k = 0; k < i; k++) s -= L[i * n + k] * X[k * m + c];
+      X[i * m + c] = s / L[i * n + i];
+    }
+    for (let i = n - 1; i >= 0; i--) { // Lᵀ·x = y
+      let s = X[i * m + c];
+      for (let k = i + 1; k < n; k++) s -= L[k * n + i] * X[k * m + c];
+      X[i * m + c] = s / L[i * n + i];
+    }
+  }
+  return X;
+}
+
+/** A⁻¹ of a symmetric positive definite n×n float64 matrix (symmetrised), by spdSolve. */
+export function spdInverse(A: ArrayLike<number>, n: number): Float64Array {
+  const I = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) I[i * n + i] = 1;
+  const X = spdSolve(A, n, I, n);
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) {
+      const v = 0.5 * (X[i * n + j] + X[j * n + i]);
+      X[i * n + j] = v;
+      X[j * n + i] = v;
+    }
+  }
+  return X;
+}
+
 /** Inverse of an n×n lower-triangular float64 matrix (row-major), returned as a new array. */
 export function invertLower(l: Float64Array, n: number): Float64Array {
   const x = new Float64Array(n * n);
