@@ -48,7 +48,12 @@ export interface SparseGptResult extends ReferenceResult {
 export function prepareHessian(H: ArrayLike<number>, cols: number, dampening: number): { Hd: Float64Array; dead: number[]; lambda: number } {
   const Hd = Float64Array.from(H as ArrayLike<number>);
   const dead: number[] = [];
-  for (let j = 0; j < cols; j++) if (Hd[j * cols + j] === 0) dead.push(j), (Hd[j * cols + j] = 1);
+  for (let j = 0; j < cols; j++) {
+    if (Hd[j * cols + j] === 0) {
+      dead.push(j);
+      Hd[j * cols + j] = 1;
+    }
+  }
   let mean = 0;
   for (let j = 0; j < cols; j++) mean += Hd[j * cols + j];
   const lambda = (dampening * mean) / cols;

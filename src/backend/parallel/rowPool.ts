@@ -1,3 +1,5 @@
+// Why hand-written, not piscina: piscina starts workers from a module file, while these kernels ship as source text,
+// so the same code runs from the esbuild bundle and from tsx with no extra worker entry point; the pool is 100 lines.
 // Row-parallel JavaScript kernels on worker threads.
 //
 // Some per-row work has no onnxruntime form (APT's small SPD solves: ONNX has no Cholesky). Rows are
