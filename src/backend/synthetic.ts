@@ -4,18 +4,10 @@
 
 import { HessianAccumulator } from './calibration/hessian';
 import type { Engine } from './onnx/session';
+import { normalRng } from './random';
 
-/** Deterministic standard normals (xorshift32 + Box–Muller). */
-export function normalRng(seed: number): () => number {
-  let s = (seed * 2654435761) >>> 0 || 1;
-  const u = (): number => {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    return (s + 0.5) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
-}
+// Standard normals from the project's one generator (random.ts); models/llama.ts draws its demo weights from it too.
+export { normalRng } from './random';
 
 export interface SyntheticLayer {
   name: string;

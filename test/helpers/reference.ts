@@ -5,7 +5,7 @@
 // Conventions: matrices are row-major Float64Array; W is (rows, cols); H is (cols, cols); mask 1 = pruned.
 
 import { choleskyLowerInPlace, choleskyUpper, spdInverse, spdSolve } from '../../src/backend/linalg/cholesky';
-import { mulberry32 } from '../../src/backend/data/tokens';
+import { SeededRandom } from '../../src/backend/random';
 
 export { choleskyUpper, spdInverse, spdSolve };
 export { prepareHessian, sparsegptReference } from '../../src/backend/methods/sparsegpt.reference';
@@ -13,30 +13,10 @@ export { prepareHessian, sparsegptReference } from '../../src/backend/methods/sp
 // ---------------------------------------------------------------------------------------------------------
 // Random numbers
 
-/** Seeded uniforms (the project's one generator, mulberry32: data/tokens.ts) and Box–Muller normals. */
-export class Rng {
-  private readonly next: () => number;
-  private spare: number | undefined;
-
+/** The project's seeded stream (src/backend/random.ts), plus permutations. */
+export class Rng extends SeededRandom {
   constructor(seed: number) {
-    this.next = mulberry32(seed ^ 0x9e3779b9);
-  }
-
-  /** In (0, 1): never 0, so log(uniform()) is finite. */
-  uniform(): number {
-    return this.next() + 2 ** -33;
-  }
-
-  normal(): number {
-    if (this.spare !== undefined) {
-      const v = this.spare;
-      this.spare = undefined;
-      return v;
-    }
-    const r = Math.sqrt(-2 * Math.log(this.uniform()));
-    const a = 2 * Math.PI * this.uniform();
-    this.spare = r * Math.sin(a);
-    return r * Math.cos(a);
+    super(seed ^ 0x9e3779b9);
   }
 
   /** A uniformly random permutation of 0..n-1. */

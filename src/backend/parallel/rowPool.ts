@@ -34,6 +34,8 @@ export class RowPool {
   private workers: Worker[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
+  /** Runs in flight: the workers are ref'd while there is any (one run ending must not unref another's workers). */
+  private active = 0;
 
   constructor(private readonly kernels: Record<string, RowKernel<never>>, readonly size = availableParallelism()) {}
 
@@ -71,7 +73,7 @@ export class RowPool {
     const chunk = Math.ceil(rows / this.workers.length);
     const jobs: Promise<void>[] = [];
     // Busy workers keep the process alive, so a pending job is never abandoned at exit.
-    for (const w of this.workers) w.ref();
+    if (this.active++ === 0) for (const w of this.workers) w.ref();
     this.workers.forEach((w, i) => {
       const start = i * chunk;
       const end = Math.min(rows, start + chunk);
@@ -83,7 +85,7 @@ export class RowPool {
     try {
       await Promise.all(jobs);
     } finally {
-      for (const w of this.workers) w.unref();
+      if (--this.active === 0) for (const w of this.workers) w.unref();
     }
   }
 
