@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { HessianAccumulator } from '../src/backend/calibration/hessian';
+import { HessianAccumulator } from './helpers/hessian';
 import { choleskyWithInverse, dampedCholeskyFactor, dampedInverseFactor, invertUpper, NotPositiveDefiniteError } from '../src/backend/linalg/cholesky';
 import { Kernels, mat } from '../src/backend/linalg/kernels';
 import { Engine } from '../src/backend/onnx/session';

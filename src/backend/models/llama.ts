@@ -41,7 +41,7 @@
 
 import { KERNEL_OPSET, tensorFromValues, valueInfo } from '../onnx/graph';
 import { AttributeProto, AttributeType, DataType, ModelProto, NodeProto, TensorProto } from '../onnx/proto';
-import { normalRng } from '../synthetic';
+import { normalRng } from '../random';
 
 // ---------------------------------------------------------------------------------------------------------
 // Configuration

@@ -1,13 +1,10 @@
-// Synthetic layers for the demo and the solver benchmark: W ~ N(0, 1/cols) and a Hessian from correlated
+// Synthetic layers for the solver benchmark: W ~ N(0, 1/cols) and a Hessian from correlated
 // random activations (an AR(1) mix across input features plus a few heavy "outlier" features, as LLM
-// activations have), accumulated by the same Hessian graph the pipeline uses.
+// activations have), accumulated as the pipeline accumulates its Hessians.
 
-import { HessianAccumulator } from './calibration/hessian';
-import type { Engine } from './onnx/session';
-import { normalRng } from './random';
-
-// Standard normals from the project's one generator (random.ts); models/llama.ts draws its demo weights from it too.
-export { normalRng } from './random';
+import type { Engine } from '../src/backend/onnx/session';
+import { normalRng } from '../src/backend/random';
+import { HessianAccumulator } from '../test/helpers/hessian';
 
 export interface SyntheticLayer {
   name: string;
