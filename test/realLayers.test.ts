@@ -13,14 +13,13 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { dampedInverseFactor } from '../src/backend/linalg/cholesky';
 import { Kernels } from '../src/backend/linalg/kernels';
 import { pruneLayer } from '../src/backend/methods';
 import { rowPool } from '../src/backend/methods/rowKernels';
 import type { MethodName, Pattern, PruneOptions, PruneResult } from '../src/backend/methods/types';
 import { decodeModel } from '../src/backend/onnx/proto';
 import { Engine } from '../src/backend/onnx/session';
-import { extremeEigenvalues, fixedMaskOptimum, prepareHessian, quadLoss, sparsegptReference } from './helpers/reference';
+import { dampedInverseFactor, extremeEigenvalues, fixedMaskOptimum, prepareHessian, quadLoss, sparsegptReference } from './helpers/reference';
 import { collectRealLayers, findLinearLayers, fixturesDir, loadTokenizer, RealLayer, RealLayers, withExtraOutputs } from './helpers/realLayers';
 
 const MODEL_DIR = path.join(fixturesDir, 'stories260K-onnx');

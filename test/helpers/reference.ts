@@ -4,11 +4,14 @@
 // Everything here is plain, unblocked, O(n³) float64 JS: slow but obviously correct at test sizes.
 // Conventions: matrices are row-major Float64Array; W is (rows, cols); H is (cols, cols); mask 1 = pruned.
 
-import { choleskyLowerInPlace, choleskyUpper, spdInverse, spdSolve } from '../../src/backend/linalg/cholesky';
+import { choleskyLowerInPlace, choleskyUpper, choleskyWithInverse, dampedCholeskyFactor, spdInverse, spdSolve } from '../../src/backend/linalg/cholesky';
+import { Kernels, mat } from '../../src/backend/linalg/kernels';
+import { prepareHessian } from '../../src/backend/methods/sparsegpt.reference';
 import { SeededRandom } from '../../src/backend/random';
 
 export { choleskyUpper, spdInverse, spdSolve };
-export { prepareHessian, sparsegptReference } from '../../src/backend/methods/sparsegpt.reference';
+export { prepareHessian };
+export { sparsegptReference } from '../../src/backend/methods/sparsegpt.reference';
 
 // ---------------------------------------------------------------------------------------------------------
 // Random numbers
@@ -306,4 +309,21 @@ export function quadLoss(W0: ArrayLike<number>, W: ArrayLike<number>, H: ArrayLi
     }
   }
   return 0.5 * total;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The inverse-Hessian factor U (H_damped⁻¹ = UᵀU), SparseGPT's Hinv, in fp32 as the fast path computes its blocks
+
+/** U = J·L⁻¹·J with L·Lᵀ = J·H_damped·J (J the reversal), by the blocked choleskyWithInverse, at the dampening that
+ *  dampedCholeskyFactor settles on (its dead columns, retries and notes are returned too). */
+export async function dampedInverseFactor(H: Float32Array, n: number, dampening: number, k: Kernels) {
+  const { dead, dampening: used, notes } = await dampedCholeskyFactor(H, n, dampening, k);
+  const { Hd } = prepareHessian(H, n, used);
+  const reversed = (a: ArrayLike<number>) => Float32Array.from({ length: n * n }, (_, i) => a[n * n - 1 - i]);
+  const { X } = await choleskyWithInverse(mat(n, n, reversed(Hd)), k);
+  const U = mat(n, n, reversed(X.data));
+  const row = (r: number, c0: number, c1: number, dst: Float32Array | Float64Array, offset = 0): void => {
+    for (let c = c0; c < c1; c++) dst[offset + c - c0] = U.data[r * n + c];
+  };
+  return { U: { rows: n, cols: n, toMat: () => U, row }, dead, dampening: used, notes };
 }

@@ -3,10 +3,10 @@
 // With J the reversal permutation (J·X·J reverses the order of rows and of columns) and L the lower Cholesky
 // factor of J·H·J:
 //   R = J·L·J is upper triangular with H = R·Rᵀ (one Cholesky: what the sweep needs);
-//   U = J·L⁻¹·J = R⁻¹ is upper triangular with H⁻¹ = UᵀU (one Cholesky and one triangular inverse, rather
-//   than the reference's chol → cholesky_inverse → chol: three factorisations).
+//   U = J·L⁻¹·J = R⁻¹ is upper triangular with H⁻¹ = UᵀU (the reference's chol → cholesky_inverse → chol); the
+//   sweep forms only its diagonal blocks G = R[b, b]⁻¹, the tests all of it (test/helpers/reference.ts).
 //
-// Both are blocked over column panels (see Panels): diagonal blocks of up to LEAF columns are factored and
+// R is blocked over column panels (see Panels): diagonal blocks of up to LEAF columns are factored and
 // inverted in float64 in JS; every other product is an onnxruntime GEMM (see kernels.ts) on the lower half only.
 
 import { Kernels, Mat, mat } from './kernels';
@@ -256,18 +256,16 @@ async function factorDiagonal(D: Mat, k: Kernels, pivotOffset: number): Promise<
     D.data.set(l);
     return mat(w, w, Float32Array.from(invertLower(l, w)));
   }
-  const P = Panels.fromLower(D, LEAF);
-  const diagInv = await choleskyPanels(P, k, pivotOffset);
-  D.data.set(P.toLower().data);
-  await invertPanels(P, diagInv, k);
-  return P.toLower();
+  const { L, X } = await choleskyWithInverse(D, k, LEAF, pivotOffset);
+  D.data.set(L.data);
+  return X;
 }
 
-/** Lower Cholesky factor L of SPD `a` and its inverse X = L⁻¹, both n×n fp32. `panelWidth` overrides the
- *  size-based choice (tests use it to reach the wide-panel path, with its recursive diagonal blocks, at small n). */
-export async function choleskyWithInverse(a: Mat, k: Kernels, panelWidth?: number): Promise<{ L: Mat; X: Mat }> {
+/** Lower Cholesky factor L of SPD `a` and its inverse X = L⁻¹, both n×n fp32 (a wide diagonal block's factors).
+ *  `panelWidth` overrides the size-based choice; pivots are reported from `pivotOffset` on. */
+export async function choleskyWithInverse(a: Mat, k: Kernels, panelWidth?: number, pivotOffset = 0): Promise<{ L: Mat; X: Mat }> {
   const P = Panels.fromLower(a, panelWidth);
-  const diagInv = await choleskyPanels(P, k);
+  const diagInv = await choleskyPanels(P, k, pivotOffset);
   const L = P.toLower();
   await invertPanels(P, diagInv, k);
   return { L, X: P.toLower() };
@@ -291,7 +289,9 @@ export class UpperFactor {
   }
 }
 
-interface Damped {
+/** R, upper triangular, with H_damped = R·Rᵀ (R⁻¹ = U, H_damped⁻¹ = UᵀU). */
+export interface DampedCholesky {
+  R: UpperFactor;
   /** The relative dampening that succeeded. */
   dampening: number;
   /** Input columns with zero diagonal (no calibration signal). */
@@ -300,34 +300,12 @@ interface Damped {
   notes: string[];
 }
 
-/** U, upper triangular, with H_damped⁻¹ = UᵀU. */
-export interface DampedFactor extends Damped {
-  U: UpperFactor;
-}
-
-/** R, upper triangular, with H_damped = R·Rᵀ (R⁻¹ is DampedFactor's U). */
-export interface DampedCholesky extends Damped {
-  R: UpperFactor;
-}
-
-/** U, upper triangular, with H_damped⁻¹ = UᵀU (see dampedFactor for the dampening). */
-export async function dampedInverseFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedFactor> {
-  const { factor, ...rest } = await dampedFactor(H, n, dampening, k, true);
-  return { U: factor, ...rest };
-}
-
-/** R, upper triangular, with H_damped = R·Rᵀ: one Cholesky, no inverse. */
-export async function dampedCholeskyFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedCholesky> {
-  const { factor, ...rest } = await dampedFactor(H, n, dampening, k, false);
-  return { R: factor, ...rest };
-}
-
 /**
  * SparseGPT's preparation of H: dead columns (zero diagonal) get H_jj = 1, then λ = dampening·mean(diag H)
- * is added to the diagonal and the factor is computed. If H is still not positive definite (round-off on a
+ * is added to the diagonal and R (H_damped = R·Rᵀ: one Cholesky, no inverse) is computed. If H is still not positive definite (round-off on a
  * nearly singular H), dampening is multiplied by 10 and retried, up to 4 times.
  */
-async function dampedFactor(H: Float32Array, n: number, dampening: number, k: Kernels, invert: boolean): Promise<Damped & { factor: UpperFactor }> {
+export async function dampedCholeskyFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedCholesky> {
   const dead: number[] = [];
   let mean = 0;
   for (let j = 0; j < n; j++) {
@@ -342,13 +320,12 @@ async function dampedFactor(H: Float32Array, n: number, dampening: number, k: Ke
     const lambda = damp * mean;
     try {
       // Factor J·H·J (J the reversal: entry (r, c) is H[n−1−r, n−1−c]), damped, straight into panels:
-      // no whole-matrix copy of H. The reversal of L is R; the reversal of L⁻¹ is U.
+      // no whole-matrix copy of H. The reversal of L is R.
       const P = new Panels(n);
       P.fillReversed(H, lambda);
-      const diagInv = await choleskyPanels(P, k);
-      if (invert) await invertPanels(P, diagInv, k);
+      await choleskyPanels(P, k);
       if (attempt > 0) notes.push(`H was not positive definite with dampening ${dampening}; used ${damp}`);
-      return { factor: new UpperFactor(P), dampening: damp, dead, notes };
+      return { R: new UpperFactor(P), dampening: damp, dead, notes };
     } catch (e) {
       if (!(e instanceof NotPositiveDefiniteError)) throw e;
       if (attempt >= 4) {
