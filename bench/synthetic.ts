@@ -2,18 +2,13 @@
 // random activations (an AR(1) mix across input features plus a few heavy "outlier" features, as LLM
 // activations have), accumulated as the pipeline accumulates its Hessians.
 
+import type { LayerProblem } from '../src/backend/methods/types';
 import type { Engine } from '../src/backend/onnx/session';
 import { normalRng } from '../src/backend/random';
 import { HessianAccumulator } from '../test/helpers/hessian';
 
-export interface SyntheticLayer {
-  name: string;
-  rows: number;
-  cols: number;
-  W: Float32Array;
-  H: Float32Array;
-  colNorm2: Float32Array;
-}
+/** A layer problem with all its calibration statistics. */
+export type SyntheticLayer = Required<LayerProblem>;
 
 export async function syntheticLayer(name: string, rows: number, cols: number, engine: Engine, opts: { tokens?: number; seed?: number } = {}): Promise<SyntheticLayer> {
   const rand = normalRng(opts.seed ?? rows * 31 + cols);

@@ -151,30 +151,20 @@ class Panels {
    *  (a dead input) becomes 1, then every diagonal entry gets + lambda. No whole-matrix copy of H. */
   fillReversed(H: Float32Array, lambda: number): void {
     const n = this.n;
-    for (let j = 0; j < this.count; j++) {
-      const w = this.width(j);
+    this.forEach((p, i, r, c) => (p[i] = H[(n - 1 - r) * n + n - 1 - c]));
+    for (let r = 0; r < n; r++) {
+      const j = Math.floor(r / this.nb);
+      const t = r - j * this.nb;
       const p = this.data[j];
-      for (let t = 0; t < n - j * this.nb; t++) {
-        const cEnd = Math.min(w, t + 1);
-        const o = (n - 1 - j * this.nb - t) * n + (n - 1 - j * this.nb); // reversed (r, j·nb); columns run down from it
-        for (let c = 0; c < cEnd; c++) p[t * w + c] = H[o - c];
-        if (t < w) p[t * w + t] = (p[t * w + t] === 0 ? 1 : p[t * w + t]) + lambda;
-      }
+      const i = t * this.width(j) + t;
+      p[i] = (p[i] === 0 ? 1 : p[i]) + lambda;
     }
   }
 
   /** Writes J·A·J of the stored lower triangle into the row-major n×n `out` (its upper triangle). */
   writeReversed(out: Float32Array): void {
     const n = this.n;
-    for (let j = 0; j < this.count; j++) {
-      const w = this.width(j);
-      const p = this.data[j];
-      for (let t = 0; t < n - j * this.nb; t++) {
-        const cEnd = Math.min(w, t + 1);
-        const o = (n - 1 - j * this.nb - t) * n + (n - 1 - j * this.nb);
-        for (let c = 0; c < cEnd; c++) out[o - c] = p[t * w + c];
-      }
-    }
+    this.forEach((p, i, r, c) => (out[(n - 1 - r) * n + n - 1 - c] = p[i]));
   }
 
   /** dst[offset + c − c0] = (J·A·J)[r, c] for c in [c0, c1), A the stored lower triangle: the upper triangle's row r,
