@@ -43,10 +43,10 @@ interface Outcome {
 }
 
 /** Production APT vs the reference on one layer and pattern (see the file comment for the mask rule). */
-async function compare(p: LayerProblem & { H: Float32Array }, pattern: Pattern): Promise<Outcome> {
+async function compare(p: LayerProblem & { H: Float32Array }, pattern: Pattern, nmMask?: 'saliency'): Promise<Outcome> {
   const { rows, cols } = p;
-  const got = await pruneLayer('apt', p, { pattern }, engine);
-  const ref = aptReference(p.W, p.H, rows, cols, { pattern });
+  const got = await pruneLayer('apt', p, { pattern, nmMask }, engine);
+  const ref = aptReference(p.W, p.H, rows, cols, { pattern, nmMask });
   let mismatches = 0;
   for (let i = 0; i < got.mask.length; i++) mismatches += +(got.mask[i] !== ref.mask[i]);
   if (mismatches) assertFirstDifferencesAreTies(got.mask, ref.mask, ref.tie, rows, cols, pattern, p.name);
@@ -103,6 +103,11 @@ describe('APT at its defaults equals its float64 reference: random layers', () =
       t.diagnostic(summary(outcomes));
     });
   }
+  test("2:4 with nmMask 'saliency' (Solution S for the groups)", async (t) => {
+    const outcomes: Outcome[] = [];
+    for (const l of layers) outcomes.push(await compare(l, { kind: 'nm', n: 2, m: 4 }, 'saliency'));
+    t.diagnostic(summary(outcomes));
+  });
 });
 
 describe('APT at its defaults equals its float64 reference: the 35 layers of stories260K', { timeout: 600_000 }, () => {

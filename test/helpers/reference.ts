@@ -4,7 +4,7 @@
 // Everything here is plain, unblocked, O(n³) float64 JS: slow but obviously correct at test sizes.
 // Conventions: matrices are row-major Float64Array; W is (rows, cols); H is (cols, cols); mask 1 = pruned.
 
-import { choleskyLowerInPlace, choleskyUpper, choleskyWithInverse, dampedCholeskyFactor, spdInverse, spdSolve } from '../../src/backend/linalg/cholesky';
+import { choleskyUpper, choleskyWithInverse, dampedCholeskyFactor, spdInverse, spdSolve } from '../../src/backend/linalg/cholesky';
 import { Kernels, mat } from '../../src/backend/linalg/kernels';
 import { prepareHessian } from '../../src/backend/methods/sparsegpt.reference';
 import { SeededRandom } from '../../src/backend/random';
@@ -60,23 +60,9 @@ export function transpose(A: ArrayLike<number>, r: number, c: number): Float64Ar
  * for λmin. Both are inner estimates (λmax from below, λmin from above), so `cond` is a lower bound.
  */
 export function extremeEigenvalues(A: ArrayLike<number>, n: number, iterations = 100, seed = 7): { max: number; min: number; cond: number } {
-  const L = Float64Array.from(A);
-  choleskyLowerInPlace(L, n);
+  const Ainv = spdInverse(A, n);
   const applyA = (v: Float64Array): Float64Array => matmul(A, v, n, n, 1);
-  const applyInv = (v: Float64Array): Float64Array => {
-    const x = Float64Array.from(v);
-    for (let i = 0; i < n; i++) {
-      let s = x[i];
-      for (let k = 0; k < i; k++) s -= L[i * n + k] * x[k];
-      x[i] = s / L[i * n + i];
-    }
-    for (let i = n - 1; i >= 0; i--) {
-      let s = x[i];
-      for (let k = i + 1; k < n; k++) s -= L[k * n + i] * x[k];
-      x[i] = s / L[i * n + i];
-    }
-    return x;
-  };
+  const applyInv = (v: Float64Array): Float64Array => matmul(Ainv, v, n, n, 1);
   const power = (apply: (v: Float64Array) => Float64Array): number => {
     const rng = new Rng(seed);
     let v: Float64Array = Float64Array.from({ length: n }, () => rng.normal());
