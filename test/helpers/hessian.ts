@@ -21,6 +21,8 @@ const GRAM = gramGraph();
 
 export class HessianAccumulator {
   private readonly sums: CalibrationSums;
+  /** H as last read, until the next batch: layers that share an input share one H, as in the pipeline. */
+  private scaled: Float32Array | undefined;
 
   constructor(readonly cols: number, private readonly engine: Engine) {
     this.sums = new CalibrationSums(cols);
@@ -34,7 +36,7 @@ export class HessianAccumulator {
   /** (cols, cols) H so far, as CalibrationSums.hessian() scales it, in a copy (the sums may grow on). */
   get H(): Float32Array {
     const a = 2 / this.sums.sequences;
-    return Float32Array.from(this.sums.xtx, (v) => v * a);
+    return (this.scaled ??= Float32Array.from(this.sums.xtx, (v) => v * a));
   }
 
   /** (cols) running mean over sequences of Σ_tokens x_j² (Wanda's scaler_row). */
@@ -48,5 +50,6 @@ export class HessianAccumulator {
     if (!Number.isInteger(tokens)) throw new Error(`activation batch of ${X.length} values is not a multiple of ${this.cols} columns`);
     const r = await (await this.engine.kernel(GRAM)).run({ X: f32(X, [tokens, this.cols]) });
     this.sums.add(r.xtx.data as Float32Array, r.colSq.data as Float32Array, sequences);
+    this.scaled = undefined;
   }
 }
