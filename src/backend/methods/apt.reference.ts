@@ -24,6 +24,7 @@ export interface AptReferenceOptions extends ReferenceOptions {
   nmMask?: 'joint' | 'saliency';
 }
 
+/** APT on one layer: W (rows, cols) and H (cols, cols) as the production receives them; neither is modified. */
 export function aptReference(W0: ArrayLike<number>, H: ArrayLike<number>, rows: number, cols: number, o: AptReferenceOptions): ReferenceResult {
   const nm = o.pattern.kind === 'nm' ? o.pattern : undefined;
   const m = nm?.m ?? 1;
@@ -39,12 +40,12 @@ export function aptReference(W0: ArrayLike<number>, H: ArrayLike<number>, rows: 
     const i2 = Math.min(i1 + B, cols);
     const a = cols - i1;
     const HinvA = activeInverse(Hd, cols, i1); // (a, a): H_AA⁻¹, A = [i1, cols)
-    if (!o.mask && nm) {
+    if (!o.mask && nm) { //                      the mask: Solution M per group, or Solution S per block
       solutionM(W, rows, cols, i1, i2, Hd, nm, o.nmMask ?? 'joint', mask, ties);
     } else if (!o.mask && o.pattern.kind === 'unstructured') {
       blockThreshold(rows, cols, i1, i2, o.pattern.sparsity, (r, j) => W[r * cols + j] ** 2 / HinvA[(j - i1) * (a + 1)], mask, ties);
     }
-    for (let r = 0; r < rows; r++) {
+    for (let r = 0; r < rows; r++) { //             then each row's pruned set P of the block, removed at once
       const P: number[] = [];
       for (let j = i1; j < i2; j++) if (mask[r * cols + j]) P.push(j - i1);
       jointRemoval(W.subarray(r * cols + i1, (r + 1) * cols), HinvA, a, P, `APT reference, row ${r}`);
