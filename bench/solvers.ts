@@ -19,7 +19,7 @@ import type { MethodName, Pattern, PruneOptions } from '../src/backend/methods/t
 import type { ModelProto } from '../src/backend/onnx/proto';
 import { BACKEND_ENV } from '../src/protocol/backendEnv';
 import { DeviceRequest, Engine, Feeds, Kernel } from '../src/backend/onnx/session';
-import { syntheticLayer } from '../src/backend/synthetic';
+import { syntheticLayer } from './synthetic';
 
 const DEFAULT_SIZES = '1024x1024,4096x4096,4096x11008,11008x4096';
 const GEMM_N = 2048;

@@ -1,6 +1,6 @@
 // Deterministic random weights for the demo and the tests, initialised as HF's PreTrainedModel does.
 
-import { normalRng } from '../synthetic';
+import { normalRng } from '../random';
 import { LlamaConfig, llamaTensorShapes, resolveLlamaConfig } from './llamaConfig';
 import type { LlamaTensor } from './weights';
 
