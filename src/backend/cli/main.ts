@@ -9,6 +9,7 @@ import { Event, EventOf, formatEvent, makeEvent } from '../../protocol/events';
 import { DataError, mulberry32 } from '../data/tokens';
 import { openCheckpoint } from '../formats/checkpoint';
 import { removeTemporaries } from '../formats/atomicFolder';
+import { cancelOnRequest } from './cancelOnRequest';
 import { CheckpointError } from '../formats/onnxCheckpoint';
 import { PruneError } from '../methods/types';
 import { buildLlamaModel, randomLlamaWeights } from '../models/llama';
@@ -206,6 +207,8 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
+  // The extension's cancel (every platform; Windows has no SIGTERM): a line on stdin, read when it is a pipe.
+  const stopWatching = f.json && !process.stdin.isTTY ? cancelOnRequest(process.stdin, () => controller.abort()) : () => {};
   const t0 = performance.now();
   try {
     const config = buildConfig(checkpoint, f);
@@ -219,6 +222,8 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
     }
     emit(failureEvent(e));
     return 1;
+  } finally {
+    stopWatching();
   }
 }
 

@@ -2,10 +2,13 @@
 // `<out>.tmp-<pid>` (temporaryFolderOf; bounded chunked writes with cancel checks and hooks) and renamed into place when complete; a
 // failure or a cancel removes the temporary folder and leaves any previous output as it was.
 
-import { lstatSync, readdirSync, realpathSync, rmSync } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync } from 'node:fs';
 import { FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
+import { temporaryFolderOf } from '../../protocol/outputTemporaries';
 import { CheckpointError, errnoCode } from './errors';
+
+export { removeTemporaries, spillFileOf, temporaryFolderOf } from '../../protocol/outputTemporaries';
 
 export interface WriteHooks {
   /** Called after each chunk written into the temporary folder. Throwing aborts the write (tests inject failures here). */
@@ -21,22 +24,6 @@ export interface FolderWriteOptions {
   chunkSize: number;
   signal?: AbortSignal;
   hooks?: WriteHooks;
-}
-
-/** The folder an output is built in before it is renamed into place. */
-export function temporaryFolderOf(out: string): string {
-  return `${path.resolve(out)}.tmp-${process.pid}`;
-}
-
-/** The run's scratch file beside it (pruned weights spilled until the writer copies them into the output). */
-export function spillFileOf(out: string): string {
-  return `${path.resolve(out)}.spill-${process.pid}`;
-}
-
-/** Removes what a run of this process leaves beside `out` until it finishes (for an exit that skips `finally`). */
-export function removeTemporaries(out: string): void {
-  rmSync(temporaryFolderOf(out), { recursive: true, force: true });
-  rmSync(spillFileOf(out), { force: true });
 }
 
 /** True when `inner` is `outer` or inside it. */
