@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -265,6 +265,25 @@ describe('run manager with a fake backend', () => {
     assert.ok(run.folder.includes('späces'));
   });
 
+  test('the runtime and the extension in folders with spaces (as Code.exe under "Program Files"): started as argv, no shell', async () => {
+    // On Linux for real: VS Code's runtime stands in as a link to this Node under a path with spaces.
+    const runtimeDir = path.join(tmp, 'Program Files', 'Microsoft VS Code');
+    const extension = path.join(tmp, 'Ann Lee', '.vscode', 'extensions', 'prunekit.prunekit-0.1.0-linux-x64');
+    mkdirSync(runtimeDir, { recursive: true });
+    mkdirSync(path.join(extension, 'dist'), { recursive: true });
+    symlinkSync(process.execPath, path.join(runtimeDir, 'Code Helper'));
+    copyFileSync(fakeScript, path.join(extension, 'dist', 'backend.js'));
+    const argvFile = path.join(tmp, 'argv-runtime.json');
+    const planned = fakeBackend({ argvFile, steps: [...replay(finishedRec.lines, 0), { exit: 0 }] })([]);
+    const host = { platform: process.platform, execPath: path.join(runtimeDir, 'Code Helper') };
+    const { manager } = harness(storage('runtime'), (cliArgs) => backendInvocation(extension, '', cliArgs, planned.env, host));
+    const run = manager.start({ checkpoint: model, config: null });
+    await run.ended;
+    assert.equal(run.status, 'finished', run.interruption);
+    assert.deepEqual(run.info.args, [path.join(extension, 'dist', 'backend.js'), ...pruneArgs({ checkpoint: model, config: null })]);
+    assert.deepEqual(JSON.parse(readFileSync(argvFile, 'utf8')), pruneArgs({ checkpoint: model, config: null }));
+  });
+
   test('a run live when "VS Code closed" comes back interrupted; disposeAll stops live backends', async () => {
     const dir = storage('reload');
     const first = harness(dir, fakeBackend({ steps: [...replay(finishedRec.lines.slice(0, 8)), { sleep: 30_000 }] }));
@@ -307,6 +326,23 @@ describe('backend invocation', () => {
     assert.equal(own.env.PATH, '/bin');
     for (const [k, v] of Object.entries(BACKEND_ENV)) assert.equal(own.env[k], v, k);
     assert.equal(backendInvocation('/ext', '/usr/bin/node', ['demo']).command, '/usr/bin/node');
+  });
+
+  test('Windows (faked): Code.exe under "Program Files" and the extension under a user folder with spaces, Windows paths as they are', () => {
+    const host = { platform: 'win32' as const, execPath: 'C:\\Program Files\\Microsoft VS Code\\Code.exe' };
+    const extension = 'C:\\Users\\Ann Lee\\.vscode\\extensions\\prunekit.prunekit-0.1.0-win32-x64';
+    const config = 'D:\\models\\my model\\it\'s.prune.json';
+    const own = backendInvocation(extension, '', ['prune', '--config', config], { Path: 'C:\\Windows' }, host);
+    assert.equal(own.command, 'C:\\Program Files\\Microsoft VS Code\\Code.exe');
+    assert.deepEqual(own.args, ['C:\\Users\\Ann Lee\\.vscode\\extensions\\prunekit.prunekit-0.1.0-win32-x64\\dist\\backend.js', 'prune', '--config', config]);
+    assert.equal(own.env.ELECTRON_RUN_AS_NODE, '1');
+    assert.equal(own.env.Path, 'C:\\Windows');
+    const unc = backendInvocation('\\\\server\\share\\ext', 'C:\\Program Files\\nodejs\\node.exe', ['demo'], {}, host);
+    assert.equal(unc.command, 'C:\\Program Files\\nodejs\\node.exe');
+    assert.equal(unc.args[0], '\\\\server\\share\\ext\\dist\\backend.js');
+    const mac = backendInvocation('/Users/ann lee/.vscode/extensions/prunekit.prunekit-0.1.0-darwin-arm64', '', ['demo'], {}, { platform: 'darwin', execPath: '/Applications/Visual Studio Code.app/Contents/Frameworks/Code Helper (Plugin).app/Contents/MacOS/Code Helper (Plugin)' });
+    assert.equal(mac.args[0], '/Users/ann lee/.vscode/extensions/prunekit.prunekit-0.1.0-darwin-arm64/dist/backend.js');
+    assert.match(mac.command, /Code Helper \(Plugin\)$/);
   });
 });
 
