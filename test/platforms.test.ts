@@ -17,6 +17,7 @@ import { CheckpointError } from '../src/backend/formats/errors';
 import { GraphBuilder } from '../src/backend/onnx/graph';
 import { DataType } from '../src/backend/onnx/proto';
 import { autoDeviceOrder, DeviceProbe, Engine, f32 } from '../src/backend/onnx/session';
+import { pathKey } from '../src/extension/backendInvocation';
 import { modelName } from '../src/extension/runs/describe';
 import { resolveConfig } from '../src/protocol/config';
 import { fixturesDir, repoRoot } from './helpers/realLayers';
@@ -149,6 +150,13 @@ describe('paths written on Windows', () => {
     assert.equal(unc.checkpoint, '\\\\server\\share\\cfg\\llama');
     assert.equal(unc.output, '\\\\server\\share\\cfg\\llama-magnitude-50');
     assert.equal(resolveConfig({ checkpoint: '..\\..\\..\\m', method: 'magnitude' }, '\\\\server\\share\\cfg').checkpoint, '\\\\server\\share\\m');
+  });
+
+  test('one folder spelled two ways (VS Code\'s fsPath "c:\\", Node\'s "C:\\", either slash) is one found run on Windows only', () => {
+    assert.equal(pathKey('c:\\Users\\Ann Lee\\out', 'win32'), pathKey('C:/Users/ann lee/out/', 'win32'));
+    assert.equal(pathKey('\\\\Server\\Share\\out', 'win32'), pathKey('\\\\server\\share\\x\\..\\OUT', 'win32'));
+    assert.notEqual(pathKey('/home/ann/Out', 'linux'), pathKey('/home/ann/out', 'linux'));
+    assert.equal(pathKey('/home/ann/out/', 'darwin'), '/home/ann/out');
   });
 
   test('events naming Windows paths: the run is labelled by the model, not the whole path', () => {

@@ -27,6 +27,13 @@ export function pathsOf(platform: NodeJS.Platform): path.PlatformPath {
   return platform === 'win32' ? path.win32 : path.posix;
 }
 
+/** A key that is equal for two spellings of one folder: on Windows, paths differ in case without naming different
+ *  files (and VS Code's fsPath writes the drive letter lower-case where Node writes it upper-case). */
+export function pathKey(p: string, platform: NodeJS.Platform = process.platform): string {
+  const resolved = pathsOf(platform).resolve(p);
+  return platform === 'win32' ? resolved.toLowerCase() : resolved;
+}
+
 /** The invocation of `prunekit <cliArgs...>`; `nodePath` empty means VS Code's own runtime. */
 export function backendInvocation(extensionPath: string, nodePath: string, cliArgs: readonly string[], baseEnv: NodeJS.ProcessEnv = process.env, host: Host = THIS_HOST): BackendInvocation {
   const script = pathsOf(host.platform).join(extensionPath, 'dist', 'backend.js');

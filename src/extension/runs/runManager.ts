@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { CANCEL_REQUEST } from '../../protocol/cancelRequest';
 import type { Event } from '../../protocol/events';
 import { removeTemporaries } from '../../protocol/outputTemporaries';
-import type { BackendInvocation } from '../backendInvocation';
+import { BackendInvocation, pathKey } from '../backendInvocation';
 import { describeEnd, modelName } from './describe';
 import { LineSplitter, NdjsonReader, readNdjson } from './ndjson';
 import { Run, RunInfo } from './run';
@@ -260,15 +260,15 @@ export class RunManager {
   addOutputFolders(folders: readonly string[]): Run[] {
     const known = new Set<string>();
     for (const r of this.runs.values()) {
-      known.add(path.resolve(r.folder));
+      known.add(pathKey(r.folder));
       // A live run's output appears on disk just before its run.finished arrives: run.started names it.
       const output = r.output ?? r.plannedOutput;
-      if (output !== null) known.add(path.resolve(output));
+      if (output !== null) known.add(pathKey(output));
     }
     const added: Run[] = [];
     for (const f of folders) {
       const folder = path.resolve(f);
-      if (known.has(folder) || this.dismissed.has(folder)) continue;
+      if (known.has(pathKey(folder)) || this.dismissed.has(pathKey(folder))) continue;
       const eventsFile = path.join(folder, EVENTS_FILE);
       if (!existsSync(path.join(folder, REPORT_FILE)) || !existsSync(eventsFile)) continue;
       const events = this.readEvents(eventsFile);
@@ -286,7 +286,7 @@ export class RunManager {
       if (run.status === 'running') run.interrupt(`${eventsFile} ends without a terminal event`);
       run.markEnded();
       this.runs.set(run.id, run);
-      known.add(folder);
+      known.add(pathKey(folder));
       added.push(run);
       this.emit({ kind: 'added', run });
     }
@@ -304,7 +304,7 @@ export class RunManager {
     const output = run.output;
     if (options.deleteOutput && output !== null && existsSync(output)) await rm(output, { recursive: true, force: true });
     if (run.origin === 'output') {
-      if (!options.deleteOutput) this.dismissed.add(path.resolve(run.folder));
+      if (!options.deleteOutput) this.dismissed.add(pathKey(run.folder));
     } else {
       await rm(run.folder, { recursive: true, force: true });
     }
