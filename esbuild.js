@@ -1,5 +1,7 @@
 // Bundles the three programs: the extension host (Node, `vscode` external), the pruning backend (Node,
 // onnxruntime-node external: its native binaries ship in node_modules) and the webview (browser).
+const fs = require('node:fs');
+const path = require('node:path');
 const esbuild = require('esbuild');
 
 const production = process.argv.includes('--production');
@@ -20,7 +22,15 @@ async function main() {
     for (const b of builds) await (await esbuild.context(b)).watch();
     return;
   }
-  await Promise.all(builds.map((b) => esbuild.build(b)));
+  // Each file is written beside itself and renamed into place: a test running dist/backend.js while another
+  // rebuilds (npm run package in test/package.test.ts) reads the old or the new file, never half of one.
+  const results = await Promise.all(builds.map((b) => esbuild.build({ ...b, write: false })));
+  for (const file of results.flatMap((r) => r.outputFiles)) {
+    fs.mkdirSync(path.dirname(file.path), { recursive: true });
+    const tmp = `${file.path}.tmp-${process.pid}`;
+    fs.writeFileSync(tmp, file.contents);
+    fs.renameSync(tmp, file.path);
+  }
 }
 
 // Tests that bundle a program themselves (test/extensionHost.test.ts) resolve packages the same way.

@@ -10,6 +10,7 @@ import { DataError } from '../data/tokens';
 import { mulberry32 } from '../random';
 import { openCheckpoint } from '../formats/checkpoint';
 import { removeTemporaries } from '../formats/atomicFolder';
+import { cancelOnRequest } from './cancelOnRequest';
 import { CheckpointError } from '../formats/onnxCheckpoint';
 import { PruneError } from '../methods/types';
 import { buildLlamaModel, randomLlamaWeights } from '../models/llama';
@@ -74,20 +75,15 @@ type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositio
 const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
 const abs = (p: string | undefined) => (p === undefined ? undefined : path.resolve(p));
 
-/** The config: the file's (paths relative to it), then the flags on top (paths relative to the cwd). */
+/** The config: the file's (paths relative to it), then the flags on top (made absolute against the cwd, so they
+ *  mix with the file's). resolveConfig resolves the file's paths against its folder, on any platform's paths
+ *  (drive letters, UNC, either slash: src/protocol/paths.ts). */
 function buildConfig(checkpoint: string | undefined, f: Flags) {
   let raw: Record<string, unknown> = {};
   let baseDir = process.cwd();
   if (f.config) {
     raw = parseConfigText(readFileSync(f.config, 'utf8')) as Record<string, unknown>;
     baseDir = path.dirname(path.resolve(f.config));
-    // Make the file's relative paths absolute now, so flags (relative to the cwd) can mix with them.
-    const r = (p: unknown) => (typeof p === 'string' ? path.resolve(baseDir, p) : p);
-    for (const k of ['checkpoint', 'output', 'tokenizer']) if (typeof raw[k] === 'string') raw[k] = r(raw[k]);
-    for (const k of ['calibration', 'evaluation'] as const) {
-      const v = raw[k] as Record<string, unknown> | null | false | undefined;
-      if (v && typeof v === 'object') raw[k] = { ...v, path: r(v.path) };
-    }
   }
   const set = (obj: Record<string, unknown>, key: string, v: unknown) => {
     if (v !== undefined) obj[key] = v;
@@ -207,6 +203,8 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
+  // The extension's cancel (every platform; Windows has no SIGTERM): a line on stdin, read when it is a pipe.
+  const stopWatching = f.json && !process.stdin.isTTY ? cancelOnRequest(process.stdin, () => controller.abort()) : () => {};
   const t0 = performance.now();
   try {
     const config = buildConfig(checkpoint, f);
@@ -220,6 +218,8 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
     }
     emit(failureEvent(e));
     return 1;
+  } finally {
+    stopWatching();
   }
 }
 
