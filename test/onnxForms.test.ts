@@ -116,3 +116,84 @@ describe('dynamo-style exports', () => {
     assert.deepEqual([...run.pruned.keys()], [...plain.pruned.keys()]);
   });
 });
+
+/** int8 per-tensor symmetric quantization of a float initializer: the INT8 tensor and its FLOAT scale. */
+function int8(w: TensorProto, name: string): { q: TensorProto; scale: TensorProto } {
+  const v = floats(w);
+  const s = Math.max(...v.map(Math.abs)) / 127;
+  const q = Int8Array.from(v, (x) => Math.round(x / s));
+  return {
+    q: { name, dims: w.dims, dataType: DataType.INT8, rawData: new Uint8Array(q.buffer) },
+    scale: { name: `${name}_scale`, dims: [], dataType: DataType.FLOAT, rawData: new Uint8Array(Float32Array.of(s).buffer) },
+  };
+}
+
+/**
+ * The fixture with the MatMuls whose node names match `which` quantized as `form`: int8 QDQ (DequantizeLinear of an
+ * INT8 initializer → MatMul, a valid graph), MatMulInteger reading the INT8 weight, or MatMulNBits (4-bit, weight
+ * bytes not filled in: the graph is only discovered, never run).
+ */
+function quantized(model: ModelProto, form: 'qdq' | 'MatMulInteger' | 'MatMulNBits', which: RegExp): ModelProto {
+  const inits = new Map(model.graph.initializer.map((t) => [t.name, t]));
+  const added: TensorProto[] = [];
+  const node: NodeProto[] = [];
+  for (const n of model.graph.node) {
+    const w = n.opType === 'MatMul' ? inits.get(n.input[1]) : undefined;
+    if (!w || w.dims.length !== 2 || !which.test(n.name)) { node.push(n); continue; }
+    const { q, scale } = int8(w, `${w.name}_int8`);
+    added.push(q, scale);
+    if (form === 'qdq') {
+      node.push({ name: `${n.name}_dq`, opType: 'DequantizeLinear', domain: '', input: [q.name, scale.name], output: [`${q.name}_dq`], attribute: [] });
+      node.push({ ...n, input: [n.input[0], `${q.name}_dq`] });
+    } else if (form === 'MatMulInteger') {
+      node.push({ ...n, name: n.name.replace(/MatMul$/, 'MatMulInteger'), opType: 'MatMulInteger', input: [n.input[0], q.name] });
+    } else {
+      node.push({ ...n, name: n.name.replace(/MatMul$/, 'MatMulNBits'), opType: 'MatMulNBits', domain: 'com.microsoft', input: [n.input[0], q.name, scale.name] });
+    }
+  }
+  const used = new Set(node.flatMap((n) => n.input));
+  const initializer = [...model.graph.initializer.filter((t) => used.has(t.name)), ...added];
+  return { ...model, opsetImport: [...model.opsetImport, { domain: 'com.microsoft', version: 1n }], graph: { ...model.graph, node, initializer } };
+}
+
+describe('quantized graphs', () => {
+  const blocks = /\/layers\.\d+\//;
+  for (const form of ['MatMulNBits', 'MatMulInteger', 'qdq'] as const) {
+    test(`${form} in every block: the run refuses, naming the op and a node, and says to prune the float model`, async () => {
+      const dir = save(quantized(fixture(), form, blocks), `q-${form}`);
+      const run = await quickRun({ checkpoint: dir, output: path.join(work, `q-${form}-out`) }, text, work);
+      const op = form === 'qdq' ? 'DequantizeLinear → MatMul' : form;
+      assert.ok(run.error, 'the run refused');
+      assert.match(run.error.message, new RegExp(`35 ${op} \\(e\\.g\\. node /model/layers\\.0/self_attn/q_proj/`));
+      assert.match(run.error.message, /prune the float .* model, then quantize the pruned one/);
+      assert.equal(run.pruned.size, 0);
+      const d = discoverLayers(quantized(fixture(), form, blocks));
+      assert.equal(d.layers.length, 0);
+      assert.equal(d.warnings.length, 5, 'each block warned about');
+      assert.ok(!d.notes.some((n) => /blockPattern/.test(n)), 'no advice to set blockPattern');
+    });
+  }
+
+  test('one block int8 QDQ: inspect warns about that block, and the run refuses rather than report a partial sparsity', async () => {
+    const model = quantized(fixture(), 'qdq', /\/layers\.2\//);
+    const d = discoverLayers(model);
+    assert.equal(d.layers.length, 28);
+    assert.deepEqual(d.quantized.map((q) => q.block), [2, 2, 2, 2, 2, 2, 2]);
+    assert.deepEqual(d.warnings, [
+      'block layers.2 has no prunable layer, so it stays dense: its linear layers are quantized: 7 DequantizeLinear → MatMul (e.g. node /model/layers.2/self_attn/q_proj/MatMul)',
+    ]);
+    const run = await quickRun({ checkpoint: save(model, 'q-one-block'), output: path.join(work, 'q-one-block-out') }, text, work);
+    assert.match(run.error?.message ?? '', /quantized linear layers found: 7 DequantizeLinear → MatMul/);
+    assert.equal(run.pruned.size, 0);
+  });
+
+  test('only the LM head quantized: the blocks are pruned and the run warns that the quantized layer stays', async () => {
+    const model = quantized(fixture(), 'qdq', /lm_head/);
+    const run = await quickRun({ checkpoint: save(model, 'q-head'), output: path.join(work, 'q-head-out'), method: 'magnitude', calibration: null }, text, work);
+    assert.ifError(run.error);
+    assert.equal(run.pruned.size, 35);
+    const warnings = run.events.filter((e) => e.type === 'warning.raised' && e.code === 'block-dense');
+    assert.equal(warnings.length, 1);
+    assert.match(JSON.stringify(warnings[0]), /1 DequantizeLinear → MatMul \(e\.g\. node \/lm_head\/MatMul\)/);
+  });
+});

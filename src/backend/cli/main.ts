@@ -241,6 +241,8 @@ async function inspect(checkpoint: string, f: Flags): Promise<number> {
       ...(l.keptDenseBy ? { keptDenseBy: l.keptDenseBy } : {}),
     })),
     notes: d.notes,
+    quantized: d.quantized,
+    warnings: d.warnings,
   };
   if (f.json) {
     process.stdout.write(JSON.stringify(info) + '\n');
@@ -256,6 +258,7 @@ async function inspect(checkpoint: string, f: Flags): Promise<number> {
   }
   for (const s of info.skipped) console.log(`left dense: ${s.name} ${s.shape.join('x')} ${s.op} (${s.reason})${s.keptDenseBy ? ` [opt-in: keepDense.${s.keptDenseBy} false prunes it]` : ''}`);
   for (const n of d.notes) console.log(`note: ${n}`);
+  for (const w of d.warnings) console.log(`warning: ${w}`);
   return 0;
 }
 

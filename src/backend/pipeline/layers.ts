@@ -22,6 +22,7 @@
 
 import type { GraphProto, ModelProto, NodeProto, TensorProto } from '../onnx/proto';
 import { AttributeType, DataType } from '../onnx/proto';
+import { describeQuantized, findQuantizedLayers, QUANTIZED_ADVICE, QuantizedLayer } from './quantized';
 import { structuralBlocks } from './structuralBlocks';
 
 /** How the weight initializer is stored. MatMul and Gemm(transB=0): [in, out] = [cols, rows];
@@ -101,6 +102,10 @@ export interface Discovery {
   nodeBlock: Int32Array;
   /** Human-readable remarks for the run report (fallbacks, skipped layers). */
   notes: string[];
+  /** Quantized linear layers (quantized.ts): a run refuses them inside blocks. */
+  quantized: QuantizedLayer[];
+  /** Blocks that keep linear layers dense against the user's wish (no prunable layer in them), one line each. */
+  warnings: string[];
 }
 
 export interface DiscoverOptions {
@@ -373,6 +378,8 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
     c.layer.kind === 'depthwiseConv' && !c.unsupported && !options.includeDepthwiseConv ? 'depthwiseConv' : undefined;
   const DEPTHWISE_REASON = 'depthwise conv (left dense by default)';
 
+  const quantizedFound = findQuantizedLayers(graph, order);
+
   // Choose the block pattern.
   let re: RegExp | null = null;
   let builtIn = false;
@@ -452,9 +459,10 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
     // Blocks from the residual stream (structuralBlocks.ts); failing that, one block per layer in topological order.
     const outputs = new Set(graph.output.map((o) => o.name));
     const prunable = (c: Candidate) => !c.unsupported && !depthwiseOptIn(c);
-    const structure = options.structuralBlocks === false ? null : structuralBlocks(graph, order, all.filter(prunable).map((c) => c.nodeIndex));
+    const linearNodes = [...all.filter(prunable).map((c) => c.nodeIndex), ...quantizedFound.map((q) => q.nodeIndex)];
+    const structure = options.structuralBlocks === false ? null : structuralBlocks(graph, order, linearNodes);
     if (structure) blockSource = 'structure';
-    const structuralBlock = (c: Candidate): number | null => {
+    const structuralBlock = (c: { nodeIndex: number }): number | null => {
       const k = structure?.get(c.nodeIndex) ?? -1;
       if (k < 0) return null;
       while (blocks.length <= k) blocks.push({ index: blocks.length, id: blocks.length, name: `block.${blocks.length}`, layers: [] });
@@ -485,6 +493,10 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
       for (const f of feedNodes(c.layer)) nodeBlock[f] = k;
       layers.push({ ...c.layer, name, block: k });
     }
+    for (const q of quantizedFound) {
+      const k = structure ? structuralBlock(q) : null;
+      if (k !== null) nodeBlock[q.nodeIndex] = k;
+    }
     if (structure) {
       notes.push(`no block pattern (layers.N, h.N, layer.N, blocks.N) names the linear layers: ${blocks.length} blocks found from the residual stream`);
     } else if (candidates.length) {
@@ -492,7 +504,15 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
     }
   }
 
-  if (candidates.length === 0) notes.push('no MatMul or Gemm node reads a 2-D initializer: nothing to prune');
+  const quantized = quantizedFound.map((q) => ({ ...q, block: nodeBlock[q.nodeIndex] >= 0 ? nodeBlock[q.nodeIndex] : null }));
+  if (candidates.length === 0) {
+    notes.push(quantized.length ? `no float linear layer; quantized: ${describeQuantized(quantized)}. ${QUANTIZED_ADVICE}` : 'no MatMul or Gemm node reads a 2-D initializer: nothing to prune');
+  }
   for (const s of skipped) notes.push(`${s.name} (${s.node || s.weight}, ${s.rows}x${s.cols}) left dense: ${s.reason}`);
-  return { layers, skipped, blocks, blockSource, pattern: re ? re.source : null, nodeBlock, notes };
+  const warnings = blocks.filter((b) => b.layers.length === 0).map((b) => {
+    const q = quantized.filter((x) => x.block === b.index);
+    const why = q.length ? `its linear layers are quantized: ${describeQuantized(q)}` : `its linear layers are left dense: ${skipped.filter((x) => x.block === b.index).map((x) => `${x.name} (${x.reason})`).join('; ') || 'none found'}`;
+    return `block ${b.name} has no prunable layer, so it stays dense: ${why}`;
+  });
+  return { layers, skipped, blocks, blockSource, pattern: re ? re.source : null, nodeBlock, notes, quantized, warnings };
 }
