@@ -1,14 +1,15 @@
 // ONNX checkpoints in the forms the hubs ship, each built here from the stories260K fixture with the project's own
 // proto code: dynamo-style exports (no scopes in node names, weights [out, in] reached through a Transpose),
-// quantized graphs (MatMulNBits, MatMulInteger, QDQ). Each is pruned or refused as README "ONNX forms" says, and a
+// quantized graphs (MatMulNBits, MatMulInteger, QDQ), transformers.js / onnx-community repository folders. Each is pruned or refused as README "ONNX forms" says, and a
 // pruned form must give the plain fixture's result where the math is the same.
 
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { openOnnxCheckpoint } from '../src/backend/formats/onnxCheckpoint';
+import { openCheckpoint } from '../src/backend/formats/checkpoint';
+import { openOnnxCheckpoint, writeOnnxCheckpoint } from '../src/backend/formats/onnxCheckpoint';
 import { AttributeType, DataType, decodeModel, encodeModel, ModelProto, NodeProto, TensorProto } from '../src/backend/onnx/proto';
 import { discoverLayers } from '../src/backend/pipeline/layers';
 import { quickRun, QuickRun } from './helpers/quickRun';
@@ -195,5 +196,56 @@ describe('quantized graphs', () => {
     const warnings = run.events.filter((e) => e.type === 'warning.raised' && e.code === 'block-dense');
     assert.equal(warnings.length, 1);
     assert.match(JSON.stringify(warnings[0]), /1 DequantizeLinear → MatMul \(e\.g\. node \/lm_head\/MatMul\)/);
+  });
+});
+
+describe('repository folders (transformers.js / onnx-community layout)', () => {
+  const repo = path.join(work, 'repo');
+  let plain: QuickRun;
+  before(async () => {
+    // onnx/model.onnx with its external data; onnx/model_fp16.onnx (here the same bytes: only its name matters to
+    // the variant choice); onnx/model_quantized.onnx (int8 QDQ); config and tokenizer at the root.
+    await writeOnnxCheckpoint(openOnnxCheckpoint(fixtureDir), path.join(work, 'repo-ext'), new Map(), { externalData: 'always' });
+    mkdirSync(path.join(repo, 'onnx'), { recursive: true });
+    for (const f of ['model.onnx', 'model.onnx_data']) renameSync(path.join(work, 'repo-ext', f), path.join(repo, 'onnx', f));
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'config.json']) copyFileSync(path.join(fixtureDir, f), path.join(repo, f));
+    copyFileSync(path.join(fixtureDir, 'model.onnx'), path.join(repo, 'onnx', 'model_fp16.onnx'));
+    writeFileSync(path.join(repo, 'onnx', 'model_quantized.onnx'), encodeModel(quantized(fixture(), 'qdq', /\/layers\.\d+\//)));
+    plain = await quickRun({ checkpoint: fixtureDir, output: path.join(work, 'repo-plain-out') }, text, work);
+    assert.ifError(plain.error);
+  });
+
+  test('several float variants: opening asks for one, naming them; a quantized variant is refused with what to do', () => {
+    assert.throws(() => openCheckpoint(repo), /several float ONNX variants \(model, model_fp16\): choose one with --variant/);
+    assert.throws(() => openCheckpoint(repo, { variant: 'model_quantized' }), /variant model_quantized of .* is quantized: .*prune a float variant \(model, model_fp16\), then quantize/);
+    assert.throws(() => openCheckpoint(repo, { variant: 'model_q9' }), /no variant model_q9 in .*float variants: model, model_fp16; quantized: model_quantized/);
+    const ckpt = openCheckpoint(repo, { variant: 'model_fp16' });
+    assert.equal(ckpt.path, path.join(repo, 'onnx', 'model_fp16.onnx'));
+    assert.equal(ckpt.tokenizerPath, path.join(repo, 'tokenizer.json'));
+  });
+
+  test('the chosen variant is pruned into the same layout: root files copied, onnx/model.onnx with its external data', async () => {
+    const out = path.join(work, 'repo-out');
+    const run = await quickRun({ checkpoint: repo, variant: 'model', output: out }, text, work);
+    assert.ifError(run.error);
+    assert.deepEqual(readdirSync(out).filter((f) => !['prune-report.json', 'events.ndjson'].includes(f)).sort(), ['config.json', 'onnx', 'tokenizer.json', 'tokenizer_config.json']);
+    assert.deepEqual(readdirSync(path.join(out, 'onnx')).sort(), ['model.onnx', 'model.onnx_data']);
+    for (let k = 0; k < 2; k++) assert.ok(Math.abs(run.ppl[k] - plain.ppl[k]) <= 1e-6 * plain.ppl[k], `ppl ${run.ppl[k]} vs ${plain.ppl[k]}`);
+    // The output opens as a repository again (its only float variant), with every pruned weight as the plain run's.
+    const again = openOnnxCheckpoint(out);
+    assert.deepEqual(again.repository, { root: out, variant: 'model' });
+    assert.ok(again.hasExternalData);
+    for (const l of discoverLayers(again.model).layers) assert.deepEqual(again.weightAsFloat32(l.weight), weightOf(path.join(work, 'repo-plain-out'), l.weight), l.name);
+  });
+
+  test('a repository with one float variant opens it by default; only quantized ones are refused', () => {
+    const one = path.join(work, 'repo-one');
+    mkdirSync(path.join(one, 'onnx'), { recursive: true });
+    copyFileSync(path.join(fixtureDir, 'config.json'), path.join(one, 'config.json'));
+    copyFileSync(path.join(repo, 'onnx', 'model_quantized.onnx'), path.join(one, 'onnx', 'model_quantized.onnx'));
+    assert.throws(() => openCheckpoint(one), /holds only quantized ONNX variants \(model_quantized\): .*prune the float model, then quantize/);
+    copyFileSync(path.join(fixtureDir, 'model.onnx'), path.join(one, 'onnx', 'model_fp16.onnx'));
+    assert.equal(openCheckpoint(one).path, path.join(one, 'onnx', 'model_fp16.onnx'));
+    assert.ok(!existsSync(path.join(one, 'model.onnx')));
   });
 });

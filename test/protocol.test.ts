@@ -231,12 +231,12 @@ describe('prune-config.schema.json', () => {
 // compiler checks: a missing key or an extra one does not compile); the tests compare them with the schema.
 
 const CONFIG_KEYS: Record<keyof PruneConfig, true> = {
-  $schema: true, checkpoint: true, output: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true,
+  $schema: true, checkpoint: true, output: true, variant: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true,
   dampening: true, nmMask: true, magnitudeGroup: true, calibration: true, evaluation: true, layers: true, keepDense: true,
   blockPattern: true, device: true, threads: true, overwrite: true,
 };
 const RESOLVED_KEYS: Record<keyof ResolvedConfig, true> = {
-  checkpoint: true, output: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true, dampening: true,
+  checkpoint: true, output: true, variant: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true, dampening: true,
   nmMask: true, magnitudeGroup: true, calibration: true, evaluation: true, layers: true, keepDense: true, blockPattern: true,
   device: true, threads: true, overwrite: true,
 };

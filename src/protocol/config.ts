@@ -26,6 +26,7 @@ export interface PruneConfig {
   $schema?: string;
   checkpoint: string;
   output?: string | null;
+  variant?: string | null;
   tokenizer?: string | null;
   method?: MethodName;
   sparsity?: number;
@@ -87,6 +88,8 @@ export interface KeepDenseConfig {
 export interface ResolvedConfig {
   checkpoint: string;
   output: string;
+  /** The repository variant (`model_fp16`), null: the only float one. */
+  variant: string | null;
   tokenizer: string;
   method: MethodName;
   sparsity: number;
@@ -168,7 +171,9 @@ export function resolveConfigLeniently(raw: unknown, baseDir: string): { config:
   const checkpoint = resolvePath(baseDir, filled.checkpoint);
   // A .onnx file is the model itself; anything else is the folder holding model.onnx.
   const isFile = /\.onnx$/i.test(checkpoint);
-  const modelDir = isFile ? dirnamePath(checkpoint) : checkpoint;
+  // A repository's onnx/<variant>.onnx has its tokenizer at the repository's root.
+  const fileDir = isFile ? dirnamePath(checkpoint) : checkpoint;
+  const modelDir = isFile && /[\\/]onnx$/.test(fileDir) ? dirnamePath(fileDir) : fileDir;
   const config: ResolvedConfig = {
     ...filled,
     checkpoint,

@@ -39,6 +39,7 @@ prune options (flags override the config file):
   --eval-seqlen N      evaluation window (default: the calibration seqlen)
   --max-windows N      evaluate at most N windows
   --out DIR            output folder (default beside the input)
+  --variant V          in a repository folder (onnx/model.onnx, onnx/model_fp16.onnx, …): the float variant to prune
   --overwrite          replace an existing output folder
   --json               NDJSON events on stdout (logs on stderr)
 common options:
@@ -61,6 +62,7 @@ const OPTIONS = {
   'eval-seqlen': { type: 'string' },
   'max-windows': { type: 'string' },
   out: { type: 'string' },
+  variant: { type: 'string' },
   overwrite: { type: 'boolean' },
   json: { type: 'boolean' },
   device: { type: 'string' },
@@ -96,6 +98,7 @@ function buildConfig(checkpoint: string | undefined, f: Flags) {
   set(raw, 'sparsity', num(f.sparsity));
   set(raw, 'pattern', f.pattern);
   set(raw, 'output', abs(f.out));
+  set(raw, 'variant', f.variant);
   set(raw, 'overwrite', f.overwrite);
   set(raw, 'device', f.device);
   set(raw, 'threads', num(f.threads));
@@ -223,7 +226,7 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
 }
 
 async function inspect(checkpoint: string, f: Flags): Promise<number> {
-  const ckpt = openCheckpoint(checkpoint);
+  const ckpt = openCheckpoint(checkpoint, { variant: f.variant });
   const d = discoverLayers(ckpt.model);
   const inputs = inputSpecs(ckpt.model.graph.input, new Set(ckpt.model.graph.initializer.map((t) => t.name)));
   const info = {

@@ -9,8 +9,8 @@ import type { DataType, ModelProto } from '../onnx/proto';
 import type { ModelSource } from '../onnx/session';
 import type { WriteHooks } from './atomicFolder';
 import { HfCheckpoint, isHfFolder, openHfCheckpoint } from './hfCheckpoint';
-import { MODEL_FILE, OnnxCheckpoint, openOnnxCheckpoint, OpenOptions } from './onnxReader';
-import { writeOnnxCheckpoint } from './onnxWriter';
+import { OnnxCheckpoint, openOnnxCheckpoint, OpenOptions } from './onnxReader';
+import { outputModelFile, writeOnnxCheckpoint } from './onnxWriter';
 import type { Replacement } from './tensorSource';
 
 
@@ -72,7 +72,7 @@ export class OnnxFormat implements Checkpoint {
       signal: opts.signal,
       hooks: {
         ...opts.hooks,
-        beforeCommit: async (tmp) => opts.beforeCommit?.({ dir: tmp, sessionSource: () => path.join(tmp, MODEL_FILE) }),
+        beforeCommit: async (tmp) => opts.beforeCommit?.({ dir: tmp, sessionSource: () => path.join(tmp, outputModelFile(this.onnx)) }),
       },
     });
   }

@@ -120,7 +120,7 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
 
   // --- Model, layers, blocks, segments
   // The tokenizer is only needed for text data: it is loaded (and its absence reported) when first used.
-  const ckpt = openCheckpoint(config.checkpoint);
+  const ckpt = openCheckpoint(config.checkpoint, { variant: config.variant ?? undefined });
   const engine = new Engine({ device: config.device, threads: config.threads });
   const discovery = discoverLayers(ckpt.model, {
     blockPattern: config.blockPattern ?? undefined, includeLmHead: !config.keepDense.lmHead, includeDepthwiseConv: !config.keepDense.depthwiseConv,
