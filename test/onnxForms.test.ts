@@ -12,6 +12,8 @@ import { openCheckpoint } from '../src/backend/formats/checkpoint';
 import { openOnnxCheckpoint, writeOnnxCheckpoint } from '../src/backend/formats/onnxCheckpoint';
 import { AttributeType, DataType, decodeModel, encodeModel, ModelProto, NodeProto, TensorProto } from '../src/backend/onnx/proto';
 import { discoverLayers } from '../src/backend/pipeline/layers';
+import { configModelPath } from '../src/extension/config/discovery';
+import { modelFileOf } from '../src/extension/config/inspectCache';
 import { quickRun, QuickRun } from './helpers/quickRun';
 
 const fixtures = path.resolve(__dirname, '..', '..', 'shared', 'fixtures');
@@ -238,6 +240,14 @@ describe('repository folders (transformers.js / onnx-community layout)', () => {
     for (const l of discoverLayers(again.model).layers) assert.deepEqual(again.weightAsFloat32(l.weight), weightOf(path.join(work, 'repo-plain-out'), l.weight), l.name);
   });
 
+  test('the editor inspects the variant a config names, or the only float one', () => {
+    const config = path.join(work, 'x.prune.json');
+    assert.equal(configModelPath(JSON.stringify({ checkpoint: './repo', variant: 'model_fp16' }), config), path.join(repo, 'onnx', 'model_fp16.onnx'));
+    assert.equal(configModelPath(JSON.stringify({ checkpoint: './repo' }), config), repo);
+    assert.throws(() => modelFileOf(repo), /several float ONNX variants \(model, model_fp16\): set "variant"/);
+    assert.equal(modelFileOf(path.join(repo, 'onnx', 'model.onnx')), path.join(repo, 'onnx', 'model.onnx'));
+  });
+
   test('a repository with one float variant opens it by default; only quantized ones are refused', () => {
     const one = path.join(work, 'repo-one');
     mkdirSync(path.join(one, 'onnx'), { recursive: true });
@@ -246,6 +256,7 @@ describe('repository folders (transformers.js / onnx-community layout)', () => {
     assert.throws(() => openCheckpoint(one), /holds only quantized ONNX variants \(model_quantized\): .*prune the float model, then quantize/);
     copyFileSync(path.join(fixtureDir, 'model.onnx'), path.join(one, 'onnx', 'model_fp16.onnx'));
     assert.equal(openCheckpoint(one).path, path.join(one, 'onnx', 'model_fp16.onnx'));
+    assert.equal(modelFileOf(one), path.join(one, 'onnx', 'model_fp16.onnx'));
     assert.ok(!existsSync(path.join(one, 'model.onnx')));
   });
 });

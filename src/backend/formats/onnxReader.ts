@@ -6,6 +6,7 @@
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
+import { splitVariants } from '../../protocol/variants';
 import { DataType, decodeModel, ModelProto, TensorProto } from '../onnx/proto';
 import { byteLengthOf, bytesToFloat32, dataTypeName, isFloatType } from './dtype';
 import { CheckpointError, errnoCode } from './errors';
@@ -25,10 +26,6 @@ export const SIDE_FILES = [
   'config.json', 'generation_config.json', 'genai_config.json', 'preprocessor_config.json',
 ];
 
-/** transformers.js / onnx-community repositories: `<root>/onnx/<variant>.onnx`; these name suffixes mark quantized
- *  variants (model_quantized, model_int8, model_q4f16, …), which PruneKit does not prune. */
-export const QUANTIZED_VARIANT = /_(?:quantized|int8|uint8|int4|uint4|q4|q4f16|q8|bnb4)$/i;
-
 /** A model inside a repository folder: written back at the same place in the output (`onnx/<variant>.onnx`). */
 export interface Repository {
   /** The folder holding config.json and `onnx/`. */
@@ -41,13 +38,12 @@ export interface Repository {
 export function repositoryVariants(root: string): { float: string[]; quantized: string[] } | null {
   let files: string[];
   try {
-    files = readdirSync(path.join(root, 'onnx')).filter((f) => f.toLowerCase().endsWith('.onnx')).sort();
+    files = readdirSync(path.join(root, 'onnx'));
   } catch {
     return null;
   }
-  if (files.length === 0) return null;
-  const names = files.map((f) => f.slice(0, -'.onnx'.length));
-  return { float: names.filter((n) => !QUANTIZED_VARIANT.test(n)), quantized: names.filter((n) => QUANTIZED_VARIANT.test(n)) };
+  const variants = splitVariants(files);
+  return variants.float.length + variants.quantized.length > 0 ? variants : null;
 }
 
 /** The repository a model file sits in (`<root>/onnx/x.onnx` with `<root>/config.json`), if any. */
