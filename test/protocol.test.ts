@@ -298,6 +298,7 @@ describe('resolveConfig', () => {
     assert.deepEqual(c, {
       checkpoint: '/work/cfg/models/stories260K-onnx',
       output: '/work/cfg/models/stories260K-onnx-apt-50',
+      variant: null,
       tokenizer: '/work/cfg/models/stories260K-onnx/tokenizer.json',
       method: 'apt',
       sparsity: 0.5,
