@@ -1,6 +1,7 @@
 // ONNX checkpoints in the forms the hubs ship, each built here from the stories260K fixture with the project's own
 // proto code: dynamo-style exports (no scopes in node names, weights [out, in] reached through a Transpose),
-// quantized graphs (MatMulNBits, MatMulInteger, QDQ), transformers.js / onnx-community repository folders. Each is pruned or refused as README "ONNX forms" says, and a
+// quantized graphs (MatMulNBits, MatMulInteger, QDQ), transformers.js / onnx-community repository folders, Optimum's
+// merged decoders (the layers inside the two branches of an If on use_cache_branch). Each is pruned or refused as README "ONNX forms" says, and a
 // pruned form must give the plain fixture's result where the math is the same.
 
 import assert from 'node:assert/strict';
@@ -8,9 +9,10 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import * as ort from 'onnxruntime-node';
 import { openCheckpoint } from '../src/backend/formats/checkpoint';
 import { openOnnxCheckpoint, writeOnnxCheckpoint } from '../src/backend/formats/onnxCheckpoint';
-import { AttributeType, DataType, decodeModel, encodeModel, ModelProto, NodeProto, TensorProto } from '../src/backend/onnx/proto';
+import { AttributeType, DataType, decodeModel, encodeModel, GraphProto, ModelProto, NodeProto, TensorProto } from '../src/backend/onnx/proto';
 import { discoverLayers } from '../src/backend/pipeline/layers';
 import { configModelPath } from '../src/extension/config/discovery';
 import { modelFileOf } from '../src/extension/config/inspectCache';
@@ -258,5 +260,59 @@ describe('repository folders (transformers.js / onnx-community layout)', () => {
     assert.equal(openCheckpoint(one).path, path.join(one, 'onnx', 'model_fp16.onnx'));
     assert.equal(modelFileOf(one), path.join(one, 'onnx', 'model_fp16.onnx'));
     assert.ok(!existsSync(path.join(one, 'model.onnx')));
+  });
+});
+
+/**
+ * As Optimum merges a decoder: the graph's nodes moved into both branches of an If on a bool `use_cache_branch` input,
+ * reading the same outer-scope initializers; the then (with-past) branch's tensors renamed so the branches differ.
+ */
+function mergedDecoder(model: ModelProto): ModelProto {
+  const g = model.graph;
+  const branch = (prefix: string): GraphProto => {
+    const own = new Set(g.node.flatMap((n) => n.output));
+    const r = (t: string) => (own.has(t) ? prefix + t : t);
+    return {
+      name: `${prefix || 'no_past'}branch`, initializer: [], input: [], valueInfo: [],
+      node: g.node.map((n) => ({ ...n, name: n.name && prefix + n.name, input: n.input.map(r), output: n.output.map(r) })),
+      output: g.output.map((o) => ({ ...o, name: r(o.name) })),
+    };
+  };
+  const ifNode: NodeProto = {
+    name: 'optimum::if', opType: 'If', domain: '', input: ['use_cache_branch'], output: g.output.map((o) => o.name),
+    attribute: [{ name: 'then_branch', type: AttributeType.GRAPH, g: branch('past/') }, { name: 'else_branch', type: AttributeType.GRAPH, g: branch('') }],
+  };
+  const useCache = { name: 'use_cache_branch', type: { tensorType: { elemType: DataType.BOOL, shape: { dim: [{ dimValue: 1n }] } } } };
+  return { ...model, graph: { ...g, node: [ifNode], input: [...g.input, useCache], valueInfo: [] } };
+}
+
+describe('merged decoders (If on use_cache_branch)', () => {
+  test('layers found in the no-past branch, pruned once: both branches of the output give the pruned plain model\'s logits', async () => {
+    const dir = save(mergedDecoder(fixture()), 'merged');
+    const ckpt = openCheckpoint(dir);
+    assert.deepEqual(discoverLayers(ckpt.model).layers.map((l) => [l.name, l.weight]), discoverLayers(fixture()).layers.map((l) => [l.name, l.weight]));
+    const plain = await quickRun({ checkpoint: fixtureDir, output: path.join(work, 'merged-plain-out') }, text, work);
+    const run = await quickRun({ checkpoint: dir, output: path.join(work, 'merged-out') }, text, work);
+    assert.ifError(plain.error);
+    assert.ifError(run.error);
+    for (let k = 0; k < 2; k++) assert.ok(Math.abs(run.ppl[k] - plain.ppl[k]) <= 1e-6 * plain.ppl[k], `ppl ${run.ppl[k]} vs ${plain.ppl[k]}`);
+    const out = decodeModel(readFileSync(path.join(work, 'merged-out', 'model.onnx')));
+    assert.deepEqual(out.graph.node.map((n) => n.opType), ['If'], 'still one If with both branches');
+    const ids = (JSON.parse(readFileSync(path.join(fixtures, 'stories260K-reference.json'), 'utf8')) as { cases: { input_ids: number[][] }[] }).cases[0].input_ids;
+    const plainFeeds = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.flat(), BigInt), [ids.length, ids[0].length]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(ids.flat().length).fill(1n), [ids.length, ids[0].length]),
+    };
+    const feeds = (useCache: boolean) => ({ ...plainFeeds, use_cache_branch: new ort.Tensor('bool', [useCache], [1]) });
+    const logits = async (file: string, f: Record<string, ort.Tensor>) => {
+      const session = await ort.InferenceSession.create(file);
+      try {
+        return (await session.run(f)).logits.data as Float32Array;
+      } finally {
+        await session.release();
+      }
+    };
+    const want = await logits(path.join(work, 'merged-plain-out', 'model.onnx'), plainFeeds);
+    for (const useCache of [false, true]) assert.deepEqual(await logits(path.join(work, 'merged-out', 'model.onnx'), feeds(useCache)), want, `use_cache_branch ${useCache}`);
   });
 });
