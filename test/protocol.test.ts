@@ -230,12 +230,12 @@ describe('prune-config.schema.json', () => {
 // compiler checks: a missing key or an extra one does not compile); the tests compare them with the schema.
 
 const CONFIG_KEYS: Record<keyof PruneConfig, true> = {
-  $schema: true, checkpoint: true, output: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true,
+  $schema: true, checkpoint: true, output: true, variant: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true,
   dampening: true, nmMask: true, magnitudeGroup: true, calibration: true, evaluation: true, layers: true, keepDense: true,
   blockPattern: true, device: true, threads: true, overwrite: true,
 };
 const RESOLVED_KEYS: Record<keyof ResolvedConfig, true> = {
-  checkpoint: true, output: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true, dampening: true,
+  checkpoint: true, output: true, variant: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true, dampening: true,
   nmMask: true, magnitudeGroup: true, calibration: true, evaluation: true, layers: true, keepDense: true, blockPattern: true,
   device: true, threads: true, overwrite: true,
 };
@@ -297,6 +297,7 @@ describe('resolveConfig', () => {
     assert.deepEqual(c, {
       checkpoint: '/work/cfg/models/stories260K-onnx',
       output: '/work/cfg/models/stories260K-onnx-apt-50',
+      variant: null,
       tokenizer: '/work/cfg/models/stories260K-onnx/tokenizer.json',
       method: 'apt',
       sparsity: 0.5,

@@ -26,6 +26,7 @@ export interface PruneConfig {
   $schema?: string;
   checkpoint: string;
   output?: string | null;
+  variant?: string | null;
   tokenizer?: string | null;
   method?: MethodName;
   sparsity?: number;
@@ -86,6 +87,8 @@ export interface KeepDenseConfig {
 export interface ResolvedConfig {
   checkpoint: string;
   output: string;
+  /** The repository variant (`model_fp16`), null: the only float one. */
+  variant: string | null;
   tokenizer: string;
   method: MethodName;
   sparsity: number;
@@ -195,7 +198,9 @@ export function resolveConfigLeniently(raw: unknown, baseDir: string): { config:
   const checkpoint = resolve(filled.checkpoint);
   // A .onnx file is the model itself; anything else is the folder holding model.onnx.
   const isFile = /\.onnx$/i.test(checkpoint);
-  const modelDir = isFile ? paths.dirname(checkpoint) : checkpoint;
+  // A repository's onnx/<variant>.onnx has its tokenizer at the repository's root.
+  const fileDir = isFile ? paths.dirname(checkpoint) : checkpoint;
+  const modelDir = isFile && /[\\/]onnx$/.test(fileDir) ? paths.dirname(fileDir) : fileDir;
   const config: ResolvedConfig = {
     ...filled,
     checkpoint,

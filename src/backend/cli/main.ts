@@ -41,6 +41,7 @@ prune options (flags override the config file):
   --eval-seqlen N      evaluation window (default: the calibration seqlen)
   --max-windows N      evaluate at most N windows
   --out DIR            output folder (default beside the input)
+  --variant V          in a repository folder (onnx/model.onnx, onnx/model_fp16.onnx, …): the float variant to prune
   --overwrite          replace an existing output folder
   --json               NDJSON events on stdout (logs on stderr)
 common options:
@@ -63,6 +64,7 @@ const OPTIONS = {
   'eval-seqlen': { type: 'string' },
   'max-windows': { type: 'string' },
   out: { type: 'string' },
+  variant: { type: 'string' },
   overwrite: { type: 'boolean' },
   json: { type: 'boolean' },
   device: { type: 'string' },
@@ -93,6 +95,7 @@ function buildConfig(checkpoint: string | undefined, f: Flags) {
   set(raw, 'sparsity', num(f.sparsity));
   set(raw, 'pattern', f.pattern);
   set(raw, 'output', abs(f.out));
+  set(raw, 'variant', f.variant);
   set(raw, 'overwrite', f.overwrite);
   set(raw, 'device', f.device);
   set(raw, 'threads', num(f.threads));
@@ -224,7 +227,7 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
 }
 
 async function inspect(checkpoint: string, f: Flags): Promise<number> {
-  const ckpt = openCheckpoint(checkpoint);
+  const ckpt = openCheckpoint(checkpoint, { variant: f.variant });
   const d = discoverLayers(ckpt.model);
   const inputs = inputSpecs(ckpt.model.graph.input, new Set(ckpt.model.graph.initializer.map((t) => t.name)));
   const info = {
@@ -242,6 +245,8 @@ async function inspect(checkpoint: string, f: Flags): Promise<number> {
       ...(l.keptDenseBy ? { keptDenseBy: l.keptDenseBy } : {}),
     })),
     notes: d.notes,
+    quantized: d.quantized,
+    warnings: d.warnings,
   };
   if (f.json) {
     process.stdout.write(JSON.stringify(info) + '\n');
@@ -257,6 +262,7 @@ async function inspect(checkpoint: string, f: Flags): Promise<number> {
   }
   for (const s of info.skipped) console.log(`left dense: ${s.name} ${s.shape.join('x')} ${s.op} (${s.reason})${s.keptDenseBy ? ` [opt-in: keepDense.${s.keptDenseBy} false prunes it]` : ''}`);
   for (const n of d.notes) console.log(`note: ${n}`);
+  for (const w of d.warnings) console.log(`warning: ${w}`);
   return 0;
 }
 

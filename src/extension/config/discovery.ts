@@ -33,6 +33,15 @@ export function configCheckpoint(text: string, configPath: string): string | und
   return path.resolve(path.dirname(configPath), node.value);
 }
 
+/** The model file `prunekit inspect` should read for a config: its checkpoint, or for a repository folder with a
+ *  `variant`, that variant's `onnx/<variant>.onnx`. */
+export function configModelPath(text: string, configPath: string): string | undefined {
+  const checkpoint = configCheckpoint(text, configPath);
+  const variant = nodeAtPath(parseTree(text), ['variant']);
+  if (!checkpoint || variant?.kind !== 'string' || !variant.closed || variant.value === '' || /\.onnx$/i.test(checkpoint)) return checkpoint;
+  return path.join(checkpoint, 'onnx', `${variant.value.replace(/\.onnx$/i, '')}.onnx`);
+}
+
 export interface ConfigFile {
   path: string;
   text: string;

@@ -8,7 +8,7 @@ import { findNodeAtLocation, parseTree } from 'jsonc-parser';
 import { backendInvocation } from '../backendInvocation';
 import { KeepDenseConfig } from '../../protocol/config';
 import { PathKind } from './diagnostics';
-import { configCheckpoint } from './discovery';
+import { configModelPath } from './discovery';
 import { InspectCache } from './inspectCache';
 import { InspectInfo } from './layerInfo';
 
@@ -36,7 +36,7 @@ export class ConfigServices {
 
   /** The document's checkpoint and its inspect output (or the error), undefined when it names no checkpoint. */
   async inspectFor(doc: vscode.TextDocument): Promise<{ checkpoint: string; info: InspectInfo | { error: string } } | undefined> {
-    const checkpoint = configCheckpoint(doc.getText(), doc.uri.fsPath);
+    const checkpoint = configModelPath(doc.getText(), doc.uri.fsPath);
     if (!checkpoint) return undefined;
     try {
       return { checkpoint, info: await this.inspect.get(checkpoint) };
