@@ -37,8 +37,9 @@ export function configCheckpoint(text: string, configPath: string): string | und
  *  `variant`, that variant's `onnx/<variant>.onnx`. */
 export function configModelPath(text: string, configPath: string): string | undefined {
   const checkpoint = configCheckpoint(text, configPath);
-  const variant = nodeAtPath(parseTree(text), ['variant']);
-  if (!checkpoint || variant?.kind !== 'string' || !variant.closed || variant.value === '' || /\.onnx$/i.test(checkpoint)) return checkpoint;
+  const tree = parseTree(text);
+  const variant = tree && findNodeAtLocation(tree, ['variant']);
+  if (!checkpoint || variant?.type !== 'string' || scanTyping(text).unclosed.has(variant.offset) || variant.value === '' || /\.onnx$/i.test(checkpoint)) return checkpoint;
   return path.join(checkpoint, 'onnx', `${variant.value.replace(/\.onnx$/i, '')}.onnx`);
 }
 
