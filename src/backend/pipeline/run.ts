@@ -27,24 +27,15 @@ import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint'
 import { SpillFile } from '../formats/tensorSource';
 import { pruneLayer } from '../methods';
 import { pruneDepthwise } from '../methods/depthwise';
-import { causalLmFeeds, InputSpec, inputSpecs } from '../models/inputs';
+import { causalLmFeeds, InputSpec, inputSpecs, vocabularySize } from '../models/inputs';
 import { DataType, TensorProto } from '../onnx/proto';
 import { Engine, ModelSource } from '../onnx/session';
+import { RunCancelledError, RunError } from './errors';
+import { checkDataPaths, checkOutput, removeDeadTemporaries } from './preflight';
 import { Discovery, discoverLayers, PrunableLayer } from './layers';
 import { CalibrationSums, calibrationKey, calibrationModel, lastUse, planSegments, Segment, SegmentPlan, segmentModel } from './segments';
 
-/** A failure with a protocol error code and what it concerns. */
-export class RunError extends Error {
-  constructor(readonly code: EventOf<'run.failed'>['code'], message: string, readonly where: { file?: string; jsonPath?: string; layer?: string } = {}, readonly hint?: string) {
-    super(message);
-  }
-}
-
-export class RunCancelledError extends Error {
-  constructor(readonly lastLayer: string | null) {
-    super('cancelled');
-  }
-}
+export { RunCancelledError, RunError } from './errors';
 
 export interface RunHooks {
   emit(event: Event): void;
@@ -94,6 +85,9 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
 /** The protocol, phase by phase. */
 async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile): Promise<EventOf<'run.finished'>> {
   const run = new RunLog(hooks);
+  checkOutput(config);
+  reportRemoved(run, removeDeadTemporaries(config.output));
+  checkDataPaths(config);
   const model = await openModel(config);
   const data = prepareData(config, model, run);
   announce(config, model, data, run);
@@ -135,6 +129,11 @@ class RunLog {
   };
 }
 
+function reportRemoved(run: RunLog, removed: string[]): void {
+  if (removed.length === 0) return;
+  run.warn('leftovers-removed', `removed what ${removed.length === 1 ? 'a killed run' : 'killed runs'} left beside the output: ${removed.join(', ')}`, { file: removed[0] });
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Model: checkpoint, layers, blocks, segments
 
@@ -152,9 +151,7 @@ interface OpenModel {
 async function openModel(config: ResolvedConfig): Promise<OpenModel> {
   const ckpt = openCheckpoint(config.checkpoint);
   const engine = new Engine({ device: config.device, threads: config.threads });
-  const discovery = discoverLayers(ckpt.model, {
-    blockPattern: config.blockPattern ?? undefined, includeLmHead: !config.keepDense.lmHead, includeDepthwiseConv: !config.keepDense.depthwiseConv,
-  });
+  const discovery = discoverBlocks(config, ckpt);
   if (discovery.layers.length === 0) throw new RunError('checkpoint-invalid', `${ckpt.path}: no prunable linear layers (MatMul/Gemm with a 2-D weight initializer) found`, { file: ckpt.path });
   const unmatched = unmatchedLayerPatterns(config, discovery.layers.map((l) => l.name), discovery.skipped);
   if (unmatched.length > 0) {
@@ -166,6 +163,19 @@ async function openModel(config: ResolvedConfig): Promise<OpenModel> {
   // The first kernel resolves the device (before any data is tokenized); the propagate pass finds it in the engine's cache.
   await engine.kernel(segmentModel(plan, plan.segments[0], { mapInitializer }).model);
   return { ckpt, engine, discovery, plan, mapInitializer, select: layerSelector(config), specs: inputSpecs(ckpt.model.graph.input, initNames) };
+}
+
+/** discoverLayers with the config's options; a blockPattern it cannot use is the config's error, at its JSON path. */
+function discoverBlocks(config: ResolvedConfig, ckpt: Checkpoint): Discovery {
+  try {
+    return discoverLayers(ckpt.model, {
+      blockPattern: config.blockPattern ?? undefined, includeLmHead: !config.keepDense.lmHead, includeDepthwiseConv: !config.keepDense.depthwiseConv,
+    });
+  } catch (e) {
+    if (!config.blockPattern || !/^blockPattern /.test((e as Error).message)) throw e;
+    const code = /matches none/.test((e as Error).message) ? 'layers-unmatched' : 'config-invalid';
+    throw new RunError(code, (e as Error).message, { jsonPath: '$.blockPattern' }, "run 'prunekit inspect' to see the node names");
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -182,7 +192,7 @@ interface RunData {
 
 function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog): RunData {
   const autoSeqlen = Math.min(2048, maxPositions(model.ckpt) ?? 2048);
-  const tokensOf = tokenReader(config);
+  const tokensOf = tokenReader(config, model, run);
   let calib: { windows: Int32Array[]; seqlen: number } | null = null;
   if (config.calibration) {
     const c = config.calibration;
@@ -212,19 +222,32 @@ function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog): Run
   return { batches, evaluation, evalSeqlen, resolved };
 }
 
-/** Token ids of a data file, read once per file (calibration and evaluation often share one); the tokenizer is loaded (and its absence reported) only for text. */
-function tokenReader(config: ResolvedConfig): (file: string) => Int32Array {
+/**
+ * Token ids of a data file, read once per file (calibration and evaluation often share one) and checked against the
+ * model's vocabulary; the tokenizer is loaded (and its absence reported) only for text.
+ */
+function tokenReader(config: ResolvedConfig, model: OpenModel, run: RunLog): (file: string) => Int32Array {
   let tokenizer: TextTokenizer | undefined;
   const cache = new Map<string, Int32Array>();
+  const vocab = vocabularySize(model.ckpt.model);
   return (file) => {
     let ids = cache.get(file);
     if (!ids) {
       const text = path.extname(file).toLowerCase() !== '.json';
-      ids = readTokens(file, text ? (tokenizer ??= loadTokenizer(config.tokenizer)) : undefined);
+      ids = readTokens(file, text ? (tokenizer ??= loadTokenizer(config.tokenizer)) : undefined, (m) => run.warn('data-encoding', m, { file }));
+      if (vocab) checkVocabulary(ids, vocab, file);
       cache.set(file, ids);
     }
     return ids;
   };
+}
+
+function checkVocabulary(ids: Int32Array, vocab: { size: number; embedding: string }, file: string): void {
+  const i = ids.findIndex((id) => id >= vocab.size);
+  if (i >= 0) {
+    throw new RunError('token-out-of-range', `${file}: token id ${ids[i]} at position ${i} is beyond the model's vocabulary of ${vocab.size} (embedding ${vocab.embedding})`, { file },
+      'use token ids (or a tokenizer.json) made for this model');
+  }
 }
 
 function maxPositions(ckpt: Checkpoint): number | null {

@@ -1,0 +1,48 @@
+// The cheap checks a run makes before any real work (in this order: output, then input paths), and the clean-up of
+// temporaries that killed runs left beside the output.
+
+import { accessSync, constants, rmSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+import { ResolvedConfig } from '../../protocol/config';
+import { DataError } from '../data/tokens';
+import { checkExistingOutput, deadTemporaries, exists } from '../formats/atomicFolder';
+import { RunError } from './errors';
+
+/** An existing output without `overwrite`, or a place the output cannot be created in, is refused now. */
+export function checkOutput(config: ResolvedConfig): void {
+  if (!config.overwrite) checkExistingOutput(config.output, false, '');
+  let dir = path.dirname(config.output);
+  while (!exists(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  if (!statSync(dir).isDirectory()) {
+    throw new RunError('not-a-folder', `cannot create the output ${config.output}: ${dir} is a file, not a folder`, { file: dir }, 'choose another output folder (--out)');
+  }
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    const readOnly = (e as NodeJS.ErrnoException).code === 'EROFS';
+    throw new RunError(readOnly ? 'write-failed' : 'permission-denied', `cannot create the output ${config.output}: ${dir} is ${readOnly ? 'on a read-only file system' : 'not writable'}`, { file: dir }, 'choose an output folder (--out) on a writable disk');
+  }
+}
+
+/** Calibration and evaluation files exist and are files, and text has a tokenizer.json: before anything is tokenized. */
+export function checkDataPaths(config: ResolvedConfig): void {
+  const files = [config.calibration ? config.calibration.path : null, config.evaluation ? config.evaluation.path : null];
+  for (const file of files) {
+    if (file === null) continue;
+    if (!exists(file)) throw new DataError('data-not-found', file, `${file}: data file not found`);
+    if (statSync(file).isDirectory()) throw new RunError('not-a-file', `${file} is a folder: give a text (.txt, .jsonl) or token-id (.json) file`, { file });
+    if (path.extname(file).toLowerCase() !== '.json' && !exists(config.tokenizer)) {
+      throw new DataError('tokenizer-missing', config.tokenizer, `${config.tokenizer}: tokenizer.json not found, and ${file} is text (set "tokenizer" in the prune config to its path)`);
+    }
+  }
+}
+
+/** Removes the temporaries of dead runs beside the output; returns what was removed. */
+export function removeDeadTemporaries(out: string): string[] {
+  const removed: string[] = [];
+  for (const p of deadTemporaries(out)) {
+    rmSync(p, { recursive: true, force: true });
+    removed.push(p);
+  }
+  return removed;
+}
