@@ -105,11 +105,18 @@ function tokenIdFile(file: string): Int32Array {
   for (let i = 0; i < ids.length; i++) {
     const x: unknown = ids[i];
     if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 0x7fffffff) {
-      throw new DataError('token-out-of-range', file, `${file}: token id ${JSON.stringify(x)} at position ${i} is not an integer in [0, 2³¹): a token-id file holds the model's vocabulary indices`);
+      throw new DataError('token-out-of-range', file, `${file}: token id ${shortForm(x)} at position ${i} is not an integer in [0, 2³¹): a token-id file holds the model's vocabulary indices`);
     }
     out[i] = x;
   }
   return out;
+}
+
+/** A value for a message: short, and never walked deeply (a hostile file may nest arrays 10⁵ deep). */
+function shortForm(x: unknown): string {
+  if (typeof x === 'number') return String(x);
+  if (typeof x === 'string') return JSON.stringify(x.length > 20 ? `${x.slice(0, 20)}…` : x);
+  return Array.isArray(x) ? 'an array' : x === null ? 'null' : `a ${typeof x}`;
 }
 
 /** The file as UTF-8 text: binary (NUL bytes) is refused; invalid UTF-8 is replaced by U+FFFD with a warning saying how much. */

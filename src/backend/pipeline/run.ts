@@ -32,6 +32,7 @@ import { DataType, TensorProto } from '../onnx/proto';
 import { Engine, ModelSource } from '../onnx/session';
 import { RunCancelledError, RunError } from './errors';
 import { checkDataPaths, checkOutput, removeDeadTemporaries } from './preflight';
+import { inferTypesWithOrt } from './types';
 import { Discovery, discoverLayers, PrunableLayer } from './layers';
 import { CalibrationSums, calibrationKey, calibrationModel, lastUse, planSegments, Segment, SegmentPlan, segmentModel } from './segments';
 
@@ -157,12 +158,23 @@ async function openModel(config: ResolvedConfig): Promise<OpenModel> {
   if (unmatched.length > 0) {
     throw new RunError('layers-unmatched', unmatched.map((p) => `${p.path}: ${p.message}`).join("; "), { jsonPath: unmatched[0].path }, `layer names look like ${discovery.layers[0].name}; run 'prunekit inspect' to list them`);
   }
+  await checkGraphLoads(ckpt);
   const plan = await planSegments(ckpt.model, discovery);
   const initNames = new Set(ckpt.model.graph.initializer.map((t) => t.name));
   const mapInitializer = (t: TensorProto): TensorProto => (t.dataLocation === 1 ? { ...t, rawData: ckpt.tensorData(t.name), dataLocation: 0, externalData: [] } : t);
   // The first kernel resolves the device (before any data is tokenized); the propagate pass finds it in the engine's cache.
   await engine.kernel(segmentModel(plan, plan.segments[0], { mapInitializer }).model);
   return { ckpt, engine, discovery, plan, mapInitializer, select: layerSelector(config), specs: inputSpecs(ckpt.model.graph.input, initNames) };
+}
+
+/** onnxruntime loads the graph without its weights (cheap): an operator it does not know is the checkpoint's error, found now. */
+async function checkGraphLoads(ckpt: Checkpoint): Promise<void> {
+  try {
+    await inferTypesWithOrt(ckpt.model, ckpt.model.graph.output.map((o) => o.name));
+  } catch (e) {
+    const why = String((e as Error).message ?? e).split('\n')[0].slice(0, 400);
+    throw new RunError('checkpoint-invalid', `${ckpt.path}: onnxruntime cannot load the graph: ${why}`, { file: ckpt.path }, 'export the model with standard ONNX operators');
+  }
 }
 
 /** discoverLayers with the config's options; a blockPattern it cannot use is the config's error, at its JSON path. */
