@@ -27,9 +27,9 @@ export interface CliRun {
 }
 
 /** Runs `node cli args…` under /usr/bin/time, in `cwd`, with `env` added. */
-export function runCli(cli: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): CliRun {
+export function runCli(cli: string, args: string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): CliRun {
   const t0 = performance.now();
-  const r = spawnSync('/usr/bin/time', ['-f', 'maxrss=%M', process.execPath, cli, ...args], { encoding: 'utf8', cwd: opts.cwd, env: { ...process.env, ...opts.env }, timeout: 60_000 });
+  const r = spawnSync('/usr/bin/time', ['-f', 'maxrss=%M', process.execPath, cli, ...args], { encoding: 'utf8', cwd: opts.cwd, env: { ...process.env, ...opts.env }, timeout: opts.timeoutMs ?? 60_000 });
   const seconds = (performance.now() - t0) / 1000;
   const rss = /maxrss=(\d+)\s*$/.exec(r.stderr);
   const stdout = r.stdout ?? '';
