@@ -112,6 +112,14 @@ function tokenIdFile(file: string): Int32Array {
   return out;
 }
 
+/** Text never holds a NUL byte: a file that does is binary (an archive, a model, …) and is refused. */
+export function refuseBinary(file: string, bytes: Uint8Array): void {
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) {
+    throw new DataError('data-invalid', file, `${file}: a NUL byte at offset ${nul}: this looks like a binary file, not text (give .txt or .jsonl text, or token ids as .json)`);
+  }
+}
+
 /** A value for a message: short, and never walked deeply (a hostile file may nest arrays 10⁵ deep). */
 function shortForm(x: unknown): string {
   if (typeof x === 'number') return String(x);
@@ -122,10 +130,7 @@ function shortForm(x: unknown): string {
 /** The file as UTF-8 text: binary (NUL bytes) is refused; invalid UTF-8 is replaced by U+FFFD with a warning saying how much. */
 function decodeText(file: string, warn: (message: string) => void): string {
   const bytes = readFileSync(file);
-  const nul = bytes.indexOf(0);
-  if (nul >= 0) {
-    throw new DataError('data-invalid', file, `${file}: a NUL byte at offset ${nul}: this looks like a binary file, not text (give .txt or .jsonl text, or token ids as .json)`);
-  }
+  refuseBinary(file, bytes);
   const text = bytes.toString('utf8');
   const replaced = countOf(text, '\ufffd') - countOf(bytes.toString('latin1'), '\xef\xbf\xbd'); // minus U+FFFD the file itself holds
   if (replaced > 0) {

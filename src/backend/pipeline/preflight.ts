@@ -1,16 +1,17 @@
 // The cheap checks a run makes before any real work (in this order: output, then input paths), and the clean-up of
 // temporaries that killed runs left beside the output.
 
-import { accessSync, constants, rmSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, readSync, rmSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { ResolvedConfig } from '../../protocol/config';
-import { DataError } from '../data/tokens';
+import { DataError, loadTokenizer, refuseBinary, TextTokenizer } from '../data/tokens';
 import { checkExistingOutput, deadTemporaries, exists } from '../formats/atomicFolder';
 import { RunError } from './errors';
 
 /** An existing output without `overwrite`, or a place the output cannot be created in, is refused now. */
 export function checkOutput(config: ResolvedConfig): void {
   if (!config.overwrite) checkExistingOutput(config.output, false, '');
+  else if (exists(config.output) && !statSync(config.output).isDirectory()) checkExistingOutput(config.output, true, ''); // refuses a file
   let dir = path.dirname(config.output);
   while (!exists(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
   if (!statSync(dir).isDirectory()) {
@@ -24,16 +25,34 @@ export function checkOutput(config: ResolvedConfig): void {
   }
 }
 
-/** Calibration and evaluation files exist and are files, and text has a tokenizer.json: before anything is tokenized. */
-export function checkDataPaths(config: ResolvedConfig): void {
+/**
+ * Calibration and evaluation files exist, are files, and text is not binary (its first 64 KiB hold no NUL byte);
+ * text has a tokenizer.json, which is loaded now: all before the model is opened. Returns the tokenizer if text needs it.
+ */
+export function checkDataPaths(config: ResolvedConfig): TextTokenizer | undefined {
+  let tokenizer: TextTokenizer | undefined;
   const files = [config.calibration ? config.calibration.path : null, config.evaluation ? config.evaluation.path : null];
   for (const file of files) {
     if (file === null) continue;
     if (!exists(file)) throw new DataError('data-not-found', file, `${file}: data file not found`);
     if (statSync(file).isDirectory()) throw new RunError('not-a-file', `${file} is a folder: give a text (.txt, .jsonl) or token-id (.json) file`, { file });
-    if (path.extname(file).toLowerCase() !== '.json' && !exists(config.tokenizer)) {
+    if (path.extname(file).toLowerCase() === '.json') continue;
+    refuseBinary(file, head(file, 65536));
+    if (!exists(config.tokenizer)) {
       throw new DataError('tokenizer-missing', config.tokenizer, `${config.tokenizer}: tokenizer.json not found, and ${file} is text (set "tokenizer" in the prune config to its path)`);
     }
+    tokenizer ??= loadTokenizer(config.tokenizer);
+  }
+  return tokenizer;
+}
+
+function head(file: string, bytes: number): Uint8Array {
+  const fd = openSync(file, 'r');
+  try {
+    const buf = new Uint8Array(bytes);
+    return buf.subarray(0, readSync(fd, buf, 0, bytes, 0));
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -19,7 +19,7 @@ import { version as PRUNEKIT_VERSION } from '../../../package.json';
 import { Event, EventBody, EventOf, EventType, formatEvent, LayerInfo, makeEvent, RunTotals, WarningCode } from '../../protocol/events';
 import { layerSelector, ResolvedConfig, unmatchedLayerPatterns } from '../../protocol/config';
 import { formatPattern } from '../../protocol/pruning';
-import { calibrationWindows, evaluationWindows, loadTokenizer, readTokens, TextTokenizer } from '../data/tokens';
+import { calibrationWindows, evaluationWindows, readTokens, TextTokenizer } from '../data/tokens';
 import { perplexity } from '../eval/perplexity';
 import { spillFileOf } from '../formats/atomicFolder';
 import { float32ToBytes, float32ToHalfBytes, roundToType } from '../formats/dtype';
@@ -88,9 +88,9 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
   const run = new RunLog(hooks);
   checkOutput(config);
   reportRemoved(run, removeDeadTemporaries(config.output));
-  checkDataPaths(config);
+  const tokenizer = checkDataPaths(config);
   const model = await openModel(config);
-  const data = prepareData(config, model, run);
+  const data = prepareData(config, model, run, tokenizer);
   announce(config, model, data, run);
   const densePpl = data.evaluation ? await evaluate(model, run, 'dense', model.ckpt.sessionSource(), data.evaluation) : null;
   const sums = await pruneSequentially(config, model, data, run, spill);
@@ -202,9 +202,9 @@ interface RunData {
   resolved: ResolvedConfig;
 }
 
-function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog): RunData {
+function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog, tokenizer: TextTokenizer | undefined): RunData {
   const autoSeqlen = Math.min(2048, maxPositions(model.ckpt) ?? 2048);
-  const tokensOf = tokenReader(config, model, run);
+  const tokensOf = tokenReader(model, run, tokenizer);
   let calib: { windows: Int32Array[]; seqlen: number } | null = null;
   if (config.calibration) {
     const c = config.calibration;
@@ -236,17 +236,15 @@ function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog): Run
 
 /**
  * Token ids of a data file, read once per file (calibration and evaluation often share one) and checked against the
- * model's vocabulary; the tokenizer is loaded (and its absence reported) only for text.
+ * model's vocabulary (text with the tokenizer checkDataPaths loaded).
  */
-function tokenReader(config: ResolvedConfig, model: OpenModel, run: RunLog): (file: string) => Int32Array {
-  let tokenizer: TextTokenizer | undefined;
+function tokenReader(model: OpenModel, run: RunLog, tokenizer: TextTokenizer | undefined): (file: string) => Int32Array {
   const cache = new Map<string, Int32Array>();
   const vocab = vocabularySize(model.ckpt.model);
   return (file) => {
     let ids = cache.get(file);
     if (!ids) {
-      const text = path.extname(file).toLowerCase() !== '.json';
-      ids = readTokens(file, text ? (tokenizer ??= loadTokenizer(config.tokenizer)) : undefined, (m) => run.warn('data-encoding', m, { file }));
+      ids = readTokens(file, tokenizer, (m) => run.warn('data-encoding', m, { file }));
       if (vocab) checkVocabulary(ids, vocab, file);
       cache.set(file, ids);
     }
