@@ -270,8 +270,11 @@ async function demo(f: Flags): Promise<number> {
 
 async function main(argv: string[]): Promise<number> {
   // Failures before a run starts (arguments, inspect) are reported as run.failed too, so --json readers see them.
+  // Under --json the line goes to stderr too: callers of `inspect --json` (the extension's inspect cache) read it there.
   const fail = (e: unknown, exitCode: number): number => {
-    emitter(argv.includes('--json'))(failureEvent(e, { debug: argv.includes('--debug') }));
+    const event = failureEvent(e, { debug: argv.includes('--debug') });
+    if (argv.includes('--json')) process.stderr.write(`prunekit: ${event.message}\n`);
+    emitter(argv.includes('--json'))(event);
     return exitCode;
   };
   let parsed;
