@@ -1,6 +1,7 @@
 // The pruning run: SparseGPT's sequential protocol over any ONNX decoder, one general driver.
 //
-//   open checkpoint (ONNX, or a Hugging Face folder built into an ONNX graph: formats/checkpoint.ts) → discover layers and blocks → cut the graph into segments → dense perplexity
+//   cheap checks first (preflight.ts: the output, data paths, the tokenizer; dead runs' temporaries removed)
+//   → open checkpoint (ONNX, or a Hugging Face folder built into an ONNX graph: formats/checkpoint.ts) → discover layers and blocks → cut the graph into segments → dense perplexity
 //   → run the prefix once over the calibration windows (cached by tensor name)
 //   → per block: calibration variant with the dense weights (XᵀX, Σx² inside onnxruntime) → prune each layer
 //     → run the block again with the pruned weights (fed as inputs) to produce the next block's inputs
