@@ -25,25 +25,22 @@ export function checkOutput(config: ResolvedConfig): void {
   }
 }
 
-/**
- * Calibration and evaluation files exist, are files, and text is not binary (its first 64 KiB hold no NUL byte);
- * text has a tokenizer.json, which is loaded now: all before the model is opened. Returns the tokenizer if text needs it.
- */
-export function checkDataPaths(config: ResolvedConfig): TextTokenizer | undefined {
-  let tokenizer: TextTokenizer | undefined;
-  const files = [config.calibration ? config.calibration.path : null, config.evaluation ? config.evaluation.path : null];
-  for (const file of files) {
-    if (file === null) continue;
+/** Calibration and evaluation files exist, are files, and text is not binary (its first 64 KiB hold no NUL byte). */
+export function checkDataPaths(config: ResolvedConfig): void {
+  for (const file of dataFiles(config)) {
     if (!exists(file)) throw new DataError('data-not-found', file, `${file}: data file not found`);
     if (statSync(file).isDirectory()) throw new RunError('not-a-file', `${file} is a folder: give a text (.txt, .jsonl) or token-id (.json) file`, { file });
-    if (path.extname(file).toLowerCase() === '.json') continue;
-    refuseBinary(file, head(file, 65536));
-    if (!exists(config.tokenizer)) {
-      throw new DataError('tokenizer-missing', config.tokenizer, `${config.tokenizer}: tokenizer.json not found, and ${file} is text (set "tokenizer" in the prune config to its path)`);
-    }
-    tokenizer ??= loadTokenizer(config.tokenizer);
+    if (path.extname(file).toLowerCase() !== '.json') refuseBinary(file, head(file, 65536));
   }
-  return tokenizer;
+}
+
+/** The tokenizer, loaded only when some data file is text. */
+export function tokenizerFor(config: ResolvedConfig): TextTokenizer | undefined {
+  return dataFiles(config).some((f) => path.extname(f).toLowerCase() !== '.json') ? loadTokenizer(config.tokenizer) : undefined;
+}
+
+function dataFiles(config: ResolvedConfig): string[] {
+  return [config.calibration ? config.calibration.path : null, config.evaluation ? config.evaluation.path : null].filter((f): f is string => f !== null);
 }
 
 function head(file: string, bytes: number): Uint8Array {

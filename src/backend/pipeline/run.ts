@@ -1,6 +1,6 @@
 // The pruning run: SparseGPT's sequential protocol over any ONNX decoder, one general driver.
 //
-//   cheap checks first (preflight.ts: the output, data paths, the tokenizer; dead runs' temporaries removed)
+//   cheap checks first (preflight.ts: the output, data paths; dead runs' temporaries removed)
 //   → open checkpoint (ONNX, or a Hugging Face folder built into an ONNX graph: formats/checkpoint.ts) → discover layers and blocks → cut the graph into segments → dense perplexity
 //   → run the prefix once over the calibration windows (cached by tensor name)
 //   → per block: calibration variant with the dense weights (XᵀX, Σx² inside onnxruntime) → prune each layer
@@ -32,7 +32,7 @@ import { causalLmFeeds, InputSpec, inputSpecs, vocabularySize } from '../models/
 import { DataType, TensorProto } from '../onnx/proto';
 import { Engine, ModelSource } from '../onnx/session';
 import { RunCancelledError, RunError } from './errors';
-import { checkDataPaths, checkOutput, removeDeadTemporaries } from './preflight';
+import { checkDataPaths, checkOutput, removeDeadTemporaries, tokenizerFor } from './preflight';
 import { inferTypesWithOrt } from './types';
 import { Discovery, discoverLayers, PrunableLayer } from './layers';
 import { CalibrationSums, calibrationKey, calibrationModel, lastUse, planSegments, Segment, SegmentPlan, segmentModel } from './segments';
@@ -89,9 +89,9 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
   const run = new RunLog(hooks);
   checkOutput(config);
   reportRemoved(run, removeDeadTemporaries(config.output));
-  const tokenizer = checkDataPaths(config);
+  checkDataPaths(config);
   const model = await openModel(config);
-  const data = prepareData(config, model, run, tokenizer);
+  const data = prepareData(config, model, run);
   announce(config, model, data, run);
   const densePpl = data.evaluation ? await evaluate(model, run, 'dense', model.ckpt.sessionSource(), data.evaluation) : null;
   const sums = await pruneSequentially(config, model, data, run, spill);
@@ -141,6 +141,8 @@ function reportRemoved(run: RunLog, removed: string[]): void {
 
 interface OpenModel {
   ckpt: Checkpoint;
+  /** Loaded when some data file is text. */
+  tokenizer: TextTokenizer | undefined;
   engine: Engine;
   discovery: Discovery;
   select: ReturnType<typeof layerSelector>;
@@ -152,6 +154,7 @@ interface OpenModel {
 
 async function openModel(config: ResolvedConfig): Promise<OpenModel> {
   const ckpt = openCheckpoint(config.checkpoint);
+  const tokenizer = tokenizerFor(config); // cheap, so before the graph work below
   const engine = new Engine({ device: config.device, threads: config.threads });
   const discovery = discoverBlocks(config, ckpt);
   if (discovery.layers.length === 0) throw new RunError('checkpoint-invalid', `${ckpt.path}: no prunable linear layers (MatMul/Gemm with a 2-D weight initializer) found`, { file: ckpt.path });
@@ -165,7 +168,7 @@ async function openModel(config: ResolvedConfig): Promise<OpenModel> {
   const mapInitializer = (t: TensorProto): TensorProto => (t.dataLocation === 1 ? { ...t, rawData: ckpt.tensorData(t.name), dataLocation: 0, externalData: [] } : t);
   // The first kernel resolves the device (before any data is tokenized); the propagate pass finds it in the engine's cache.
   await engine.kernel(segmentModel(plan, plan.segments[0], { mapInitializer }).model);
-  return { ckpt, engine, discovery, plan, mapInitializer, select: layerSelector(config), specs: inputSpecs(ckpt.model.graph.input, initNames) };
+  return { ckpt, tokenizer, engine, discovery, plan, mapInitializer, select: layerSelector(config), specs: inputSpecs(ckpt.model.graph.input, initNames) };
 }
 
 /** onnxruntime loads the graph without its weights (cheap): an operator it does not know is the checkpoint's error, found now. */
@@ -203,9 +206,9 @@ interface RunData {
   resolved: ResolvedConfig;
 }
 
-function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog, tokenizer: TextTokenizer | undefined): RunData {
+function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog): RunData {
   const autoSeqlen = Math.min(2048, maxPositions(model.ckpt) ?? 2048);
-  const tokensOf = tokenReader(model, run, tokenizer);
+  const tokensOf = tokenReader(model, run);
   let calib: { windows: Int32Array[]; seqlen: number } | null = null;
   if (config.calibration) {
     const c = config.calibration;
@@ -237,15 +240,15 @@ function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog, toke
 
 /**
  * Token ids of a data file, read once per file (calibration and evaluation often share one) and checked against the
- * model's vocabulary (text with the tokenizer checkDataPaths loaded).
+ * model's vocabulary.
  */
-function tokenReader(model: OpenModel, run: RunLog, tokenizer: TextTokenizer | undefined): (file: string) => Int32Array {
+function tokenReader(model: OpenModel, run: RunLog): (file: string) => Int32Array {
   const cache = new Map<string, Int32Array>();
   const vocab = vocabularySize(model.ckpt.model);
   return (file) => {
     let ids = cache.get(file);
     if (!ids) {
-      ids = readTokens(file, tokenizer, (m) => run.warn('data-encoding', m, { file }));
+      ids = readTokens(file, model.tokenizer, (m) => run.warn('data-encoding', m, { file }));
       if (vocab) checkVocabulary(ids, vocab, file);
       cache.set(file, ids);
     }
