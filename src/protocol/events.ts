@@ -76,10 +76,19 @@ export const ERROR_CODES = [
   'checkpoint-invalid', // not a readable ONNX model, or no prunable layers
   'external-data-missing', // an external data file is missing or shorter than the graph says
   'tokenizer-missing',
+  'tokenizer-invalid', // tokenizer.json (or the tokenizer_config.json beside it) is not one the tokenizer can load
   'data-not-found', // a calibration or evaluation file
-  'data-invalid', // unreadable or too short to give one window
-  'layers-unmatched', // an include/exclude/override pattern matching no layer
+  'data-invalid', // unreadable, binary, or too short to give one window
+  'token-out-of-range', // a token id that is not an integer in [0, vocabulary size)
+  'layers-unmatched', // an include/exclude/override pattern (or blockPattern) matching no layer
+  'file-not-found', // any other path given (a --config file, …)
+  'not-a-file', // a folder where a file was expected
+  'not-a-folder', // a file where a folder was expected (e.g. the parent of --out)
+  'permission-denied',
+  'bad-argument', // a command-line flag that is unknown or out of range
+  'limit-exceeded', // an input over one of the backend's bounds (sizes, counts, nesting): the message names the bound
   'output-exists',
+  'write-failed', // the output could not be written (read-only disk, …)
   'no-space',
   'device-unavailable',
   'out-of-memory',
@@ -95,6 +104,8 @@ export const WARNING_CODES = [
   'dampening-raised', // H needed more dampening than configured
   'partial-group', // N:M with M not dividing the columns: the trailing group stays dense
   'block-dense', // a block (or quantized layers) with no prunable linear layer: it stays dense
+  'data-encoding', // calibration or evaluation text that is not valid UTF-8 (bytes replaced by U+FFFD)
+  'leftovers-removed', // temporaries of a killed earlier run beside the output were removed
   'other',
 ] as const;
 export type WarningCode = (typeof WARNING_CODES)[number];

@@ -1,22 +1,22 @@
 // `prunekit`: the pruning backend's command line. The extension spawns this same bundle with --json.
 
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import './noTelemetry'; // first: before onnxruntime loads
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, parseConfigText, resolveConfig } from '../../protocol/config';
-import { Event, EventOf, formatEvent, makeEvent } from '../../protocol/events';
-import { DataError } from '../data/tokens';
+import { parseConfigText, resolveConfig } from '../../protocol/config';
+import { Event, formatEvent, makeEvent } from '../../protocol/events';
 import { mulberry32 } from '../random';
 import { openCheckpoint } from '../formats/checkpoint';
 import { removeTemporaries } from '../formats/atomicFolder';
 import { cancelOnRequest } from './cancelOnRequest';
 import { CheckpointError } from '../formats/onnxCheckpoint';
-import { PruneError } from '../methods/types';
 import { buildLlamaModel, randomLlamaWeights } from '../models/llama';
 import { encodeModel } from '../onnx/proto';
 import { discoverLayers } from '../pipeline/layers';
 import { RunCancelledError, RunError, runPrune } from '../pipeline/run';
+import { failureEvent, readUserFile } from './failures';
 import { inputSpecs } from '../models/inputs';
 
 const USAGE = `usage: prunekit <command> [options]
@@ -45,6 +45,7 @@ prune options (flags override the config file):
   --overwrite          replace an existing output folder
   --json               NDJSON events on stdout (logs on stderr)
 common options:
+  --debug              add the stack trace to error messages (for a bug report)
   --device auto|cpu|cuda[:N]|webgpu   where onnxruntime runs the graphs (default auto)
   --threads N          onnxruntime intra-op threads (default: one per core)
   -h, --help           this text
@@ -67,6 +68,7 @@ const OPTIONS = {
   variant: { type: 'string' },
   overwrite: { type: 'boolean' },
   json: { type: 'boolean' },
+  debug: { type: 'boolean' },
   device: { type: 'string' },
   threads: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -84,7 +86,7 @@ function buildConfig(checkpoint: string | undefined, f: Flags) {
   let raw: Record<string, unknown> = {};
   let baseDir = process.cwd();
   if (f.config) {
-    raw = parseConfigText(readFileSync(f.config, 'utf8')) as Record<string, unknown>;
+    raw = parseConfigText(readUserFile(path.resolve(f.config))) as Record<string, unknown>;
     baseDir = path.dirname(path.resolve(f.config));
   }
   const set = (obj: Record<string, unknown>, key: string, v: unknown) => {
@@ -116,32 +118,6 @@ function buildConfig(checkpoint: string | undefined, f: Flags) {
     raw.evaluation = e;
   }
   return resolveConfig(raw, baseDir);
-}
-
-/** An error as the run.failed event the extension shows: a code, the message, and what it concerns. */
-export function failureEvent(e: unknown): EventOf<'run.failed'> {
-  if (e instanceof ConfigError) {
-    return makeEvent('run.failed', { code: 'config-invalid', message: e.message, jsonPath: e.problems[0]?.path, problems: e.problems.map((p) => ({ jsonPath: p.path, message: p.message })) });
-  }
-  if (e instanceof RunError) return makeEvent('run.failed', { code: e.code, message: e.message, ...e.where, ...(e.hint ? { hint: e.hint } : {}) });
-  if (e instanceof DataError) return makeEvent('run.failed', { code: e.code, message: e.message, file: e.file });
-  if (e instanceof PruneError) return makeEvent('run.failed', { code: e.field === 'H' ? 'numerical' : 'internal', message: e.message, layer: e.layer });
-  if (e instanceof CheckpointError) {
-    const codes: Record<string, EventOf<'run.failed'>['code']> = {
-      'missing-model': 'checkpoint-not-found', 'corrupt-model': 'checkpoint-invalid', 'unsupported-model': 'checkpoint-invalid', 'unsupported-dtype': 'checkpoint-invalid', 'missing-external-data': 'external-data-missing',
-      'external-range': 'external-data-missing', 'missing-tokenizer': 'tokenizer-missing', 'output-exists': 'output-exists',
-      'output-is-input': 'config-invalid', 'no-space': 'no-space',
-    };
-    const hints: Partial<Record<string, string>> = {
-      'output-exists': 'pass --overwrite (or "overwrite": true) to replace it, or choose another --out',
-      'no-space': 'free space on the disk holding the output folder, or choose an output folder on another disk (--out)',
-    };
-    const hint = hints[e.code];
-    return makeEvent('run.failed', { code: codes[e.code] ?? 'internal', message: e.message, ...(e.file ? { file: e.file } : {}), ...(hint ? { hint } : {}) });
-  }
-  const msg = e instanceof Error ? e.message : String(e);
-  if (/no onnxruntime device could run/.test(msg)) return makeEvent('run.failed', { code: 'device-unavailable', message: msg });
-  return makeEvent('run.failed', { code: 'internal', message: e instanceof Error ? (e.stack ?? msg) : msg });
 }
 
 /** Human-readable progress: one line per pruned layer with an ETA, and the summary. */
@@ -189,8 +165,13 @@ function textPrinter(): (e: Event) => void {
   };
 }
 
+/** Where events go: NDJSON on stdout (--json), or lines for a person. */
+function emitter(json: boolean | undefined): (e: Event) => void {
+  return json ? (e: Event) => process.stdout.write(formatEvent(e) + '\n') : textPrinter();
+}
+
 async function prune(checkpoint: string | undefined, f: Flags): Promise<number> {
-  const emit = f.json ? (e: Event) => process.stdout.write(formatEvent(e) + '\n') : textPrinter();
+  const emit = emitter(f.json);
   const controller = new AbortController();
   let signal: 'SIGINT' | 'SIGTERM' | null = null;
   let output: string | undefined;
@@ -209,9 +190,11 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
   // The extension's cancel (every platform; Windows has no SIGTERM): a line on stdin, read when it is a pipe.
   const stopWatching = f.json && !process.stdin.isTTY ? cancelOnRequest(process.stdin, () => controller.abort()) : () => {};
   const t0 = performance.now();
+  let model = checkpoint;
   try {
     const config = buildConfig(checkpoint, f);
     output = config.output;
+    model = config.checkpoint;
     await runPrune(config, { emit, signal: controller.signal });
     return 0;
   } catch (e) {
@@ -219,7 +202,7 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
       emit(makeEvent('run.cancelled', { signal, lastLayer: e instanceof RunCancelledError ? e.lastLayer : null, seconds: (performance.now() - t0) / 1000 }));
       return 130;
     }
-    emit(failureEvent(e));
+    emit(failureEvent(e, { checkpoint: model, debug: f.debug }));
     return 1;
   } finally {
     stopWatching();
@@ -292,23 +275,40 @@ async function demo(f: Flags): Promise<number> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
+  // Failures before a run starts (arguments, inspect) are reported as run.failed too, so --json readers see them.
+  // Under --json the line goes to stderr too: callers of `inspect --json` (the extension's inspect cache) read it there.
+  const fail = (e: unknown, exitCode: number): number => {
+    const event = failureEvent(e, { debug: argv.includes('--debug') });
+    if (argv.includes('--json')) process.stderr.write(`prunekit: ${event.message}\n`);
+    emitter(argv.includes('--json'))(event);
+    return exitCode;
+  };
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
+  } catch (e) {
+    return fail(new RunError('bad-argument', `${(e as Error).message} (prunekit --help lists the options)`), 2);
+  }
+  const { values, positionals } = parsed;
   const command = positionals[0];
   if (values.help || !command) {
     process.stdout.write(USAGE);
     return command || values.help ? 0 : 2;
   }
-  switch (command) {
-    case 'prune':
-      return prune(positionals[1], values);
-    case 'inspect':
-      if (!positionals[1]) throw new Error('inspect: which checkpoint? (prunekit inspect <model.onnx or folder>)');
-      return inspect(positionals[1], values);
-    case 'demo':
-      return demo(values);
-    default:
-      process.stderr.write(`prunekit: unknown command '${command}'\n${USAGE}`);
-      return 2;
+  try {
+    switch (command) {
+      case 'prune':
+        return await prune(positionals[1], values);
+      case 'inspect':
+        if (!positionals[1]) return fail(new RunError('bad-argument', 'inspect: which checkpoint? (prunekit inspect <model.onnx or folder>)'), 2);
+        return await inspect(positionals[1], values);
+      case 'demo':
+        return await demo(values);
+      default:
+        return fail(new RunError('bad-argument', `unknown command '${command}': use prune, inspect or demo (prunekit --help)`), 2);
+    }
+  } catch (e) {
+    return fail(e, 1);
   }
 }
 

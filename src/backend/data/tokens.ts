@@ -12,7 +12,7 @@ import { mulberry32 } from '../random';
 
 /** A data problem with the protocol code the CLI reports and the file it concerns. */
 export class DataError extends Error {
-  constructor(readonly code: 'data-not-found' | 'data-invalid' | 'tokenizer-missing', readonly file: string, message: string) {
+  constructor(readonly code: 'data-not-found' | 'data-invalid' | 'tokenizer-missing' | 'tokenizer-invalid' | 'token-out-of-range', readonly file: string, message: string) {
     super(message);
     this.name = 'DataError';
   }
@@ -34,15 +34,25 @@ export function loadTokenizer(file: string): TextTokenizer {
   try {
     json = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   } catch (e) {
-    throw new DataError('tokenizer-missing', file, `${file}: not a valid tokenizer.json (${(e as Error).message})`);
+    throw new DataError('tokenizer-invalid', file, `${file}: not a valid tokenizer.json (${e instanceof RangeError ? 'nested too deeply' : (e as Error).message})`);
   }
   const readJson = (name: string): Record<string, unknown> => {
     const p = path.join(dir, name);
-    return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>) : {};
+    try {
+      return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>) : {};
+    } catch (e) {
+      throw new DataError('tokenizer-invalid', p, `${p}: not valid JSON (${(e as Error).message})`);
+    }
   };
   const tokConfig = readJson('tokenizer_config.json');
   const modelConfig = readJson('config.json');
-  const tok = new Tokenizer(json as never, tokConfig as never);
+  let tok: Tokenizer;
+  try {
+    tok = new Tokenizer(json as never, tokConfig as never);
+  } catch (e) {
+    const why = e instanceof RangeError ? 'nested too deeply' : (e as Error).message;
+    throw new DataError('tokenizer-invalid', file, `${file}: not a tokenizer.json the tokenizer can load (${why}): use the tokenizer.json saved with the model`);
+  }
   let bosId = typeof modelConfig.bos_token_id === 'number' ? modelConfig.bos_token_id : undefined;
   if (bosId === undefined) {
     const bosToken = typeof tokConfig.bos_token === 'string' ? tokConfig.bos_token : (tokConfig.bos_token as { content?: string } | undefined)?.content;
@@ -56,22 +66,16 @@ export function loadTokenizer(file: string): TextTokenizer {
  * Token ids of a data file: `.txt` → [BOS] + encode(whole text); `.jsonl` → per line, the `text` field as a
  * document ([BOS] + encode(text)), concatenated; `.json` → a JSON array of token ids (no tokenizer needed).
  */
-export function readTokens(file: string, tokenizer: TextTokenizer | undefined): Int32Array {
+export function readTokens(file: string, tokenizer: TextTokenizer | undefined, warn: (message: string) => void = () => undefined): Int32Array {
   if (!existsSync(file)) throw new DataError('data-not-found', file, `${file}: data file not found`);
   const ext = path.extname(file).toLowerCase();
-  if (ext === '.json') {
-    const v: unknown = JSON.parse(readFileSync(file, 'utf8'));
-    const ids = Array.isArray(v) ? v : (v as { ids?: unknown }).ids;
-    if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x) && x >= 0)) {
-      throw new DataError('data-invalid', file, `${file}: a token-id file must be a JSON array of non-negative integers (or {"ids": [...]})`);
-    }
-    return Int32Array.from(ids as number[]);
-  }
+  if (ext === '.json') return tokenIdFile(file);
   if (!tokenizer) throw new DataError('tokenizer-missing', file, `${file}: text needs a tokenizer.json`);
   const bos = tokenizer.bosId === undefined ? [] : [tokenizer.bosId];
+  const text = decodeText(file, warn);
   if (ext === '.jsonl') {
     const out: number[] = [];
-    readFileSync(file, 'utf8').split('\n').forEach((line, i) => {
+    text.split('\n').forEach((line, i) => {
       if (!line.trim()) return;
       let rec: unknown;
       try {
@@ -79,13 +83,67 @@ export function readTokens(file: string, tokenizer: TextTokenizer | undefined): 
       } catch {
         throw new DataError('data-invalid', file, `${file}:${i + 1}: not valid JSON`);
       }
-      const text = (rec as { text?: unknown }).text;
-      if (typeof text !== 'string') throw new DataError('data-invalid', file, `${file}:${i + 1}: no "text" string field`);
-      for (const id of [...bos, ...tokenizer.encode(text)]) out.push(id);
+      const t = (rec as { text?: unknown }).text;
+      if (typeof t !== 'string') throw new DataError('data-invalid', file, `${file}:${i + 1}: no "text" string field`);
+      for (const id of [...bos, ...tokenizer.encode(t)]) out.push(id);
     });
     return Int32Array.from(out);
   }
-  return Int32Array.from([...bos, ...tokenizer.encode(readFileSync(file, 'utf8'))]);
+  return Int32Array.from([...bos, ...tokenizer.encode(text)]);
+}
+
+/** A JSON array of token ids (or {"ids": [...]}): each must be an integer in [0, 2³¹), never wrapped into another id. */
+function tokenIdFile(file: string): Int32Array {
+  let v: unknown;
+  try {
+    v = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new DataError('data-invalid', file, `${file}: not valid JSON (${e instanceof RangeError ? 'nested too deeply' : (e as Error).message})`);
+  }
+  const ids = Array.isArray(v) ? v : (v as { ids?: unknown } | null)?.ids;
+  if (!Array.isArray(ids)) throw new DataError('data-invalid', file, `${file}: a token-id file must be a JSON array of non-negative integers (or {"ids": [...]})`);
+  const out = new Int32Array(ids.length);
+  for (let i = 0; i < ids.length; i++) {
+    const x: unknown = ids[i];
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 0x7fffffff) {
+      throw new DataError('token-out-of-range', file, `${file}: token id ${shortForm(x)} at position ${i} is not an integer in [0, 2³¹): a token-id file holds the model's vocabulary indices`);
+    }
+    out[i] = x;
+  }
+  return out;
+}
+
+/** Text never holds a NUL byte: a file that does is binary (an archive, a model, …) and is refused. */
+export function refuseBinary(file: string, bytes: Uint8Array): void {
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) {
+    throw new DataError('data-invalid', file, `${file}: a NUL byte at offset ${nul}: this looks like a binary file, not text (give .txt or .jsonl text, or token ids as .json)`);
+  }
+}
+
+/** A value for a message: short, and never walked deeply (a hostile file may nest arrays 10⁵ deep). */
+function shortForm(x: unknown): string {
+  if (typeof x === 'number') return String(x);
+  if (typeof x === 'string') return JSON.stringify(x.length > 20 ? `${x.slice(0, 20)}…` : x);
+  return Array.isArray(x) ? 'an array' : x === null ? 'null' : `a ${typeof x}`;
+}
+
+/** The file as UTF-8 text: binary (NUL bytes) is refused; invalid UTF-8 is replaced by U+FFFD with a warning saying how much. */
+function decodeText(file: string, warn: (message: string) => void): string {
+  const bytes = readFileSync(file);
+  refuseBinary(file, bytes);
+  const text = bytes.toString('utf8');
+  const replaced = countOf(text, '\ufffd') - countOf(bytes.toString('latin1'), '\xef\xbf\xbd'); // minus U+FFFD the file itself holds
+  if (replaced > 0) {
+    warn(`${file}: ${replaced} invalid UTF-8 sequence(s) (${((100 * replaced) / Math.max(1, bytes.length)).toPrecision(2)}% of ${bytes.length} bytes) read as U+FFFD: the text is not UTF-8`);
+  }
+  return text;
+}
+
+function countOf(s: string, piece: string): number {
+  let n = 0;
+  for (let i = s.indexOf(piece); i >= 0; i = s.indexOf(piece, i + piece.length)) n++;
+  return n;
 }
 
 export interface Windows {

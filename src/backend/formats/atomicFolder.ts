@@ -2,7 +2,7 @@
 // `<out>.tmp-<pid>` (temporaryFolderOf; bounded chunked writes with cancel checks and hooks) and renamed into place when complete; a
 // failure or a cancel removes the temporary folder and leaves any previous output as it was.
 
-import { lstatSync, readdirSync, realpathSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { temporaryFolderOf } from '../../protocol/outputTemporaries';
@@ -36,6 +36,64 @@ export interface FolderWriteOptions {
   renames?: FolderRenames;
 }
 
+/** `<out>.tmp-<pid>`, `<out>.spill-<pid>`, `<out>.old-<pid>`: what a run leaves beside its output until it finishes. */
+const TEMPORARY = /^(.*)\.(?:tmp|spill|old)-(\d+)$/;
+
+/**
+ * Temporaries beside `out` of runs that are gone (killed before they could clean up): their pid is not alive, or
+ * it now belongs to a process that started after the temporary was last written (a reused pid). Only the
+ * current user's; a live run's are never listed.
+ */
+export function deadTemporaries(out: string): string[] {
+  const dir = path.dirname(path.resolve(out));
+  const base = path.basename(path.resolve(out));
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const found: string[] = [];
+  for (const name of names) {
+    const m = TEMPORARY.exec(name);
+    if (!m || m[1] !== base || Number(m[2]) === process.pid) continue;
+    const file = path.join(dir, name);
+    let st;
+    try {
+      st = lstatSync(file);
+    } catch {
+      continue;
+    }
+    if (st.uid === process.getuid?.() && !ownerAlive(Number(m[2]), st.mtimeMs)) found.push(file);
+  }
+  return found;
+}
+
+/** Whether process `pid` is alive and could have written a file last modified at `mtimeMs`. */
+function ownerAlive(pid: number, mtimeMs: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    return errnoCode(e) !== 'ESRCH';
+  }
+  const started = processStartMs(pid);
+  return started === undefined || started <= mtimeMs + 1000; // 1 s: the start time is known to 10 ms, mtime to the file system's grain
+}
+
+/** When process `pid` started (Linux: /proc/<pid>/stat's starttime in clock ticks after boot); undefined elsewhere. */
+function processStartMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // from field 3 (state); comm may hold spaces
+    const ticks = Number(fields[22 - 3]);
+    const bootSeconds = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
+    const USER_HZ = 100; // the kernel's fixed tick unit for /proc (sysconf(_SC_CLK_TCK))
+    return Number.isFinite(ticks) && Number.isFinite(bootSeconds) ? bootSeconds * 1000 + (ticks * 1000) / USER_HZ : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** True when `inner` is `outer` or inside it. */
 export function isWithin(outer: string, inner: string): boolean {
   const rel = path.relative(outer, inner);
@@ -51,7 +109,7 @@ export function realOrResolved(p: string): string {
   }
 }
 
-function exists(p: string): boolean {
+export function exists(p: string): boolean {
   try {
     lstatSync(p);
     return true;

@@ -87,6 +87,7 @@ export class SpillFile {
   /** Closes and deletes the file (idempotent); later adds and reads fail. */
   remove(): void {
     this.removed = true;
+    const created = this.fd !== undefined; // never created: nothing to delete (and its folder may not be one)
     if (this.fd !== undefined) {
       const fd = this.fd;
       this.fd = undefined;
@@ -96,7 +97,7 @@ export class SpillFile {
         // already closed: deleting it below is what matters
       }
     }
-    rmSync(this.file, { force: true });
+    if (created) rmSync(this.file, { force: true });
   }
 }
 

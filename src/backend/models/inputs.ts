@@ -3,7 +3,7 @@
 // input is an error that names it, rather than a guess.
 
 import * as ort from 'onnxruntime-node';
-import { DataType, ValueInfoProto } from '../onnx/proto';
+import { DataType, ModelProto, ValueInfoProto } from '../onnx/proto';
 
 export interface InputSpec {
   name: string;
@@ -20,6 +20,21 @@ export function inputSpecs(inputs: ValueInfoProto[], initializerNames: Set<strin
       elemType: v.type?.tensorType?.elemType ?? DataType.UNDEFINED,
       dims: (v.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue !== undefined ? Number(d.dimValue) : d.dimParam ?? '?')),
     }));
+}
+
+/**
+ * The vocabulary size: rows of the embedding table a Gather reads with `input_ids` (possibly through a Cast), or
+ * undefined when the graph does not show it. Token ids are checked against it before onnxruntime sees them.
+ */
+export function vocabularySize(model: ModelProto): { size: number; embedding: string } | undefined {
+  const initializers = new Map(model.graph.initializer.map((t) => [t.name, t]));
+  const idNames = new Set(['input_ids']);
+  for (const n of model.graph.node) if (n.opType === 'Cast' && idNames.has(n.input[0])) idNames.add(n.output[0]);
+  for (const n of model.graph.node) {
+    const table = initializers.get(n.input[0]);
+    if (n.opType === 'Gather' && idNames.has(n.input[1]) && table && table.dims.length === 2) return { size: Number(table.dims[0]), embedding: table.name };
+  }
+  return undefined;
 }
 
 function int64(values: number[], dims: number[]): ort.Tensor {

@@ -1,6 +1,7 @@
 // The pruning run: SparseGPT's sequential protocol over any ONNX decoder, one general driver.
 //
-//   open checkpoint (ONNX, or a Hugging Face folder built into an ONNX graph: formats/checkpoint.ts) → discover layers and blocks → cut the graph into segments → dense perplexity
+//   cheap checks first (preflight.ts: the output, data paths; dead runs' temporaries removed)
+//   → open checkpoint (ONNX, or a Hugging Face folder built into an ONNX graph: formats/checkpoint.ts) → discover layers and blocks → cut the graph into segments → dense perplexity
 //   → run the prefix once over the calibration windows (cached by tensor name)
 //   → per block: calibration variant with the dense weights (XᵀX, Σx² inside onnxruntime) → prune each layer
 //     → run the block again with the pruned weights (fed as inputs) to produce the next block's inputs
@@ -9,7 +10,7 @@
 //   → write the new checkpoint in the input's format (temporary folder; the pruned perplexity, report and event
 //     log are written into it before it is renamed into place).
 //
-// Everything the user sees travels as protocol events through `emit`.
+// Everything the user sees travels as protocol events through `emit`. `prune` below is this list, one function per phase.
 
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -19,7 +20,7 @@ import { version as PRUNEKIT_VERSION } from '../../../package.json';
 import { Event, EventBody, EventOf, EventType, formatEvent, LayerInfo, makeEvent, RunTotals, WarningCode } from '../../protocol/events';
 import { layerSelector, ResolvedConfig, unmatchedLayerPatterns } from '../../protocol/config';
 import { formatPattern } from '../../protocol/pruning';
-import { calibrationWindows, evaluationWindows, loadTokenizer, readTokens, TextTokenizer } from '../data/tokens';
+import { calibrationWindows, evaluationWindows, readTokens, TextTokenizer } from '../data/tokens';
 import { perplexity } from '../eval/perplexity';
 import { spillFileOf } from '../formats/atomicFolder';
 import { float32ToBytes, float32ToHalfBytes, roundToType } from '../formats/dtype';
@@ -27,25 +28,17 @@ import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint'
 import { SpillFile } from '../formats/tensorSource';
 import { pruneLayer } from '../methods';
 import { pruneDepthwise } from '../methods/depthwise';
-import { causalLmFeeds, inputSpecs } from '../models/inputs';
+import { causalLmFeeds, InputSpec, inputSpecs, vocabularySize } from '../models/inputs';
 import { DataType, TensorProto } from '../onnx/proto';
 import { Engine, ModelSource } from '../onnx/session';
-import { discoverLayers, PrunableLayer } from './layers';
+import { RunCancelledError, RunError } from './errors';
+import { checkDataPaths, checkOutput, removeDeadTemporaries, tokenizerFor } from './preflight';
+import { inferTypesWithOrt } from './types';
+import { Discovery, discoverLayers, PrunableLayer } from './layers';
 import { describeQuantized, quantizedRefusal } from './quantized';
-import { CalibrationSums, calibrationKey, calibrationModel, lastUse, planSegments, segmentModel } from './segments';
+import { CalibrationSums, calibrationKey, calibrationModel, lastUse, planSegments, Segment, SegmentPlan, segmentModel } from './segments';
 
-/** A failure with a protocol error code and what it concerns. */
-export class RunError extends Error {
-  constructor(readonly code: EventOf<'run.failed'>['code'], message: string, readonly where: { file?: string; jsonPath?: string; layer?: string } = {}, readonly hint?: string) {
-    super(message);
-  }
-}
-
-export class RunCancelledError extends Error {
-  constructor(readonly lastLayer: string | null) {
-    super('cancelled');
-  }
-}
+export { RunCancelledError, RunError } from './errors';
 
 export interface RunHooks {
   emit(event: Event): void;
@@ -81,16 +74,6 @@ function peakRss(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
-function maxPositions(ckpt: Checkpoint): number | null {
-  if (!ckpt.configPath) return null;
-  try {
-    const c = JSON.parse(readFileSync(ckpt.configPath, 'utf8')) as { max_position_embeddings?: unknown };
-    return typeof c.max_position_embeddings === 'number' ? c.max_position_embeddings : null;
-  } catch {
-    return null;
-  }
-}
-
 export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise<EventOf<'run.finished'>> {
   // Pruned weights wait for the writer in a scratch file beside the output (not in /tmp: that may be RAM), removed
   // however the run ends (the CLI removes it on a hard exit too).
@@ -102,29 +85,79 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
   }
 }
 
+/** The protocol, phase by phase. */
 async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile): Promise<EventOf<'run.finished'>> {
-  const t0 = performance.now();
-  const log: Event[] = [];
-  const emit = <T extends EventType>(type: T, body: EventBody<T>): EventOf<T> => {
-    const e = makeEvent(type, body);
-    log.push(e);
-    hooks.emit(e);
-    return e;
-  };
-  const warn = (code: WarningCode, message: string, where: { layer?: string; file?: string } = {}) => emit('warning.raised', { code, message, ...where });
-  let lastLayer: string | null = null;
-  const checkpoint = () => {
-    if (hooks.signal?.aborted) throw new RunCancelledError(lastLayer);
-  };
-  const micro = hooks.microBatch ?? 8;
+  const run = new RunLog(hooks);
+  checkOutput(config);
+  reportRemoved(run, removeDeadTemporaries(config.output));
+  checkDataPaths(config);
+  const model = await openModel(config);
+  const data = prepareData(config, model, run);
+  announce(config, model, data, run);
+  const densePpl = data.evaluation ? await evaluate(model, run, 'dense', model.ckpt.sessionSource(), data.evaluation) : null;
+  const sums = await pruneSequentially(config, model, data, run, spill);
+  return writeOutput(config, model, data, run, { ...sums, densePpl });
+}
 
-  // --- Model, layers, blocks, segments
-  // The tokenizer is only needed for text data: it is loaded (and its absence reported) when first used.
+// ---------------------------------------------------------------------------------------------------------------
+// Events and cancellation
+
+/** The run's event log (written into the output) and its cancel checks. */
+class RunLog {
+  readonly t0 = performance.now();
+  readonly events: Event[] = [];
+  /** The last layer pruned (run.cancelled names it). */
+  lastLayer: string | null = null;
+
+  constructor(readonly hooks: RunHooks) {}
+
+  get micro(): number {
+    return this.hooks.microBatch ?? 8;
+  }
+
+  emit<T extends EventType>(type: T, body: EventBody<T>): EventOf<T> {
+    const e = makeEvent(type, body);
+    this.events.push(e);
+    this.hooks.emit(e);
+    return e;
+  }
+
+  warn(code: WarningCode, message: string, where: { layer?: string; file?: string } = {}): void {
+    this.emit('warning.raised', { code, message, ...where });
+  }
+
+  /** Stops the run at a layer or batch boundary once SIGINT/SIGTERM arrived. */
+  readonly checkpoint = (): void => {
+    if (this.hooks.signal?.aborted) throw new RunCancelledError(this.lastLayer);
+  };
+}
+
+function reportRemoved(run: RunLog, removed: string[]): void {
+  if (removed.length === 0) return;
+  run.warn('leftovers-removed', `removed what ${removed.length === 1 ? 'a killed run' : 'killed runs'} left beside the output: ${removed.join(', ')}`, { file: removed[0] });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Model: checkpoint, layers, blocks, segments
+
+interface OpenModel {
+  ckpt: Checkpoint;
+  /** Loaded when some data file is text. */
+  tokenizer: TextTokenizer | undefined;
+  engine: Engine;
+  discovery: Discovery;
+  select: ReturnType<typeof layerSelector>;
+  plan: SegmentPlan;
+  specs: InputSpec[];
+  /** Sessions are built from bytes: inlines any external initializer a segment keeps (norms, embedding). */
+  mapInitializer(t: TensorProto): TensorProto;
+}
+
+async function openModel(config: ResolvedConfig): Promise<OpenModel> {
   const ckpt = openCheckpoint(config.checkpoint, { variant: config.variant ?? undefined });
+  const tokenizer = tokenizerFor(config); // cheap, so before the graph work below
   const engine = new Engine({ device: config.device, threads: config.threads });
-  const discovery = discoverLayers(ckpt.model, {
-    blockPattern: config.blockPattern ?? undefined, includeLmHead: !config.keepDense.lmHead, includeDepthwiseConv: !config.keepDense.depthwiseConv,
-  });
+  const discovery = discoverBlocks(config, ckpt);
   const quantized = quantizedRefusal(discovery.quantized, discovery.layers.length);
   if (quantized) throw new RunError('checkpoint-invalid', `${ckpt.path}: ${quantized}`, { file: ckpt.path });
   if (discovery.layers.length === 0) throw new RunError('checkpoint-invalid', `${ckpt.path}: no prunable linear layers (MatMul/Gemm with a 2-D weight initializer) found`, { file: ckpt.path });
@@ -132,260 +165,378 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
   if (unmatched.length > 0) {
     throw new RunError('layers-unmatched', unmatched.map((p) => `${p.path}: ${p.message}`).join("; "), { jsonPath: unmatched[0].path }, `layer names look like ${discovery.layers[0].name}; run 'prunekit inspect' to list them`);
   }
-  const select = layerSelector(config);
+  await checkGraphLoads(ckpt);
   const plan = await planSegments(ckpt.model, discovery);
   const initNames = new Set(ckpt.model.graph.initializer.map((t) => t.name));
-  const specs = inputSpecs(ckpt.model.graph.input, initNames);
-  // Sessions are built from bytes: inline any external initializer a segment keeps (norms, embedding).
-  const mapInitializer = (t: TensorProto): TensorProto =>
-    t.dataLocation === 1 ? { ...t, rawData: ckpt.tensorData(t.name), dataLocation: 0, externalData: [] } : t;
+  const mapInitializer = (t: TensorProto): TensorProto => (t.dataLocation === 1 ? { ...t, rawData: ckpt.tensorData(t.name), dataLocation: 0, externalData: [] } : t);
+  // The first kernel resolves the device (before any data is tokenized); the propagate pass finds it in the engine's cache.
+  await engine.kernel(segmentModel(plan, plan.segments[0], { mapInitializer }).model);
+  return { ckpt, tokenizer, engine, discovery, plan, mapInitializer, select: layerSelector(config), specs: inputSpecs(ckpt.model.graph.input, initNames) };
+}
 
-  // --- Data
-  const maxPos = maxPositions(ckpt);
-  const autoSeqlen = Math.min(2048, maxPos ?? 2048);
-  let tokenizer: TextTokenizer | undefined;
-  const needsTokenizer = (p: string) => path.extname(p).toLowerCase() !== '.json';
-  const getTokenizer = () => (tokenizer ??= loadTokenizer(config.tokenizer));
-  const tokenCache = new Map<string, Int32Array>(); // calibration and evaluation often read one file
-  const tokensOf = (file: string) => {
-    let ids = tokenCache.get(file);
-    if (!ids) tokenCache.set(file, (ids = readTokens(file, needsTokenizer(file) ? getTokenizer() : undefined)));
-    return ids;
-  };
+/** onnxruntime loads the graph without its weights (cheap): an operator it does not know is the checkpoint's error, found now. */
+async function checkGraphLoads(ckpt: Checkpoint): Promise<void> {
+  try {
+    await inferTypesWithOrt(ckpt.model, ckpt.model.graph.output.map((o) => o.name));
+  } catch (e) {
+    const why = String((e as Error).message ?? e).split('\n')[0].slice(0, 400);
+    throw new RunError('checkpoint-invalid', `${ckpt.path}: onnxruntime cannot load the graph: ${why}`, { file: ckpt.path }, 'export the model with standard ONNX operators');
+  }
+}
+
+/** discoverLayers with the config's options; a blockPattern it cannot use is the config's error, at its JSON path. */
+function discoverBlocks(config: ResolvedConfig, ckpt: Checkpoint): Discovery {
+  try {
+    return discoverLayers(ckpt.model, {
+      blockPattern: config.blockPattern ?? undefined, includeLmHead: !config.keepDense.lmHead, includeDepthwiseConv: !config.keepDense.depthwiseConv,
+    });
+  } catch (e) {
+    if (!config.blockPattern || !/^blockPattern /.test((e as Error).message)) throw e;
+    const code = /matches none/.test((e as Error).message) ? 'layers-unmatched' : 'config-invalid';
+    throw new RunError(code, (e as Error).message, { jsonPath: '$.blockPattern' }, "run 'prunekit inspect' to see the node names");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Data: calibration windows (in micro-batches) and evaluation windows
+
+interface RunData {
+  /** Calibration windows in groups of `micro` (one onnxruntime run each); empty without calibration data. */
+  batches: Int32Array[][];
+  evaluation: Int32Array[] | null;
+  evalSeqlen: number;
+  /** The config with the sequence lengths the run uses (reported in run.started and the report). */
+  resolved: ResolvedConfig;
+}
+
+function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog): RunData {
+  const autoSeqlen = Math.min(2048, maxPositions(model.ckpt) ?? 2048);
+  const tokensOf = tokenReader(model, run);
   let calib: { windows: Int32Array[]; seqlen: number } | null = null;
   if (config.calibration) {
     const c = config.calibration;
     const ids = tokensOf(c.path);
     const w = calibrationWindows(ids, c.nsamples, c.seqlen ?? autoSeqlen, c.seed, c.skipTokens, c.path);
     calib = w;
-    emit('data.loaded', { role: 'calibration', file: c.path, tokens: Math.max(0, ids.length - c.skipTokens), windows: w.windows.length, seqlen: w.seqlen });
-    for (const n of w.notes) warn('data-short', n, { file: c.path });
+    run.emit('data.loaded', { role: 'calibration', file: c.path, tokens: Math.max(0, ids.length - c.skipTokens), windows: w.windows.length, seqlen: w.seqlen });
+    for (const n of w.notes) run.warn('data-short', n, { file: c.path });
   }
-  let evalWindows: Int32Array[] | null = null;
+  let evaluation: Int32Array[] | null = null;
   let evalSeqlen = 0;
   if (config.evaluation) {
     const e = config.evaluation;
     const ids = tokensOf(e.path);
     evalSeqlen = e.seqlen ?? calib?.seqlen ?? autoSeqlen;
-    evalWindows = evaluationWindows(ids, evalSeqlen, e.maxWindows ?? Infinity);
-    if (evalWindows.length === 0) throw new RunError('data-invalid', `${e.path}: ${ids.length} tokens, fewer than one window of ${evalSeqlen}`, { file: e.path });
-    emit('data.loaded', { role: 'evaluation', file: e.path, tokens: ids.length, windows: evalWindows.length, seqlen: evalSeqlen });
+    evaluation = evaluationWindows(ids, evalSeqlen, e.maxWindows ?? Infinity);
+    if (evaluation.length === 0) throw new RunError('data-invalid', `${e.path}: ${ids.length} tokens, fewer than one window of ${evalSeqlen}`, { file: e.path });
+    run.emit('data.loaded', { role: 'evaluation', file: e.path, tokens: ids.length, windows: evaluation.length, seqlen: evalSeqlen });
   }
+  const batches: Int32Array[][] = [];
+  if (calib) for (let i = 0; i < calib.windows.length; i += run.micro) batches.push(calib.windows.slice(i, i + run.micro));
   const resolved: ResolvedConfig = {
     ...config,
     calibration: config.calibration && calib ? { ...config.calibration, seqlen: calib.seqlen } : config.calibration,
     evaluation: config.evaluation ? { ...config.evaluation, seqlen: evalSeqlen } : false,
   };
+  return { batches, evaluation, evalSeqlen, resolved };
+}
 
-  // --- run.started (the first kernel resolves the device)
-  const segKernels = new Map<number, Awaited<ReturnType<Engine['kernel']>>>();
-  const first = plan.segments[0];
-  segKernels.set(first.index, await engine.kernel(segmentModel(plan, first, { mapInitializer }).model));
-  const layerInfos: LayerInfo[] = discovery.layers.map((l) => {
-    const t = select(l.name);
+/**
+ * Token ids of a data file, read once per file (calibration and evaluation often share one) and checked against the
+ * model's vocabulary.
+ */
+function tokenReader(model: OpenModel, run: RunLog): (file: string) => Int32Array {
+  const cache = new Map<string, Int32Array>();
+  const vocab = vocabularySize(model.ckpt.model);
+  return (file) => {
+    let ids = cache.get(file);
+    if (!ids) {
+      ids = readTokens(file, model.tokenizer, (m) => run.warn('data-encoding', m, { file }));
+      if (vocab) checkVocabulary(ids, vocab, file);
+      cache.set(file, ids);
+    }
+    return ids;
+  };
+}
+
+function checkVocabulary(ids: Int32Array, vocab: { size: number; embedding: string }, file: string): void {
+  const i = ids.findIndex((id) => id >= vocab.size);
+  if (i >= 0) {
+    throw new RunError('token-out-of-range', `${file}: token id ${ids[i]} at position ${i} is beyond the model's vocabulary of ${vocab.size} (embedding ${vocab.embedding})`, { file },
+      'use token ids (or a tokenizer.json) made for this model');
+  }
+}
+
+function maxPositions(ckpt: Checkpoint): number | null {
+  if (!ckpt.configPath) return null;
+  try {
+    const c = JSON.parse(readFileSync(ckpt.configPath, 'utf8')) as { max_position_embeddings?: unknown };
+    return typeof c.max_position_embeddings === 'number' ? c.max_position_embeddings : null;
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// run.started
+
+function announce(config: ResolvedConfig, model: OpenModel, data: RunData, run: RunLog): void {
+  const { ckpt, engine, discovery } = model;
+  const layers: LayerInfo[] = discovery.layers.map((l) => {
+    const t = model.select(l.name);
     return {
       name: l.name, block: l.block, op: l.op, weight: l.weight, shape: [l.rows, l.cols],
       target: t ? { method: t.method, pattern: formatPattern(t.pattern), sparsity: t.sparsity } : null,
     };
   });
-  let parameters = 0;
-  for (const t of ckpt.model.graph.initializer) parameters += t.dims.reduce<number>((a, d) => a * Number(d), 1);
-  emit('run.started', {
+  run.emit('run.started', {
     model: {
       file: ckpt.path,
       dtype: discovery.layers.some((l) => l.dataType === DataType.FLOAT16) ? 'float16' : 'float32',
-      parameters, externalData: ckpt.hasExternalData, maxPositions: maxPos, inputs: specs.map((s) => s.name),
+      parameters: parameterCount(ckpt), externalData: ckpt.hasExternalData, maxPositions: maxPositions(ckpt), inputs: model.specs.map((s) => s.name),
     },
     device: engine.device ?? config.device,
     deviceNotes: [...engine.fallbacks],
     versions: { prunekit: PRUNEKIT_VERSION, 'onnxruntime-node': ort.env.versions.node ?? 'unknown', node: process.versions.node },
     blocks: discovery.blocks.map((b) => ({ index: b.index, name: b.name, layers: b.layers })),
-    layers: layerInfos,
-    config: resolved,
+    layers,
+    config: data.resolved,
   });
-  if (discovery.blockSource === 'per-layer') warn('blocks-fallback', discovery.notes.join(' ') || 'no block pattern fitted the node names: one block per layer');
-  for (const w of discovery.warnings) warn('block-dense', w);
-  if (discovery.quantized.length) warn('block-dense', `quantized linear layers outside the blocks stay as they are: ${describeQuantized(discovery.quantized)}`);
+  if (discovery.blockSource === 'per-layer') run.warn('blocks-fallback', discovery.notes.join(' ') || 'no block pattern fitted the node names: one block per layer');
+  for (const w of discovery.warnings) run.warn('block-dense', w);
+  if (discovery.quantized.length) run.warn('block-dense', `quantized linear layers outside the blocks stay as they are: ${describeQuantized(discovery.quantized)}`);
+}
 
-  // --- Dense perplexity (the same routine scores the pruned model from the temporary output below)
-  const evaluate = async (model: 'dense' | 'pruned', source: ModelSource, windows: Int32Array[]): Promise<number> => {
-    const s0 = performance.now();
-    const session = await engine.modelSession(source);
-    try {
-      const r = await perplexity(session, specs, windows, {
-        batch: micro, modelFile: typeof source === 'string' ? source : ckpt.path, checkpoint,
-        onProgress: (done, total) => emit('evaluation.progressed', { model, done, total }),
-      });
-      emit('evaluation.finished', { model, perplexity: r.ppl, seqlen: evalSeqlen, windows: r.windows, predictions: r.predictedTokens, seconds: (performance.now() - s0) / 1000 });
-      return r.ppl;
-    } finally {
-      await session.release();
-    }
-  };
-  const densePpl = evalWindows ? await evaluate('dense', ckpt.sessionSource(), evalWindows) : null;
+function parameterCount(ckpt: Checkpoint): number {
+  let n = 0;
+  for (const t of ckpt.model.graph.initializer) n += t.dims.reduce<number>((a, d) => a * Number(d), 1);
+  return n;
+}
 
-  // --- Sequential calibration and pruning
+// ---------------------------------------------------------------------------------------------------------------
+// Perplexity: the dense model from the checkpoint, the pruned one from the temporary output
+
+async function evaluate(model: OpenModel, run: RunLog, which: 'dense' | 'pruned', source: ModelSource, windows: Int32Array[]): Promise<number> {
+  const s0 = performance.now();
+  const session = await model.engine.modelSession(source);
+  try {
+    const r = await perplexity(session, model.specs, windows, {
+      batch: run.micro, modelFile: typeof source === 'string' ? source : model.ckpt.path, checkpoint: run.checkpoint,
+      onProgress: (done, total) => run.emit('evaluation.progressed', { model: which, done, total }),
+    });
+    const seqlen = windows[0].length;
+    run.emit('evaluation.finished', { model: which, perplexity: r.ppl, seqlen, windows: r.windows, predictions: r.predictedTokens, seconds: (performance.now() - s0) / 1000 });
+    return r.ppl;
+  } finally {
+    await session.release();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sequential calibration and pruning: per segment, calibrate → prune → propagate
+
+type Kernel = Awaited<ReturnType<Engine['kernel']>>;
+
+/** What the pruning adds up for run.finished. */
+interface PruneSums {
+  layers: number;
+  parameters: number;
+  zeros: number;
+  /** null without calibration data (no Hessian, no loss). */
+  loss: number | null;
+}
+
+/** One segment's state: its weights as the next pass feeds them. */
+interface SegmentWork {
+  seg: Segment;
+  /** Stored layout, dense until the layer is pruned. */
+  current: Map<string, Float32Array>;
+  loss: number | null;
+  layers: number;
+}
+
+/** Activations between segments, per tensor name and batch (the prefix's inputs first). */
+type ActivationCache = Map<string, ort.Tensor[]>;
+
+async function pruneSequentially(config: ResolvedConfig, model: OpenModel, data: RunData, run: RunLog, spill: SpillFile): Promise<PruneSums & { replacements: Map<string, TensorSource> }> {
+  const { plan, select } = model;
   const replacements = new Map<string, TensorSource>(); // read back by the writer, one tensor at a time
-  let totalLoss: number | null = calib ? 0 : null;
-  let prunedParams = 0;
-  let zeros = 0;
-  let layersPruned = 0;
-  const batches: Int32Array[][] = [];
-  if (calib) for (let i = 0; i < calib.windows.length; i += micro) batches.push(calib.windows.slice(i, i + micro));
-  const cache = new Map<string, ort.Tensor[]>();
+  const sums: PruneSums = { layers: 0, parameters: 0, zeros: 0, loss: data.batches.length ? 0 : null };
+  const cache = modelInputs(model, data.batches);
+  // Segments after the last one with a layer to prune only matter for evaluation.
+  const lastNeeded = Math.max(-1, ...plan.segments.filter((s) => s.layers.some((l) => select(l.name))).map((s) => s.index));
+  for (const seg of plan.segments) {
+    if (seg.index > lastNeeded) break;
+    run.checkpoint();
+    const s0 = performance.now();
+    const work: SegmentWork = { seg, current: new Map(seg.layers.map((l) => [l.weight, model.ckpt.weightAsFloat32(l.weight)])), loss: data.batches.length ? 0 : null, layers: 0 };
+    if (seg.layers.some((l) => select(l.name))) {
+      const stats = data.batches.length ? await calibrate(model, run, work, cache, data.batches) : new Map<string, CalibrationSums>();
+      await pruneSegmentLayers(config, model, run, work, stats, spill, replacements, sums);
+    }
+    if (data.batches.length) await propagate(model, run, work, cache, data.batches);
+    for (const name of [...cache.keys()]) if (lastUse(plan, name) <= seg.index) cache.delete(name);
+    if (seg.kind === 'block' && seg.block !== null) {
+      run.emit('block.finished', { block: seg.block, name: seg.name, layers: work.layers, loss: work.loss, seconds: (performance.now() - s0) / 1000, peakRssBytes: peakRss() });
+    }
+  }
+  cache.clear();
+  return { ...sums, replacements };
+}
+
+/** The model's own inputs (ids, mask, …) per calibration batch: what the prefix segment reads. */
+function modelInputs(model: OpenModel, batches: Int32Array[][]): ActivationCache {
+  const cache: ActivationCache = new Map();
   for (const [b, group] of batches.entries()) {
-    const feeds = causalLmFeeds(specs, group, ckpt.path);
-    for (const [name, t] of Object.entries(feeds)) {
+    for (const [name, t] of Object.entries(causalLmFeeds(model.specs, group, model.ckpt.path))) {
       if (!cache.has(name)) cache.set(name, []);
       (cache.get(name) as ort.Tensor[])[b] = t;
     }
   }
-  // Segments after the last one with a layer to prune only matter for evaluation.
-  const lastNeeded = Math.max(-1, ...plan.segments.filter((s) => s.layers.some((l) => select(l.name))).map((s) => s.index));
-  const runSegment = async (kernel: Awaited<ReturnType<Engine['kernel']>>, inputs: string[], weights: Record<string, ort.Tensor>, b: number) => {
-    const feeds: Record<string, ort.Tensor> = { ...weights };
-    for (const name of inputs) {
-      const t = cache.get(name)?.[b];
-      if (!t) throw new RunError('internal', `segment input ${name} of batch ${b} is not available`);
-      feeds[name] = t;
-    }
-    return kernel.run(feeds);
-  };
-  const dense = (l: PrunableLayer) => ckpt.weightAsFloat32(l.weight);
+  return cache;
+}
 
-  for (const seg of plan.segments) {
-    if (seg.index > lastNeeded) break;
-    checkpoint();
-    const sBlock = performance.now();
-    let blockLoss: number | null = calib ? 0 : null;
-    let blockLayers = 0;
-    const current = new Map<string, Float32Array>(); // stored layout, what this block's propagate pass feeds
-    for (const l of seg.layers) current.set(l.weight, dense(l));
-    const weightFeeds = (only?: Set<string>): Record<string, ort.Tensor> => {
-      const f: Record<string, ort.Tensor> = {};
-      for (const l of seg.layers) if (!only || only.has(l.weight)) f[l.weight] = weightTensor(current.get(l.weight) as Float32Array, l);
-      return f;
-    };
+/** The segment's weights as onnxruntime feeds (all, or those named). */
+function weightFeeds(work: SegmentWork, only?: Set<string>): Record<string, ort.Tensor> {
+  const f: Record<string, ort.Tensor> = {};
+  for (const l of work.seg.layers) if (!only || only.has(l.weight)) f[l.weight] = weightTensor(work.current.get(l.weight) as Float32Array, l);
+  return f;
+}
 
-    if (seg.layers.some((l) => select(l.name))) {
-      // Hessians from the dense block on the (already pruned-upstream) inputs; none without calibration data
-      // (magnitude alone).
-      const sums = new Map<string, CalibrationSums>();
-      const calibrate = async () => { // a scope of its own: the weight feeds do not outlive it
-        const cg = calibrationModel(plan, seg, { mapInitializer });
-        const ck = await engine.kernel(cg.model);
-        for (const st of cg.stats) sums.set(st.key, new CalibrationSums(st.cols, st.groups));
-        const calibWeights = weightFeeds(new Set(cg.weights));
-        for (let b = 0; b < batches.length; b++) {
-          checkpoint();
-          const out = await runSegment(ck, cg.inputs, calibWeights, b);
-          for (const s of cg.stats) (sums.get(s.key) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length);
-          emit('calibration.progressed', { phase: 'hessian', block: seg.block, done: b + 1, total: batches.length });
-        }
-        await engine.forget(ck); // each block's graphs run for that block only
-      };
-      if (batches.length) await calibrate();
-      // Each input's H is dropped after the last layer that reads it (q/k/v share one, gate/up another).
-      const lastReader = new Map<string, string>();
-      for (const l of seg.layers) if (select(l.name)) lastReader.set(calibrationKey(l), l.name);
-      for (const l of seg.layers) {
-        const target = select(l.name);
-        if (!target) continue;
-        checkpoint();
-        const key = calibrationKey(l);
-        const s = sums.get(key);
-        if (lastReader.get(key) === l.name) sums.delete(key);
-        const W = toRowMajor(current.get(l.weight) as Float32Array, l);
-        current.delete(l.weight); // W is the dense weight now: no second copy while the method runs
-        const options = {
-          pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup,
-        };
-        const res = l.kind === 'depthwiseConv'
-          ? pruneDepthwise(target.method, { name: l.name, channels: l.rows, taps: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options)
-          : await pruneLayer(target.method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options, engine);
-        // fp16/bf16 weights: pruned in fp32 (widened above), rounded to the stored type once, here, so the
-        // propagate pass, the zero count and the written checkpoint all see the same values and pattern.
-        const stored = roundToType(l.dataType, toStored(res.W, l), { keepNonZero: true });
-        current.set(l.weight, stored);
-        // Exact: `stored` already holds values of l.dataType, and the checkpoint's storedType is that type or
-        // (a Hugging Face fp16/bf16 weight the graph widens) the one the writer would round to anyway.
-        const type = ckpt.storedType(l.weight);
-        replacements.set(l.weight, spill.add(type, stored.length, float32ToBytes(type, stored)));
-        const z = Math.round(res.sparsity * res.W.length);
-        zeros += z;
-        prunedParams += res.W.length;
-        layersPruned++;
-        blockLayers++;
-        if (blockLoss !== null) blockLoss += res.loss;
-        if (totalLoss !== null) totalLoss += res.loss;
-        lastLayer = l.name;
-        for (const n of res.notes) {
-          if (/not a multiple of M/.test(n)) warn('partial-group', n, { layer: l.name });
-          else if (/dampening/.test(n)) warn('dampening-raised', n, { layer: l.name });
-        }
-        emit('layer.pruned', {
-          block: l.block, layer: l.name, shape: [l.rows, l.cols], method: target.method, pattern: formatPattern(target.pattern),
-          targetSparsity: target.sparsity, sparsity: res.sparsity,
-          loss: Number.isFinite(res.loss) ? res.loss : null, relLoss: Number.isFinite(res.relLoss) ? res.relLoss : null,
-          dampening: res.dampening ?? null, seconds: res.seconds, notes: res.notes,
-        });
-      }
-    }
-
-    // Propagate: the segment with the current (pruned) weights produces the next segments' inputs.
-    if (batches.length > 0) {
-      let k = segKernels.get(seg.index);
-      const sg = segmentModel(plan, seg, { mapInitializer });
-      if (!k) k = await engine.kernel(sg.model);
-      const w = weightFeeds();
-      for (let b = 0; b < batches.length; b++) {
-        checkpoint();
-        const out = await runSegment(k, sg.inputs, w, b);
-        for (const name of sg.outputs) {
-          if (!cache.has(name)) cache.set(name, []);
-          (cache.get(name) as ort.Tensor[])[b] = out[name];
-        }
-        emit('calibration.progressed', { phase: seg.kind === 'prefix' ? 'prefix' : 'propagate', block: seg.block, done: b + 1, total: batches.length });
-      }
-      await engine.forget(k);
-      segKernels.delete(seg.index);
-    }
-    for (const name of [...cache.keys()]) if (lastUse(plan, name) <= seg.index) cache.delete(name);
-    if (seg.kind === 'block' && seg.block !== null) {
-      emit('block.finished', { block: seg.block, name: seg.name, layers: blockLayers, loss: blockLoss, seconds: (performance.now() - sBlock) / 1000, peakRssBytes: peakRss() });
-    }
+function runSegment(kernel: Kernel, cache: ActivationCache, inputs: string[], weights: Record<string, ort.Tensor>, b: number) {
+  const feeds: Record<string, ort.Tensor> = { ...weights };
+  for (const name of inputs) {
+    const t = cache.get(name)?.[b];
+    if (!t) throw new RunError('internal', `segment input ${name} of batch ${b} is not available`);
+    feeds[name] = t;
   }
-  cache.clear();
+  return kernel.run(feeds);
+}
 
-  // --- Output: written to a temporary folder; the pruned perplexity, report and log go in before the rename.
-  let prunedPpl: number | null = null;
-  let finished: EventOf<'run.finished'> | undefined;
-  const totals = (): RunTotals => ({
-    layers: layersPruned, blocks: discovery.blocks.length, parameters: prunedParams, zeros,
-    sparsity: prunedParams ? zeros / prunedParams : 0, modelSparsity: parameters ? zeros / parameters : 0,
-    loss: totalLoss, densePerplexity: densePpl, prunedPerplexity: prunedPpl,
-    seconds: (performance.now() - t0) / 1000, peakRssBytes: peakRss(),
+/** Hessians (XᵀX, Σx² inside onnxruntime) from the dense segment on its (already pruned-upstream) inputs. */
+async function calibrate(model: OpenModel, run: RunLog, work: SegmentWork, cache: ActivationCache, batches: Int32Array[][]): Promise<Map<string, CalibrationSums>> {
+  const { seg } = work;
+  const stats = new Map<string, CalibrationSums>();
+  const cg = calibrationModel(model.plan, seg, { mapInitializer: model.mapInitializer });
+  const kernel = await model.engine.kernel(cg.model);
+  for (const st of cg.stats) stats.set(st.key, new CalibrationSums(st.cols, st.groups));
+  const weights = weightFeeds(work, new Set(cg.weights));
+  for (let b = 0; b < batches.length; b++) {
+    run.checkpoint();
+    const out = await runSegment(kernel, cache, cg.inputs, weights, b);
+    for (const s of cg.stats) (stats.get(s.key) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length);
+    run.emit('calibration.progressed', { phase: 'hessian', block: seg.block, done: b + 1, total: batches.length });
+  }
+  await model.engine.forget(kernel); // each block's graphs run for that block only
+  return stats;
+}
+
+/** Prunes the segment's selected layers in order; each input's H is dropped after the last layer that reads it (q/k/v share one, gate/up another). */
+async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run: RunLog, work: SegmentWork, stats: Map<string, CalibrationSums>, spill: SpillFile, replacements: Map<string, TensorSource>, sums: PruneSums): Promise<void> {
+  const selected = work.seg.layers.filter((l) => model.select(l.name));
+  const lastReader = new Map<string, string>();
+  for (const l of selected) lastReader.set(calibrationKey(l), l.name);
+  for (const l of selected) {
+    run.checkpoint();
+    const key = calibrationKey(l);
+    const s = stats.get(key);
+    if (lastReader.get(key) === l.name) stats.delete(key);
+    const W = toRowMajor(work.current.get(l.weight) as Float32Array, l);
+    work.current.delete(l.weight); // W is the dense weight now: no second copy while the method runs
+    const res = await pruneOne(config, model, l, W, s);
+    // fp16/bf16 weights: pruned in fp32 (widened above), rounded to the stored type once, here, so the
+    // propagate pass, the zero count and the written checkpoint all see the same values and pattern.
+    const stored = roundToType(l.dataType, toStored(res.W, l), { keepNonZero: true });
+    work.current.set(l.weight, stored);
+    // Exact: `stored` already holds values of l.dataType, and the checkpoint's storedType is that type or
+    // (a Hugging Face fp16/bf16 weight the graph widens) the one the writer would round to anyway.
+    const type = model.ckpt.storedType(l.weight);
+    replacements.set(l.weight, spill.add(type, stored.length, float32ToBytes(type, stored)));
+    sums.zeros += Math.round(res.sparsity * res.W.length);
+    sums.parameters += res.W.length;
+    sums.layers++;
+    work.layers++;
+    if (work.loss !== null) work.loss += res.loss;
+    if (sums.loss !== null) sums.loss += res.loss;
+    run.lastLayer = l.name;
+    reportLayer(run, l, model.select(l.name) as LayerTarget, res);
+  }
+}
+
+type LayerTarget = NonNullable<ReturnType<OpenModel['select']>>;
+type LayerResult = Awaited<ReturnType<typeof pruneLayer>>;
+
+function pruneOne(config: ResolvedConfig, model: OpenModel, l: PrunableLayer, W: Float32Array, s: CalibrationSums | undefined): Promise<LayerResult> | LayerResult {
+  const target = model.select(l.name) as LayerTarget;
+  const options = { pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup };
+  return l.kind === 'depthwiseConv'
+    ? pruneDepthwise(target.method, { name: l.name, channels: l.rows, taps: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options)
+    : pruneLayer(target.method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options, model.engine);
+}
+
+function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: LayerResult): void {
+  for (const n of res.notes) {
+    if (/not a multiple of M/.test(n)) run.warn('partial-group', n, { layer: l.name });
+    else if (/dampening/.test(n)) run.warn('dampening-raised', n, { layer: l.name });
+  }
+  run.emit('layer.pruned', {
+    block: l.block, layer: l.name, shape: [l.rows, l.cols], method: target.method, pattern: formatPattern(target.pattern),
+    targetSparsity: target.sparsity, sparsity: res.sparsity,
+    loss: Number.isFinite(res.loss) ? res.loss : null, relLoss: Number.isFinite(res.relLoss) ? res.relLoss : null,
+    dampening: res.dampening ?? null, seconds: res.seconds, notes: res.notes,
   });
-  await ckpt.write(config.output, replacements, {
+}
+
+/** The segment with its current (pruned) weights produces the next segments' inputs. */
+async function propagate(model: OpenModel, run: RunLog, work: SegmentWork, cache: ActivationCache, batches: Int32Array[][]): Promise<void> {
+  const { seg } = work;
+  const sg = segmentModel(model.plan, seg, { mapInitializer: model.mapInitializer });
+  const kernel = await model.engine.kernel(sg.model);
+  const weights = weightFeeds(work);
+  for (let b = 0; b < batches.length; b++) {
+    run.checkpoint();
+    const out = await runSegment(kernel, cache, sg.inputs, weights, b);
+    for (const name of sg.outputs) {
+      if (!cache.has(name)) cache.set(name, []);
+      (cache.get(name) as ort.Tensor[])[b] = out[name];
+    }
+    run.emit('calibration.progressed', { phase: seg.kind === 'prefix' ? 'prefix' : 'propagate', block: seg.block, done: b + 1, total: batches.length });
+  }
+  await model.engine.forget(kernel);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Output: written to a temporary folder; the pruned perplexity, report and log go in before the rename
+
+async function writeOutput(config: ResolvedConfig, model: OpenModel, data: RunData, run: RunLog, sums: PruneSums & { replacements: Map<string, TensorSource>; densePpl: number | null }): Promise<EventOf<'run.finished'>> {
+  const { ckpt, engine, discovery } = model;
+  let finished: EventOf<'run.finished'> | undefined;
+  await ckpt.write(config.output, sums.replacements, {
     overwrite: config.overwrite,
-    signal: hooks.signal,
+    signal: run.hooks.signal,
     beforeCommit: async (written) => {
-      const tmp = written.dir;
-      if (evalWindows) prunedPpl = await evaluate('pruned', written.sessionSource(), evalWindows);
-      // run.finished is logged before the rename (so events.ndjson is complete) and emitted after it.
-      finished = makeEvent('run.finished', { output: config.output, totals: totals() });
-      const report = {
-        prunekit: PRUNEKIT_VERSION, config: resolved, device: engine.device, deviceNotes: engine.fallbacks,
-        layers: log.filter((e) => e.type === 'layer.pruned'),
-        evaluation: log.filter((e) => e.type === 'evaluation.finished'),
-        warnings: log.filter((e) => e.type === 'warning.raised'),
-        totals: finished.totals,
+      const prunedPpl = data.evaluation ? await evaluate(model, run, 'pruned', written.sessionSource(), data.evaluation) : null;
+      const parameters = parameterCount(ckpt);
+      const totals: RunTotals = {
+        layers: sums.layers, blocks: discovery.blocks.length, parameters: sums.parameters, zeros: sums.zeros,
+        sparsity: sums.parameters ? sums.zeros / sums.parameters : 0, modelSparsity: parameters ? sums.zeros / parameters : 0,
+        loss: sums.loss, densePerplexity: sums.densePpl, prunedPerplexity: prunedPpl,
+        seconds: (performance.now() - run.t0) / 1000, peakRssBytes: peakRss(),
       };
-      await writeFile(path.join(tmp, 'prune-report.json'), JSON.stringify(report, null, 2) + '\n');
-      await writeFile(path.join(tmp, 'events.ndjson'), [...log, finished].map((e) => formatEvent(e) + '\n').join(''));
+      // run.finished is logged before the rename (so events.ndjson is complete) and emitted after it.
+      finished = makeEvent('run.finished', { output: config.output, totals });
+      const report = {
+        prunekit: PRUNEKIT_VERSION, config: data.resolved, device: engine.device, deviceNotes: engine.fallbacks,
+        layers: run.events.filter((e) => e.type === 'layer.pruned'),
+        evaluation: run.events.filter((e) => e.type === 'evaluation.finished'),
+        warnings: run.events.filter((e) => e.type === 'warning.raised'),
+        totals,
+      };
+      await writeFile(path.join(written.dir, 'prune-report.json'), JSON.stringify(report, null, 2) + '\n');
+      await writeFile(path.join(written.dir, 'events.ndjson'), [...run.events, finished].map((e) => formatEvent(e) + '\n').join(''));
     },
   });
   const done = finished as EventOf<'run.finished'>;
-  hooks.emit(done);
+  run.hooks.emit(done);
   return done;
 }
