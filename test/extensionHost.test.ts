@@ -7,14 +7,13 @@
 
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import * as esbuild from 'esbuild';
 import type { Event } from '../src/protocol/events';
 import type { HostMessage } from '../src/protocol/webview';
 import type { Run } from '../src/extension/runs/run';
+import { bundleCli } from './helpers/cliProbe';
 import { FakePanel, FakeVscode, Uri } from './helpers/fakeVscode';
 import { fixturesDir, repoRoot } from './helpers/realLayers';
 
@@ -61,8 +60,7 @@ before(async () => {
   mkdirSync(path.join(extensionPath, 'dist'), { recursive: true });
   symlinkSync(path.join(repoRoot, 'node_modules'), path.join(extensionPath, 'node_modules'));
   symlinkSync(path.join(repoRoot, 'media'), path.join(extensionPath, 'media'));
-  const { alias } = createRequire(__filename)(path.join(repoRoot, 'esbuild.js')) as { alias: Record<string, string> }; // as npm run build resolves packages
-  await esbuild.build({ entryPoints: [path.join(repoRoot, 'src/backend/cli/main.ts')], outfile: path.join(extensionPath, 'dist', 'backend.js'), bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['onnxruntime-node'], alias, logLevel: 'silent' });
+  await bundleCli('extension-host-test', path.join(extensionPath, 'dist', 'backend.js'));
   // A workspace: the fixture model (linked, never written), an HF-style folder, and a folder that is neither.
   mkdirSync(path.join(ws, 'hf model'), { recursive: true });
   symlinkSync(path.join(fixturesDir, 'stories260K-onnx'), path.join(ws, 'stories260K-onnx'));

@@ -4,16 +4,17 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { build } from 'esbuild';
 import { Event, parseEvent } from '../../src/protocol/events';
 
 export const repoRoot = path.resolve(__dirname, '..', '..');
 
-/** Bundles src/backend/cli/main.ts to `dist/<name>/backend.js` (onnxruntime-node resolved from the repository). */
-export async function bundleCli(name: string): Promise<string> {
-  const outfile = path.join(repoRoot, 'dist', name, 'backend.js');
-  await build({ entryPoints: [path.join(repoRoot, 'src/backend/cli/main.ts')], outfile, bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['onnxruntime-node'], logLevel: 'silent' });
+/** Bundles src/backend/cli/main.ts to `outfile` (default `dist/<name>/backend.js`; onnxruntime-node resolved from the repository). */
+export async function bundleCli(name: string, outfile = path.join(repoRoot, 'dist', name, 'backend.js')): Promise<string> {
+  const { alias } = createRequire(__filename)(path.join(repoRoot, 'esbuild.js')) as { alias: Record<string, string> }; // as npm run build resolves packages
+  await build({ entryPoints: [path.join(repoRoot, 'src/backend/cli/main.ts')], outfile, bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['onnxruntime-node'], alias, logLevel: 'silent' });
   return outfile;
 }
 
