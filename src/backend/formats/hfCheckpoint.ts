@@ -19,6 +19,7 @@
 import { copyFile, writeFile } from 'node:fs/promises';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
+import { checkStoredShapes } from '../models/expected';
 import { HfFamily, hfFamily } from '../models/hf';
 import type { TensorRef } from '../models/llama';
 import { DataType, encodeModel, ModelProto } from '../onnx/proto';
@@ -163,13 +164,13 @@ export class HfCheckpoint implements Checkpoint {
     const stored = new Set(entries.keys());
     let shapes: Map<string, number[]>;
     try {
-      shapes = family.tensorShapes(config, stored);
+      shapes = checkStoredShapes(configFile, config, family.expectedTensors(config, stored), entries);
     } catch (e) {
-      throw new CheckpointError('unsupported-model', `${configFile}: ${(e as Error).message}`, configFile, { cause: e });
+      const message = (e as Error).message;
+      throw new CheckpointError('unsupported-model', message.startsWith(configFile) ? message : `${configFile}: ${message}`, configFile, { cause: e });
     }
     for (const [name] of shapes) {
-      const e = entries.get(name);
-      if (!e) continue; // the builder names what is missing
+      const e = entries.get(name) as SafetensorsEntry; // checkStoredShapes found every one
       if (!isFloatDtype(e.dtype)) {
         throw new CheckpointError('unsupported-dtype', `tensor '${name}' in ${e.file} is ${e.dtype}; weights must be F32, F16, BF16 or F64`, e.file);
       }

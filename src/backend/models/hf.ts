@@ -1,24 +1,28 @@
 // The Hugging Face model families the checkpoint front end builds ONNX graphs for: config.json's model_type →
 // the family's builder (in the HF [out, in] weight layout, weights referenced where they are stored) and the
-// tensors it reads. Any other model_type is refused with the list of supported ones.
+// tensors it reads. Any other model_type is refused with the list of supported ones. A family yields its tensors
+// lazily with the config field behind each dim, so the checkpoint checks the config against the stored shapes
+// (models/expected.ts) before anything is sized from config numbers.
 
 import type { ModelProto } from '../onnx/proto';
-import { buildLlamaModel, LlamaConfig, llamaTensorShapes, LlamaWeights } from './llama';
-import { buildMambaModel, MambaConfig, mambaTensorShapes } from './mamba';
-import { buildOptModel, OptConfig, optTensorShapes } from './opt';
+import type { ExpectedTensor } from './expected';
+import { buildLlamaModel, LlamaConfig, llamaExpectedTensors, LlamaWeights } from './llama';
+import { buildMambaModel, MambaConfig, mambaExpectedTensors } from './mamba';
+import { buildOptModel, OptConfig, optExpectedTensors } from './opt';
 
 export interface HfFamily {
   /** The builder's name (`llama` serves llama, mistral and qwen2). */
   builder: string;
-  /** Every tensor the graph reads, with its dims ([out, in] for Linear weights); `stored` = the checkpoint's names. */
-  tensorShapes(config: Record<string, unknown>, stored: ReadonlySet<string>): Map<string, number[]>;
+  /** Every tensor the graph reads, in order, with its dims ([out, in] for Linear weights) and the config field
+   *  behind each; `stored` = the checkpoint's names. Lazy: the checker stops at the first stored disagreement. */
+  expectedTensors(config: Record<string, unknown>, stored: ReadonlySet<string>): Iterable<ExpectedTensor>;
   /** The graph; `weights` hold every tensor of tensorShapes (typically references into the checkpoint files). */
   build(config: Record<string, unknown>, weights: LlamaWeights, stored: ReadonlySet<string>): ModelProto;
 }
 
 const LLAMA: HfFamily = {
   builder: 'llama',
-  tensorShapes: (config) => llamaTensorShapes(config as unknown as LlamaConfig),
+  expectedTensors: (config) => llamaExpectedTensors(config as unknown as LlamaConfig),
   build: (config, weights) => buildLlamaModel(config as unknown as LlamaConfig, weights, { layout: 'out_in' }),
 };
 
@@ -27,31 +31,32 @@ const optPrefix = (stored: ReadonlySet<string>): string => (stored.has('decoder.
 
 const OPT: HfFamily = {
   builder: 'opt',
-  tensorShapes: (config, stored) => optTensorShapes(config as unknown as OptConfig, optPrefix(stored)),
+  expectedTensors: (config, stored) => optExpectedTensors(config as unknown as OptConfig, optPrefix(stored)),
   build: (config, weights, stored) => buildOptModel(config as unknown as OptConfig, weights, optPrefix(stored)),
 };
 
 const MAMBA: HfFamily = {
   builder: 'mamba',
-  tensorShapes: (config) => mambaTensorShapes(config as unknown as MambaConfig),
+  expectedTensors: (config) => mambaExpectedTensors(config as unknown as MambaConfig),
   build: (config, weights) => buildMambaModel(config as unknown as MambaConfig, weights),
 };
 
-const FAMILIES: Readonly<Record<string, HfFamily>> = {
-  llama: LLAMA,
-  mistral: LLAMA,
-  qwen2: LLAMA,
-  opt: OPT,
-  mamba: MAMBA,
-};
+/** A Map, so that a model_type such as "__proto__" or "constructor" finds no built-in object member. */
+const FAMILIES: ReadonlyMap<string, HfFamily> = new Map([
+  ['llama', LLAMA],
+  ['mistral', LLAMA],
+  ['qwen2', LLAMA],
+  ['opt', OPT],
+  ['mamba', MAMBA],
+]);
 
-export const SUPPORTED_MODEL_TYPES: readonly string[] = Object.keys(FAMILIES);
+export const SUPPORTED_MODEL_TYPES: readonly string[] = [...FAMILIES.keys()];
 
 /** The family of a config's model_type; `file` names the config in the error for any other. */
 export function hfFamily(modelType: unknown, file: string): HfFamily {
-  const family = typeof modelType === 'string' ? FAMILIES[modelType] : undefined;
+  const family = typeof modelType === 'string' ? FAMILIES.get(modelType) : undefined;
   if (!family) {
-    const what = typeof modelType === 'string' ? `model_type '${modelType}'` : `no model_type (${JSON.stringify(modelType ?? null)})`;
+    const what = typeof modelType === 'string' ? `model_type '${modelType.slice(0, 100)}'` : `no model_type (${JSON.stringify(modelType ?? null).slice(0, 100)})`;
     throw new Error(`${file}: ${what} is not supported; supported model types: ${SUPPORTED_MODEL_TYPES.join(', ')}`);
   }
   return family;

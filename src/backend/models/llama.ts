@@ -42,6 +42,7 @@
 import { KERNEL_OPSET, tensorFromValues, valueInfo } from '../onnx/graph';
 import { AttributeProto, AttributeType, DataType, ModelProto, NodeProto, TensorProto } from '../onnx/proto';
 import { normalRng } from '../synthetic';
+import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
 
 // ---------------------------------------------------------------------------------------------------------
 // Configuration
@@ -113,8 +114,8 @@ export function isTensorRef(t: LlamaTensor | TensorRef): t is TensorRef {
   return 'initializer' in t;
 }
 
-/** A config with every default filled in and every derived size computed. */
-export interface ResolvedLlamaConfig {
+/** A config's sizes with every default filled in: what the expected tensors follow (nothing allocated yet). */
+export interface LlamaSizes {
   hiddenSize: number;
   intermediateSize: number;
   layers: number;
@@ -124,8 +125,8 @@ export interface ResolvedLlamaConfig {
   vocabSize: number;
   rmsNormEps: number;
   ropeTheta: number;
-  /** Per rotary frequency (headDim / 2 of them), float32-rounded, after rope_scaling. */
-  invFreq: Float32Array;
+  /** rope_scaling (or rope_parameters) as given. */
+  ropeScaling: RopeScaling | null | undefined;
   tied: boolean;
   /** Biases on q/k/v_proj. */
   attentionBias: boolean;
@@ -134,6 +135,12 @@ export interface ResolvedLlamaConfig {
   mlpBias: boolean;
   maxPositions: number;
   initializerRange: number;
+}
+
+/** A config with every default filled in and every derived size computed. */
+export interface ResolvedLlamaConfig extends LlamaSizes {
+  /** Per rotary frequency (headDim / 2 of them), float32-rounded, after rope_scaling. */
+  invFreq: Float32Array;
 }
 
 function positiveInt(value: unknown, field: string): number {
@@ -179,8 +186,9 @@ export function ropeInvFreq(headDim: number, theta: number, scaling: RopeScaling
   throw new Error(`Llama config: rope_scaling type '${type}' is not supported (supported: default, linear, llama3)`);
 }
 
-/** Fills HF's defaults into `config` and checks that the sizes fit together. */
-export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
+/** Fills HF's defaults into `config` and checks that the sizes fit together; sizes only, so that they can be
+ *  checked against a checkpoint's tensors before the rotary table (headDim / 2 floats) is made. */
+export function resolveLlamaSizes(config: LlamaConfig): LlamaSizes {
   const hiddenSize = positiveInt(config.hidden_size, 'hidden_size');
   const heads = positiveInt(config.num_attention_heads, 'num_attention_heads');
   const kvHeads = positiveInt(config.num_key_value_heads ?? heads, 'num_key_value_heads');
@@ -212,7 +220,7 @@ export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
     vocabSize: positiveInt(config.vocab_size, 'vocab_size'),
     rmsNormEps: finitePositive(config.rms_norm_eps ?? 1e-6, 'rms_norm_eps'),
     ropeTheta,
-    invFreq: ropeInvFreq(headDim, ropeTheta, config.rope_scaling ?? params),
+    ropeScaling: config.rope_scaling ?? params,
     tied: config.tie_word_embeddings ?? false,
     attentionBias: qkvBias,
     outputBias: oBias,
@@ -220,6 +228,12 @@ export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
     maxPositions,
     initializerRange: finitePositive(config.initializer_range ?? 0.02, 'initializer_range'),
   };
+}
+
+/** resolveLlamaSizes with the rotary frequencies. */
+export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
+  const sizes = resolveLlamaSizes(config);
+  return { ...sizes, invFreq: ropeInvFreq(sizes.headDim, sizes.ropeTheta, sizes.ropeScaling) };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -244,33 +258,37 @@ export function hfTensorName(initializer: string): { name: string; transposed: b
     : { name: initializer, transposed: false };
 }
 
-/** Every HF tensor a model with this config reads, with its expected dims ([out, in] for Linear weights). */
-export function llamaTensorShapes(config: LlamaConfig | ResolvedLlamaConfig): Map<string, number[]> {
-  const c = 'hiddenSize' in config ? config : resolveLlamaConfig(config);
-  const hd = c.hiddenSize;
-  const q = c.heads * c.headDim;
-  const kv = c.kvHeads * c.headDim;
-  const im = c.intermediateSize;
-  const shapes = new Map<string, number[]>();
-  shapes.set('model.embed_tokens.weight', [c.vocabSize, hd]);
+/** Every HF tensor a model with this config reads, in checkpoint order, each dim labelled with its config field. */
+export function* llamaExpectedTensors(config: LlamaConfig | LlamaSizes): Generator<ExpectedTensor> {
+  const c = 'hiddenSize' in config ? config : resolveLlamaSizes(config);
+  const hd: Dim = [c.hiddenSize, 'hidden_size'];
+  const q: Dim = [c.heads * c.headDim, 'num_attention_heads · head_dim'];
+  const kv: Dim = [c.kvHeads * c.headDim, 'num_key_value_heads · head_dim'];
+  const im: Dim = [c.intermediateSize, 'intermediate_size'];
+  const vocab: Dim = [c.vocabSize, 'vocab_size'];
+  yield expected('model.embed_tokens.weight', [vocab, hd]);
   for (let i = 0; i < c.layers; i++) {
     const p = `model.layers.${i}`;
-    shapes.set(`${p}.input_layernorm.weight`, [hd]);
-    const attn: Record<string, [number, number]> = { q_proj: [q, hd], k_proj: [kv, hd], v_proj: [kv, hd], o_proj: [hd, q] };
+    yield expected(`${p}.input_layernorm.weight`, [hd], 'num_hidden_layers');
+    const attn: Record<string, [Dim, Dim]> = { q_proj: [q, hd], k_proj: [kv, hd], v_proj: [kv, hd], o_proj: [hd, q] };
     for (const proj of ATTENTION_PROJECTIONS) {
-      shapes.set(`${p}.self_attn.${proj}.weight`, attn[proj]);
-      if (proj === 'o_proj' ? c.outputBias : c.attentionBias) shapes.set(`${p}.self_attn.${proj}.bias`, [attn[proj][0]]);
+      yield expected(`${p}.self_attn.${proj}.weight`, attn[proj]);
+      if (proj === 'o_proj' ? c.outputBias : c.attentionBias) yield expected(`${p}.self_attn.${proj}.bias`, [attn[proj][0]], 'attention_bias');
     }
-    shapes.set(`${p}.post_attention_layernorm.weight`, [hd]);
-    const mlp: Record<string, [number, number]> = { gate_proj: [im, hd], up_proj: [im, hd], down_proj: [hd, im] };
+    yield expected(`${p}.post_attention_layernorm.weight`, [hd]);
+    const mlp: Record<string, [Dim, Dim]> = { gate_proj: [im, hd], up_proj: [im, hd], down_proj: [hd, im] };
     for (const proj of MLP_PROJECTIONS) {
-      shapes.set(`${p}.mlp.${proj}.weight`, mlp[proj]);
-      if (c.mlpBias) shapes.set(`${p}.mlp.${proj}.bias`, [mlp[proj][0]]);
+      yield expected(`${p}.mlp.${proj}.weight`, mlp[proj]);
+      if (c.mlpBias) yield expected(`${p}.mlp.${proj}.bias`, [mlp[proj][0]], 'mlp_bias');
     }
   }
-  shapes.set('model.norm.weight', [hd]);
-  if (!c.tied) shapes.set('lm_head.weight', [c.vocabSize, hd]);
-  return shapes;
+  yield expected('model.norm.weight', [hd]);
+  if (!c.tied) yield expected('lm_head.weight', [vocab, hd], 'tie_word_embeddings');
+}
+
+/** Every HF tensor a model with this config reads, with its expected dims ([out, in] for Linear weights). */
+export function llamaTensorShapes(config: LlamaConfig | LlamaSizes): Map<string, number[]> {
+  return shapesOf(llamaExpectedTensors(config));
 }
 
 function lookup(weights: LlamaWeights, name: string): LlamaTensor | TensorRef | undefined {
