@@ -83,6 +83,7 @@ export const ERROR_CODES = [
   'no-space',
   'device-unavailable',
   'out-of-memory',
+  'limit-exceeded', // a size limit of the input (config strings, N:M group, run sizes): the message names it
   'numerical', // e.g. a Hessian not positive definite after every dampening retry
   'internal', // a bug: the message says where
 ] as const;

@@ -1,11 +1,12 @@
 // `prunekit`: the pruning backend's command line. The extension spawns this same bundle with --json.
 
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfigText, resolveConfig } from '../../protocol/config';
 import { Event, EventOf, formatEvent, makeEvent } from '../../protocol/events';
+import { configSizeProblem } from '../../protocol/limits';
 import { DataError, mulberry32 } from '../data/tokens';
 import { openCheckpoint } from '../formats/checkpoint';
 import { removeTemporaries } from '../formats/atomicFolder';
@@ -73,12 +74,19 @@ type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositio
 const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
 const abs = (p: string | undefined) => (p === undefined ? undefined : path.resolve(p));
 
+/** The text of a config file, refused by size before it is read (a bomb never reaches the parser). */
+function readConfigFile(file: string): string {
+  const tooBig = configSizeProblem(statSync(file).size);
+  if (tooBig) throw new ConfigError([{ ...tooBig, message: `${file}: ${tooBig.message}` }], 'limit-exceeded');
+  return readFileSync(file, 'utf8');
+}
+
 /** The config: the file's (paths relative to it), then the flags on top (paths relative to the cwd). */
 function buildConfig(checkpoint: string | undefined, f: Flags) {
   let raw: Record<string, unknown> = {};
   let baseDir = process.cwd();
   if (f.config) {
-    raw = parseConfigText(readFileSync(f.config, 'utf8')) as Record<string, unknown>;
+    raw = parseConfigText(readConfigFile(f.config)) as Record<string, unknown>;
     baseDir = path.dirname(path.resolve(f.config));
     // Make the file's relative paths absolute now, so flags (relative to the cwd) can mix with them.
     const r = (p: unknown) => (typeof p === 'string' ? path.resolve(baseDir, p) : p);
@@ -121,7 +129,7 @@ function buildConfig(checkpoint: string | undefined, f: Flags) {
 /** An error as the run.failed event the extension shows: a code, the message, and what it concerns. */
 export function failureEvent(e: unknown): EventOf<'run.failed'> {
   if (e instanceof ConfigError) {
-    return makeEvent('run.failed', { code: 'config-invalid', message: e.message, jsonPath: e.problems[0]?.path, problems: e.problems.map((p) => ({ jsonPath: p.path, message: p.message })) });
+    return makeEvent('run.failed', { code: e.code, message: e.message, jsonPath: e.problems[0]?.path, problems: e.problems.map((p) => ({ jsonPath: p.path, message: p.message })) });
   }
   if (e instanceof RunError) return makeEvent('run.failed', { code: e.code, message: e.message, ...e.where, ...(e.hint ? { hint: e.hint } : {}) });
   if (e instanceof DataError) return makeEvent('run.failed', { code: e.code, message: e.message, file: e.file });

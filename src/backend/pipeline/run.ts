@@ -22,6 +22,7 @@ import { formatPattern } from '../../protocol/pruning';
 import { calibrationWindows, evaluationWindows, loadTokenizer, readTokens, TextTokenizer } from '../data/tokens';
 import { perplexity } from '../eval/perplexity';
 import { spillFileOf } from '../formats/atomicFolder';
+import { runMemoryProblem } from './budget';
 import { float32ToBytes, float32ToHalfBytes, roundToType } from '../formats/dtype';
 import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint';
 import { SpillFile } from '../formats/tensorSource';
@@ -140,6 +141,8 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
   // --- Data
   const maxPos = maxPositions(ckpt);
   const autoSeqlen = Math.min(2048, maxPos ?? 2048);
+  const tooBig = runMemoryProblem(config, discovery.layers, autoSeqlen, micro);
+  if (tooBig) throw new RunError('out-of-memory', tooBig);
   let tokenizer: TextTokenizer | undefined;
   const needsTokenizer = (p: string) => path.extname(p).toLowerCase() !== '.json';
   const getTokenizer = () => (tokenizer ??= loadTokenizer(config.tokenizer));
