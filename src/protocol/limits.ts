@@ -18,6 +18,9 @@ export const LIMITS = {
   depth: 32,
   /** Items of any array, entries of any object. */
   items: 10_000,
+  /** Patterns in layers.include, layers.exclude or layers.overrides: each is matched against every layer name,
+   *  in the editor too, so their number bounds that work. */
+  patternList: 256,
   /** M of an N:M pattern: hardware patterns are 2:4 to 16:32; every N:M path allocates per group of M. */
   nmGroup: 256,
   /** C(M, N) subsets APT's joint N:M search tries per group and row ("Solution M"): each costs a small N×N solve,
@@ -25,8 +28,9 @@ export const LIMITS = {
   jointSubsets: 1024,
 } as const;
 
-/** The JSON paths whose strings are layer or block patterns (array items end in `[i]`). */
+/** The JSON paths whose strings are layer or block patterns (array items end in `[i]`), and the pattern lists. */
 const PATTERN_PATH = /^\$\.(layers\.(include|exclude)\[\d+\]|layers\.overrides\[\d+\]\.match|blockPattern)$/;
+const PATTERN_LIST_PATH = /^\$\.layers\.(include|exclude|overrides)$/;
 
 /** Every limit a parsed config exceeds, walking it iteratively (no recursion to overflow) and stopping early. */
 export function limitProblems(raw: unknown): SchemaProblem[] {
@@ -45,8 +49,9 @@ export function limitProblems(raw: unknown): SchemaProblem[] {
       continue;
     }
     const entries: [string | number, unknown][] = Array.isArray(v) ? v.map((x, i) => [i, x]) : Object.entries(v);
-    if (entries.length > LIMITS.items) {
-      out.push({ path, message: `has ${entries.length} ${Array.isArray(v) ? 'items' : 'entries'}; the limit is ${LIMITS.items}` });
+    const maxItems = PATTERN_LIST_PATH.test(path) ? LIMITS.patternList : LIMITS.items;
+    if (entries.length > maxItems) {
+      out.push({ path, message: `has ${entries.length} ${Array.isArray(v) ? 'items' : 'entries'}; the limit is ${maxItems}` });
       continue;
     }
     for (const [k, x] of entries) {

@@ -229,7 +229,10 @@ function vscodeApi(fake: FakeVscode): Record<string, unknown> {
       asRelativePath: (p: Uri | string) => path.relative(fake.workspaceRoot, typeof p === 'string' ? p : p.fsPath),
       getWorkspaceFolder: (uri: Uri) => (uri.fsPath.startsWith(fake.workspaceRoot + path.sep) ? { uri: Uri.file(fake.workspaceRoot) } : undefined),
       openTextDocument: () => Promise.resolve({}),
-      fs: { readFile: (uri: Uri) => Promise.resolve(new Uint8Array(readFileSync(uri.fsPath))) },
+      fs: {
+        readFile: (uri: Uri) => Promise.resolve(new Uint8Array(readFileSync(uri.fsPath))),
+        stat: (uri: Uri) => Promise.resolve({ size: statSync(uri.fsPath).size }),
+      },
     },
   };
 }

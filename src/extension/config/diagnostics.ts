@@ -43,18 +43,19 @@ export function configDiagnostics(inputs: DiagnosticInputs): ConfigDiagnostic[] 
   let raw: unknown;
   try {
     raw = parseConfigText(text);
-  } catch {
-    return [];
+  } catch (e) {
+    return limitDiagnostics(e, undefined); // a file over the size limit is not parsed at all
   }
+  const tree = parseTree(text);
   let resolved: { config: ResolvedConfig; problems: SchemaProblem[] };
   try {
     resolved = resolveConfigLeniently(raw, baseDir);
   } catch (e) {
-    if (e instanceof ConfigError) return []; // schema problems: VS Code's Problems list them
+    // Schema problems: VS Code's Problems list them. Size limits: only PruneKit knows them.
+    if (e instanceof ConfigError) return limitDiagnostics(e, tree);
     throw e;
   }
   const { config, problems } = resolved;
-  const tree = parseTree(text);
   const out: ConfigDiagnostic[] = [];
   const add = (path: string, message: string, severity: Severity = 'error') => out.push({ ...rangeOf(tree, path), message, severity, path });
 
@@ -99,6 +100,12 @@ export function configDiagnostics(inputs: DiagnosticInputs): ConfigDiagnostic[] 
   }
 
   return out.sort((a, b) => a.offset - b.offset);
+}
+
+/** The problems of a ConfigError with code limit-exceeded (none for any other error). */
+function limitDiagnostics(e: unknown, tree: JsonNode | undefined): ConfigDiagnostic[] {
+  if (!(e instanceof ConfigError) || e.code !== 'limit-exceeded') return [];
+  return e.problems.map((p) => ({ ...rangeOf(tree, p.path), message: p.message, severity: 'error' as const, path: p.path }));
 }
 
 /** The range a JSON path's problem is shown on: a string's contents, another value, a key, or the nearest parent. */
