@@ -317,6 +317,8 @@ if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e: Error) => {
+      // Under --json a failure outside a run (inspect) is a run.failed event too, as the extension reads them.
+      if (process.argv.includes('--json')) process.stdout.write(formatEvent(failureEvent(e)) + '\n');
       process.stderr.write(`prunekit: ${e.message}\n`);
       process.exit(1);
     },

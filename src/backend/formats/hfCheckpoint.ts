@@ -59,11 +59,17 @@ export function isHfFolder(dir: string): boolean {
   }
 }
 
+/** Bytes of config.json or the safetensors index (real ones are kilobytes; a 70B model's index ~100 KB). */
+const MAX_JSON_BYTES = 16 << 20;
+
 function readJson(file: string, what: string): unknown {
   let text: string;
   try {
+    const size = statSync(file).size;
+    if (size > MAX_JSON_BYTES) throw new CheckpointError('corrupt-model', `${file} is ${size} bytes; ${what} may be at most ${MAX_JSON_BYTES} bytes`, file);
     text = readFileSync(file, 'utf8');
   } catch (e) {
+    if (e instanceof CheckpointError) throw e;
     throw new CheckpointError('missing-model', `cannot read ${what} ${file}: ${(e as Error).message}`, file, { cause: e });
   }
   try {
