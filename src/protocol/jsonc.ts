@@ -4,6 +4,8 @@
 // put completions, hovers and diagnostics on exact ranges with it; parseConfigText blanks comments with it.
 // Pure TypeScript (no vscode, no Node).
 
+import { LIMITS } from './limits';
+
 export type TokenKind = '{' | '}' | '[' | ']' | ':' | ',' | 'string' | 'number' | 'literal' | 'comment' | 'unknown';
 
 export interface Token {
@@ -63,22 +65,15 @@ export function tokenize(text: string): Token[] {
 
 function scanString(text: string, start: number): Token {
   let i = start + 1;
-  let raw = '';
   while (i < text.length) {
     const c = text[i];
     if (c === '"') {
-      return { kind: 'string', offset: start, end: i + 1, value: decode(raw), closed: true };
+      return { kind: 'string', offset: start, end: i + 1, value: decode(text.slice(start + 1, i)), closed: true };
     }
     if (c === '\n' || c === '\r') break;
-    if (c === '\\' && i + 1 < text.length && text[i + 1] !== '\n') {
-      raw += c + text[i + 1];
-      i += 2;
-      continue;
-    }
-    raw += c;
-    i++;
+    i += c === '\\' && i + 1 < text.length && text[i + 1] !== '\n' ? 2 : 1;
   }
-  return { kind: 'string', offset: start, end: i, value: decode(raw), closed: false };
+  return { kind: 'string', offset: start, end: i, value: decode(text.slice(start + 1, i)), closed: false };
 }
 
 function decode(raw: string): string {
@@ -118,9 +113,22 @@ export interface JsonProperty {
   value?: JsonNode;
 }
 
+/** The deepest nesting of objects and arrays among the tokens (unbalanced closers ignored). */
+function nestingDepth(tokens: readonly Token[]): number {
+  let depth = 0;
+  let max = 0;
+  for (const t of tokens) {
+    if (t.kind === '{' || t.kind === '[') max = Math.max(max, ++depth);
+    else if (t.kind === '}' || t.kind === ']') depth = Math.max(0, depth - 1);
+  }
+  return max;
+}
+
 /** The tree of text; parts that are not JSON are skipped. undefined when there is no value at all. */
 export function parseTree(text: string): JsonNode | undefined {
+  if (text.length > LIMITS.configBytes) return undefined; // never a config: the editor features do no work on it
   const tokens = tokenize(text).filter((t) => t.kind !== 'comment');
+  if (nestingDepth(tokens) > 2 * LIMITS.depth) return undefined; // the tree is built recursively: no stack overflow
   let i = 0;
   const value = (): JsonNode | undefined => {
     const t = tokens[i];

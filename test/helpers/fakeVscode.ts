@@ -24,6 +24,7 @@ export class EventEmitter<T> {
 }
 
 export class Uri {
+  readonly scheme = 'file';
   private constructor(readonly fsPath: string) {}
   static file(p: string): Uri {
     return new Uri(path.resolve(p));
