@@ -62,7 +62,8 @@ export function isHfFolder(dir: string): boolean {
 /** Bytes of config.json or the safetensors index (real ones are kilobytes; a 70B model's index ~100 KB). */
 const MAX_JSON_BYTES = 16 << 20;
 
-function readJson(file: string, what: string): unknown {
+/** A JSON file of a checkpoint (config.json, the index), refused past MAX_JSON_BYTES before it is read. */
+export function readJson(file: string, what: string): unknown {
   let text: string;
   try {
     const size = statSync(file).size;

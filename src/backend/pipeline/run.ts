@@ -11,7 +11,6 @@
 //
 // Everything the user sees travels as protocol events through `emit`.
 
-import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -22,6 +21,7 @@ import { formatPattern } from '../../protocol/pruning';
 import { calibrationWindows, evaluationWindows, loadTokenizer, readTokens, TextTokenizer } from '../data/tokens';
 import { perplexity } from '../eval/perplexity';
 import { spillFileOf } from '../formats/atomicFolder';
+import { readJson } from '../formats/hfCheckpoint';
 import { runMemoryProblem } from './budget';
 import { float32ToBytes, float32ToHalfBytes, roundToType } from '../formats/dtype';
 import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint';
@@ -84,8 +84,8 @@ function peakRss(): number {
 function maxPositions(ckpt: Checkpoint): number | null {
   if (!ckpt.configPath) return null;
   try {
-    const c = JSON.parse(readFileSync(ckpt.configPath, 'utf8')) as { max_position_embeddings?: unknown };
-    return typeof c.max_position_embeddings === 'number' ? c.max_position_embeddings : null;
+    const m = (readJson(ckpt.configPath, 'the model config') as { max_position_embeddings?: unknown }).max_position_embeddings;
+    return Number.isSafeInteger(m) && (m as number) > 0 ? (m as number) : null;
   } catch {
     return null;
   }
