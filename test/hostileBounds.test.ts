@@ -6,7 +6,7 @@
 // loadScaled) and 1 GB of peak RSS, with no input byte changed and nothing left at or beside --out.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -26,6 +26,19 @@ let serial = 0;
 /** A copy of an HF fixture folder with config.json changed by `edit`. */
 function hfCopy(fixture: string, edit: (config: Record<string, unknown>) => Record<string, unknown> | string): string {
   return editedHfCopy(path.join(fixturesDir, fixture), path.join(tmp, `model-${serial++}`), edit);
+}
+
+/** The folder with its model.safetensors header's first dtype renamed (the header length rewritten to fit). */
+function withHeaderDtype(dir: string, dtype: string): string {
+  const file = path.join(dir, 'model.safetensors');
+  const bytes = readFileSync(file);
+  const n = Number(bytes.readBigUInt64LE(0));
+  const header = bytes.subarray(8, 8 + n).toString('utf8').replace(/"dtype":\s*"F32"/, `"dtype":"${dtype}"`);
+  const size = Buffer.alloc(8);
+  size.writeBigUInt64LE(BigInt(Buffer.byteLength(header)));
+  rmSync(file);
+  writeFileSync(file, Buffer.concat([size, Buffer.from(header), bytes.subarray(8 + n)]));
+  return dir;
 }
 
 /** A *.prune.json holding `text` (or the JSON of an object) on the ONNX fixture. */
@@ -106,6 +119,8 @@ describe('bombs in a model folder fail fast against the stored tensor shapes', (
   add('inspect: Mamba num_hidden_layers 10⁹', m, inspect(m), /num_hidden_layers \(= 1000000000\) needs tensor 'backbone\.layers\.\d+\.norm\.weight'/);
   m = big('state_size', 1e9, 'stories-mamba-hf');
   add('prune: Mamba state_size 10⁹', m, prune(m), /time_step_rank \+ 2 · state_size \(.*state_size = 1000000000\) gives \d+ for dim 0 of 'backbone\.layers\.0\.mixer\.x_proj\.weight'/);
+  m = withHeaderDtype(hfCopy('stories260K-hf', (c) => c), 'constructor');
+  add('inspect: a safetensors dtype "constructor"', m, inspect(m), /model\.safetensors.*unknown dtype "constructor" \(known: /);
   m = hfCopy('stories260K-hf', (c) => JSON.stringify(c) + ' '.repeat(17 << 20));
   add('inspect: a 17 MB config.json', m, inspect(m), /config\.json is \d+ bytes; the model config may be at most 16777216 bytes/);
 

@@ -115,8 +115,9 @@ function readShards(dir: string): { shards: SafetensorsHeader[]; index: IndexJso
     for (const [name, e] of h.tensors) {
       const prev = entries.get(name);
       if (prev) throw new CheckpointError('corrupt-model', `tensor '${name}' is in both ${prev.file} and ${h.file}`, h.file);
-      if (index && index.weight_map[name] !== path.basename(h.file)) {
-        throw new CheckpointError('corrupt-model', `${indexPath}: tensor '${name}' of ${h.file} is ${name in index.weight_map ? `mapped to ${index.weight_map[name]}` : 'not listed'}`, indexPath);
+      const mapped = index && Object.hasOwn(index.weight_map, name) ? index.weight_map[name] : undefined;
+      if (index && mapped !== path.basename(h.file)) {
+        throw new CheckpointError('corrupt-model', `${indexPath}: tensor '${name}' of ${h.file} is ${mapped !== undefined ? `mapped to ${mapped}` : 'not listed'}`, indexPath);
       }
       entries.set(name, e);
     }
