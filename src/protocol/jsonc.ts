@@ -4,7 +4,7 @@
 // put completions, hovers and diagnostics on exact ranges with it; parseConfigText blanks comments with it.
 // Pure TypeScript (no vscode, no Node).
 
-import { LIMITS } from './limits';
+import { tooHeavyForEditor } from './limits';
 
 export type TokenKind = '{' | '}' | '[' | ']' | ':' | ',' | 'string' | 'number' | 'literal' | 'comment' | 'unknown';
 
@@ -113,22 +113,10 @@ export interface JsonProperty {
   value?: JsonNode;
 }
 
-/** The deepest nesting of objects and arrays among the tokens (unbalanced closers ignored). */
-function nestingDepth(tokens: readonly Token[]): number {
-  let depth = 0;
-  let max = 0;
-  for (const t of tokens) {
-    if (t.kind === '{' || t.kind === '[') max = Math.max(max, ++depth);
-    else if (t.kind === '}' || t.kind === ']') depth = Math.max(0, depth - 1);
-  }
-  return max;
-}
-
 /** The tree of text; parts that are not JSON are skipped. undefined when there is no value at all. */
 export function parseTree(text: string): JsonNode | undefined {
-  if (text.length > LIMITS.configBytes) return undefined; // never a config: the editor features do no work on it
+  if (tooHeavyForEditor(text)) return undefined; // too big or too deep (the tree is built recursively): no work
   const tokens = tokenize(text).filter((t) => t.kind !== 'comment');
-  if (nestingDepth(tokens) > 2 * LIMITS.depth) return undefined; // the tree is built recursively: no stack overflow
   let i = 0;
   const value = (): JsonNode | undefined => {
     const t = tokens[i];

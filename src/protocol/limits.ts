@@ -70,6 +70,26 @@ export function configSizeProblem(bytes: number): SchemaProblem | null {
   return bytes > LIMITS.configBytes ? { path: '$', message: `the file is ${bytes} bytes; a prune config may be at most ${LIMITS.configBytes} bytes (1 MiB)` } : null;
 }
 
+/**
+ * Whether the editor should build no syntax tree of `text`: over the config size limit, or nesting deeper than
+ * 2 · LIMITS.depth (tree builders recurse per level). One linear scan; brackets inside strings are skipped.
+ */
+export function tooHeavyForEditor(text: string): boolean {
+  if (text.length > LIMITS.configBytes) return true;
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"' && text[i] !== '\n'; i++) if (text[i] === '\\') i++;
+    } else if (c === '{' || c === '[') {
+      if (++depth > 2 * LIMITS.depth) return true;
+    } else if (c === '}' || c === ']') {
+      depth = Math.max(0, depth - 1);
+    }
+  }
+  return false;
+}
+
 /** C(m, n), or Infinity once it passes `cap` (never computes a huge number). */
 export function binomialUpTo(m: number, n: number, cap: number): number {
   let c = 1;

@@ -5,6 +5,7 @@
 
 import { ConfigError, parseConfigText, ResolvedConfig, resolveConfigLeniently, unmatchedLayerPatterns } from '../../protocol/config';
 import { JsonNode, nodeAtPath, parseJsonPath, parseTree, propertyAtPath } from '../../protocol/jsonc';
+import { configSizeProblem, LIMITS, tooHeavyForEditor } from '../../protocol/limits';
 import { SchemaProblem } from '../../protocol/schema';
 import { InspectInfo, patternTargets } from './layerInfo';
 import { isPlaceholder } from './template';
@@ -40,11 +41,16 @@ export interface DiagnosticInputs {
  */
 export function configDiagnostics(inputs: DiagnosticInputs): ConfigDiagnostic[] {
   const { text, baseDir, kindOf, inspect } = inputs;
+  if (tooHeavyForEditor(text)) {
+    // Not a config a person wrote: one problem, and no parsing, in the extension host's thread.
+    const message = configSizeProblem(text.length)?.message ?? `nests deeper than ${2 * LIMITS.depth} levels; a prune config has at most ${LIMITS.depth}`;
+    return [{ offset: 0, end: 0, message, severity: 'error', path: '$' }];
+  }
   let raw: unknown;
   try {
     raw = parseConfigText(text);
   } catch (e) {
-    return limitDiagnostics(e, undefined); // a file over the size limit is not parsed at all
+    return limitDiagnostics(e, undefined);
   }
   const tree = parseTree(text);
   let resolved: { config: ResolvedConfig; problems: SchemaProblem[] };
