@@ -13,8 +13,8 @@
 //     process per method (`--scale-child`), so each run's peak RSS is its own. Reports seconds per block and
 //     the run's peak RSS.
 //
-// Tables go to stdout as markdown (command line at the top), progress to stderr; the section
-// "Quality and end-to-end runs" of docs/BENCHMARKS.md is rewritten with them unless --no-docs.
+// The section "Quality and end-to-end runs" of docs/BENCHMARKS.md goes to stdout as markdown (command line at the
+// top), progress to stderr; the section in the file is rewritten with it unless --no-docs.
 
 import { fork } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
@@ -229,8 +229,10 @@ function qualityTables(rows: QualityRow[], methods: string[], patterns: string[]
   return out.join('\n');
 }
 
-function scaleTable(rows: ScaleResult[], info: string, config: LlamaConfig): string {
-  const out: string[] = [`${SCALE_HEADING} generated Llama, hidden ${config.hidden_size}, intermediate ${config.intermediate_size}, ${config.num_hidden_layers} blocks`, '', info, ''];
+/** The scale table, with its own command line: a later run without the scale part keeps it in the docs. */
+function scaleTable(rows: ScaleResult[], info: string, config: LlamaConfig, command: string): string {
+  const heading = `${SCALE_HEADING} generated Llama, hidden ${config.hidden_size}, intermediate ${config.intermediate_size}, ${config.num_hidden_layers} blocks`;
+  const out: string[] = [heading, '', `Command: \`${command}\` (${new Date().toISOString()})`, '', info, ''];
   const nBlocks = Math.max(0, ...rows.map((r) => r.blocks.length));
   const blockCols = Array.from({ length: nBlocks }, (_, i) => `block ${i} s`);
   out.push(`| method | sparsity | ${blockCols.join(' | ')} | total s | peak RSS MiB | Σ layer loss |`);
@@ -245,19 +247,19 @@ function scaleTable(rows: ScaleResult[], info: string, config: LlamaConfig): str
 
 const SCALE_HEADING = '### Scale:';
 
-/** Rewrites the section; a run without the scale part keeps the scale table already there. */
+/** Rewrites the section (up to the next "## " heading); a run without the scale part keeps the scale table already there. */
 function writeDocs(body: string, hasScale: boolean): void {
   const doc = readFileSync(docsFile, 'utf8');
-  const solvers = doc.indexOf('\n## Solvers');
-  if (solvers < 0) throw new Error(`${docsFile}: no "## Solvers" section`);
   const start = doc.indexOf(`\n${SECTION}`);
-  const head = start >= 0 ? doc.slice(0, start) : doc.slice(0, solvers);
-  if (!hasScale && start >= 0) {
-    const old = doc.slice(start, solvers);
+  if (start < 0) throw new Error(`${docsFile}: no "${SECTION}" section`);
+  const next = doc.indexOf('\n## ', start + 1);
+  const end = next < 0 ? doc.length : next;
+  if (!hasScale) {
+    const old = doc.slice(start, end);
     const at = old.indexOf(`\n${SCALE_HEADING}`);
     if (at >= 0) body = `${body.trim()}\n\n${old.slice(at).trim()}\n`;
   }
-  writeFileSync(docsFile, `${head.replace(/\n+$/, '')}\n\n${SECTION}\n\n${body.trim()}\n${doc.slice(solvers)}`);
+  writeFileSync(docsFile, `${doc.slice(0, start).replace(/\n+$/, '')}\n\n${SECTION}\n\n${body.trim()}\n${doc.slice(end)}`);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -326,7 +328,7 @@ async function main(): Promise<void> {
     return `**Partial results** (the run was stopped at the session deadline): ${qualityRows.length} of ${planned} quality runs and ${scaleRows.length} of ${scaleMethods.length} scale runs finished; missing cells show —.\n`;
   };
   const scale = scaleConfig(Number(a['scale-hidden']), Number(a['scale-intermediate']), Number(a['scale-blocks']));
-  const render = () => [header, partial(), qualityRows.length ? qualityTables(qualityRows, methods, patterns) : '', scaleRows.length ? scaleTable(scaleRows, scaleInfo, scale) : ''].filter(Boolean).join('\n');
+  const render = () => [header, partial(), qualityRows.length ? qualityTables(qualityRows, methods, patterns) : '', scaleRows.length ? scaleTable(scaleRows, scaleInfo, scale, command) : ''].filter(Boolean).join('\n');
   const save = () => { if (!a['no-docs']) writeDocs(render(), scaleRows.length > 0); };
 
   if (scaleMethods.length) {
@@ -368,7 +370,7 @@ async function main(): Promise<void> {
     }
   }
   await rowPool.close();
-  process.stdout.write(render() + '\n');
+  process.stdout.write(`${SECTION}\n\n${render()}\n`);
   save();
 }
 

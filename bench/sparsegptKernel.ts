@@ -1,9 +1,11 @@
 // SparseGPT's per-row column loop on one thread: the JavaScript kernel (sparsegptSweepRows) against the
 // WebAssembly SIMD one (sparsegptSweepRowsWasm), in CPU time (process.cpuUsage: unaffected by other load on
 // a shared machine, as long as this thread is the only busy one). Checks the two agree bit for bit.
-// --variants: the kernel's `fuse`x`unroll` (wasm/sparsegptSweep.ts sparsegptSweepModule) to compare.
+// --variants: the kernel's `fuse`x`unroll` (wasm/sparsegptSweep.ts sparsegptSweepModule) to compare. Prints
+// docs/BENCHMARKS.md's section in markdown:
 //   node --import tsx bench/sparsegptKernel.ts [--rows 4096] [--block 128] [--sparsity 0.5] [--nm 2:4] [--repeat 5] [--variants 4x1,2x1]
 
+import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { sparsegptSweepRows, sparsegptSweepRowsWasm } from '../src/backend/methods/rowKernels';
 import { sparsegptSweepModule } from '../src/backend/wasm/sparsegptSweep';
@@ -48,13 +50,19 @@ const args = () => ({ B, w, G, mask: Uint8Array.from(mask0), E: new Float64Array
 const js = args();
 const jsTimes = Array.from({ length: repeat }, () => cpuMs(() => sparsegptSweepRows(0, rows, js)));
 const label = m ? `${n}:${m}` : `${sparsity * 100}% unstructured`;
-console.log(`${rows} rows x B=${B}, ${label}, one thread, CPU ms (median of ${repeat}; min):`);
-console.log(`  JS kernel           ${median(jsTimes).toFixed(1)}  (${Math.min(...jsTimes).toFixed(1)})`);
+const lines = [
+  '## SparseGPT column loop (`bench/sparsegptKernel.ts`)', '',
+  `Command: \`node --import tsx bench/sparsegptKernel.ts${process.argv.length > 2 ? ' ' + process.argv.slice(2).join(' ') : ''}\``, '',
+  `- ${new Date().toISOString()}, Node ${process.version}, ${cpus()[0]?.model.trim() ?? '?'}; ${rows} rows × B = ${B}, ${label}, one thread, CPU ms (process.cpuUsage), median of ${repeat} (min); load average ${loadavg()[0].toFixed(1)}`, '',
+  '| kernel | CPU ms | × JS | same E and mask as JS |', '| --- | ---: | ---: | --- |',
+  `| JavaScript | ${median(jsTimes).toFixed(1)} (${Math.min(...jsTimes).toFixed(1)}) | 1 | — |`,
+];
 for (const variant of variants) {
   const wasm = sparsegptSweepModule(...variant.split('x').map(Number));
   delete (globalThis as { prunekitSparsegptSweep?: unknown }).prunekitSparsegptSweep; // compile this variant
   const a = args();
   const times = Array.from({ length: repeat }, () => cpuMs(() => sparsegptSweepRowsWasm(0, rows, { ...a, wasm })));
   const same = a.E.every((v, i) => Object.is(v, js.E[i])) && a.mask.every((v, i) => v === js.mask[i]);
-  console.log(`  wasm ${variant}           ${median(times).toFixed(1)}  (${Math.min(...times).toFixed(1)})   ${(median(jsTimes) / median(times)).toFixed(2)}x   bit-identical: ${same}`);
+  lines.push(`| WebAssembly SIMD, fuse×unroll ${variant} | ${median(times).toFixed(1)} (${Math.min(...times).toFixed(1)}) | ${(median(jsTimes) / median(times)).toFixed(2)} | ${same ? 'bit for bit' : 'NO'} |`);
 }
+console.log(lines.join('\n'));

@@ -8,13 +8,13 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, ut
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { parseConfigText, resolveConfig } from '../src/protocol/config';
-import { blankComments, JsonNode, JsonPathSegment, locationAt, nodeAtPath, nodeValue, parseJsonPath, parseTree } from '../src/protocol/jsonc';
+import { parseConfigText, readJsonc, resolveConfig } from '../src/protocol/config';
+import { findNodeAtLocation, getNodeValue, JSONPath, Node, parseTree } from 'jsonc-parser';
 import { openOnnxCheckpoint } from '../src/backend/formats/onnxCheckpoint';
 import { discoverLayers } from '../src/backend/pipeline/layers';
-import { configDiagnostics, PathKind } from '../src/extension/config/diagnostics';
+import { configDiagnostics, parseJsonPath, PathKind } from '../src/extension/config/diagnostics';
 import { checkpointKey, configsForCheckpoint, newConfigPath } from '../src/extension/config/discovery';
-import { completionPlace, completionsAt, hoverAt } from '../src/extension/config/editing';
+import { completionPlace, completionsAt, hoverAt, locationAt } from '../src/extension/config/editing';
 import { InspectCache, InspectError, Launcher, modelFileOf } from '../src/extension/config/inspectCache';
 import { blockPatternSuggestions, configSummary, InspectInfo } from '../src/extension/config/layerInfo';
 import { CALIBRATION_PLACEHOLDER, guessDataFile, newConfigText, NewConfigSettings } from '../src/extension/config/template';
@@ -68,7 +68,7 @@ describe('jsonc scanner', () => {
   ].join('\n');
 
   test('comments become spaces at the same offsets; parseConfigText accepts them and still rejects trailing commas', () => {
-    const blank = blankComments('{"a": 1, // c\n/* x\ny */ "b": "//not a comment"}');
+    const blank = readJsonc('{"a": 1, // c\n/* x\ny */ "b": "//not a comment"}').plain;
     assert.equal(blank, '{"a": 1,     \n    \n     "b": "//not a comment"}');
     assert.deepEqual(parseConfigText('{\n  // c\n  "checkpoint": "m" /* d */\n}'), { checkpoint: 'm' });
     assert.throws(() => parseConfigText('{\n  // c\n  "checkpoint": "m",\n}'), /line 4/);
@@ -91,32 +91,32 @@ describe('jsonc scanner', () => {
       configPath: path.join(fixturesDir, 'x.prune.json'), checkpoint: ckptDir,
       settings: { method: 'apt', sparsity: 0.5, pattern: '2:4', device: 'cuda:1', calibrationPath: path.join(dataDir, 'a "quoted" \\ name.txt'), evaluationPath: '', outputDirectory: '' },
     }).replace('"overrides": []', '"overrides": [{ "match": "*.mlp.*", /* c */ "sparsity": 0.6 }, { "match": "re:\\\\.q_proj$" }]');
-    const strings: [JsonPathSegment[], Extract<JsonNode, { kind: 'string' }>][] = [];
-    const walk = (node: JsonNode | undefined, at: JsonPathSegment[]): void => {
-      if (node?.kind === 'string') strings.push([at, node]);
-      if (node?.kind === 'array') node.items.forEach((x, i) => walk(x, [...at, i]));
-      if (node?.kind === 'object') for (const p of node.properties) walk(p.value, [...at, p.key]);
+    const strings: [JSONPath, Node][] = [];
+    const walk = (node: Node | undefined, at: JSONPath): void => {
+      if (node?.type === 'string') strings.push([at, node]);
+      if (node?.type === 'array') node.children?.forEach((x, i) => walk(x, [...at, i]));
+      if (node?.type === 'object') for (const p of node.children ?? []) walk(p.children?.[1], [...at, p.children?.[0].value as string]);
     };
-    const tree = parseTree(doc);
+    const tree = parseTree(doc) as Node;
     walk(tree, []);
     assert.equal(strings.length, 8, 'checkpoint, method, pattern, calibration.path, include[0], device, two matches');
-    assert.deepEqual(nodeValue(tree as JsonNode), parseConfigText(doc), 'the tree holds what JSON.parse reads');
+    assert.deepEqual(JSON.parse(JSON.stringify(getNodeValue(tree))), parseConfigText(doc), 'the tree holds what JSON.parse reads');
     for (const [at, node] of strings) {
-      for (let offset = node.offset + 1; offset < node.end; offset++) {
+      for (let offset = node.offset + 1; offset < node.offset + node.length; offset++) {
         const loc = locationAt(doc, offset);
-        assert.deepEqual([loc?.path, loc?.isKey, loc?.string?.value], [at, false, node.value], `offset ${offset} in ${doc.slice(node.offset, node.end)}`);
+        assert.deepEqual([loc?.path, loc?.isKey, loc?.string?.value], [at, false, node.value], `offset ${offset} in ${doc.slice(node.offset, node.offset + node.length)}`);
       }
     }
   });
 
   test('the tolerant tree finds nodes by JSON path, even in a half-typed file', () => {
-    const tree = parseTree(text);
+    const tree = parseTree(text) as Node;
     assert.deepEqual(parseJsonPath('$.layers.overrides[0].match'), ['layers', 'overrides', 0, 'match']);
     assert.deepEqual(parseJsonPath('$["x-y"][2]'), ['x-y', 2]);
-    const node = nodeAtPath(tree, parseJsonPath('$.layers.overrides[0].match'));
-    assert.equal(node?.kind === 'string' && node.value, '*.mlp.*');
-    assert.equal(text.slice(node?.offset, node?.end), '"*.mlp.*"');
-    assert.equal(nodeAtPath(tree, ['layers', 'include', 1])?.offset, at(text, '"x"'));
+    const node = findNodeAtLocation(tree, parseJsonPath('$.layers.overrides[0].match'));
+    assert.equal(node?.type === 'string' && node.value, '*.mlp.*');
+    assert.equal(text.slice(node?.offset, (node?.offset ?? 0) + (node?.length ?? 0)), '"*.mlp.*"');
+    assert.equal(findNodeAtLocation(tree, ['layers', 'include', 1])?.offset, at(text, '"x"'));
   });
 });
 

@@ -19,6 +19,7 @@ import { openCheckpoint } from '../src/backend/formats/checkpoint';
 import { readSafetensorsHeader, readTensorBytes, readTensorFloat32 } from '../src/backend/formats/safetensors';
 import { DepthwiseProblem, pruneDepthwise } from '../src/backend/methods/depthwise';
 import { combinations } from '../src/backend/methods/masks';
+import { sparsegptReference } from '../src/backend/methods/sparsegpt.reference';
 import { rowPool } from '../src/backend/methods/rowKernels';
 import { MethodName, Pattern, PruneResult } from '../src/backend/methods/types';
 import { buildMambaModel, MambaConfig } from '../src/backend/models/mamba';
@@ -93,25 +94,14 @@ function activeInverseDiag(Hd: Float64Array, K: number, j: number): number {
   return spdInverse(pick(Hd, K, A, A), A.length)[0];
 }
 
-/** OBS column by column with explicit inverses of the active set [i, K): w_A −= w_i/[H_A⁻¹]_00 · [H_A⁻¹]_{0,:}.
- *  N:M: at each group's first column, the N smallest w²/[H_{[j:]}⁻¹]_00 of the group (leftmost first). */
-function sparsegptReference(w0: Float64Array, Hd: Float64Array, K: number, mask: Uint8Array, nm?: { n: number; m: number }): Float64Array {
-  const w = Float64Array.from(w0);
-  const full = nm ? K - (K % nm.m) : 0;
-  for (let i = 0; i < K; i++) {
-    if (nm && i % nm.m === 0 && i + nm.m <= full) {
-      const scores = range(0, nm.m).map((j) => (w[i + j] ** 2) / activeInverseDiag(Hd, K, i + j));
-      const order = range(0, nm.m).sort((a, b) => scores[a] - scores[b] || a - b);
-      for (let j = 0; j < nm.m; j++) mask[i + j] = order.indexOf(j) < nm.n ? 1 : 0;
-    }
-    if (!mask[i]) continue;
-    const A = range(i, K);
-    const inv = spdInverse(pick(Hd, K, A, A), A.length);
-    const err = w[i] / inv[0];
-    A.forEach((j, a) => { w[j] -= err * inv[a]; });
-    w[i] = 0;
-  }
-  return w;
+/** The one float64 SparseGPT (src/backend/methods/sparsegpt.reference.ts) on one channel: a one-row layer over its
+ *  already damped H_c (so dampening 0), one block. N:M: chosen at each group's first column into `mask`; otherwise
+ *  `mask` is fixed. */
+function sparsegptChannel(w0: Float64Array, Hd: Float64Array, K: number, mask: Uint8Array, nm?: { n: number; m: number }): Float64Array {
+  const pattern: Pattern = nm ? { kind: 'nm', ...nm } : { kind: 'unstructured', sparsity: 0.5 };
+  const ref = sparsegptReference(w0, Hd, 1, K, { pattern, blockSize: nm ? Math.ceil(K / nm.m) * nm.m : K, dampening: 0, mask: nm ? undefined : mask });
+  mask.set(ref.mask);
+  return ref.W;
 }
 
 /** SparseGPT's adaptive threshold: prune every score <= sorted[floor(n·s)]. */
@@ -143,7 +133,7 @@ function checkAgainstReferences(method: 'apt' | 'sparsegpt', p: DepthwiseProblem
     const m = mask.subarray(c * K, (c + 1) * K);
     let want: Float64Array;
     if (method === 'sparsegpt') {
-      want = sparsegptReference(w0, Hd, K, m, !fixedMask && pattern.kind === 'nm' ? pattern : undefined);
+      want = sparsegptChannel(w0, Hd, K, m, !fixedMask && pattern.kind === 'nm' ? pattern : undefined);
     } else {
       if (!fixedMask && pattern.kind === 'nm') {
         assert.equal(K % pattern.m, 0, 'the APT N:M reference covers one group per M taps with M | K');

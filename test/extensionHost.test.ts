@@ -7,6 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -61,7 +62,8 @@ before(async () => {
   mkdirSync(path.join(extensionPath, 'dist'), { recursive: true });
   symlinkSync(path.join(repoRoot, 'node_modules'), path.join(extensionPath, 'node_modules'));
   symlinkSync(path.join(repoRoot, 'media'), path.join(extensionPath, 'media'));
-  await esbuild.build({ entryPoints: [path.join(repoRoot, 'src/backend/cli/main.ts')], outfile: path.join(extensionPath, 'dist', 'backend.js'), bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['onnxruntime-node'], logLevel: 'silent' });
+  const { alias } = createRequire(__filename)(path.join(repoRoot, 'esbuild.js')) as { alias: Record<string, string> }; // as npm run build resolves packages
+  await esbuild.build({ entryPoints: [path.join(repoRoot, 'src/backend/cli/main.ts')], outfile: path.join(extensionPath, 'dist', 'backend.js'), bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['onnxruntime-node'], alias, logLevel: 'silent' });
   // A workspace: the fixture model (linked, never written), an HF-style folder, and a folder that is neither.
   mkdirSync(path.join(ws, 'hf model'), { recursive: true });
   symlinkSync(path.join(fixturesDir, 'stories260K-onnx'), path.join(ws, 'stories260K-onnx'));

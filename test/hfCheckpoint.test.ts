@@ -28,7 +28,7 @@ import { discoverLayers } from '../src/backend/pipeline/layers';
 import { runPrune } from '../src/backend/pipeline/run';
 import { resolveConfig } from '../src/protocol/config';
 import { Event, EventOf } from '../src/protocol/events';
-import { checkpointLogits, int64, writeHfFolder } from './helpers/hfFolder';
+import { checkpointLogits, compareLogits, int64, writeHfFolder } from './helpers/hfFolder';
 import { referenceForward } from './helpers/llamaReference';
 import { maxAbsDiff, Rng } from './helpers/reference';
 import { readSafetensorsF32 } from './helpers/safetensors';
@@ -249,7 +249,7 @@ describe('Hugging Face Llama fixtures', () => {
     const last = JSON.parse(r.stdout.trim().split('\n').pop() as string) as EventOf<'run.failed'>;
     assert.equal(last.type, 'run.failed');
     assert.equal(last.code, 'checkpoint-invalid');
-    assert.match(last.message, /model_type 'rwkv' is not supported; supported model types: llama, mistral, qwen2, opt, mamba/);
+    assert.match(last.message, /model_type 'rwkv' is not supported; supported model types: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, phi3, opt, mamba/);
     assert.match(last.file ?? '', /rwkv-hf\/config\.json$/);
     assert.ok(!existsSync(path.join(work, 'rwkv-out')));
   });
@@ -258,7 +258,7 @@ describe('Hugging Face Llama fixtures', () => {
     assert.throws(() => openCheckpoint(unsupportedFolder()), (e: Error) => {
       assert.ok(e instanceof CheckpointError);
       assert.equal(e.code, 'unsupported-model');
-      assert.match(e.message, /rwkv-hf\/config\.json: model_type 'rwkv' is not supported; supported model types: llama, mistral, qwen2, opt, mamba/);
+      assert.match(e.message, /rwkv-hf\/config\.json: model_type 'rwkv' is not supported; supported model types: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, phi3, opt, mamba/);
       return true;
     });
   });
@@ -494,13 +494,7 @@ describe('Llama family from generated folders: qwen2, mistral, rope_scaling', ()
       }
       const got = await logitsOf(ckpt, ids, mask);
       const ref = referenceForward(v.config, W, ids, mask);
-      let worst = 0;
-      let scale = 0;
-      for (let i = 0; i < ref.length; i++) {
-        if (Number.isNaN(ref[i])) continue;
-        worst = Math.max(worst, Math.abs(got[i] - ref[i]));
-        scale = Math.max(scale, Math.abs(ref[i]));
-      }
+      const { worst, scale } = compareLogits(got, ref);
       console.log(`${v.config.model_type}: max |Δlogit| ${worst.toExponential(2)} at logit scale ${scale.toFixed(2)}`);
       assert.ok(scale > 0.5, `logits too small to test anything (${scale})`);
       assert.ok(worst < 1e-4 * scale, `max |Δ| ${worst}`);

@@ -3,12 +3,12 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { HessianAccumulator } from '../src/backend/calibration/hessian';
-import { choleskyWithInverse, dampedCholeskyFactor, dampedInverseFactor, invertUpper, NotPositiveDefiniteError } from '../src/backend/linalg/cholesky';
+import { HessianAccumulator } from './helpers/hessian';
+import { choleskyWithInverse, dampedCholeskyFactor, invertUpper, NotPositiveDefiniteError } from '../src/backend/linalg/cholesky';
 import { Kernels, mat } from '../src/backend/linalg/kernels';
 import { Engine } from '../src/backend/onnx/session';
 import {
-  activationSource, addGram, choleskyUpper, extremeEigenvalues, matmul, matrixWithSpectrum, prepareHessian, randomHessian,
+  activationSource, addGram, choleskyUpper, dampedInverseFactor, extremeEigenvalues, matmul, matrixWithSpectrum, prepareHessian, randomHessian,
   relDiff, spdInverse, symmetrizeUpper,
 } from './helpers/reference';
 

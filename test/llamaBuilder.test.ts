@@ -270,14 +270,29 @@ describe('Llama config', () => {
       else if (wavelen > 8192) assert.equal(l3[i], Math.fround(f / 8));
       else assert.ok(l3[i] < f && l3[i] > f / 8);
     });
-    assert.throws(() => ropeInvFreq(64, 10000, { rope_type: 'yarn', factor: 2 }), /yarn.*not supported.*linear, llama3/);
+    assert.throws(() => ropeInvFreq(64, 10000, { rope_type: 'ntk', factor: 2 }), /'ntk' is not supported \(supported: default, linear, dynamic, yarn, longrope, llama3\)/);
+    const lr = { short_factor: [1, 2, 3, 4], long_factor: [5, 6, 7, 8] };
+    assert.deepEqual(ropeInvFreq(8, 10000, { type: 'su', ...lr }), ropeInvFreq(8, 10000, { rope_type: 'longrope', ...lr }), "Phi-3's early name 'su' is longrope");
+    assert.throws(() => ropeInvFreq(8, 10000, { rope_type: 'longrope', short_factor: [1, 1], long_factor: [1, 1, 1, 1] }), /rope_scaling\.short_factor must list 4 positive numbers/);
+  });
+
+  test('transformers v5 rope_parameters (Gemma 3: one per layer type) resolve as the v4 fields do', () => {
+    const base: LlamaConfig = { model_type: 'gemma3_text', hidden_size: 32, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 2, head_dim: 16, vocab_size: 8, sliding_window: 4, sliding_window_pattern: 2 };
+    const v4 = resolveLlamaConfig({ ...base, rope_theta: 1e6, rope_scaling: { rope_type: 'linear', factor: 8 }, rope_local_base_freq: 100 });
+    const v5 = resolveLlamaConfig({ ...base, rope_parameters: { full_attention: { rope_type: 'linear', factor: 8, rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 100 } } });
+    assert.deepEqual([v5.rotary, v5.localRotary, v5.windows], [v4.rotary, v4.localRotary, [4, null]]);
+    assert.notDeepEqual(v4.rotary.invFreq, v4.localRotary?.invFreq);
   });
 
   test('bad configs and weights fail with the name of what is wrong', () => {
     const base: LlamaConfig = { hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 3, vocab_size: 8 };
     assert.throws(() => resolveLlamaConfig(base), /multiple of num_key_value_heads/);
     assert.throws(() => resolveLlamaConfig({ ...base, num_key_value_heads: 2, hidden_act: 'gelu' }), /hidden_act 'gelu'/);
-    assert.throws(() => resolveLlamaConfig({ ...base, num_key_value_heads: 2, sliding_window: 4096, max_position_embeddings: 32768 }), /sliding_window/);
+    // Mistral-7B-v0.1's window (4096 < 32768 positions) is accepted: every layer gets the band mask.
+    const mistral = resolveLlamaConfig({ ...base, model_type: 'mistral', num_key_value_heads: 2, sliding_window: 4096, max_position_embeddings: 32768 });
+    assert.deepEqual(mistral.windows, [4096]);
+    assert.throws(() => resolveLlamaConfig({ ...base, num_key_value_heads: 2, sliding_window: 8, layer_types: ['sliding_attention', 'full_attention'] }), /layer_types must list 1 entries/);
+    assert.throws(() => resolveLlamaConfig({ ...base, model_type: 'gpt9', num_key_value_heads: 2 }), /model_type 'gpt9' is not a Llama-like family/);
     const ok = { ...base, num_key_value_heads: 2 };
     const W = randomLlamaWeights(ok, 0);
     W.delete('model.layers.0.mlp.up_proj.weight');

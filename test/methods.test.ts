@@ -89,7 +89,7 @@ describe('SparseGPT equals the float64 fasterprune reference', () => {
     for (const pat of PATTERNS) {
       test(`${p.name}, ${label(pat)}`, async (t) => {
         const res = await run('sparsegpt', p, { pattern: toPattern(pat) });
-        const ref = sparsegptReference(p.W, p.H, p.rows, p.cols, pat, 128, 0.01);
+        const ref = sparsegptReference(p.W, p.H, p.rows, p.cols, { pattern: toPattern(pat) });
         // The reference's own accumulated error Σ(w−q)²/d²/2 is the exact ½ΔW·Hd·ΔWᵀ (algorithms.md §2.2.6):
         // a check on the reference itself.
         const refExact = quadLoss(p.Wz, ref.W, p.Hd, p.rows, p.cols);
@@ -143,7 +143,7 @@ describe('APT with a fixed mask', () => {
         // the block size up to a multiple of M (groups must not straddle blocks), i.e. B = 4, not 1; so the
         // N:M mask is passed with an unstructured pattern.
         const res = await run('apt', p, { pattern: { kind: 'unstructured', sparsity: 0.5 }, mask: sg.mask, blockSize: 1 });
-        const refFixed = sparsegptReference(p.W, p.H, p.rows, p.cols, { sparsity: 0.5 }, 128, 0.01, sg.mask);
+        const refFixed = sparsegptReference(p.W, p.H, p.rows, p.cols, { pattern: toPattern({ sparsity: 0.5 }), mask: sg.mask });
         const d = relDiff(res.W, sg.W);
         const dRef = relDiff(res.W, refFixed.W);
         t.diagnostic(`${label(pat)} mask: ‖W_apt − W_sparsegpt‖/‖W_sparsegpt‖ = ${fmt(d)}, vs float64 reference ${fmt(dRef)}`);
@@ -314,7 +314,7 @@ describe('mask rules', () => {
     for (const p of [...problems, hard]) {
       for (const s of [0.5, 0.7]) {
         for (const blockSize of [128, 50]) {
-          const ref = sparsegptReference(p.W, p.H, p.rows, p.cols, { sparsity: s }, blockSize, 0.01);
+          const ref = sparsegptReference(p.W, p.H, p.rows, p.cols, { pattern: toPattern({ sparsity: s }), blockSize });
           const sg = await run('sparsegpt', p, { pattern: { kind: 'unstructured', sparsity: s }, blockSize });
           const apt = await run('apt', p, { pattern: { kind: 'unstructured', sparsity: s }, blockSize });
           for (const blk of ref.blocks) {

@@ -12,7 +12,6 @@ import {
 import {
   Event, EVENT_TYPES, EventOf, EventParseError, EventType, formatEvent, makeEvent, parseEvent, PROTOCOL_VERSION, toEvent,
 } from '../src/protocol/events';
-import { basenamePath, dirnamePath, resolvePath } from '../src/protocol/paths';
 import { DEVICE_RE, KNOWN_METHODS, MAGNITUDE_GROUPS, NM_MASKS, parsePattern, PATTERN_RE } from '../src/protocol/pruning';
 import { ANNOTATION_KEYWORDS, JsonSchema, validateSchema, VALIDATION_KEYWORDS } from '../src/protocol/schema';
 
@@ -217,7 +216,7 @@ describe('prune-config.schema.json', () => {
     assert.equal(p.dampening.default, 0.01);
     assert.equal(p.nmMask.default, 'joint');
     assert.equal(p.device.default, 'auto');
-    assert.deepEqual(p.keepDense.default, { embedding: true, lmHead: true, depthwiseConv: true });
+    assert.deepEqual(p.keepDense.default, { lmHead: true, depthwiseConv: true });
     const cal = props(p.calibration);
     assert.equal(cal.nsamples.default, 128);
     assert.equal(cal.seed.default, 0);
@@ -231,12 +230,12 @@ describe('prune-config.schema.json', () => {
 // compiler checks: a missing key or an extra one does not compile); the tests compare them with the schema.
 
 const CONFIG_KEYS: Record<keyof PruneConfig, true> = {
-  $schema: true, checkpoint: true, output: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true,
+  $schema: true, checkpoint: true, output: true, variant: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true,
   dampening: true, nmMask: true, magnitudeGroup: true, calibration: true, evaluation: true, layers: true, keepDense: true,
   blockPattern: true, device: true, threads: true, overwrite: true,
 };
 const RESOLVED_KEYS: Record<keyof ResolvedConfig, true> = {
-  checkpoint: true, output: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true, dampening: true,
+  checkpoint: true, output: true, variant: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true, dampening: true,
   nmMask: true, magnitudeGroup: true, calibration: true, evaluation: true, layers: true, keepDense: true, blockPattern: true,
   device: true, threads: true, overwrite: true,
 };
@@ -244,7 +243,7 @@ const CALIBRATION_KEYS: Record<keyof CalibrationConfig, true> = { path: true, ns
 const EVALUATION_KEYS: Record<keyof EvaluationConfig, true> = { path: true, seqlen: true, maxWindows: true };
 const LAYERS_KEYS: Record<keyof LayersConfig, true> = { include: true, exclude: true, overrides: true };
 const OVERRIDE_KEYS: Record<keyof LayerOverride, true> = { match: true, method: true, sparsity: true, pattern: true };
-const KEEP_DENSE_KEYS: Record<keyof KeepDenseConfig, true> = { embedding: true, lmHead: true, depthwiseConv: true };
+const KEEP_DENSE_KEYS: Record<keyof KeepDenseConfig, true> = { lmHead: true, depthwiseConv: true };
 
 describe('protocol drift: TypeScript types against the schema', () => {
   const keys = (o: object) => Object.keys(o).sort();
@@ -298,6 +297,7 @@ describe('resolveConfig', () => {
     assert.deepEqual(c, {
       checkpoint: '/work/cfg/models/stories260K-onnx',
       output: '/work/cfg/models/stories260K-onnx-apt-50',
+      variant: null,
       tokenizer: '/work/cfg/models/stories260K-onnx/tokenizer.json',
       method: 'apt',
       sparsity: 0.5,
@@ -309,7 +309,7 @@ describe('resolveConfig', () => {
       calibration: { path: '/work/data/c.txt', nsamples: 128, seqlen: null, seed: 0, skipTokens: 0 },
       evaluation: false,
       layers: { include: ['*'], exclude: [], overrides: [] },
-      keepDense: { embedding: true, lmHead: true, depthwiseConv: true },
+      keepDense: { lmHead: true, depthwiseConv: true },
       blockPattern: null,
       device: 'auto',
       threads: 0,
@@ -332,7 +332,7 @@ describe('resolveConfig', () => {
     assert.equal(c.tokenizer, '/cfg/tok/tokenizer.json');
     assert.deepEqual(c.calibration, { path: '/cfg/c.json', nsamples: 16, seqlen: 256, seed: 7, skipTokens: 65536 });
     assert.deepEqual(c.evaluation, { path: '/cfg/e.txt', seqlen: null, maxWindows: 40 });
-    assert.deepEqual(c.keepDense, { embedding: true, lmHead: false, depthwiseConv: true });
+    assert.deepEqual(c.keepDense, { lmHead: false, depthwiseConv: true });
     assert.deepEqual(c.layers, { include: ['*'], exclude: ['*layers.0/*'], overrides: [] });
     assert.equal(c.device, 'cuda:1');
   });
@@ -380,6 +380,7 @@ describe('resolveConfig', () => {
       [{ checkpoint: 'm', method: 'magnitude', layers: { overrides: [{ match: '*', method: 'wanda' }] } }, ['$.calibration: is required: method "wanda" ($.layers.overrides[0].method) needs calibration data; add e.g. {"path": "calibration.txt"}']],
       [{ ...base, output: '.' , checkpoint: '.' }, ['$.output: must be a new folder, not the input model\'s (/cfg)']],
       [{ ...base, keepDense: { lmHead: 'no' } }, ['$.keepDense.lmHead: must be true or false (got "no")']],
+      [{ ...base, keepDense: { embedding: false } }, ['$.keepDense.embedding: removed: the token embedding is a lookup table, not a linear layer, so it is never pruned (the flag did nothing); delete this key']],
       [
         { ...base, sparsity: 0, blockSize: 0, dampening: -1, overwrite: 'yes' },
         ['$.sparsity: must be a number in (0, 1) (got 0)', '$.blockSize: must be an integer in [1, 65536] (got 0)', '$.dampening: must be a number >= 0 (got -1)', '$.overwrite: must be true or false (got "yes")'],
@@ -455,18 +456,16 @@ describe('layer selection', () => {
   });
 });
 
-describe('paths (no node:path, for the webview)', () => {
-  test('POSIX and Windows paths', () => {
-    assert.equal(resolvePath('/a/b', 'c/../d/./e.txt'), '/a/b/d/e.txt');
-    assert.equal(resolvePath('/a/b', '../../../x'), '/x');
-    assert.equal(resolvePath('/a/b', '/abs//y/'), '/abs/y');
-    assert.equal(resolvePath('C:\\a\\b', '..\\c/d'), 'C:\\a\\c\\d');
-    assert.equal(resolvePath('C:\\a', 'D:/x/y'), 'D:\\x\\y');
-    assert.equal(resolvePath('\\\\srv\\share\\a', 'b'), '\\\\srv\\share\\a\\b');
-    assert.equal(resolvePath('/a', 'b\\c'), '/a/b/c', 'backslashes of a relative path are separators (a config written on Windows)');
-    assert.equal(dirnamePath('/a/b/c.onnx'), '/a/b');
-    assert.equal(dirnamePath('/a'), '/');
-    assert.equal(dirnamePath('C:\\m\\model.onnx'), 'C:\\m');
-    assert.equal(basenamePath('C:\\m\\model.onnx'), 'model.onnx');
+describe('config paths', () => {
+  test('relative paths resolve against the config folder, normalized (backslashes too: a config written on Windows); absolute ones pass through', () => {
+    const c = resolveConfig({ checkpoint: 'models/../m/tiny.onnx', method: 'magnitude', calibration: { path: 'data\\c.txt' }, evaluation: { path: '/abs//e.txt' } }, '/w/x');
+    assert.equal(c.checkpoint, '/w/x/m/tiny.onnx');
+    assert.equal(c.calibration?.path, '/w/x/data/c.txt');
+    assert.equal(c.evaluation && c.evaluation.path, '/abs/e.txt');
+    assert.equal(c.tokenizer, '/w/x/m/tokenizer.json', 'beside a .onnx file');
+    assert.equal(c.output, '/w/x/m/tiny-magnitude-50', 'beside the model, named by its stem, method and sparsity');
+    assert.equal(resolveConfig({ checkpoint: '/m/stories/', method: 'magnitude', pattern: '2:4' }, '/w').output, '/m/stories-magnitude-2of4');
+    const w = resolveConfig({ checkpoint: '..\\m/./tiny.onnx', method: 'magnitude', calibration: { path: 'D:/data/c.txt' }, evaluation: { path: '\\\\srv\\share\\e.txt' } }, 'C:\\cfg\\sub');
+    assert.deepEqual([w.checkpoint, w.calibration?.path, w.evaluation && w.evaluation.path], ['C:\\cfg\\m\\tiny.onnx', 'D:\\data\\c.txt', '\\\\srv\\share\\e.txt'], 'Windows paths by their own rules');
   });
 });

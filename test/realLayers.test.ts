@@ -13,14 +13,13 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { dampedInverseFactor } from '../src/backend/linalg/cholesky';
 import { Kernels } from '../src/backend/linalg/kernels';
 import { pruneLayer } from '../src/backend/methods';
 import { rowPool } from '../src/backend/methods/rowKernels';
 import type { MethodName, Pattern, PruneOptions, PruneResult } from '../src/backend/methods/types';
 import { decodeModel } from '../src/backend/onnx/proto';
 import { Engine } from '../src/backend/onnx/session';
-import { choleskyUpper, extremeEigenvalues, fixedMaskOptimum, prepareHessian, quadLoss, RefPattern, sparsegptReference, spdInverse } from './helpers/reference';
+import { dampedInverseFactor, extremeEigenvalues, fixedMaskOptimum, prepareHessian, quadLoss, sparsegptReference } from './helpers/reference';
 import { collectRealLayers, findLinearLayers, fixturesDir, loadTokenizer, RealLayer, RealLayers, withExtraOutputs } from './helpers/realLayers';
 
 const MODEL_DIR = path.join(fixturesDir, 'stories260K-onnx');
@@ -49,87 +48,13 @@ const UTU_K = 1;
 /** Round-off slack for "APT ≤ SparseGPT": each reported fp32 loss is off by up to ~5e-7 relative (measured
  *  against float64 below), so two equal losses may compare either way by about 1e-6. */
 const ORDER_SLACK = 1e-5;
-/** A mask decision whose two candidate scores are closer than this (relative) is a tie that fp32 round-off
- *  (κ·u ≤ 3.2e-5 here) may resolve either way: the float64 reference may pick the other side there. */
-const MASK_TIE = 1e-4;
 
 // ---------------------------------------------------------------------------------------------------
-// Float64 references: test/helpers/reference.ts (sparsegptReference, fixedMaskOptimum, quadLoss, …), plus
-// one local SparseGPT sweep below that also records how close each mask decision was to a tie.
+// Float64 references: src/backend/methods/sparsegpt.reference.ts (which also records how close each mask decision
+// was to a tie: MASK_TIE), test/helpers/reference.ts (fixedMaskOptimum, quadLoss, …).
 
 /** H_damped in float64, as SparseGPT prepares it (no dead columns on these layers: checked). */
 const dampedF64 = (H: Float32Array, n: number): Float64Array => prepareHessian(H, n, DAMP).Hd;
-
-const refPattern = (p: Pattern): RefPattern => (p.kind === 'nm' ? { n: p.n, m: p.m } : { sparsity: p.sparsity });
-
-/**
- * SparseGPT's `fasterprune` in float64 (algorithms.md §2.2) given U (H_damped⁻¹ = UᵀU): the same sweep as the
- * shared sparsegptReference (checked equal to it), which also reports how close its mask decisions were.
- * `minGap`: the closest decision, as the relative gap between the largest pruned and the smallest kept score
- * it compared (how far the mask is from a tie that round-off could flip); `tie` marks the entries of the
- * decisions closer than MASK_TIE.
- */
-function sparsegptF64(W0: Float32Array, rows: number, cols: number, U: Float64Array, pattern: Pattern, blockSize: number): { W: Float64Array; mask: Uint8Array; minGap: number; tie: Uint8Array } {
-  const W = Float64Array.from(W0);
-  const mask = new Uint8Array(rows * cols);
-  const tie = new Uint8Array(rows * cols);
-  let minGap = Infinity;
-  const gap = (pruned: number, kept: number): void => void (minGap = Math.min(minGap, (kept - pruned) / kept));
-  for (let i1 = 0; i1 < cols; i1 += blockSize) {
-    const i2 = Math.min(i1 + blockSize, cols);
-    const width = i2 - i1;
-    if (pattern.kind === 'unstructured') {
-      const scores = new Float64Array(rows * width);
-      for (let r = 0; r < rows; r++) for (let k = 0; k < width; k++) scores[r * width + k] = W[r * cols + i1 + k] ** 2 / U[(i1 + k) * cols + i1 + k] ** 2;
-      const sorted = Float64Array.from(scores).sort();
-      const k = Math.floor(scores.length * pattern.sparsity);
-      const thresh = sorted[k];
-      if (k + 1 < sorted.length) gap(thresh, sorted[k + 1]);
-      for (let r = 0; r < rows; r++) {
-        for (let k = 0; k < width; k++) {
-          const sc = scores[r * width + k];
-          mask[r * cols + i1 + k] = sc <= thresh ? 1 : 0;
-          if (Math.abs(sc - thresh) <= MASK_TIE * thresh) tie[r * cols + i1 + k] = 1;
-        }
-      }
-    }
-    const Err = new Float64Array(rows * width);
-    for (let i = 0; i < width; i++) {
-      const c = i1 + i;
-      if (pattern.kind === 'nm' && i % pattern.m === 0 && c + pattern.m <= cols) {
-        for (let r = 0; r < rows; r++) {
-          const score = Array.from({ length: pattern.m }, (_, j) => W[r * cols + c + j] ** 2 / U[(c + j) * cols + c + j] ** 2);
-          // The n smallest (leftmost first on ties).
-          const order = score.map((s, j) => [s, j]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-          for (let j = 0; j < pattern.m; j++) mask[r * cols + c + j] = 0;
-          for (let t = 0; t < pattern.n; t++) mask[r * cols + c + order[t][1]] = 1;
-          gap(order[pattern.n - 1][0], order[pattern.n][0]);
-          if (order[pattern.n][0] - order[pattern.n - 1][0] <= MASK_TIE * order[pattern.n][0]) {
-            tie[r * cols + c + order[pattern.n - 1][1]] = 1;
-            tie[r * cols + c + order[pattern.n][1]] = 1;
-          }
-        }
-      }
-      const d = U[c * cols + c];
-      for (let r = 0; r < rows; r++) {
-        if (!mask[r * cols + c]) continue;
-        const err = W[r * cols + c] / d;
-        for (let j = c; j < i2; j++) W[r * cols + j] -= err * U[c * cols + j];
-        W[r * cols + c] = 0;
-        Err[r * width + i] = err;
-      }
-    }
-    // Lazy update of the later columns: W[:, i2:] −= Err · U[i1:i2, i2:].
-    for (let r = 0; r < rows; r++) {
-      for (let k = 0; k < width; k++) {
-        const e = Err[r * width + k];
-        if (e === 0) continue;
-        for (let j = i2; j < cols; j++) W[r * cols + j] -= e * U[(i1 + k) * cols + j];
-      }
-    }
-  }
-  return { W, mask, minGap, tie };
-}
 
 /** ‖A − B‖_F / ‖B − W0‖_F: a weight difference relative to the size of the compensation. */
 function relWeightDiff(A: ArrayLike<number>, B: ArrayLike<number>, W0: ArrayLike<number>): number {
@@ -352,14 +277,9 @@ describe('real layers of stories260K', { timeout: 300_000 }, () => {
     const worst = new Worst();
     let minGap = Infinity;
     for (const { layer: l, res } of runs) {
-      const U = choleskyUpper(spdInverse(dampedF64(l.H, l.cols), l.cols), l.cols);
       for (const [key, pattern] of PATTERNS) {
         const got = res[key].sparsegpt;
-        const shared = sparsegptReference(l.W, l.H, l.rows, l.cols, refPattern(pattern), 128, DAMP);
-        const ref = sparsegptF64(l.W, l.rows, l.cols, U, pattern, 128);
-        // The two float64 references agree (same mask, weights to float64 round-off).
-        assert.equal(maskMismatches(ref.mask, shared.mask), 0, `${l.name} ${key}: the float64 references disagree on the mask`);
-        assert.ok(relWeightDiff(ref.W, shared.W, l.W) <= 1e-9, `${l.name} ${key}: the float64 references disagree on the weights`);
+        const ref = sparsegptReference(l.W, l.H, l.rows, l.cols, { pattern, dampening: DAMP });
         const mism = maskMismatches(got.mask, ref.mask);
         // Mask: equal, except that a row may part from the reference at a tie (a decision closer than
         // MASK_TIE); later decisions of that row then see other weights and are not comparable.
@@ -371,9 +291,9 @@ describe('real layers of stories260K', { timeout: 300_000 }, () => {
             break;
           }
         }
-        // Weights and loss: against the float64 sweep with the implementation's own mask (the same as `shared`
+        // Weights and loss: against the float64 sweep with the implementation's own mask (the same as `ref`
         // when the masks agree, as they do on this fixture).
-        const same = mism === 0 ? shared : sparsegptReference(l.W, l.H, l.rows, l.cols, refPattern(pattern), 128, DAMP, got.mask);
+        const same = mism === 0 ? ref : sparsegptReference(l.W, l.H, l.rows, l.cols, { pattern, dampening: DAMP, mask: got.mask });
         const wrel = relWeightDiff(got.W, same.W, l.W);
         const refLoss = quadLoss(l.W, same.W, l.H, l.rows, l.cols);
         const lrel = relDiff(got.loss, refLoss);
@@ -412,7 +332,7 @@ describe('real layers of stories260K', { timeout: 300_000 }, () => {
 
         const one = await pruneLayer('apt', l, opts(1), engine);
         const sgFixed = await pruneLayer('sparsegpt', l, opts(128), engine);
-        const sgRef = sparsegptReference(l.W, l.H, l.rows, l.cols, refPattern(HALF), 128, DAMP, mask);
+        const sgRef = sparsegptReference(l.W, l.H, l.rows, l.cols, { pattern: HALF, dampening: DAMP, mask });
         const w1 = relWeightDiff(one.W, sgRef.W, l.W);
         const w1impl = relWeightDiff(one.W, sgFixed.W, l.W);
         const l1 = relDiff(one.loss, quadLoss(l.W, sgRef.W, l.H, l.rows, l.cols));
@@ -438,14 +358,8 @@ describe('real layers of stories260K', { timeout: 300_000 }, () => {
   // The issue's ordering claim, one test per pattern so that a failure names its pattern.
   for (const [key] of PATTERNS) {
     test(`APT ≤ SparseGPT on every layer at ${key}`, () => {
-      // KNOWN FAILURE at 2:4, left failing on purpose: 2 of 35 layers (layers.0 q_proj +2.4%, k_proj +4.7%).
-      // Not round-off. APT picks every 2:4 group of a 128-column block from the weights as they were at the
-      // start of the block (both nmMask rules), while SparseGPT picks each group on weights already compensated
-      // for the groups before it. The compensation is not the problem: with SparseGPT's own mask held fixed,
-      // APT's optimum is 9..25% below SparseGPT on every layer (printed by the fixed-mask test). A float64
-      // prototype that picks each group by the joint rule on the weights compensated for the groups already
-      // removed (the inverse downdated over the still-active columns) summed to 7.77e4 against SparseGPT's
-      // 9.06e4 and APT's 8.51e4, and beat SparseGPT on all 35 layers. The fix belongs in methods/apt.ts.
+      // At N:M this rests on APT choosing each group on weights compensated for the groups before it (see
+      // methods/apt.ts): groups chosen up front from a block's start weights lost to SparseGPT on 2 of 35 layers.
       const failures: string[] = [];
       for (const { layer: l, res } of runs) {
         const a = res[key].apt.loss;

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -13,6 +13,7 @@ import { Event } from '../src/protocol/events';
 import { progressOf } from '../src/protocol/progress';
 import { backendInvocation, BackendInvocation } from '../src/extension/backendInvocation';
 import { BACKEND_ENV } from '../src/protocol/backendEnv';
+import { spillFileOf } from '../src/protocol/outputTemporaries';
 import { describeProgress, formatDuration, runLabel } from '../src/extension/runs/describe';
 import { readNdjson } from '../src/extension/runs/ndjson';
 import type { Run, RunInfo } from '../src/extension/runs/run';
@@ -42,14 +43,16 @@ function recordReal(args: string[]): Promise<{ events: Event[]; lines: string[];
 }
 
 // ------------------------------------------------------------------------------------------------------------
-// The fake backend: a node script that plays a plan of steps, records its argv, answers SIGTERM like the real
-// CLI (run.cancelled, exit 130) unless told to ignore it.
+// The fake backend: a node script that plays a plan of steps, records its argv, answers the cancel line on stdin
+// like the real CLI (run.cancelled, exit 130) unless told to ignore it, and may leave temporaries as the real
+// one does beside its output (<out>.tmp-<pid>/, <out>.spill-<pid>) until it finishes.
 
 type Step = { out: string } | { partial: string } | { err: string } | { sleep: number } | { exit: number };
 interface Plan {
   steps: Step[];
-  ignoreSigterm?: boolean;
+  ignoreCancel?: boolean;
   argvFile?: string;
+  temporariesBeside?: string;
 }
 
 const FAKE = `
@@ -57,10 +60,16 @@ const fs = require('node:fs');
 const plan = JSON.parse(fs.readFileSync(process.env.FAKE_PLAN, 'utf8'));
 if (plan.argvFile) fs.writeFileSync(plan.argvFile, JSON.stringify(process.argv.slice(2)));
 const started = Date.now();
-process.on('SIGTERM', () => {
-  if (plan.ignoreSigterm) return;
-  process.stdout.write(JSON.stringify({ v: 1, type: 'run.cancelled', signal: 'SIGTERM', lastLayer: null, seconds: (Date.now() - started) / 1000 }) + '\\n', () => process.exit(130));
+if (plan.temporariesBeside) {
+  fs.mkdirSync(plan.temporariesBeside + '.tmp-' + process.pid);
+  fs.writeFileSync(plan.temporariesBeside + '.tmp-' + process.pid + '/model.onnx', 'x');
+  fs.writeFileSync(plan.temporariesBeside + '.spill-' + process.pid, 'y');
+}
+require('node:readline').createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line !== 'cancel' || plan.ignoreCancel) return;
+  process.stdout.write(JSON.stringify({ v: 1, type: 'run.cancelled', signal: null, lastLayer: null, seconds: (Date.now() - started) / 1000 }) + '\\n', () => process.exit(130));
 });
+process.stdin.unref();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const write = (stream, s) => new Promise((r) => stream.write(s, r));
 (async () => {
@@ -208,7 +217,7 @@ describe('run manager with a fake backend', () => {
     assert.equal(runInfo(run).ended?.interruption, run.interruption);
   });
 
-  test('cancel: SIGTERM answered with run.cancelled', async () => {
+  test('cancel: the cancel line on stdin answered with run.cancelled', async () => {
     const { manager } = harness(storage('cancel'), fakeBackend({ steps: [...replay(finishedRec.lines.slice(0, 5)), { sleep: 30_000 }] }));
     const run = manager.start({ checkpoint: model, config: null });
     await waitFor(run, () => run.events.length === 5);
@@ -219,8 +228,12 @@ describe('run manager with a fake backend', () => {
     assert.equal(runInfo(run).ended?.code, 130);
   });
 
-  test('a backend that ignores SIGTERM is killed after cancelGraceSeconds', async () => {
-    const { manager, logs } = harness(storage('stubborn'), fakeBackend({ ignoreSigterm: true, steps: [...replay(finishedRec.lines.slice(0, 3)), { sleep: 30_000 }] }), 0.6);
+  test('a backend that ignores the cancel line is killed after cancelGraceSeconds, and its temporary output removed', async () => {
+    const beside = path.join(tmp, 'stubborn-out');
+    const started = finishedRec.lines.findIndex((l) => l.includes('"run.started"'));
+    const lines = finishedRec.lines.slice(0, 3).map((l, i) => (i === started ? l.replace(JSON.stringify(realOutput), JSON.stringify(beside)) : l));
+    assert.ok(started >= 0 && started < 3 && lines[started].includes(beside));
+    const { manager, logs } = harness(storage('stubborn'), fakeBackend({ ignoreCancel: true, temporariesBeside: beside, steps: [...replay(lines), { sleep: 30_000 }] }), 0.6);
     const run = manager.start({ checkpoint: model, config: null });
     await waitFor(run, () => run.events.length === 3);
     const t0 = Date.now();
@@ -231,6 +244,9 @@ describe('run manager with a fake backend', () => {
     assert.match(run.interruption ?? '', /did not stop within 0\.6 s .*SIGKILL/);
     assert.equal(runInfo(run).ended?.signal, 'SIGKILL');
     assert.ok(logs.some((l) => l.includes('SIGKILL')));
+    const pid = run.info.pid;
+    assert.ok(pid !== null && logs.some((l) => l.includes(`removed the killed backend's temporary output beside ${beside}`)));
+    assert.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('stubborn-out')), []);
   });
 
   test('paths with spaces, quotes and non-ASCII characters reach the backend untouched', async () => {
@@ -247,6 +263,25 @@ describe('run manager with a fake backend', () => {
     assert.deepEqual(pruneArgs(request), ['prune', checkpoint, '--config', config, '--json', '--device', 'cpu']);
     assert.equal(run.status, 'finished');
     assert.ok(run.folder.includes('späces'));
+  });
+
+  test('the runtime and the extension in folders with spaces (as Code.exe under "Program Files"): started as argv, no shell', async () => {
+    // On Linux for real: VS Code's runtime stands in as a link to this Node under a path with spaces.
+    const runtimeDir = path.join(tmp, 'Program Files', 'Microsoft VS Code');
+    const extension = path.join(tmp, 'Ann Lee', '.vscode', 'extensions', 'prunekit.prunekit-0.1.0-linux-x64');
+    mkdirSync(runtimeDir, { recursive: true });
+    mkdirSync(path.join(extension, 'dist'), { recursive: true });
+    symlinkSync(process.execPath, path.join(runtimeDir, 'Code Helper'));
+    copyFileSync(fakeScript, path.join(extension, 'dist', 'backend.js'));
+    const argvFile = path.join(tmp, 'argv-runtime.json');
+    const planned = fakeBackend({ argvFile, steps: [...replay(finishedRec.lines, 0), { exit: 0 }] })([]);
+    const host = { platform: process.platform, execPath: path.join(runtimeDir, 'Code Helper') };
+    const { manager } = harness(storage('runtime'), (cliArgs) => backendInvocation(extension, '', cliArgs, planned.env, host));
+    const run = manager.start({ checkpoint: model, config: null });
+    await run.ended;
+    assert.equal(run.status, 'finished', run.interruption);
+    assert.deepEqual(run.info.args, [path.join(extension, 'dist', 'backend.js'), ...pruneArgs({ checkpoint: model, config: null })]);
+    assert.deepEqual(JSON.parse(readFileSync(argvFile, 'utf8')), pruneArgs({ checkpoint: model, config: null }));
   });
 
   test('a run live when "VS Code closed" comes back interrupted; disposeAll stops live backends', async () => {
@@ -291,6 +326,23 @@ describe('backend invocation', () => {
     assert.equal(own.env.PATH, '/bin');
     for (const [k, v] of Object.entries(BACKEND_ENV)) assert.equal(own.env[k], v, k);
     assert.equal(backendInvocation('/ext', '/usr/bin/node', ['demo']).command, '/usr/bin/node');
+  });
+
+  test('Windows (faked): Code.exe under "Program Files" and the extension under a user folder with spaces, Windows paths as they are', () => {
+    const host = { platform: 'win32' as const, execPath: 'C:\\Program Files\\Microsoft VS Code\\Code.exe' };
+    const extension = 'C:\\Users\\Ann Lee\\.vscode\\extensions\\prunekit.prunekit-0.1.0-win32-x64';
+    const config = 'D:\\models\\my model\\it\'s.prune.json';
+    const own = backendInvocation(extension, '', ['prune', '--config', config], { Path: 'C:\\Windows' }, host);
+    assert.equal(own.command, 'C:\\Program Files\\Microsoft VS Code\\Code.exe');
+    assert.deepEqual(own.args, ['C:\\Users\\Ann Lee\\.vscode\\extensions\\prunekit.prunekit-0.1.0-win32-x64\\dist\\backend.js', 'prune', '--config', config]);
+    assert.equal(own.env.ELECTRON_RUN_AS_NODE, '1');
+    assert.equal(own.env.Path, 'C:\\Windows');
+    const unc = backendInvocation('\\\\server\\share\\ext', 'C:\\Program Files\\nodejs\\node.exe', ['demo'], {}, host);
+    assert.equal(unc.command, 'C:\\Program Files\\nodejs\\node.exe');
+    assert.equal(unc.args[0], '\\\\server\\share\\ext\\dist\\backend.js');
+    const mac = backendInvocation('/Users/ann lee/.vscode/extensions/prunekit.prunekit-0.1.0-darwin-arm64', '', ['demo'], {}, { platform: 'darwin', execPath: '/Applications/Visual Studio Code.app/Contents/Frameworks/Code Helper (Plugin).app/Contents/MacOS/Code Helper (Plugin)' });
+    assert.equal(mac.args[0], '/Users/ann lee/.vscode/extensions/prunekit.prunekit-0.1.0-darwin-arm64/dist/backend.js');
+    assert.match(mac.command, /Code Helper \(Plugin\)$/);
   });
 });
 
@@ -349,19 +401,22 @@ describe('run manager with the real backend (stories260K)', () => {
     assert.equal(Math.abs((run.progress.totals?.sparsity ?? 0) - 0.5) < 0.01, true);
   });
 
-  test('cancel mid-run: run.cancelled, and no output folder left behind', async () => {
+  test('cancel mid-run through stdin: run.cancelled, and the spill file and output folder removed', async () => {
     const out = path.join(tmp, 'cancelled-out');
     const { manager, logs } = harness(storage('real-cancel'), realBackend);
     const run = manager.start({
       checkpoint: model, config: null, device: 'cpu',
       extraArgs: ['--method', 'sparsegpt', '--calibration', calibrationIds, '--nsamples', '128', '--seqlen', '64', '--out', out],
     });
-    await waitFor(run, () => run.events.some((e) => e.type === 'calibration.progressed'));
+    // After the first block the backend holds pruned weights in its spill file beside the output.
+    await waitFor(run, () => run.events.some((e) => e.type === 'block.finished'));
+    assert.ok(existsSync(spillFileOf(out, run.info.pid!)), 'spill file present before the cancel');
     await manager.cancel(run.id);
     assert.equal(run.status, 'cancelled', logs.join('\n'));
     assert.equal(run.events.at(-1)?.type, 'run.cancelled');
     const last = run.events.at(-1);
-    assert.equal(last?.type === 'run.cancelled' ? last.signal : null, 'SIGTERM');
+    assert.equal(last?.type === 'run.cancelled' ? last.signal : undefined, null, 'stopped by the stdin line, not a signal');
+    assert.equal(run.killedAfterGrace, undefined);
     assert.equal(existsSync(out), false);
     assert.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('cancelled-out')), []);
     assert.equal(runInfo(run).ended?.code, 130);

@@ -331,9 +331,9 @@ describe('segmentation', () => {
 });
 
 describe('block patterns', () => {
-  test('no pattern in the node names: one block per layer in topological order, with a note', async () => {
+  test('no pattern in the node names and no residual grouping: one block per layer in topological order, with a note', async () => {
     const model = renamed(load(MODELS.stories260K.file), (_, i) => `node_${i}`);
-    const { d, p } = await plan(model);
+    const { d, p } = await plan(model, { structuralBlocks: false });
     assert.equal(d.blockSource, 'per-layer');
     assert.equal(d.layers.length, 35);
     assert.equal(d.blocks.length, 35);
@@ -364,7 +364,7 @@ describe('block patterns', () => {
 
   test('a custom blockPattern groups by its first capture group', async () => {
     const model = renamed(load(MODELS.stories260K.file), (n) => n.replace(/\/layers\.(\d+)\//, '/decoder_stage$1/'));
-    assert.equal(discoverLayers(model).blockSource, 'per-layer');
+    assert.equal(discoverLayers(model).blockSource, 'structure');
     const { d, p } = await plan(model, { blockPattern: 'decoder_stage(\\d+)/' });
     assert.equal(d.blockSource, 'custom');
     assert.deepEqual(d.blocks.map((b) => [b.id, b.name, b.layers.length]), [0, 1, 2, 3, 4].map((i) => [i, `decoder_stage${i}`, 7]));

@@ -232,6 +232,8 @@ describe('layer kinds and number formats', () => {
       ['layers.1.mixer.conv1d', 'conv1d'],
       ['backbone.layers.1.mixer.out_proj', 'out_proj'],
       ['lm_head', 'lm_head'],
+      ['layers.0.self_attn.qkv_proj', 'qkv'],
+      ['model.layers.3.mlp.gate_up_proj', 'gate_up'],
       ['transformer.h.0.attn.c_attn', 'other'],
     ];
     assert.deepEqual(cases.map(([n]) => [n, layerKind(n)]), cases);

@@ -10,7 +10,7 @@ import type { RunSnapshot } from '../src/protocol/webview';
 // ---------------------------------------------------------------------------------------------------------
 // Layer kinds: what a linear layer does, read from the last component of its friendly name.
 
-export const LAYER_KINDS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'fc1', 'fc2', 'in_proj', 'conv1d', 'x_proj', 'dt_proj', 'out_proj', 'lm_head', 'other'] as const;
+export const LAYER_KINDS = ['q', 'k', 'v', 'qkv', 'o', 'gate', 'up', 'gate_up', 'down', 'fc1', 'fc2', 'in_proj', 'conv1d', 'x_proj', 'dt_proj', 'out_proj', 'lm_head', 'other'] as const;
 export type LayerKind = (typeof LAYER_KINDS)[number];
 
 /** Kinds that play one role share a colour in the chart (and differ by point shape). */
@@ -20,9 +20,11 @@ export const KIND_FAMILY: Readonly<Record<LayerKind, LayerFamily>> = {
   q: 'attention',
   k: 'attention',
   v: 'attention',
+  qkv: 'attention',
   o: 'attention',
   gate: 'mlp',
   up: 'mlp',
+  gate_up: 'mlp',
   down: 'mlp',
   fc1: 'fc',
   fc2: 'fc',
@@ -45,8 +47,10 @@ const KIND_BY_COMPONENT: Readonly<Record<string, LayerKind>> = {
   v_proj: 'v',
   v: 'v',
   value: 'v',
+  qkv_proj: 'qkv',
   o_proj: 'o',
   o: 'o',
+  gate_up_proj: 'gate_up',
   gate_proj: 'gate',
   w1: 'gate',
   up_proj: 'up',

@@ -1,7 +1,6 @@
 // The run panel: header, progress, ending (failed/cancelled/interrupted), live loss chart, summary, warnings,
 // layer table. Built once; draw() brings it up to date with the model (cheap: text and the chart's data).
 
-import { basenamePath } from '../src/protocol/paths';
 import { el, field, must, present, setField } from './dom';
 import { formatBytes, formatCount, formatLoss, formatPercent, formatPerplexity, formatSeconds, formatShape } from './format';
 import { LayerTable } from './layerTable';
@@ -22,9 +21,11 @@ const KIND_SHAPE: Record<LayerKind, PointStyle> = {
   q: 'circle',
   k: 'triangle',
   v: 'rect',
+  qkv: 'rectRounded',
   o: 'rectRot',
   gate: 'circle',
   up: 'triangle',
+  gate_up: 'rect',
   down: 'rectRot',
   fc1: 'circle',
   fc2: 'rectRot',
@@ -138,7 +139,7 @@ export class RunPanel {
     setField(this.app, 'label', m.label);
     setField(this.app, 'status', p.status);
     this.app.dataset.status = p.status;
-    setField(this.app, 'model', p.model ? basenamePath(p.model) : '—');
+    setField(this.app, 'model', p.model ? basename(p.model) : '—');
     setField(this.app, 'method', p.method ?? '—');
     setField(this.app, 'pattern', p.pattern ?? '—');
     setField(this.app, 'sparsity', p.sparsity === null ? '—' : formatPercent(p.sparsity, 1));
@@ -248,4 +249,9 @@ export class RunPanel {
       ...warnings.map((w) => el('li', { 'data-code': w.code }, el('code', {}, w.code), ' ', w.message, w.layer ? ` (${w.layer})` : '', w.file ? ` (${w.file})` : '', w.jsonPath ? ` (${w.jsonPath})` : '')),
     );
   }
+}
+
+/** The last segment of a POSIX or Windows path (C:\m\model.onnx → model.onnx): all the webview needs of paths. */
+function basename(p: string): string {
+  return p.split(/[\\/]/).filter((s) => s !== '').pop() ?? '';
 }

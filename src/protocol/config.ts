@@ -3,12 +3,12 @@
 // what a schema cannot say (N < M, regular expressions, calibration data for the methods that need it) and
 // resolves paths against the config file's folder. Every problem names its JSON path:
 // `$.calibration.nsamples: must be an integer >= 1 (got 0)`.
-// Pure TypeScript (no vscode, no Node): the backend, the extension host and the webview share it.
+// No vscode: the backend and the extension host share it (both Node).
 
+import * as path from 'node:path';
 import schemaJson from './prune-config.schema.json';
-import { blankComments } from './jsonc';
-import { binomialUpTo, configSizeProblem, LIMITS, limitProblems } from './limits';
-import { basenamePath, dirnamePath, joinPath, resolvePath } from './paths';
+import { ParseError, ParseErrorCode, printParseErrorCode, visit } from 'jsonc-parser';
+import { binomialUpTo, heavyTextProblem, LIMITS, limitProblems } from './limits';
 import {
   DeviceName, MagnitudeGroup, METHOD_NEEDS, MethodName, NmMask, parsePattern, Pattern, patternSparsity, PatternString,
 } from './pruning';
@@ -28,6 +28,7 @@ export interface PruneConfig {
   $schema?: string;
   checkpoint: string;
   output?: string | null;
+  variant?: string | null;
   tokenizer?: string | null;
   method?: MethodName;
   sparsity?: number;
@@ -75,7 +76,6 @@ export interface LayerOverride {
 }
 
 export interface KeepDenseConfig {
-  embedding?: boolean;
   lmHead?: boolean;
   depthwiseConv?: boolean;
 }
@@ -89,6 +89,8 @@ export interface KeepDenseConfig {
 export interface ResolvedConfig {
   checkpoint: string;
   output: string;
+  /** The repository variant (`model_fp16`), null: the only float one. */
+  variant: string | null;
   tokenizer: string;
   method: MethodName;
   sparsity: number;
@@ -129,22 +131,49 @@ export class ConfigError extends Error {
  * jsonc); no trailing commas. A syntax error becomes a ConfigError at `$` with line and column.
  */
 export function parseConfigText(text: string): unknown {
-  const tooBig = configSizeProblem(text.length);
-  if (tooBig) throw new ConfigError([tooBig], 'limit-exceeded');
-  // Comments become spaces, so JSON.parse's positions still point into the text as written.
-  text = blankComments(text);
+  // Size and depth first: jsonc-parser's parser is recursive, and a 100 MB string would cost minutes.
+  const heavy = heavyTextProblem(text);
+  if (heavy) throw new ConfigError([heavy], 'limit-exceeded');
+  const { plain, error } = readJsonc(text);
+  if (error) throw syntaxError(text, error.offset, humanize(printParseErrorCode(error.error)));
+  // The value comes from JSON.parse, which keeps a "__proto__" key as a plain property the schema rejects
+  // (jsonc-parser's parse assigns keys, making it the object's prototype).
   try {
-    return JSON.parse(text);
+    return JSON.parse(plain);
   } catch (e) {
-    const message = (e as Error).message;
-    const at = /position (\d+)/.exec(message);
-    let where = '';
-    if (at && !/line \d+/.test(message)) {
-      const before = text.slice(0, Number(at[1])).split('\n');
-      where = ` (line ${before.length}, column ${before[before.length - 1].length + 1})`;
-    }
-    throw new ConfigError([{ path: '$', message: `not valid JSON: ${message}${where}` }]);
+    const at = /position (\d+)/.exec((e as Error).message);
+    throw syntaxError(text, at ? Number(at[1]) : 0, (e as Error).message);
   }
+}
+
+/**
+ * The text with every comment blanked to spaces (line breaks kept, so offsets, lines and columns stay; jsonc-parser's
+ * stripComments shifts them in 3.3.1), and its first syntax error.
+ */
+export function readJsonc(text: string): { plain: string; error?: ParseError } {
+  const parts: string[] = [];
+  let last = 0;
+  let error: ParseError | undefined;
+  const onComment = (offset: number, length: number) => {
+    parts.push(text.slice(last, offset), text.slice(offset, offset + length).replace(/[^\r\n]/g, ' '));
+    last = offset + length;
+  };
+  const onError = (code: ParseErrorCode, offset: number, length: number) => {
+    error ??= { error: code, offset, length };
+  };
+  visit(text, { onComment, onError }, { allowTrailingComma: false });
+  parts.push(text.slice(last));
+  return { plain: parts.join(''), error };
+}
+
+function syntaxError(text: string, offset: number, what: string): ConfigError {
+  const before = text.slice(0, offset).split('\n');
+  return new ConfigError([{ path: '$', message: `not valid JSON: ${what} (line ${before.length}, column ${before[before.length - 1].length + 1})` }]);
+}
+
+/** "PropertyNameExpected" → "property name expected". */
+function humanize(code: string): string {
+  return code.replace(/(?<=[a-z])(?=[A-Z])/g, ' ').toLowerCase();
 }
 
 /**
@@ -166,7 +195,7 @@ export function resolveConfig(raw: unknown, baseDir: string): ResolvedConfig {
 export function resolveConfigLeniently(raw: unknown, baseDir: string): { config: ResolvedConfig; problems: SchemaProblem[] } {
   const limits = limitProblems(raw);
   if (limits.length > 0) throw new ConfigError(limits, 'limit-exceeded');
-  const problems = validateSchema(PRUNE_CONFIG_SCHEMA, raw);
+  const problems = validateSchema(PRUNE_CONFIG_SCHEMA, raw).map(explainRemoved);
   if (problems.length > 0) throw new ConfigError(problems);
   const filled = withDefaults(PRUNE_CONFIG_SCHEMA, raw) as Omit<ResolvedConfig, 'output' | 'tokenizer'> & {
     $schema?: string;
@@ -175,17 +204,21 @@ export function resolveConfigLeniently(raw: unknown, baseDir: string): { config:
   };
   delete filled.$schema; // where an editor found the schema: not part of the run
 
-  const checkpoint = resolvePath(baseDir, filled.checkpoint);
+  const paths = pathsOf(baseDir);
+  const resolve = (p: string) => paths.resolve(baseDir, paths === path.posix && !p.startsWith('/') ? p.replace(/\\/g, '/') : p);
+  const checkpoint = resolve(filled.checkpoint);
   // A .onnx file is the model itself; anything else is the folder holding model.onnx.
   const isFile = /\.onnx$/i.test(checkpoint);
-  const modelDir = isFile ? dirnamePath(checkpoint) : checkpoint;
+  // A repository's onnx/<variant>.onnx has its tokenizer at the repository's root.
+  const fileDir = isFile ? paths.dirname(checkpoint) : checkpoint;
+  const modelDir = isFile && /[\\/]onnx$/.test(fileDir) ? paths.dirname(fileDir) : fileDir;
   const config: ResolvedConfig = {
     ...filled,
     checkpoint,
-    output: filled.output === null ? defaultOutput(checkpoint, isFile, filled) : resolvePath(baseDir, filled.output),
-    tokenizer: filled.tokenizer === null ? joinPath(modelDir, 'tokenizer.json') : resolvePath(baseDir, filled.tokenizer),
-    calibration: filled.calibration && { ...filled.calibration, path: resolvePath(baseDir, filled.calibration.path) },
-    evaluation: filled.evaluation && { ...filled.evaluation, path: resolvePath(baseDir, filled.evaluation.path) },
+    output: filled.output === null ? defaultOutput(paths, checkpoint, isFile, filled) : resolve(filled.output),
+    tokenizer: filled.tokenizer === null ? paths.join(modelDir, 'tokenizer.json') : resolve(filled.tokenizer),
+    calibration: filled.calibration && { ...filled.calibration, path: resolve(filled.calibration.path) },
+    evaluation: filled.evaluation && { ...filled.evaluation, path: resolve(filled.evaluation.path) },
   };
 
   return { config, problems: ruleProblems(config, modelDir) };
@@ -209,11 +242,28 @@ function jointSearchProblems(c: ResolvedConfig): SchemaProblem[] {
   return out;
 }
 
+/** Keys earlier versions accepted: an old config that sets one is told why it went, not just "unknown property". */
+const REMOVED_KEYS: Record<string, string> = {
+  '$.keepDense.embedding': 'removed: the token embedding is a lookup table, not a linear layer, so it is never pruned (the flag did nothing); delete this key',
+};
+
+function explainRemoved(p: SchemaProblem): SchemaProblem {
+  return Object.hasOwn(REMOVED_KEYS, p.path) ? { path: p.path, message: REMOVED_KEYS[p.path] } : p;
+}
+
+/**
+ * The paths of the config's own system, told by its folder: "/…" is POSIX (where a relative path's backslashes
+ * are separators too: a config written on Windows), "C:\…" or "\\server\share\…" Windows.
+ */
+function pathsOf(baseDir: string): path.PlatformPath {
+  return baseDir.startsWith('/') ? path.posix : path.win32;
+}
+
 /** `<folder>-apt-50` beside a model folder, `<name>-sparsegpt-2of4` beside a .onnx file. */
-function defaultOutput(checkpoint: string, isFile: boolean, c: Pick<ResolvedConfig, 'method' | 'pattern' | 'sparsity'>): string {
+function defaultOutput(paths: path.PlatformPath, checkpoint: string, isFile: boolean, c: Pick<ResolvedConfig, 'method' | 'pattern' | 'sparsity'>): string {
   const tag = c.pattern === 'unstructured' ? `${Math.round(c.sparsity * 100)}` : c.pattern.replace(':', 'of');
-  const stem = isFile ? basenamePath(checkpoint).replace(/\.onnx$/i, '') : basenamePath(checkpoint);
-  return joinPath(dirnamePath(checkpoint), `${stem}-${c.method}-${tag}`);
+  const stem = paths.basename(checkpoint, isFile ? paths.extname(checkpoint) : undefined);
+  return paths.join(paths.dirname(checkpoint), `${stem}-${c.method}-${tag}`);
 }
 
 /** What the schema cannot express. */
@@ -268,7 +318,7 @@ function ruleProblems(c: ResolvedConfig, modelDir: string): SchemaProblem[] {
 
 // ---------------------------------------------------------------------------------------------------------
 // Layer selection: which layers a config prunes, and how. Shared so the editor can preview exactly what the
-// backend will do. keepDense (embedding, LM head, depthwise convs) needs the graph and is applied by the pipeline
+// backend will do. keepDense (LM head, depthwise convs) needs the graph and is applied by the pipeline
 // before this: the names given here are those keepDense leaves prunable.
 
 /**

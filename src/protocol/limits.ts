@@ -71,23 +71,30 @@ export function configSizeProblem(bytes: number): SchemaProblem | null {
 }
 
 /**
- * Whether the editor should build no syntax tree of `text`: over the config size limit, or nesting deeper than
- * 2 · LIMITS.depth (tree builders recurse per level). One linear scan; brackets inside strings are skipped.
+ * The problem of a config text no parser should see: over the size limit, or nesting deeper than 2 · LIMITS.depth
+ * (jsonc-parser's parser recurses per level and overflows the stack near 10 000). One linear scan; brackets
+ * inside strings are skipped. Shallower excess nesting is left to limitProblems, which names the JSON path.
  */
-export function tooHeavyForEditor(text: string): boolean {
-  if (text.length > LIMITS.configBytes) return true;
+export function heavyTextProblem(text: string): SchemaProblem | null {
+  const tooBig = configSizeProblem(text.length);
+  if (tooBig) return tooBig;
   let depth = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
     if (c === '"') {
       for (i++; i < text.length && text[i] !== '"' && text[i] !== '\n'; i++) if (text[i] === '\\') i++;
     } else if (c === '{' || c === '[') {
-      if (++depth > 2 * LIMITS.depth) return true;
+      if (++depth > 2 * LIMITS.depth) return { path: '$', message: `nests deeper than ${2 * LIMITS.depth} levels; a prune config has at most ${LIMITS.depth}` };
     } else if (c === '}' || c === ']') {
       depth = Math.max(0, depth - 1);
     }
   }
-  return false;
+  return null;
+}
+
+/** Whether the editor should build no syntax tree of `text` (see heavyTextProblem). */
+export function tooHeavyForEditor(text: string): boolean {
+  return heavyTextProblem(text) !== null;
 }
 
 /** C(m, n), or Infinity once it passes `cap` (never computes a huge number). */

@@ -80,14 +80,14 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
 
 let packaged: Promise<string> | undefined;
 
-/** `npm run package` (production build + linux-x64 VSIX) into a temp folder, once per test process. */
+/** `npm run package` (production build + this machine's VSIX) into a temp folder, once per test process. */
 export function packageVsix(): Promise<string> {
   packaged ??= (async () => {
     const t0 = Date.now();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prunekit-vsix-'));
     process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
     const out = path.join(dir, 'prunekit.vsix');
-    await execFileAsync('npm', ['run', 'package', '--', '--out', out], { cwd: repoRoot, maxBuffer: 64 << 20 });
+    await execFileAsync('npm', ['run', 'package', '--', '--target', `${process.platform}-${process.arch}`, '--out', out], { cwd: repoRoot, maxBuffer: 64 << 20 });
     log(`packaged ${path.relative(os.tmpdir(), out)} (${(fs.statSync(out).size / 2 ** 20).toFixed(1)} MB) in ${since(t0)}`);
     return out;
   })();
@@ -536,24 +536,6 @@ export class VsCode {
       }, 500);
     } catch (e) {
       throw new Error(`${(e as Error).message}; problems: [${last.join(' | ')}]`);
-    }
-  }
-
-  /** The visible text of the Output panel (the channel it shows now). */
-  outputText(): Promise<string> {
-    return monacoText(this.page.locator('.panel .output-view .monaco-editor .view-lines .view-line'));
-  }
-
-  /** Polls the Output panel until its text matches. */
-  async waitForOutput(match: RegExp, timeoutMs: number): Promise<string> {
-    let last = '';
-    try {
-      return await waitFor(`output matching ${match}`, timeoutMs, async () => {
-        last = await this.outputText();
-        return match.test(last) ? last : undefined;
-      }, 500);
-    } catch (e) {
-      throw new Error(`${(e as Error).message}; output shows:\n${last}`);
     }
   }
 

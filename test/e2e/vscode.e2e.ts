@@ -49,21 +49,16 @@ describe('PruneKit in a real VS Code (code-server)', { timeout: 20 * 60_000 }, (
     const commands = await vs.step('palette lists PruneKit', () => vs.paletteCommands('PruneKit'));
     assert.ok(commands.includes(DEMO_TITLE), `palette shows: ${commands.join(' | ')}`);
 
-    // The demo generates a random Llama-shaped model (4 blocks of 7 projections) and prunes it with APT in the
-    // backend process. Before the UI of issue 4 it prints to the Output channel; with it, it opens a run panel.
+    // The demo generates a random Llama-shaped model (4 blocks of 7 projections), prunes it with APT in the
+    // backend process and shows the run in a run panel.
     await vs.runCommand(DEMO_TITLE);
-    if (hasRunUi(vs)) {
-      const panel = vs.webview();
-      await vs.step('demo run panel', () =>
-        waitUntil('the demo to prune its 28 layers', 5 * 60_000, async () => (await panel.locator('#progress').getAttribute('data-layers-done')) === '28'));
-      assert.equal(await panel.locator('#progress').getAttribute('data-layers-total'), '28');
-      assert.match((await panel.locator('#header [data-field="method"]').textContent()) ?? '', /apt/i);
-      await vs.runCommand('View: Close Editor'); // the demo's panel: the main flow reads its own
-    } else {
-      const output = await vs.step('demo output', () => vs.waitForOutput(/prunekit demo exited with code \d+/, 5 * 60_000));
-      assert.match(output, /prunekit demo exited with code 0/);
-      assert.match(output, /done in [\d.]+ s: 28 layers, sparsity 0\.500/);
-    }
+    assertRunUi(vs);
+    const panel = vs.webview();
+    await vs.step('demo run panel', () =>
+      waitUntil('the demo to prune its 28 layers', 5 * 60_000, async () => (await panel.locator('#progress').getAttribute('data-layers-done')) === '28'));
+    assert.equal(await panel.locator('#progress').getAttribute('data-layers-total'), '28');
+    assert.match((await panel.locator('#header [data-field="method"]').textContent()) ?? '', /apt/i);
+    await vs.runCommand('View: Close Editor'); // the demo's panel: the main flow reads its own
   }));
 
   test('the installed VSIX carries the CUDA installer: offline, Set Up GPU fails as "offline", not "incomplete"', async () => {
@@ -96,33 +91,24 @@ describe('PruneKit in a real VS Code (code-server)', { timeout: 20 * 60_000 }, (
     await vs.screenshot('e2e-problems');
   }));
 
-  test('main flow: Prune Model… → config → Run → live run panel → Runs view → layer-name completions', async (t) => {
+  test('main flow: Prune Model… → config → Run → live run panel → Runs view → layer-name completions', async () => {
     const vs = session();
-    if (!hasRunUi(vs)) {
-      t.skip('the packaged extension has no prunekit.pruneModel yet (the UI of issue 4 is not merged); runs once it is');
-      return;
-    }
+    assertRunUi(vs);
     await vs.step('main flow', () => mainFlow(vs));
   });
 
-  test('a Hugging Face folder: Explorer → Prune Model… → Run → both perplexities, a safetensors folder out', async (t) => {
+  test('a Hugging Face folder: Explorer → Prune Model… → Run → both perplexities, a safetensors folder out', async () => {
     const vs = session();
-    if (!hasRunUi(vs)) {
-      t.skip('the packaged extension has no prunekit.pruneModel yet');
-      return;
-    }
+    assertRunUi(vs);
     const folder = vs.file(WORKSPACE.hfFolder);
     const configFile = await pruneFromExplorer(vs, WORKSPACE.hfFolder, [folder]);
     await vs.step('the Hugging Face run finishes', () => waitForRunEnd(vs));
     await assertFinishedRun(vs, configFile);
   });
 
-  test('a Mamba folder: Explorer → Prune Model… → Run → both perplexities', async (t) => {
+  test('a Mamba folder: Explorer → Prune Model… → Run → both perplexities', async () => {
     const vs = session();
-    if (!hasRunUi(vs)) {
-      t.skip('the packaged extension has no prunekit.pruneModel yet');
-      return;
-    }
+    assertRunUi(vs);
     const configFile = await pruneFromExplorer(vs, WORKSPACE.mambaFolder, [vs.file(WORKSPACE.mambaFolder)]);
     await vs.step('the Mamba run finishes', () => waitForRunEnd(vs));
     await assertFinishedRun(vs, configFile, MAMBA_LAYERS);
@@ -254,9 +240,9 @@ async function assertFinishedRun(vs: VsCode, configFile: string, layers = FIXTUR
   assert.ok(fs.readdirSync(output).some((f) => f === 'model.onnx' || f.endsWith('.safetensors')), `no pruned model at ${output}`);
 }
 
-/** Whether the installed extension has the UI of issue 4 (Explorer menu, run panel, Runs view). */
-function hasRunUi(vs: VsCode): boolean {
-  return vs.manifest.commands.includes('prunekit.pruneModel');
+/** The installed extension has the run UI these flows drive (a command gone from the manifest fails them). */
+function assertRunUi(vs: VsCode): void {
+  assert.ok(vs.manifest.commands.includes('prunekit.pruneModel'), `the packaged extension has no prunekit.pruneModel; its commands: ${vs.manifest.commands.join(', ')}`);
 }
 
 /** Every *.prune.json under `dir`. */

@@ -73,3 +73,15 @@ export async function checkpointLogits(engine: Engine, ckpt: Checkpoint, ids: nu
     await s.release();
   }
 }
+
+/** Max |graph − float64| over the real positions (the reference leaves padded ones NaN), and the logits' scale. */
+export function compareLogits(got: Float32Array, ref: Float64Array): { worst: number; scale: number } {
+  let worst = 0;
+  let scale = 0;
+  for (let i = 0; i < ref.length; i++) {
+    if (Number.isNaN(ref[i])) continue;
+    worst = Math.max(worst, Math.abs(got[i] - ref[i]));
+    scale = Math.max(scale, Math.abs(ref[i]));
+  }
+  return { worst, scale };
+}

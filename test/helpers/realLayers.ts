@@ -12,8 +12,8 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { mulberry32 } from '../../src/backend/data/tokens';
-import { HessianAccumulator } from '../../src/backend/calibration/hessian';
+import { mulberry32 } from '../../src/backend/random';
+import { HessianAccumulator } from './hessian';
 import { DataType, decodeModel, ModelProto, TensorProto } from '../../src/backend/onnx/proto';
 import type { Engine } from '../../src/backend/onnx/session';
 

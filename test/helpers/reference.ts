@@ -1,38 +1,25 @@
-// Independent float64 reference implementations for the tests, written from the math in
-// shared/docs/algorithms.md (§1.3 closed form, §2.2 SparseGPT's fasterprune), not from src/.
+// Float64 helpers for the tests: random problems, dense linear algebra, the fixed-mask optimum (algorithms.md §1.3)
+// and the loss. The float64 readings of the methods themselves live beside them in src (methods/*.reference.ts), and
+// so does the one small SPD solve (linalg/cholesky.ts), re-exported here.
 // Everything here is plain, unblocked, O(n³) float64 JS: slow but obviously correct at test sizes.
 // Conventions: matrices are row-major Float64Array; W is (rows, cols); H is (cols, cols); mask 1 = pruned.
+
+import { choleskyUpper, choleskyWithInverse, dampedCholeskyFactor, spdInverse, spdSolve } from '../../src/backend/linalg/cholesky';
+import { Kernels, mat } from '../../src/backend/linalg/kernels';
+import { prepareHessian } from '../../src/backend/methods/sparsegpt.reference';
+import { SeededRandom } from '../../src/backend/random';
+
+export { choleskyUpper, spdInverse, spdSolve };
+export { prepareHessian };
+export { sparsegptReference } from '../../src/backend/methods/sparsegpt.reference';
 
 // ---------------------------------------------------------------------------------------------------------
 // Random numbers
 
-/** Seeded generator: mulberry32 uniforms and Box–Muller normals. */
-export class Rng {
-  private s: number;
-  private spare: number | undefined;
-
+/** The project's seeded stream (src/backend/random.ts), plus permutations. */
+export class Rng extends SeededRandom {
   constructor(seed: number) {
-    this.s = (seed ^ 0x9e3779b9) >>> 0;
-  }
-
-  uniform(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  }
-
-  normal(): number {
-    if (this.spare !== undefined) {
-      const v = this.spare;
-      this.spare = undefined;
-      return v;
-    }
-    const r = Math.sqrt(-2 * Math.log(this.uniform()));
-    const a = 2 * Math.PI * this.uniform();
-    this.spare = r * Math.sin(a);
-    return r * Math.cos(a);
+    super(seed ^ 0x9e3779b9);
   }
 
   /** A uniformly random permutation of 0..n-1. */
@@ -68,86 +55,14 @@ export function transpose(A: ArrayLike<number>, r: number, c: number): Float64Ar
   return T;
 }
 
-export class NotSpdError extends Error {}
-
-/** Lower Cholesky factor L (A = L·Lᵀ) of a symmetric positive definite n×n matrix, as a new array. */
-export function choleskyLower(A: ArrayLike<number>, n: number): Float64Array {
-  const L = new Float64Array(n * n);
-  for (let j = 0; j < n; j++) {
-    let d = A[j * n + j];
-    for (let k = 0; k < j; k++) d -= L[j * n + k] * L[j * n + k];
-    if (!(d > 0)) throw new NotSpdError(`not positive definite at pivot ${j} (${d})`);
-    const ljj = Math.sqrt(d);
-    L[j * n + j] = ljj;
-    for (let i = j + 1; i < n; i++) {
-      let s = A[i * n + j];
-      for (let k = 0; k < j; k++) s -= L[i * n + k] * L[j * n + k];
-      L[i * n + j] = s / ljj;
-    }
-  }
-  return L;
-}
-
-/** Upper factor U with A = Uᵀ·U (torch.linalg.cholesky(A, upper=True)): U = Lᵀ. */
-export function choleskyUpper(A: ArrayLike<number>, n: number): Float64Array {
-  return transpose(choleskyLower(A, n), n, n);
-}
-
-/** Solves A·X = B for SPD A (n×n) and B (n×m), via Cholesky. */
-export function spdSolve(A: ArrayLike<number>, n: number, B: ArrayLike<number>, m: number): Float64Array {
-  const L = choleskyLower(A, n);
-  const X = Float64Array.from(B);
-  for (let c = 0; c < m; c++) {
-    for (let i = 0; i < n; i++) {
-      let s = X[i * m + c];
-      for (let k = 0; k < i; k++) s -= L[i * n + k] * X[k * m + c];
-      X[i * m + c] = s / L[i * n + i];
-    }
-    for (let i = n - 1; i >= 0; i--) {
-      let s = X[i * m + c];
-      for (let k = i + 1; k < n; k++) s -= L[k * n + i] * X[k * m + c];
-      X[i * m + c] = s / L[i * n + i];
-    }
-  }
-  return X;
-}
-
-/** Explicit inverse of an SPD matrix (symmetrised). */
-export function spdInverse(A: ArrayLike<number>, n: number): Float64Array {
-  const I = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) I[i * n + i] = 1;
-  const X = spdSolve(A, n, I, n);
-  for (let i = 0; i < n; i++) {
-    for (let j = i + 1; j < n; j++) {
-      const v = 0.5 * (X[i * n + j] + X[j * n + i]);
-      X[i * n + j] = v;
-      X[j * n + i] = v;
-    }
-  }
-  return X;
-}
-
 /**
  * Extreme eigenvalue estimates of an SPD matrix: power iteration on A for λmax and on A⁻¹ (Cholesky solves)
  * for λmin. Both are inner estimates (λmax from below, λmin from above), so `cond` is a lower bound.
  */
 export function extremeEigenvalues(A: ArrayLike<number>, n: number, iterations = 100, seed = 7): { max: number; min: number; cond: number } {
-  const L = choleskyLower(A, n);
+  const Ainv = spdInverse(A, n);
   const applyA = (v: Float64Array): Float64Array => matmul(A, v, n, n, 1);
-  const applyInv = (v: Float64Array): Float64Array => {
-    const x = Float64Array.from(v);
-    for (let i = 0; i < n; i++) {
-      let s = x[i];
-      for (let k = 0; k < i; k++) s -= L[i * n + k] * x[k];
-      x[i] = s / L[i * n + i];
-    }
-    for (let i = n - 1; i >= 0; i--) {
-      let s = x[i];
-      for (let k = i + 1; k < n; k++) s -= L[k * n + i] * x[k];
-      x[i] = s / L[i * n + i];
-    }
-    return x;
-  };
+  const applyInv = (v: Float64Array): Float64Array => matmul(Ainv, v, n, n, 1);
   const power = (apply: (v: Float64Array) => Float64Array): number => {
     const rng = new Rng(seed);
     let v: Float64Array = Float64Array.from({ length: n }, () => rng.normal());
@@ -305,128 +220,8 @@ export function matrixWithSpectrum(eigs: number[], seed: number, reflections = 6
   return A;
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// SparseGPT's preparation of H (algorithms.md §2.2 steps 2–3)
-
-export interface PreparedHessian {
-  /** (cols, cols) float64: dead diagonals set to 1, then λ added to the diagonal. */
-  Hd: Float64Array;
-  dead: number[];
-  lambda: number;
-}
-
-export function prepareHessian(H: ArrayLike<number>, cols: number, damp: number): PreparedHessian {
-  const Hd = Float64Array.from(H);
-  const dead: number[] = [];
-  for (let j = 0; j < cols; j++) {
-    if (Hd[j * cols + j] === 0) {
-      dead.push(j);
-      Hd[j * cols + j] = 1;
-    }
-  }
-  let mean = 0;
-  for (let j = 0; j < cols; j++) mean += Hd[j * cols + j];
-  mean /= cols;
-  const lambda = damp * mean;
-  for (let j = 0; j < cols; j++) Hd[j * cols + j] += lambda;
-  return { Hd, dead, lambda };
-}
-
+/** A pattern as the tests list them. */
 export type RefPattern = { sparsity: number } | { n: number; m: number };
-
-export interface SparseGptResult {
-  /** (rows, cols) pruned weights, float64. */
-  W: Float64Array;
-  mask: Uint8Array;
-  /** Σ (w−q)²/d² / 2: SparseGPT's own error estimate. */
-  loss: number;
-  /** Unstructured: per block, the index k = floor(numel·s) and the number of scores <= sorted[k]. */
-  blocks: { start: number; width: number; k: number; pruned: number }[];
-  dead: number[];
-}
-
-/**
- * SparseGPT's fasterprune in float64, literally as algorithms.md §2.2:
- * Hinv = upper Cholesky factor of inv(H_damped) (explicit inverse, then Cholesky); per block an adaptive
- * unstructured mask w²/Hinv_jj² with thresh = sorted[floor(numel·s)] and `<=`; or N:M chosen inside the
- * column loop on the compensated weights (ties: leftmost first); then column-by-column OBS updates and
- * a lazy update of later blocks. One deliberate difference from the Python: a trailing partial N:M group
- * (cols % M != 0) stays dense, as PruneKit specifies. `blockSize` must be a multiple of M for N:M.
- * `fixedMask` skips mask selection.
- */
-export function sparsegptReference(
-  W32: ArrayLike<number>, H32: ArrayLike<number>, rows: number, cols: number,
-  pattern: RefPattern, blockSize = 128, damp = 0.01, fixedMask?: Uint8Array,
-): SparseGptResult {
-  const nm = 'n' in pattern ? pattern : undefined;
-  if (nm && blockSize % nm.m !== 0) throw new Error(`reference: blockSize ${blockSize} is not a multiple of M=${nm.m}`);
-  const W = Float64Array.from(W32);
-  const { Hd, dead } = prepareHessian(H32, cols, damp);
-  for (const j of dead) for (let r = 0; r < rows; r++) W[r * cols + j] = 0;
-  const Hinv = choleskyUpper(spdInverse(Hd, cols), cols); // H⁻¹ = UᵀU
-  const mask = new Uint8Array(rows * cols);
-  const denseFrom = nm ? cols - (cols % nm.m) : cols;
-  let loss = 0;
-  const blocks: SparseGptResult['blocks'] = [];
-
-  for (let i1 = 0; i1 < cols; i1 += blockSize) {
-    const i2 = Math.min(i1 + blockSize, cols);
-    const count = i2 - i1;
-    const W1 = new Float64Array(rows * count);
-    for (let r = 0; r < rows; r++) for (let k = 0; k < count; k++) W1[r * count + k] = W[r * cols + i1 + k];
-    const d = (k: number): number => Hinv[(i1 + k) * cols + i1 + k];
-    const mask1 = new Uint8Array(rows * count);
-    if (fixedMask) {
-      for (let r = 0; r < rows; r++) for (let k = 0; k < count; k++) mask1[r * count + k] = fixedMask[r * cols + i1 + k];
-    } else if (!nm) {
-      const s = (pattern as { sparsity: number }).sparsity;
-      const tmp = new Float64Array(rows * count);
-      for (let r = 0; r < rows; r++) for (let k = 0; k < count; k++) tmp[r * count + k] = W1[r * count + k] ** 2 / d(k) ** 2;
-      const sorted = Float64Array.from(tmp).sort();
-      const k = Math.floor(tmp.length * s);
-      const thresh = sorted[k];
-      let pruned = 0;
-      for (let i = 0; i < tmp.length; i++) if (tmp[i] <= thresh) { mask1[i] = 1; pruned++; }
-      blocks.push({ start: i1, width: count, k, pruned });
-    }
-    const Err1 = new Float64Array(rows * count);
-    for (let i = 0; i < count; i++) {
-      if (nm && !fixedMask && i % nm.m === 0 && i1 + i + nm.m <= denseFrom) {
-        for (let r = 0; r < rows; r++) {
-          const idx = Array.from({ length: nm.m }, (_, j) => j);
-          const score = idx.map((j) => W1[r * count + i + j] ** 2 / d(i + j) ** 2);
-          idx.sort((a, b) => score[a] - score[b] || a - b); // stable: leftmost first among equal scores
-          for (let t = 0; t < nm.n; t++) mask1[r * count + i + idx[t]] = 1;
-        }
-      }
-      const dii = d(i);
-      for (let r = 0; r < rows; r++) {
-        const w = W1[r * count + i];
-        const q = mask1[r * count + i] ? 0 : w;
-        loss += (w - q) ** 2 / dii ** 2 / 2;
-        const err = (w - q) / dii;
-        Err1[r * count + i] = err;
-        if (err === 0) continue;
-        for (let j = i; j < count; j++) W1[r * count + j] -= err * Hinv[(i1 + i) * cols + i1 + j];
-        W1[r * count + i] = q; // exact (the update above gives q up to round-off)
-      }
-    }
-    for (let r = 0; r < rows; r++) {
-      for (let k = 0; k < count; k++) {
-        W[r * cols + i1 + k] = W1[r * count + k];
-        mask[r * cols + i1 + k] = mask1[r * count + k];
-      }
-      // Lazy update: W[:, i2:] −= Err1 · Hinv[i1:i2, i2:]
-      for (let k = 0; k < count; k++) {
-        const e = Err1[r * count + k];
-        if (e === 0) continue;
-        const hrow = (i1 + k) * cols;
-        for (let j = i2; j < cols; j++) W[r * cols + j] -= e * Hinv[hrow + j];
-      }
-    }
-  }
-  return { W, mask, loss, blocks, dead };
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // The fixed-mask optimum (algorithms.md §1.3) and the loss
@@ -500,4 +295,21 @@ export function quadLoss(W0: ArrayLike<number>, W: ArrayLike<number>, H: ArrayLi
     }
   }
   return 0.5 * total;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The inverse-Hessian factor U (H_damped⁻¹ = UᵀU), SparseGPT's Hinv, in fp32 as the fast path computes its blocks
+
+/** U = J·L⁻¹·J with L·Lᵀ = J·H_damped·J (J the reversal), by the blocked choleskyWithInverse, at the dampening that
+ *  dampedCholeskyFactor settles on (its dead columns, retries and notes are returned too). */
+export async function dampedInverseFactor(H: Float32Array, n: number, dampening: number, k: Kernels) {
+  const { dead, dampening: used, notes } = await dampedCholeskyFactor(H, n, dampening, k);
+  const { Hd } = prepareHessian(H, n, used);
+  const reversed = (a: ArrayLike<number>) => Float32Array.from({ length: n * n }, (_, i) => a[n * n - 1 - i]);
+  const { X } = await choleskyWithInverse(mat(n, n, reversed(Hd)), k);
+  const U = mat(n, n, reversed(X.data));
+  const row = (r: number, c0: number, c1: number, dst: Float32Array | Float64Array, offset = 0): void => {
+    for (let c = c0; c < c1; c++) dst[offset + c - c0] = U.data[r * n + c];
+  };
+  return { U: { rows: n, cols: n, toMat: () => U, row }, dead, dampening: used, notes };
 }

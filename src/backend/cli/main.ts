@@ -7,9 +7,11 @@ import { parseArgs } from 'node:util';
 import { ConfigError, parseConfigText, resolveConfig } from '../../protocol/config';
 import { Event, EventOf, formatEvent, makeEvent } from '../../protocol/events';
 import { configSizeProblem } from '../../protocol/limits';
-import { DataError, mulberry32 } from '../data/tokens';
+import { DataError } from '../data/tokens';
+import { mulberry32 } from '../random';
 import { openCheckpoint } from '../formats/checkpoint';
 import { removeTemporaries } from '../formats/atomicFolder';
+import { cancelOnRequest } from './cancelOnRequest';
 import { CheckpointError } from '../formats/onnxCheckpoint';
 import { PruneError } from '../methods/types';
 import { buildLlamaModel, randomLlamaWeights } from '../models/llama';
@@ -40,6 +42,7 @@ prune options (flags override the config file):
   --eval-seqlen N      evaluation window (default: the calibration seqlen)
   --max-windows N      evaluate at most N windows
   --out DIR            output folder (default beside the input)
+  --variant V          in a repository folder (onnx/model.onnx, onnx/model_fp16.onnx, …): the float variant to prune
   --overwrite          replace an existing output folder
   --json               NDJSON events on stdout (logs on stderr)
 common options:
@@ -62,6 +65,7 @@ const OPTIONS = {
   'eval-seqlen': { type: 'string' },
   'max-windows': { type: 'string' },
   out: { type: 'string' },
+  variant: { type: 'string' },
   overwrite: { type: 'boolean' },
   json: { type: 'boolean' },
   device: { type: 'string' },
@@ -81,20 +85,15 @@ function readConfigFile(file: string): string {
   return readFileSync(file, 'utf8');
 }
 
-/** The config: the file's (paths relative to it), then the flags on top (paths relative to the cwd). */
+/** The config: the file's (paths relative to it), then the flags on top (made absolute against the cwd, so they
+ *  mix with the file's). resolveConfig resolves the file's paths against its folder, on any platform's paths
+ *  (drive letters, UNC, either slash). */
 function buildConfig(checkpoint: string | undefined, f: Flags) {
   let raw: Record<string, unknown> = {};
   let baseDir = process.cwd();
   if (f.config) {
     raw = parseConfigText(readConfigFile(f.config)) as Record<string, unknown>;
     baseDir = path.dirname(path.resolve(f.config));
-    // Make the file's relative paths absolute now, so flags (relative to the cwd) can mix with them.
-    const r = (p: unknown) => (typeof p === 'string' ? path.resolve(baseDir, p) : p);
-    for (const k of ['checkpoint', 'output', 'tokenizer']) if (typeof raw[k] === 'string') raw[k] = r(raw[k]);
-    for (const k of ['calibration', 'evaluation'] as const) {
-      const v = raw[k] as Record<string, unknown> | null | false | undefined;
-      if (v && typeof v === 'object') raw[k] = { ...v, path: r(v.path) };
-    }
   }
   const set = (obj: Record<string, unknown>, key: string, v: unknown) => {
     if (v !== undefined) obj[key] = v;
@@ -104,6 +103,7 @@ function buildConfig(checkpoint: string | undefined, f: Flags) {
   set(raw, 'sparsity', num(f.sparsity));
   set(raw, 'pattern', f.pattern);
   set(raw, 'output', abs(f.out));
+  set(raw, 'variant', f.variant);
   set(raw, 'overwrite', f.overwrite);
   set(raw, 'device', f.device);
   set(raw, 'threads', num(f.threads));
@@ -214,6 +214,8 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
+  // The extension's cancel (every platform; Windows has no SIGTERM): a line on stdin, read when it is a pipe.
+  const stopWatching = f.json && !process.stdin.isTTY ? cancelOnRequest(process.stdin, () => controller.abort()) : () => {};
   const t0 = performance.now();
   try {
     const config = buildConfig(checkpoint, f);
@@ -227,11 +229,13 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
     }
     emit(failureEvent(e));
     return 1;
+  } finally {
+    stopWatching();
   }
 }
 
 async function inspect(checkpoint: string, f: Flags): Promise<number> {
-  const ckpt = openCheckpoint(checkpoint);
+  const ckpt = openCheckpoint(checkpoint, { variant: f.variant });
   const d = discoverLayers(ckpt.model);
   const inputs = inputSpecs(ckpt.model.graph.input, new Set(ckpt.model.graph.initializer.map((t) => t.name)));
   const info = {
@@ -249,6 +253,8 @@ async function inspect(checkpoint: string, f: Flags): Promise<number> {
       ...(l.keptDenseBy ? { keptDenseBy: l.keptDenseBy } : {}),
     })),
     notes: d.notes,
+    quantized: d.quantized,
+    warnings: d.warnings,
   };
   if (f.json) {
     process.stdout.write(JSON.stringify(info) + '\n');
@@ -264,6 +270,7 @@ async function inspect(checkpoint: string, f: Flags): Promise<number> {
   }
   for (const s of info.skipped) console.log(`left dense: ${s.name} ${s.shape.join('x')} ${s.op} (${s.reason})${s.keptDenseBy ? ` [opt-in: keepDense.${s.keptDenseBy} false prunes it]` : ''}`);
   for (const n of d.notes) console.log(`note: ${n}`);
+  for (const w of d.warnings) console.log(`warning: ${w}`);
   return 0;
 }
 

@@ -8,6 +8,7 @@
 import { Tokenizer } from '@huggingface/tokenizers';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { mulberry32 } from '../random';
 
 /** A data problem with the protocol code the CLI reports and the file it concerns. */
 export class DataError extends Error {
@@ -85,18 +86,6 @@ export function readTokens(file: string, tokenizer: TextTokenizer | undefined): 
     return Int32Array.from(out);
   }
   return Int32Array.from([...bos, ...tokenizer.encode(readFileSync(file, 'utf8'))]);
-}
-
-/** mulberry32: a small seeded PRNG, so a seed gives the same windows on every machine. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export interface Windows {

@@ -2,10 +2,13 @@
 // `<out>.tmp-<pid>` (temporaryFolderOf; bounded chunked writes with cancel checks and hooks) and renamed into place when complete; a
 // failure or a cancel removes the temporary folder and leaves any previous output as it was.
 
-import { lstatSync, readdirSync, realpathSync, rmSync } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync } from 'node:fs';
 import { FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
+import { temporaryFolderOf } from '../../protocol/outputTemporaries';
 import { CheckpointError, errnoCode } from './errors';
+
+export { removeTemporaries, spillFileOf, temporaryFolderOf } from '../../protocol/outputTemporaries';
 
 export interface WriteHooks {
   /** Called after each chunk written into the temporary folder. Throwing aborts the write (tests inject failures here). */
@@ -14,6 +17,15 @@ export interface WriteHooks {
   beforeCommit?(tmpDir: string): void | Promise<void>;
 }
 
+/** The file-system calls that put a finished folder into place (tests fake Windows' rename with them). */
+export interface FolderRenames {
+  platform: NodeJS.Platform;
+  rename(from: string, to: string): Promise<void>;
+  rm(target: string): Promise<void>;
+}
+
+const NODE_RENAMES: FolderRenames = { platform: process.platform, rename, rm: (target) => rm(target, { recursive: true, force: true }) };
+
 export interface FolderWriteOptions {
   overwrite: boolean;
   /** A file every folder this tool writes holds: an existing output without it is never overwritten. */
@@ -21,22 +33,7 @@ export interface FolderWriteOptions {
   chunkSize: number;
   signal?: AbortSignal;
   hooks?: WriteHooks;
-}
-
-/** The folder an output is built in before it is renamed into place. */
-export function temporaryFolderOf(out: string): string {
-  return `${path.resolve(out)}.tmp-${process.pid}`;
-}
-
-/** The run's scratch file beside it (pruned weights spilled until the writer copies them into the output). */
-export function spillFileOf(out: string): string {
-  return `${path.resolve(out)}.spill-${process.pid}`;
-}
-
-/** Removes what a run of this process leaves beside `out` until it finishes (for an exit that skips `finally`). */
-export function removeTemporaries(out: string): void {
-  rmSync(temporaryFolderOf(out), { recursive: true, force: true });
-  rmSync(spillFileOf(out), { force: true });
+  renames?: FolderRenames;
 }
 
 /** True when `inner` is `outer` or inside it. */
@@ -167,6 +164,49 @@ export class Sink {
 }
 
 /**
+ * Renames the finished `tmp` to `out`. A rename onto an existing folder fails on Windows (and replaces only an
+ * empty one elsewhere), so a previous output is moved aside first, then the new one renamed in (the old one moved
+ * back if that fails), then the old one removed.
+ */
+async function moveIntoPlace(tmp: string, out: string, warnings: string[], fs: FolderRenames): Promise<void> {
+  let old: string | undefined;
+  if (exists(out)) {
+    old = `${out}.old-${process.pid}`;
+    await fs.rm(old);
+    await renameRetrying(out, old, fs);
+  }
+  try {
+    await renameRetrying(tmp, out, fs);
+  } catch (e) {
+    if (old) await renameRetrying(old, out, fs);
+    throw e;
+  }
+  if (old) {
+    try {
+      await fs.rm(old);
+    } catch (e) {
+      warnings.push(`the previous output was moved to ${old} but could not be removed: ${(e as Error).message}`);
+    }
+  }
+}
+
+/** Windows refuses to rename a folder while another process has a file in it open (a virus scanner, an indexer,
+ *  an editor's file watcher, usually for milliseconds): retried there for up to about 3 s, as graceful-fs does. */
+const WINDOWS_RENAME_RETRIES_MS = [50, 100, 200, 400, 800, 1600];
+
+async function renameRetrying(from: string, to: string, fs: FolderRenames): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fs.rename(from, to);
+    } catch (e) {
+      const transient = fs.platform === 'win32' && ['EPERM', 'EACCES', 'EBUSY'].includes(errnoCode(e) ?? '') && attempt < WINDOWS_RENAME_RETRIES_MS.length;
+      if (!transient) throw e;
+      await new Promise((r) => setTimeout(r, WINDOWS_RENAME_RETRIES_MS[attempt]));
+    }
+  }
+}
+
+/**
  * Builds the folder `out`: `body` fills the temporary folder through the sink (setting `sink.current` before work
  * that is not a sink.file), then `hooks.beforeCommit` runs, then the folder is renamed into place (swapping out a
  * previous output only now). Returns body's result and warnings that did not fail the write.
@@ -189,25 +229,7 @@ export async function writeFolder<T>(out: string, opts: FolderWriteOptions, body
 
     sink.current = out;
     checkExistingOutput(out, opts.overwrite, opts.marker);
-    let old: string | undefined;
-    if (exists(out)) {
-      old = `${out}.old-${process.pid}`;
-      await rm(old, { recursive: true, force: true });
-      await rename(out, old);
-    }
-    try {
-      await rename(tmp, out);
-    } catch (e) {
-      if (old) await rename(old, out);
-      throw e;
-    }
-    if (old) {
-      try {
-        await rm(old, { recursive: true, force: true });
-      } catch (e) {
-        warnings.push(`the previous output was moved to ${old} but could not be removed: ${(e as Error).message}`);
-      }
-    }
+    await moveIntoPlace(tmp, out, warnings, opts.renames ?? NODE_RENAMES);
     return { result, warnings };
   } catch (e) {
     await sink.closeAll();

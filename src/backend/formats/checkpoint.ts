@@ -9,8 +9,9 @@ import type { DataType, ModelProto } from '../onnx/proto';
 import type { ModelSource } from '../onnx/session';
 import type { WriteHooks } from './atomicFolder';
 import { HfCheckpoint, isHfFolder, openHfCheckpoint } from './hfCheckpoint';
-import { MODEL_FILE, OnnxCheckpoint, openOnnxCheckpoint, OpenOptions } from './onnxReader';
-import { writeOnnxCheckpoint } from './onnxWriter';
+import { noPastGraph } from './mergedDecoder';
+import { OnnxCheckpoint, openOnnxCheckpoint, OpenOptions } from './onnxReader';
+import { outputModelFile, writeOnnxCheckpoint } from './onnxWriter';
 import type { Replacement } from './tensorSource';
 
 
@@ -46,14 +47,17 @@ export interface Checkpoint {
   write(out: string, replacements: ReadonlyMap<string, Replacement>, opts?: CheckpointWriteOptions): Promise<void>;
 }
 
-/** The ONNX front end: an OnnxCheckpoint as it is. */
+/** The ONNX front end: an OnnxCheckpoint as it is; a merged decoder's graph is seen through its no-past branch
+ *  (mergedDecoder.ts), while the file written is the merged one with the pruned weights. */
 export class OnnxFormat implements Checkpoint {
   readonly format = 'onnx' as const;
+  readonly model: ModelProto;
 
-  constructor(readonly onnx: OnnxCheckpoint) {}
+  constructor(readonly onnx: OnnxCheckpoint) {
+    this.model = noPastGraph(onnx.model) ?? onnx.model;
+  }
 
   get path(): string { return this.onnx.modelPath; }
-  get model(): ModelProto { return this.onnx.model; }
   get configPath(): string | undefined { return this.onnx.configPath; }
   get tokenizerPath(): string | undefined { return this.onnx.tokenizerPath; }
   get hasExternalData(): boolean { return this.onnx.hasExternalData; }
@@ -72,7 +76,7 @@ export class OnnxFormat implements Checkpoint {
       signal: opts.signal,
       hooks: {
         ...opts.hooks,
-        beforeCommit: async (tmp) => opts.beforeCommit?.({ dir: tmp, sessionSource: () => path.join(tmp, MODEL_FILE) }),
+        beforeCommit: async (tmp) => opts.beforeCommit?.({ dir: tmp, sessionSource: () => path.join(tmp, outputModelFile(this.onnx)) }),
       },
     });
   }

@@ -1,3 +1,5 @@
+// Why hand-written: Node 20 has no Float16Array, and its ponyfill @petamoriken/float16 converts through JS numbers
+// (NaN payloads lost) and has no bfloat16; these conversions are a few lines of bit arithmetic each.
 // Element types of ONNX tensors: sizes, and exact conversions between float32 and the 16-bit float formats.
 // Conversions work on bit patterns (Uint16/Uint32), never through JS numbers, so NaN payloads and signed zeros
 // survive and a float16 → float32 → float16 round trip returns the original bits for all 65,536 patterns.

@@ -21,13 +21,13 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { checkStoredShapes } from '../models/expected';
 import { HfFamily, hfFamily } from '../models/hf';
-import type { TensorRef } from '../models/llama';
+import type { TensorRef } from '../models/weights';
 import { DataType, encodeModel, ModelProto } from '../onnx/proto';
 import type { ModelSource } from '../onnx/session';
 import { checkNotInput, writeFolder } from './atomicFolder';
 import type { Checkpoint, CheckpointWriteOptions } from './checkpoint';
 import { CheckpointError } from './errors';
-import { SIDE_FILES } from './onnxReader';
+import { repositoryVariants, SIDE_FILES } from './onnxReader';
 import { DEFAULT_CHUNK_SIZE, RangeReader, withRangeReader } from './rangeReader';
 import { isFloatDtype, onnxTypeOf, readSafetensorsHeader, readTensorBytes, readTensorFloat32, SafetensorsEntry, SafetensorsHeader } from './safetensors';
 import { Replacement, replacementBytes, replacementElements } from './tensorSource';
@@ -47,13 +47,17 @@ function isFile(p: string): boolean {
   }
 }
 
-/** A folder with config.json and no ONNX model (no .onnx file in it, no onnx/model.onnx as Optimum lays them out):
+/** A folder with config.json and no ONNX model (no .onnx file in it, no float `onnx/*.onnx` as repositories lay them out):
  *  a Hugging Face checkpoint, whose safetensors files openHfCheckpoint then requires. */
 export function isHfFolder(dir: string): boolean {
   try {
     if (!statSync(dir).isDirectory()) return false;
-    if (!isFile(path.join(dir, CONFIG_FILE)) || isFile(path.join(dir, 'onnx', 'model.onnx'))) return false;
-    return !readdirSync(dir).some((f) => f.toLowerCase().endsWith('.onnx'));
+    if (!isFile(path.join(dir, CONFIG_FILE))) return false;
+    const files = readdirSync(dir);
+    // A repository with float ONNX variants opens as ONNX; one with only quantized variants too, unless it has safetensors.
+    const variants = repositoryVariants(dir);
+    if (variants && (variants.float.length > 0 || !files.some((f) => f.endsWith('.safetensors')))) return false;
+    return !files.some((f) => f.toLowerCase().endsWith('.onnx'));
   } catch {
     return false;
   }
@@ -169,7 +173,7 @@ export class HfCheckpoint implements Checkpoint {
     }
     const dtypes = new Map<string, number>();
     const weights = new Map<string, TensorRef>();
-    const stored = new Set(entries.keys());
+    const stored = new Map([...entries].map(([name, e]) => [name, e.dtype]));
     let shapes: Map<string, number[]>;
     try {
       shapes = checkStoredShapes(configFile, config, family.expectedTensors(config, stored), entries);

@@ -6,6 +6,7 @@
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
+import { splitVariants } from '../../protocol/variants';
 import { DataType, decodeModel, ModelProto, TensorProto } from '../onnx/proto';
 import { byteLengthOf, bytesToFloat32, dataTypeName, isFloatType } from './dtype';
 import { CheckpointError, errnoCode } from './errors';
@@ -25,7 +26,58 @@ export const SIDE_FILES = [
   'config.json', 'generation_config.json', 'genai_config.json', 'preprocessor_config.json',
 ];
 
+/** A model inside a repository folder: written back at the same place in the output (`onnx/<variant>.onnx`). */
+export interface Repository {
+  /** The folder holding config.json and `onnx/`. */
+  root: string;
+  /** The model file's name without `.onnx`: `model`, `model_fp16`, `decoder_model_merged`. */
+  variant: string;
+}
+
+/** The `.onnx` files of `<root>/onnx` as variant names, float and quantized apart; null when there are none. */
+export function repositoryVariants(root: string): { float: string[]; quantized: string[] } | null {
+  let files: string[];
+  try {
+    files = readdirSync(path.join(root, 'onnx'));
+  } catch {
+    return null;
+  }
+  const variants = splitVariants(files);
+  return variants.float.length + variants.quantized.length > 0 ? variants : null;
+}
+
+/** The repository a model file sits in (`<root>/onnx/x.onnx` with `<root>/config.json`), if any. */
+export function repositoryOf(modelPath: string): Repository | undefined {
+  const dir = path.dirname(modelPath);
+  if (path.basename(dir) !== 'onnx' || !isFile(path.join(dir, '..', 'config.json'))) return undefined;
+  return { root: path.dirname(dir), variant: path.basename(modelPath).replace(/\.onnx$/i, '') };
+}
+
+/** The model file of repository `root` for `variant` (`model_fp16`, `model_fp16.onnx` or `onnx/model_fp16.onnx`), or
+ *  its only float variant. */
+function repositoryModel(root: string, variants: { float: string[]; quantized: string[] }, variant: string | undefined): string {
+  const choices = `float variants: ${variants.float.join(', ') || 'none'}${variants.quantized.length ? `; quantized: ${variants.quantized.join(', ')}` : ''}`;
+  const name = variant?.replace(/^onnx\//, '').replace(/\.onnx$/i, '');
+  if (name !== undefined) {
+    if (variants.float.includes(name)) return path.join(root, 'onnx', `${name}.onnx`);
+    if (variants.quantized.includes(name)) {
+      throw new CheckpointError('missing-model', `variant ${name} of ${root} is quantized: PruneKit prunes float weights; prune a float variant (${variants.float.join(', ') || 'none here'}), then quantize the pruned one`, root);
+    }
+    throw new CheckpointError('missing-model', `no variant ${name} in ${path.join(root, 'onnx')} (${choices})`, root);
+  }
+  if (variants.float.length === 1) return path.join(root, 'onnx', `${variants.float[0]}.onnx`);
+  throw new CheckpointError(
+    'missing-model',
+    variants.float.length === 0
+      ? `${root} holds only quantized ONNX variants (${variants.quantized.join(', ')}): PruneKit prunes float weights; prune the float model, then quantize the pruned one`
+      : `${root} is a model repository with several float ONNX variants (${variants.float.join(', ')}): choose one with --variant (the config's "variant")`,
+    root,
+  );
+}
+
 export interface OpenOptions {
+  /** In a repository folder (`onnx/*.onnx`), the variant to open; default: its only float variant. */
+  variant?: string;
   /** A tokenizer.json to use instead of the one beside the model (a file, or a folder holding tokenizer.json). */
   tokenizer?: string;
   /** Bytes per read call for model and external data files (default 64 MiB). */
@@ -73,6 +125,8 @@ export class OnnxCheckpoint {
     readonly sideFiles: ReadonlyMap<string, string>,
     readonly chunkSize: number,
     external: Map<TensorProto, ExternalRef>,
+    /** Set when the model is `<root>/onnx/<variant>.onnx`: the output keeps that layout. */
+    readonly repository?: Repository,
   ) {
     for (const t of model.graph.initializer) this.byName.set(t.name, t);
     this.external = external;
@@ -230,7 +284,7 @@ export class OnnxCheckpoint {
 // Opening
 
 /** Resolves a `.onnx` file or a folder to the model file's absolute path. */
-export function resolveModelPath(pathOrDir: string): string {
+export function resolveModelPath(pathOrDir: string, variant?: string): string {
   const p = path.resolve(pathOrDir);
   let st;
   try {
@@ -243,9 +297,10 @@ export function resolveModelPath(pathOrDir: string): string {
   }
   if (st.isDirectory()) {
     const direct = path.join(p, MODEL_FILE);
-    if (existsSync(direct)) return direct;
-    const nested = path.join(p, 'onnx', MODEL_FILE); // Hugging Face / Optimum repository layout
-    if (existsSync(nested)) return nested;
+    if (existsSync(direct) && variant === undefined) return direct;
+    const variants = repositoryVariants(p); // Hugging Face / Optimum / transformers.js repository layout
+    if (variants) return repositoryModel(p, variants, variant);
+    if (variant !== undefined) throw new CheckpointError('missing-model', `variant ${variant} given, but ${p} has no onnx/ folder of variants`, p);
     const onnx = readdirSync(p).filter((f) => f.toLowerCase().endsWith('.onnx'));
     if (onnx.length === 1) return path.join(p, onnx[0]);
     throw new CheckpointError(
@@ -402,7 +457,7 @@ function checkInline(model: ModelProto, modelPath: string): void {
  * validates every external data reference; finds tokenizer.json, config.json and friends beside the model.
  */
 export function openOnnxCheckpoint(pathOrDir: string, opts: OpenOptions = {}): OnnxCheckpoint {
-  const modelPath = resolveModelPath(pathOrDir);
+  const modelPath = resolveModelPath(pathOrDir, opts.variant);
   const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
   let bytes: Uint8Array;
   try {
@@ -424,5 +479,5 @@ export function openOnnxCheckpoint(pathOrDir: string, opts: OpenOptions = {}): O
   checkInline(model, modelPath);
   const external = resolveExternal(model, modelPath);
   const sideFiles = findSideFiles(path.dirname(modelPath), opts.tokenizer);
-  return new OnnxCheckpoint(modelPath, model, bytes.length, sideFiles, chunkSize, external);
+  return new OnnxCheckpoint(modelPath, model, bytes.length, sideFiles, chunkSize, external, repositoryOf(modelPath));
 }

@@ -5,7 +5,7 @@
 // The folder is built under `<out>.tmp-<pid>` and renamed into place when complete; a failure or a cancel removes
 // the temporary folder and leaves any previous output as it was. The input is only ever read.
 
-import { copyFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { encodeModelParts, TensorProto } from '../onnx/proto';
 import { checkExistingOutput, checkNotInput, WriteHooks, writeFolder } from './atomicFolder';
@@ -18,6 +18,12 @@ import { DATA_LOCATION_EXTERNAL, elementCount, forEachTensor, inlineBytes, isExt
 
 /** The external data file written beside model.onnx (onnxruntime resolves it through each tensor's location). */
 export const DATA_FILE = 'model.onnx_data';
+/** The model file's path in the output folder: model.onnx, or for a repository input its own `onnx/<variant>.onnx`
+ *  (so transformers.js finds it); its external data file is that path + `_data`. */
+export function outputModelFile(ckpt: OnnxCheckpoint): string {
+  return ckpt.repository ? path.join('onnx', `${ckpt.repository.variant}.onnx`) : MODEL_FILE;
+}
+
 /** A protobuf over 2 GiB cannot be parsed; stay clearly below it. */
 export const MAX_INLINE_BYTES = 2_000_000_000;
 /** Tensors smaller than this stay inline when the writer chooses what goes external (onnx's size_threshold). */
@@ -121,7 +127,10 @@ export async function writeOnnxCheckpoint(
     }
   }
   checkNotInput(out, [ckpt.modelPath, ...ckpt.externalFiles, ...ckpt.sideFiles.values()]);
-  checkExistingOutput(out, !!opts.overwrite, MODEL_FILE);
+  const modelFile = outputModelFile(ckpt);
+  const dataFile = `${modelFile}_data`;
+  const marker = modelFile.split(path.sep)[0]; // what a folder this tool wrote holds: model.onnx, or onnx/
+  checkExistingOutput(out, !!opts.overwrite, marker);
 
   // --- Plan: which tensors go to the data file, and the output model.
   const mainInits = new Set(ckpt.model.graph.initializer);
@@ -187,7 +196,7 @@ export async function writeOnnxCheckpoint(
         ...withoutData(t),
         dataLocation: DATA_LOCATION_EXTERNAL,
         externalData: [
-          { key: 'location', value: DATA_FILE },
+          { key: 'location', value: path.basename(dataFile) },
           { key: 'offset', value: String(entry.offset) },
           { key: 'length', value: String(length) },
           ...kept,
@@ -200,11 +209,12 @@ export async function writeOnnxCheckpoint(
   });
 
   // --- Write into the temporary folder, then rename it into place.
-  const folderOpts = { overwrite: !!opts.overwrite, marker: MODEL_FILE, chunkSize, signal: opts.signal, hooks: opts.hooks };
+  const folderOpts = { overwrite: !!opts.overwrite, marker, chunkSize, signal: opts.signal, hooks: opts.hooks };
   const { result, warnings } = await writeFolder(out, folderOpts, async (tmp, sink) => {
     let dataPath: string | undefined;
+    await mkdir(path.dirname(path.join(tmp, modelFile)), { recursive: true });
     if (externalOut) {
-      await sink.file(path.join(tmp, DATA_FILE), opts.fsync !== false, async (write) => {
+      await sink.file(path.join(tmp, dataFile), opts.fsync !== false, async (write) => {
         let at = 0;
         for (const e of entries) {
           if (e.offset > at) await write(new Uint8Array(e.offset - at));
@@ -216,9 +226,9 @@ export async function writeOnnxCheckpoint(
           at = e.offset + e.length;
         }
       });
-      dataPath = path.join(out, DATA_FILE);
+      dataPath = path.join(out, dataFile);
     }
-    const modelBytes = await sink.file(path.join(tmp, MODEL_FILE), opts.fsync !== false, async (write) => {
+    const modelBytes = await sink.file(path.join(tmp, modelFile), opts.fsync !== false, async (write) => {
       for (const part of encodeModelParts(outModel)) await write(part);
     });
     const files: string[] = [];
@@ -236,7 +246,7 @@ export async function writeOnnxCheckpoint(
   });
   return {
     dir: out,
-    modelPath: path.join(out, MODEL_FILE),
+    modelPath: path.join(out, modelFile),
     dataPath: result.dataPath,
     modelBytes: result.modelBytes,
     dataBytes: externalOut ? dataBytes : 0,

@@ -1,3 +1,5 @@
+// Why hand-written: the npm `safetensors` package is a 0.0.1 placeholder (checked 2026-12), and what is needed here,
+// one tensor at a time by byte range from multi-GiB shards, is a JSON header and raw bytes: a small module.
 // safetensors files (Hugging Face): the header read by ranges and validated before any tensor byte is read,
 // tensors read one at a time (never the whole file: shards are often over 2 GiB), and the encoder tests and the
 // writer use.

@@ -3,10 +3,10 @@
 // With J the reversal permutation (J·X·J reverses the order of rows and of columns) and L the lower Cholesky
 // factor of J·H·J:
 //   R = J·L·J is upper triangular with H = R·Rᵀ (one Cholesky: what the sweep needs);
-//   U = J·L⁻¹·J = R⁻¹ is upper triangular with H⁻¹ = UᵀU (one Cholesky and one triangular inverse, rather
-//   than the reference's chol → cholesky_inverse → chol: three factorisations).
+//   U = J·L⁻¹·J = R⁻¹ is upper triangular with H⁻¹ = UᵀU (the reference's chol → cholesky_inverse → chol); the
+//   sweep forms only its diagonal blocks G = R[b, b]⁻¹, the tests all of it (test/helpers/reference.ts).
 //
-// Both are blocked over column panels (see Panels): diagonal blocks of up to LEAF columns are factored and
+// R is blocked over column panels (see Panels): diagonal blocks of up to LEAF columns are factored and
 // inverted in float64 in JS; every other product is an onnxruntime GEMM (see kernels.ts) on the lower half only.
 
 import { Kernels, Mat, mat } from './kernels';
@@ -35,6 +35,52 @@ export function choleskyLowerInPlace(a: Float64Array, n: number, pivotOffset = 0
     }
     for (let k = j + 1; k < n; k++) a[jr + k] = 0;
   }
+}
+
+/** Upper factor U with A = UᵀU (torch.linalg.cholesky(A, upper=True)) of an SPD n×n float64 matrix: U = Lᵀ. */
+export function choleskyUpper(A: ArrayLike<number>, n: number): Float64Array {
+  const L = Float64Array.from(A as ArrayLike<number>);
+  choleskyLowerInPlace(L, n);
+  const U = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = i; j < n; j++) U[i * n + j] = L[j * n + i];
+  return U;
+}
+
+/** X = A⁻¹·B for a symmetric positive definite n×n A and an n×m B (row-major float64), by Cholesky and two
+ *  triangular substitutions: the one small SPD solve (the row kernels' and wasm's fast ones are tested against it).
+ *  Throws NotPositiveDefiniteError. A and B are not modified. */
+export function spdSolve(A: ArrayLike<number>, n: number, B: ArrayLike<number>, m = 1): Float64Array {
+  const L = Float64Array.from(A as ArrayLike<number>);
+  choleskyLowerInPlace(L, n);
+  const X = Float64Array.from(B as ArrayLike<number>);
+  for (let c = 0; c < m; c++) {
+    for (let i = 0; i < n; i++) { //      L·y = b
+      let s = X[i * m + c];
+      for (let k = 0; k < i; k++) s -= L[i * n + k] * X[k * m + c];
+      X[i * m + c] = s / L[i * n + i];
+    }
+    for (let i = n - 1; i >= 0; i--) { // Lᵀ·x = y
+      let s = X[i * m + c];
+      for (let k = i + 1; k < n; k++) s -= L[k * n + i] * X[k * m + c];
+      X[i * m + c] = s / L[i * n + i];
+    }
+  }
+  return X;
+}
+
+/** A⁻¹ of a symmetric positive definite n×n float64 matrix (symmetrised), by spdSolve. */
+export function spdInverse(A: ArrayLike<number>, n: number): Float64Array {
+  const I = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) I[i * n + i] = 1;
+  const X = spdSolve(A, n, I, n);
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) {
+      const v = 0.5 * (X[i * n + j] + X[j * n + i]);
+      X[i * n + j] = v;
+      X[j * n + i] = v;
+    }
+  }
+  return X;
 }
 
 /** Inverse of an n×n lower-triangular float64 matrix (row-major), returned as a new array. */
@@ -105,30 +151,20 @@ class Panels {
    *  (a dead input) becomes 1, then every diagonal entry gets + lambda. No whole-matrix copy of H. */
   fillReversed(H: Float32Array, lambda: number): void {
     const n = this.n;
-    for (let j = 0; j < this.count; j++) {
-      const w = this.width(j);
+    this.forEach((p, i, r, c) => (p[i] = H[(n - 1 - r) * n + n - 1 - c]));
+    for (let r = 0; r < n; r++) {
+      const j = Math.floor(r / this.nb);
+      const t = r - j * this.nb;
       const p = this.data[j];
-      for (let t = 0; t < n - j * this.nb; t++) {
-        const cEnd = Math.min(w, t + 1);
-        const o = (n - 1 - j * this.nb - t) * n + (n - 1 - j * this.nb); // reversed (r, j·nb); columns run down from it
-        for (let c = 0; c < cEnd; c++) p[t * w + c] = H[o - c];
-        if (t < w) p[t * w + t] = (p[t * w + t] === 0 ? 1 : p[t * w + t]) + lambda;
-      }
+      const i = t * this.width(j) + t;
+      p[i] = (p[i] === 0 ? 1 : p[i]) + lambda;
     }
   }
 
   /** Writes J·A·J of the stored lower triangle into the row-major n×n `out` (its upper triangle). */
   writeReversed(out: Float32Array): void {
     const n = this.n;
-    for (let j = 0; j < this.count; j++) {
-      const w = this.width(j);
-      const p = this.data[j];
-      for (let t = 0; t < n - j * this.nb; t++) {
-        const cEnd = Math.min(w, t + 1);
-        const o = (n - 1 - j * this.nb - t) * n + (n - 1 - j * this.nb);
-        for (let c = 0; c < cEnd; c++) out[o - c] = p[t * w + c];
-      }
-    }
+    this.forEach((p, i, r, c) => (out[(n - 1 - r) * n + n - 1 - c] = p[i]));
   }
 
   /** dst[offset + c − c0] = (J·A·J)[r, c] for c in [c0, c1), A the stored lower triangle: the upper triangle's row r,
@@ -210,18 +246,16 @@ async function factorDiagonal(D: Mat, k: Kernels, pivotOffset: number): Promise<
     D.data.set(l);
     return mat(w, w, Float32Array.from(invertLower(l, w)));
   }
-  const P = Panels.fromLower(D, LEAF);
-  const diagInv = await choleskyPanels(P, k, pivotOffset);
-  D.data.set(P.toLower().data);
-  await invertPanels(P, diagInv, k);
-  return P.toLower();
+  const { L, X } = await choleskyWithInverse(D, k, LEAF, pivotOffset);
+  D.data.set(L.data);
+  return X;
 }
 
-/** Lower Cholesky factor L of SPD `a` and its inverse X = L⁻¹, both n×n fp32. `panelWidth` overrides the
- *  size-based choice (tests use it to reach the wide-panel path, with its recursive diagonal blocks, at small n). */
-export async function choleskyWithInverse(a: Mat, k: Kernels, panelWidth?: number): Promise<{ L: Mat; X: Mat }> {
+/** Lower Cholesky factor L of SPD `a` and its inverse X = L⁻¹, both n×n fp32 (a wide diagonal block's factors).
+ *  `panelWidth` overrides the size-based choice; pivots are reported from `pivotOffset` on. */
+export async function choleskyWithInverse(a: Mat, k: Kernels, panelWidth?: number, pivotOffset = 0): Promise<{ L: Mat; X: Mat }> {
   const P = Panels.fromLower(a, panelWidth);
-  const diagInv = await choleskyPanels(P, k);
+  const diagInv = await choleskyPanels(P, k, pivotOffset);
   const L = P.toLower();
   await invertPanels(P, diagInv, k);
   return { L, X: P.toLower() };
@@ -245,7 +279,9 @@ export class UpperFactor {
   }
 }
 
-interface Damped {
+/** R, upper triangular, with H_damped = R·Rᵀ (R⁻¹ = U, H_damped⁻¹ = UᵀU). */
+export interface DampedCholesky {
+  R: UpperFactor;
   /** The relative dampening that succeeded. */
   dampening: number;
   /** Input columns with zero diagonal (no calibration signal). */
@@ -254,34 +290,12 @@ interface Damped {
   notes: string[];
 }
 
-/** U, upper triangular, with H_damped⁻¹ = UᵀU. */
-export interface DampedFactor extends Damped {
-  U: UpperFactor;
-}
-
-/** R, upper triangular, with H_damped = R·Rᵀ (R⁻¹ is DampedFactor's U). */
-export interface DampedCholesky extends Damped {
-  R: UpperFactor;
-}
-
-/** U, upper triangular, with H_damped⁻¹ = UᵀU (see dampedFactor for the dampening). */
-export async function dampedInverseFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedFactor> {
-  const { factor, ...rest } = await dampedFactor(H, n, dampening, k, true);
-  return { U: factor, ...rest };
-}
-
-/** R, upper triangular, with H_damped = R·Rᵀ: one Cholesky, no inverse. */
-export async function dampedCholeskyFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedCholesky> {
-  const { factor, ...rest } = await dampedFactor(H, n, dampening, k, false);
-  return { R: factor, ...rest };
-}
-
 /**
  * SparseGPT's preparation of H: dead columns (zero diagonal) get H_jj = 1, then λ = dampening·mean(diag H)
- * is added to the diagonal and the factor is computed. If H is still not positive definite (round-off on a
+ * is added to the diagonal and R (H_damped = R·Rᵀ: one Cholesky, no inverse) is computed. If H is still not positive definite (round-off on a
  * nearly singular H), dampening is multiplied by 10 and retried, up to 4 times.
  */
-async function dampedFactor(H: Float32Array, n: number, dampening: number, k: Kernels, invert: boolean): Promise<Damped & { factor: UpperFactor }> {
+export async function dampedCholeskyFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedCholesky> {
   const dead: number[] = [];
   let mean = 0;
   for (let j = 0; j < n; j++) {
@@ -296,13 +310,12 @@ async function dampedFactor(H: Float32Array, n: number, dampening: number, k: Ke
     const lambda = damp * mean;
     try {
       // Factor J·H·J (J the reversal: entry (r, c) is H[n−1−r, n−1−c]), damped, straight into panels:
-      // no whole-matrix copy of H. The reversal of L is R; the reversal of L⁻¹ is U.
+      // no whole-matrix copy of H. The reversal of L is R.
       const P = new Panels(n);
       P.fillReversed(H, lambda);
-      const diagInv = await choleskyPanels(P, k);
-      if (invert) await invertPanels(P, diagInv, k);
+      await choleskyPanels(P, k);
       if (attempt > 0) notes.push(`H was not positive definite with dampening ${dampening}; used ${damp}`);
-      return { factor: new UpperFactor(P), dampening: damp, dead, notes };
+      return { R: new UpperFactor(P), dampening: damp, dead, notes };
     } catch (e) {
       if (!(e instanceof NotPositiveDefiniteError)) throw e;
       if (attempt >= 4) {

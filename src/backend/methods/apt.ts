@@ -22,39 +22,32 @@ import { combinations } from './masks';
 import { aptLaneSolveModule } from '../wasm/aptLaneSolve';
 import { simdModule } from '../wasm/simd';
 import { AptRowArgs, rowPool } from './rowKernels';
-import { adaptiveBlockMask, Block, obsSweep } from './sweep';
-import { PruningMethod } from './types';
+import { adaptiveBlockMask, Block, sweepMethod } from './sweep';
 
-export const apt: PruningMethod = {
-  name: 'apt',
-  needs: 'hessian',
-  prune(problem, options, engine) {
-    const pattern = options.pattern;
-    return obsSweep(problem, options, engine, async (blk: Block) => {
-      const { rows, width: B, w, G, mask, E } = blk;
-      if (pattern.kind === 'nm') {
-        // N:M mask: groups left to right, each chosen on the weights compensated for the groups before it
-        // (group-wise joint removal, as SparseGPT picks N:M inside its column loop).
-        const { n, m } = pattern;
-        if (!blk.fixedMask) {
-          await rowPool.run('aptNmMaskRows', rows, {
-            B, w, G, Sg: groupGrams(G, B, m), mask, n, m,
-            groupsEnd: Math.min(B, blk.denseFrom),
-            joint: (options.nmMask ?? 'joint') === 'joint' ? 1 : 0,
-            subsets: Int32Array.from(combinations(m, n).flat()),
-          });
-        }
-        // Then, as for unstructured, every row's pruned weights in the block are removed jointly.
-        await solveRows(rows, { B, w, S: gram(G, B), G, mask, E });
-        return;
-      }
-      // Unstructured: the joint set is each row's pruned weights in the whole block.
-      const S = gram(G, B);
-      if (!blk.fixedMask) await adaptiveBlockMask(blk, Float64Array.from({ length: B }, (_, k) => S[k * B + k]), pattern.sparsity);
-      await solveRows(rows, { B, w, S, G, mask, E });
-    });
-  },
-};
+export const apt = sweepMethod('apt', async (blk: Block, options) => {
+  const { rows, width: B, w, G, mask, E } = blk;
+  const pattern = options.pattern;
+  if (pattern.kind === 'nm') {
+    // N:M mask: groups left to right, each chosen on the weights compensated for the groups before it
+    // (group-wise joint removal, as SparseGPT picks N:M inside its column loop).
+    const { n, m } = pattern;
+    if (!blk.fixedMask) {
+      await rowPool.run('aptNmMaskRows', rows, {
+        B, w, G, Sg: groupGrams(G, B, m), mask, n, m,
+        groupsEnd: Math.min(B, blk.denseFrom),
+        joint: (options.nmMask ?? 'joint') === 'joint' ? 1 : 0,
+        subsets: Int32Array.from(combinations(m, n).flat()),
+      });
+    }
+    // Then, as for unstructured, every row's pruned weights in the block are removed jointly.
+    await solveRows(rows, { B, w, S: gram(G, B), G, mask, E });
+    return;
+  }
+  // Unstructured: the joint set is each row's pruned weights in the whole block.
+  const S = gram(G, B);
+  if (!blk.fixedMask) await adaptiveBlockMask(blk, Float64Array.from({ length: B }, (_, k) => S[k * B + k]), pattern.sparsity);
+  await solveRows(rows, { B, w, S, G, mask, E });
+});
 
 const laneSolve64 = simdModule(() => aptLaneSolveModule('f64x2'));
 const laneSolve32 = simdModule(() => aptLaneSolveModule('f32x4'));

@@ -23,7 +23,8 @@
 // N:M groups run along each channel's K taps; when M does not divide K the trailing K mod M taps stay dense (as the
 // linear layers' trailing columns do), so with M > K nothing is pruned; a note says so either way.
 
-import { choleskyLowerInPlace, invertLower, NotPositiveDefiniteError } from '../linalg/cholesky';
+import { choleskyLowerInPlace, invertLower, NotPositiveDefiniteError, spdSolve } from '../linalg/cholesky';
+import { jointRemoval, leastJointLoss, principal } from './apt.reference';
 import { combinations, nmGroupMask, nmMask, perRowMask, thresholdMask } from './masks';
 import { MethodName, PruneError, PruneOptions, PruneResult } from './types';
 
@@ -95,49 +96,6 @@ function channelFactor(problem: DepthwiseProblem, c: number, dampening: number):
   }
 }
 
-/** x = A⁻¹b for a small SPD A (n×n row-major), or null when A is not positive definite. */
-function solveSpd(A: Float64Array, n: number, b: Float64Array): Float64Array | null {
-  const L = Float64Array.from(A);
-  try {
-    choleskyLowerInPlace(L, n);
-  } catch {
-    return null;
-  }
-  const x = Float64Array.from(b);
-  for (let i = 0; i < n; i++) {
-    let v = x[i];
-    for (let k = 0; k < i; k++) v -= L[i * n + k] * x[k];
-    x[i] = v / L[i * n + i];
-  }
-  for (let i = n - 1; i >= 0; i--) {
-    let v = x[i];
-    for (let k = i + 1; k < n; k++) v -= L[k * n + i] * x[k];
-    x[i] = v / L[i * n + i];
-  }
-  return x;
-}
-
-/** The principal submatrix M[P, P] of a K×K matrix. */
-function sub(M: Float64Array, K: number, P: number[]): Float64Array {
-  const n = P.length;
-  const out = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) out[i * n + j] = M[P[i] * K + P[j]];
-  return out;
-}
-
-/** APT's joint removal: w −= w_P [(H⁻¹)_PP]⁻¹ (H⁻¹)_{P,:}, then w_P = 0 exactly. In place. */
-export function jointRemoval(w: Float64Array, Hinv: Float64Array, K: number, P: number[], where = 'jointRemoval'): void {
-  if (P.length === 0) return;
-  const lambda = solveSpd(sub(Hinv, K, P), P.length, Float64Array.from(P, (j) => w[j]));
-  if (!lambda) throw new Error(`${where}: (H⁻¹)_PP is not positive definite`);
-  for (let j = 0; j < K; j++) {
-    let d = 0;
-    for (let p = 0; p < P.length; p++) d += lambda[p] * Hinv[P[p] * K + j];
-    w[j] -= d;
-  }
-  for (const j of P) w[j] = 0;
-}
-
 /** SparseGPT's column loop over one channel (one block of K columns); N:M chosen at each group's first column. */
 function sparsegptRow(w: Float64Array, U: Float64Array, K: number, mask: Uint8Array, nm: { n: number; m: number; full: number } | null): void {
   for (let i = 0; i < K; i++) {
@@ -167,17 +125,7 @@ function aptNmRowMask(w0: Float64Array, U: Float64Array, K: number, mask: Uint8A
     }
     let chosen: number[];
     if (joint) {
-      let best = subsets[0];
-      let bestLoss = Infinity;
-      for (const Q of subsets) {
-        const wq = Float64Array.from(Q, (j) => w[g + j]);
-        const x = solveSpd(sub(S, m, Q), n, wq);
-        if (!x) continue;
-        let loss = 0;
-        for (let i = 0; i < n; i++) loss += wq[i] * x[i];
-        if (loss < bestLoss) { bestLoss = loss; best = Q; }
-      }
-      chosen = best;
+      chosen = leastJointLoss(w.subarray(g, g + m), S, m, subsets).Q;
     } else {
       const scores = Array.from({ length: m }, (_, j) => (w[g + j] * w[g + j]) / S[j * m + j]);
       const gm = new Uint8Array(m);
@@ -187,8 +135,7 @@ function aptNmRowMask(w0: Float64Array, U: Float64Array, K: number, mask: Uint8A
     for (let j = 0; j < m; j++) mask[g + j] = 0;
     for (const j of chosen) mask[g + j] = 1;
     // Remove the group jointly over the active set A = [g, K): δw_A = −λᵀ (H_AA⁻¹)_{Q,A}, λ = S_QQ⁻¹ w_Q.
-    const lambda = solveSpd(sub(S, m, chosen), chosen.length, Float64Array.from(chosen, (j) => w[g + j]));
-    if (!lambda) throw new Error(`APT: S_QQ not positive definite in the group at tap ${g}`);
+    const lambda = spdSolve(principal(S, m, chosen), chosen.length, chosen.map((j) => w[g + j]));
     for (let k = 0; k < m; k++) {
       let e = 0;
       for (let p = 0; p < chosen.length; p++) if (chosen[p] >= k) e += U[(g + k) * K + g + chosen[p]] * lambda[p];

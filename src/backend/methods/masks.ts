@@ -1,6 +1,8 @@
 // Mask selection shared by the methods: k-th value thresholds, per-row and per-group (N:M) choices.
 // Convention everywhere: mask value 1 = pruned.
 
+import { mulberry32 } from '../random';
+
 /** The k-th smallest value (0-based) of `values` (copied; the input is not reordered). O(n) average. */
 export function kthSmallest(values: ArrayLike<number>, k: number): number {
   const a = Float64Array.from(values as ArrayLike<number>);
@@ -69,10 +71,9 @@ export function sampleBracket(n: number, k: number, valueAt: (i: number) => numb
   if (n < 8 * m) return { lo: -Infinity, hi: Infinity };
   const sample = new Float64Array(m);
   const starts = Math.floor(n / run);
-  let x = 0x9e3779b9;
+  const rand = mulberry32(0x9e3779b9);
   for (let j = 0; j < m; j += run) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5; // xorshift32
-    const i0 = ((x >>> 0) % starts) * run;
+    const i0 = Math.floor(rand() * starts) * run;
     for (let t = 0; t < run; t++) sample[j + t] = valueAt(i0 + t);
   }
   const p = k / n;

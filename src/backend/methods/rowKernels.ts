@@ -3,6 +3,9 @@
 // Rows of W are independent given the block's G, so they split freely. Shapes: w, mask, E (rows, B);
 // G = U[b, b] and S = GᵀG (B, B); all row-major. The solvers write every entry of their rows of E (zeros where
 // nothing is pruned), so E needs no clearing between blocks.
+// Being self-contained, they carry their own small Cholesky solves and "N smallest of a group" loops: fast twins of
+// linalg/cholesky.ts spdSolve and masks.ts nmGroupMask, checked against them through the float64 references
+// (apt.reference.ts, sparsegpt.reference.ts: test/aptReference.test.ts, test/methods.test.ts, test/aptKernel.test.ts).
 
 import { RowPool } from '../parallel/rowPool';
 

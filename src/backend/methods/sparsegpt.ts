@@ -7,29 +7,22 @@
 import { simdModule } from '../wasm/simd';
 import { sparsegptSweepModule } from '../wasm/sparsegptSweep';
 import { rowPool, SparsegptRowArgs } from './rowKernels';
-import { adaptiveBlockMask, Block, obsSweep } from './sweep';
-import { PruningMethod } from './types';
+import { adaptiveBlockMask, Block, sweepMethod } from './sweep';
 
-export const sparsegpt: PruningMethod = {
-  name: 'sparsegpt',
-  needs: 'hessian',
-  prune(problem, options, engine) {
-    const pattern = options.pattern;
-    return obsSweep(problem, options, engine, async (blk: Block) => {
-      const { rows, width: B, w, G, mask, E } = blk;
-      if (!blk.fixedMask && pattern.kind === 'unstructured') {
-        await adaptiveBlockMask(blk, Float64Array.from({ length: B }, (_, k) => G[k * B + k] * G[k * B + k]), pattern.sparsity);
-      }
-      const nm = !blk.fixedMask && pattern.kind === 'nm';
-      await sweepRows(rows, {
-        B, w, G, mask, E,
-        n: nm ? pattern.n : 0,
-        m: nm ? pattern.m : 0,
-        groupsEnd: Math.min(B, blk.denseFrom),
-      });
-    });
-  },
-};
+export const sparsegpt = sweepMethod('sparsegpt', async (blk: Block, options) => {
+  const { rows, width: B, w, G, mask, E } = blk;
+  const pattern = options.pattern;
+  if (!blk.fixedMask && pattern.kind === 'unstructured') {
+    await adaptiveBlockMask(blk, Float64Array.from({ length: B }, (_, k) => G[k * B + k] * G[k * B + k]), pattern.sparsity);
+  }
+  const nm = !blk.fixedMask && pattern.kind === 'nm';
+  await sweepRows(rows, {
+    B, w, G, mask, E,
+    n: nm ? pattern.n : 0,
+    m: nm ? pattern.m : 0,
+    groupsEnd: Math.min(B, blk.denseFrom),
+  });
+});
 
 const sweepModule = simdModule(sparsegptSweepModule);
 

@@ -21,7 +21,7 @@ import { sharedF64, sharedU8 } from '../parallel/rowPool';
 import type { Engine } from '../onnx/session';
 import { kthSmallest, sampleBracket } from './masks';
 import { rowPool } from './rowKernels';
-import { LayerProblem, MethodOutput, PruneOptions } from './types';
+import { LayerProblem, MethodName, MethodOutput, PruneOptions, PruningMethod } from './types';
 
 /** What a method sees of one block. All arrays are row-major float64 unless noted. */
 export interface Block {
@@ -78,6 +78,11 @@ function keepSharedBuffers(s: SharedBlockBuffers): void {
 /** Fills the block's mask (unless fixed) and E. The block's arrays live in shared memory, so a solver may
  *  hand rows to worker threads. */
 export type BlockSolver = (block: Block) => void | Promise<void>;
+
+/** A method made of the shared sweep and its block solver (SparseGPT, APT). */
+export function sweepMethod(name: MethodName, solve: (block: Block, options: PruneOptions) => void | Promise<void>): PruningMethod {
+  return { name, needs: 'hessian', prune: (problem, options, engine) => obsSweep(problem, options, engine, (block) => solve(block, options)) };
+}
 
 export async function obsSweep(problem: LayerProblem, options: PruneOptions, engine: Engine, solve: BlockSolver): Promise<MethodOutput> {
   const { rows, cols, W } = problem;

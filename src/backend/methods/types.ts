@@ -1,7 +1,7 @@
 // The one interface every pruning method implements. A method sees one linear layer at a time:
 // W (rows = output features, cols = input features), row-major fp32, plus the calibration statistics it
 // needs, and returns the pruned weights and mask. Losses are measured by the caller with one shared
-// routine (see loss.ts), so every method is scored the same way.
+// routine (reconstructionLoss in index.ts), so every method is scored the same way.
 
 import type { Engine } from '../onnx/session';
 import type { MethodName, Pattern } from '../../protocol/pruning';

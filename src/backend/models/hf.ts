@@ -4,30 +4,35 @@
 // lazily with the config field behind each dim, so the checkpoint checks the config against the stored shapes
 // (models/expected.ts) before anything is sized from config numbers.
 
+import { onnxTypeOf } from '../formats/safetensors';
 import type { ModelProto } from '../onnx/proto';
 import type { ExpectedTensor } from './expected';
-import { buildLlamaModel, LlamaConfig, llamaExpectedTensors, LlamaWeights } from './llama';
+import { buildLlamaModel, LlamaConfig, llamaExpectedTensors, LLAMA_VARIANTS, LlamaWeights } from './llama';
 import { buildMambaModel, MambaConfig, mambaExpectedTensors } from './mamba';
 import { buildOptModel, OptConfig, optExpectedTensors } from './opt';
 
 export interface HfFamily {
-  /** The builder's name (`llama` serves llama, mistral and qwen2). */
+  /** The builder's name (`llama` serves the Llama-like families of LLAMA_VARIANTS). */
   builder: string;
   /** Every tensor the graph reads, in order, with its dims ([out, in] for Linear weights) and the config field
-   *  behind each; `stored` = the checkpoint's names. Lazy: the checker stops at the first stored disagreement. */
-  expectedTensors(config: Record<string, unknown>, stored: ReadonlySet<string>): Iterable<ExpectedTensor>;
+   *  behind each; `stored` = the checkpoint's tensor names → their safetensors dtypes. Lazy: the checker stops at
+   *  the first stored disagreement, so nothing is sized from config numbers before they are checked. */
+  expectedTensors(config: Record<string, unknown>, stored: ReadonlyMap<string, string>): Iterable<ExpectedTensor>;
   /** The graph; `weights` hold every tensor of tensorShapes (typically references into the checkpoint files). */
-  build(config: Record<string, unknown>, weights: LlamaWeights, stored: ReadonlySet<string>): ModelProto;
+  build(config: Record<string, unknown>, weights: LlamaWeights, stored: ReadonlyMap<string, string>): ModelProto;
 }
 
 const LLAMA: HfFamily = {
   builder: 'llama',
   expectedTensors: (config) => llamaExpectedTensors(config as unknown as LlamaConfig),
-  build: (config, weights) => buildLlamaModel(config as unknown as LlamaConfig, weights, { layout: 'out_in' }),
+  build: (config, weights, stored) => {
+    const embedDtype = stored.get('model.embed_tokens.weight');
+    return buildLlamaModel(config as unknown as LlamaConfig, weights, { layout: 'out_in', embedType: embedDtype ? onnxTypeOf(embedDtype) : undefined });
+  },
 };
 
 /** OPT checkpoints saved from OPTModel (facebook/opt-*) name tensors `decoder.…`, those from OPTForCausalLM `model.decoder.…`. */
-const optPrefix = (stored: ReadonlySet<string>): string => (stored.has('decoder.embed_tokens.weight') ? '' : 'model.');
+const optPrefix = (stored: ReadonlyMap<string, string>): string => (stored.has('decoder.embed_tokens.weight') ? '' : 'model.');
 
 const OPT: HfFamily = {
   builder: 'opt',
@@ -43,9 +48,7 @@ const MAMBA: HfFamily = {
 
 /** A Map, so that a model_type such as "__proto__" or "constructor" finds no built-in object member. */
 const FAMILIES: ReadonlyMap<string, HfFamily> = new Map([
-  ['llama', LLAMA],
-  ['mistral', LLAMA],
-  ['qwen2', LLAMA],
+  ...Object.keys(LLAMA_VARIANTS).map((t): [string, HfFamily] => [t, LLAMA]),
   ['opt', OPT],
   ['mamba', MAMBA],
 ]);

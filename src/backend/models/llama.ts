@@ -25,9 +25,23 @@
 //    the float32 minimum, so a row with no visible key gives a uniform softmax, never NaN);
 //  - SwiGLU MLP: down(silu(gate(x)) · up(x)); pre-norm residual blocks; final norm; LM head (a transposed
 //    copy of the embedding when tie_word_embeddings).
+// The families that are "Llama plus X" (LlamaVariant in llamaConfig.ts) add, each from its HF modeling file:
+//  - qwen3 (modeling_qwen3.py), gemma3_text: RMSNorm over head_dim of each query and key head before rotary;
+//  - gemma (modeling_gemma.py): RMSNorm scaled by (1 + w); embedding × √hidden rounded to the embedding's dtype;
+//    GeGLU MLP with tanh GELU; gemma2 (modeling_gemma2.py), gemma3_text (modeling_gemma3.py): norms after
+//    attention and around the MLP, scores · query_pre_attn_scalar^−½, soft-capping cap·tanh(x/cap) of scores
+//    and logits; gemma3_text: sliding layers' rotary from rope_local_base_freq;
+//  - phi3 (modeling_phi3.py): fused qkv_proj and gate_up_proj, each ONE prunable Gemm/MatMul whose output is
+//    sliced; partial rotary (only the first head_dim × partial_rotary_factor dims rotate);
+//  - sliding windows (Mistral, Qwen2/3 with use_sliding_window, Gemma 2/3, Phi-3): in a sliding layer key j is
+//    also required to be less than sliding_window positions before query i, a band mask built once in the
+//    prefix (with windows no longer than sliding_window it equals the causal mask: same result);
+//  - rope_scaling (rope.ts): static frequencies, or chosen in the graph from the largest position (longrope's
+//    short/long factors, dynamic NTK's rescaled base), cos and sin × attention factor (yarn, longrope).
 // Every op is in ai.onnx opset 17 and has CPU, CUDA and WebGPU kernels (Gather, MatMul, Mul, Add, Sub, Max,
 // ReduceMean, Sqrt, Reciprocal, Cast, CumSum, Range, Unsqueeze, Reshape, Transpose, Slice, Neg, Concat, Cos,
-// Sin, LessOrEqual, And, Where, Softmax, Sigmoid, Shape, Gather). The 5-D attention MatMuls broadcast the
+// Sin, LessOrEqual, And, Where, Softmax, Sigmoid, Shape, Gather; Tanh, Less, Div, Pow, ReduceMax, Greater for
+// the variants). The 5-D attention MatMuls broadcast the
 // key/value heads over their query group instead of materializing repeat_kv.
 //
 // Two weight layouts (BuildLlamaOptions.layout):
@@ -39,376 +53,20 @@
 //    tensor names unchanged, the residual stream is 2-D [batch·seq, hidden] (Gemm is 2-D), and a tied LM head
 //    reads the embedding itself. Same maths: only the GEMM kernel's summation order differs.
 
-import { KERNEL_OPSET, tensorFromValues, valueInfo } from '../onnx/graph';
-import { AttributeProto, AttributeType, DataType, ModelProto, NodeProto, TensorProto } from '../onnx/proto';
-import { normalRng } from '../synthetic';
-import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
+import { roundToType } from '../formats/dtype';
+import { KERNEL_OPSET } from '../onnx/graph';
+import { DataType, ModelProto } from '../onnx/proto';
+import { causalLmModel, Emitter, FLOAT32_LOWEST, transpose } from './emitter';
+import { LlamaConfig, resolveLlamaConfig, llamaTensorShapes, transposedName } from './llamaConfig';
+import type { Rotary } from './rope';
+import { checkWeights, isTensorRef, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './weights';
 
-// ---------------------------------------------------------------------------------------------------------
-// Configuration
-
-/** `rope_scaling` (or transformers v5 `rope_parameters`) as found in config.json. */
-export interface RopeScaling {
-  rope_type?: string;
-  /** Older configs say `type`. */
-  type?: string;
-  factor?: number;
-  low_freq_factor?: number;
-  high_freq_factor?: number;
-  original_max_position_embeddings?: number;
-  rope_theta?: number;
-}
-
-/** The fields of a Hugging Face LlamaConfig (config.json) the builder reads; optional ones take HF's defaults. */
-export interface LlamaConfig {
-  model_type?: string;
-  hidden_size: number;
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  /** Default: num_attention_heads (multi-head attention). */
-  num_key_value_heads?: number | null;
-  /** Default: hidden_size / num_attention_heads. */
-  head_dim?: number | null;
-  /** Default 1e-6 (HF LlamaConfig). */
-  rms_norm_eps?: number;
-  /** Default 10000. */
-  rope_theta?: number;
-  rope_scaling?: RopeScaling | null;
-  rope_parameters?: RopeScaling | null;
-  /** Default 2048; informational (the graph accepts any sequence length). */
-  max_position_embeddings?: number;
-  vocab_size: number;
-  /** Default false (HF LlamaConfig). */
-  tie_word_embeddings?: boolean;
-  /** Biases on q/k/v/o_proj (default false; Qwen2: always on q/k/v, never on o). */
-  attention_bias?: boolean;
-  /** Biases on gate/up/down_proj (default false). */
-  mlp_bias?: boolean;
-  /** Only silu (swish) is supported. */
-  hidden_act?: string;
-  /** Standard deviation of `randomLlamaWeights` (default 0.02, HF's initializer_range). */
-  initializer_range?: number;
-  /** Mistral/Qwen2 sliding-window attention is not modelled: refused when it could change the result. */
-  sliding_window?: number | null;
-  use_sliding_window?: boolean;
-}
-
-/** A weight: row-major float32 values and their dims (HF layout: Linear weights are [out, in]). */
-export interface LlamaTensor {
-  data: Float32Array;
-  dims: number[];
-}
-
-/** A weight whose bytes live elsewhere: the builder uses `initializer` (renamed to the HF tensor name) as is.
- *  It must be FLOAT with these dims (typically external data pointing into a checkpoint file). */
-export interface TensorRef {
-  dims: number[];
-  initializer: TensorProto;
-}
-
-/** Weights by Hugging Face tensor name (`model.layers.0.self_attn.q_proj.weight`, …). */
-export type LlamaWeights = ReadonlyMap<string, LlamaTensor | TensorRef> | Readonly<Record<string, LlamaTensor | TensorRef>>;
-
-export function isTensorRef(t: LlamaTensor | TensorRef): t is TensorRef {
-  return 'initializer' in t;
-}
-
-/** A config's sizes with every default filled in: what the expected tensors follow (nothing allocated yet). */
-export interface LlamaSizes {
-  hiddenSize: number;
-  intermediateSize: number;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  vocabSize: number;
-  rmsNormEps: number;
-  ropeTheta: number;
-  /** rope_scaling (or rope_parameters) as given. */
-  ropeScaling: RopeScaling | null | undefined;
-  tied: boolean;
-  /** Biases on q/k/v_proj. */
-  attentionBias: boolean;
-  /** Bias on o_proj (Qwen2 has q/k/v biases but none here). */
-  outputBias: boolean;
-  mlpBias: boolean;
-  maxPositions: number;
-  initializerRange: number;
-}
-
-/** A config with every default filled in and every derived size computed. */
-export interface ResolvedLlamaConfig extends LlamaSizes {
-  /** Per rotary frequency (headDim / 2 of them), float32-rounded, after rope_scaling. */
-  invFreq: Float32Array;
-}
-
-function positiveInt(value: unknown, field: string): number {
-  return configPositiveInt('Llama', value, field);
-}
-
-function finitePositive(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new Error(`Llama config: ${field} must be a positive number, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-/** Rotary inverse frequencies as HF computes them in float32 (`rope_init_fn`), for the supported rope types:
- *  default, linear (positions divided by `factor`) and llama3 (Llama 3.1's band-wise rescaling). */
-export function ropeInvFreq(headDim: number, theta: number, scaling: RopeScaling | null | undefined): Float32Array {
-  if (headDim % 2 !== 0) throw new Error(`Llama config: head_dim ${headDim} must be even for rotary embeddings`);
-  const half = headDim / 2;
-  const inv = new Float32Array(half);
-  for (let i = 0; i < half; i++) {
-    const e = Math.fround((2 * i) / headDim);
-    inv[i] = Math.fround(1 / Math.fround(theta ** e));
-  }
-  const type = scaling ? (scaling.rope_type ?? scaling.type ?? 'default') : 'default';
-  if (type === 'default') return inv;
-  const factor = finitePositive(scaling?.factor, `rope_scaling.factor (${type})`);
-  if (type === 'linear') return inv.map((f) => Math.fround(f / factor));
-  if (type === 'llama3') {
-    const low = finitePositive(scaling?.low_freq_factor, 'rope_scaling.low_freq_factor');
-    const high = finitePositive(scaling?.high_freq_factor, 'rope_scaling.high_freq_factor');
-    const oldLen = finitePositive(scaling?.original_max_position_embeddings, 'rope_scaling.original_max_position_embeddings');
-    if (!(high > low)) throw new Error(`Llama config: rope_scaling.high_freq_factor (${high}) must exceed low_freq_factor (${low})`);
-    const lowWavelen = oldLen / low;
-    const highWavelen = oldLen / high;
-    return inv.map((f) => {
-      const wavelen = (2 * Math.PI) / f;
-      if (wavelen < highWavelen) return f; // high frequencies: unchanged
-      if (wavelen > lowWavelen) return Math.fround(f / factor); // low frequencies: interpolated
-      const smooth = (oldLen / wavelen - low) / (high - low);
-      return Math.fround((1 - smooth) * (f / factor) + smooth * f);
-    });
-  }
-  throw new Error(`Llama config: rope_scaling type '${type}' is not supported (supported: default, linear, llama3)`);
-}
-
-/** Fills HF's defaults into `config` and checks that the sizes fit together; sizes only, so that they can be
- *  checked against a checkpoint's tensors before the rotary table (headDim / 2 floats) is made. */
-export function resolveLlamaSizes(config: LlamaConfig): LlamaSizes {
-  const hiddenSize = positiveInt(config.hidden_size, 'hidden_size');
-  const heads = positiveInt(config.num_attention_heads, 'num_attention_heads');
-  const kvHeads = positiveInt(config.num_key_value_heads ?? heads, 'num_key_value_heads');
-  if (heads % kvHeads !== 0) {
-    throw new Error(`Llama config: num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
-  }
-  if (config.head_dim == null && hiddenSize % heads !== 0) {
-    throw new Error(`Llama config: hidden_size (${hiddenSize}) is not a multiple of num_attention_heads (${heads}) and no head_dim is given`);
-  }
-  const headDim = positiveInt(config.head_dim ?? hiddenSize / heads, 'head_dim');
-  const act = config.hidden_act ?? 'silu';
-  if (act !== 'silu' && act !== 'swish') throw new Error(`Llama config: hidden_act '${act}' is not supported (only silu)`);
-  const maxPositions = positiveInt(config.max_position_embeddings ?? 2048, 'max_position_embeddings');
-  if (typeof config.sliding_window === 'number' && config.use_sliding_window !== false && config.sliding_window < maxPositions) {
-    throw new Error(`Llama config: sliding_window ${config.sliding_window} < max_position_embeddings ${maxPositions}: sliding-window attention is not supported`);
-  }
-  const params = config.rope_parameters ?? undefined;
-  // Qwen2 hard-codes biases on q/k/v_proj (none on o_proj); Llama and Mistral read attention_bias.
-  const qkvBias = config.model_type === 'qwen2' ? true : config.attention_bias ?? false;
-  const oBias = config.model_type === 'qwen2' ? false : config.attention_bias ?? false;
-  const ropeTheta = finitePositive(params?.rope_theta ?? config.rope_theta ?? 10000, 'rope_theta');
-  return {
-    hiddenSize,
-    intermediateSize: positiveInt(config.intermediate_size, 'intermediate_size'),
-    layers: positiveInt(config.num_hidden_layers, 'num_hidden_layers'),
-    heads,
-    kvHeads,
-    headDim,
-    vocabSize: positiveInt(config.vocab_size, 'vocab_size'),
-    rmsNormEps: finitePositive(config.rms_norm_eps ?? 1e-6, 'rms_norm_eps'),
-    ropeTheta,
-    ropeScaling: config.rope_scaling ?? params,
-    tied: config.tie_word_embeddings ?? false,
-    attentionBias: qkvBias,
-    outputBias: oBias,
-    mlpBias: config.mlp_bias ?? false,
-    maxPositions,
-    initializerRange: finitePositive(config.initializer_range ?? 0.02, 'initializer_range'),
-  };
-}
-
-/** resolveLlamaSizes with the rotary frequencies. */
-export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
-  const sizes = resolveLlamaSizes(config);
-  return { ...sizes, invFreq: ropeInvFreq(sizes.headDim, sizes.ropeTheta, sizes.ropeScaling) };
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Weight names
-
-export const ATTENTION_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj'] as const;
-export const MLP_PROJECTIONS = ['gate_proj', 'up_proj', 'down_proj'] as const;
-
-/** Suffix of initializers that hold an HF Linear weight transposed to [in, out]. */
-export const TRANSPOSED_SUFFIX = '.T';
-
-/** The initializer name of HF Linear weight `hfName` (stored transposed). */
-export function transposedName(hfName: string): string {
-  return hfName + TRANSPOSED_SUFFIX;
-}
-
-/** The HF tensor behind an initializer of a built model, and whether it is stored transposed. The LM head of
- *  a tied model maps to `lm_head.weight`, which the checkpoint does not hold (it is the embedding). */
-export function hfTensorName(initializer: string): { name: string; transposed: boolean } {
-  return initializer.endsWith(TRANSPOSED_SUFFIX)
-    ? { name: initializer.slice(0, -TRANSPOSED_SUFFIX.length), transposed: true }
-    : { name: initializer, transposed: false };
-}
-
-/** Every HF tensor a model with this config reads, in checkpoint order, each dim labelled with its config field. */
-export function* llamaExpectedTensors(config: LlamaConfig | LlamaSizes): Generator<ExpectedTensor> {
-  const c = 'hiddenSize' in config ? config : resolveLlamaSizes(config);
-  const hd: Dim = [c.hiddenSize, 'hidden_size'];
-  const q: Dim = [c.heads * c.headDim, 'num_attention_heads · head_dim'];
-  const kv: Dim = [c.kvHeads * c.headDim, 'num_key_value_heads · head_dim'];
-  const im: Dim = [c.intermediateSize, 'intermediate_size'];
-  const vocab: Dim = [c.vocabSize, 'vocab_size'];
-  yield expected('model.embed_tokens.weight', [vocab, hd]);
-  for (let i = 0; i < c.layers; i++) {
-    const p = `model.layers.${i}`;
-    yield expected(`${p}.input_layernorm.weight`, [hd], 'num_hidden_layers');
-    const attn: Record<string, [Dim, Dim]> = { q_proj: [q, hd], k_proj: [kv, hd], v_proj: [kv, hd], o_proj: [hd, q] };
-    for (const proj of ATTENTION_PROJECTIONS) {
-      yield expected(`${p}.self_attn.${proj}.weight`, attn[proj]);
-      if (proj === 'o_proj' ? c.outputBias : c.attentionBias) yield expected(`${p}.self_attn.${proj}.bias`, [attn[proj][0]], 'attention_bias');
-    }
-    yield expected(`${p}.post_attention_layernorm.weight`, [hd]);
-    const mlp: Record<string, [Dim, Dim]> = { gate_proj: [im, hd], up_proj: [im, hd], down_proj: [hd, im] };
-    for (const proj of MLP_PROJECTIONS) {
-      yield expected(`${p}.mlp.${proj}.weight`, mlp[proj]);
-      if (c.mlpBias) yield expected(`${p}.mlp.${proj}.bias`, [mlp[proj][0]], 'mlp_bias');
-    }
-  }
-  yield expected('model.norm.weight', [hd]);
-  if (!c.tied) yield expected('lm_head.weight', [vocab, hd], 'tie_word_embeddings');
-}
-
-/** Every HF tensor a model with this config reads, with its expected dims ([out, in] for Linear weights). */
-export function llamaTensorShapes(config: LlamaConfig | LlamaSizes): Map<string, number[]> {
-  return shapesOf(llamaExpectedTensors(config));
-}
-
-function lookup(weights: LlamaWeights, name: string): LlamaTensor | TensorRef | undefined {
-  const map = weights as ReadonlyMap<string, LlamaTensor | TensorRef>;
-  if (typeof map.get === 'function') return map.get(name);
-  return Object.prototype.hasOwnProperty.call(weights, name) ? (weights as Readonly<Record<string, LlamaTensor | TensorRef>>)[name] : undefined;
-}
-
-/** Checks every tensor `shapes` names against `weights` (present, dims, value count); throws listing the problems. */
-export function checkWeights(family: string, shapes: ReadonlyMap<string, number[]>, weights: LlamaWeights): void {
-  const problems: string[] = [];
-  for (const [name, dims] of shapes) {
-    const t = lookup(weights, name);
-    if (!t) { problems.push(`${name} is missing`); continue; }
-    const count = dims.reduce((a, b) => a * b, 1);
-    if (t.dims.length !== dims.length || t.dims.some((d, k) => d !== dims[k])) problems.push(`${name} is [${t.dims.join(', ')}], expected [${dims.join(', ')}]`);
-    else if (!isTensorRef(t) && t.data.length !== count) problems.push(`${name} holds ${t.data.length} values, its dims [${dims.join(', ')}] say ${count}`);
-    else if (isTensorRef(t) && t.initializer.dataType !== DataType.FLOAT) problems.push(`${name} is referenced as ${DataType[t.initializer.dataType]}, the graph computes in FLOAT`);
-  }
-  if (problems.length) {
-    const shown = problems.slice(0, 8).join('; ');
-    throw new Error(`${family} weights do not match the config: ${shown}${problems.length > 8 ? `; and ${problems.length - 8} more` : ''}`);
-  }
-}
-
-/** A weight by name (after checkWeights). */
-export function weightOf(weights: LlamaWeights, name: string): LlamaTensor | TensorRef {
-  const t = lookup(weights, name);
-  if (!t) throw new Error(`weight ${name} is missing`);
-  return t;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Graph emission with exporter-style scoped names
-
-function attr(name: string, v: number | number[] | { f: number } | TensorProto): AttributeProto {
-  if (typeof v === 'number') return { name, type: AttributeType.INT, i: v };
-  if (Array.isArray(v)) return { name, type: AttributeType.INTS, ints: v };
-  if ('f' in v) return { name, type: AttributeType.FLOAT, f: v.f };
-  return { name, type: AttributeType.TENSOR, t: v };
-}
-
-export class Emitter {
-  readonly nodes: NodeProto[] = [];
-  readonly initializers: TensorProto[] = [];
-  private readonly used = new Set<string>();
-
-  /** Emits `op` named `<scope>/<op>` (`_1`, `_2`… when taken) with outputs `<name>_output_<k>`. */
-  op(scope: string, opType: string, inputs: string[], attrs: Record<string, number | number[] | { f: number } | TensorProto> = {}, nOutputs = 1): string[] {
-    let name = `${scope}/${opType}`;
-    for (let k = 1; this.used.has(name); k++) name = `${scope}/${opType}_${k}`;
-    this.used.add(name);
-    const output = Array.from({ length: nOutputs }, (_, k) => `${name}_output_${k}`);
-    this.nodes.push({ name, opType, input: inputs, output, attribute: Object.entries(attrs).map(([k, v]) => attr(k, v)) });
-    return output;
-  }
-
-  op1(scope: string, opType: string, inputs: string[], attrs: Record<string, number | number[] | { f: number } | TensorProto> = {}): string {
-    return this.op(scope, opType, inputs, attrs)[0];
-  }
-
-  /** A Constant node (small values only). */
-  constant(scope: string, values: number[] | bigint[], dims: number[], dataType: DataType): string {
-    return this.op1(scope, 'Constant', [], { value: tensorFromValues('', values, dims, dataType) });
-  }
-
-  ints(scope: string, values: number[]): string {
-    return this.constant(scope, values, [values.length], DataType.INT64);
-  }
-
-  scalar(scope: string, value: number): string {
-    return this.constant(scope, [value], [], DataType.FLOAT);
-  }
-
-  initializer(name: string, data: Float32Array, dims: number[]): string {
-    this.initializers.push({
-      name,
-      dims,
-      dataType: DataType.FLOAT,
-      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-    });
-    return name;
-  }
-
-  /** An initializer named `name` holding `t`: its values (copied by reference), or the referenced TensorProto. */
-  weight(name: string, t: LlamaTensor | TensorRef): string {
-    if (isTensorRef(t)) {
-      this.initializers.push({ ...t.initializer, name, dims: t.dims.slice() });
-      return name;
-    }
-    return this.initializer(name, t.data, t.dims);
-  }
-
-  /** y = x · Wᵀ (+ b) for an HF Linear weight `hfName` [out, in] referenced as stored: Gemm(transB=1) on 2-D x. */
-  gemm(scope: string, x: string, hfName: string, w: LlamaTensor | TensorRef, bias?: { name: string; t: LlamaTensor | TensorRef }): string {
-    const inputs = [x, this.weight(hfName, w)];
-    if (bias) inputs.push(this.weight(bias.name, bias.t));
-    return this.op1(scope, 'Gemm', inputs, { transB: 1 });
-  }
-}
-
-/** [rows, cols] row-major → [cols, rows], in 64×64 tiles (cache-friendly for 4096×11008 weights). */
-export function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  const T = 64;
-  for (let r0 = 0; r0 < rows; r0 += T) {
-    const r1 = Math.min(r0 + T, rows);
-    for (let c0 = 0; c0 < cols; c0 += T) {
-      const c1 = Math.min(c0 + T, cols);
-      for (let r = r0; r < r1; r++) {
-        const src = r * cols;
-        for (let c = c0; c < c1; c++) out[c * rows + r] = data[src + c];
-      }
-    }
-  }
-  return out;
-}
-
-/** The float32 lowest value: masked attention scores (exp underflows to exactly 0, never NaN). */
-export const FLOAT32_LOWEST = -3.4028234663852886e38;
+// The Llama family's public face: its config, weights and demo weights live in their own modules.
+export * from './llamaConfig';
+export { ropeInvFreq } from './rope';
+export type { RopeScaling } from './rope';
+export { randomLlamaWeights } from './randomWeights';
+export type { LlamaTensor, LlamaWeights, TensorRef } from './weights';
 
 export interface BuildLlamaOptions {
   /** Default-domain opset (default 17). */
@@ -417,6 +75,8 @@ export interface BuildLlamaOptions {
   name?: string;
   /** 'in_out' (default): exporter-style transposed copies; 'out_in': HF layout, weights referenced (see the top). */
   layout?: 'in_out' | 'out_in';
+  /** The embedding's stored type (default FLOAT): Gemma's √hidden is rounded to it, as HF computes it. */
+  embedType?: DataType;
 }
 
 /**
@@ -451,54 +111,75 @@ export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, opti
     return y;
   };
 
+  const v = c.variant;
+  const normOffset = v.gemma ? e.scalar('/model', 1) : '';
+  /** RMSNorm over the last axis: (w or 1 + w) · x / sqrt(mean(x²) + eps). */
   const rmsNorm = (scope: string, x: string, hfName: string): string => {
     const sq = e.op1(scope, 'Mul', [x, x]);
     const mean = e.op1(scope, 'ReduceMean', [sq], { axes: [-1], keepdims: 1 });
     const std = e.op1(scope, 'Sqrt', [e.op1(scope, 'Add', [mean, e.scalar(scope, c.rmsNormEps)])]);
     const normed = e.op1(scope, 'Mul', [x, e.op1(scope, 'Reciprocal', [std])]);
-    return e.op1(scope, 'Mul', [e.weight(hfName, w(hfName)), normed]);
+    const weight = e.weight(hfName, w(hfName));
+    return e.op1(scope, 'Mul', [v.gemma ? e.op1(scope, 'Add', [weight, normOffset]) : weight, normed]);
   };
+  /** x → cap · tanh(x / cap) (Gemma 2's soft-capping). */
+  const softcap = (scope: string, x: string, cap: number | null): string =>
+    cap === null ? x : e.op1(scope, 'Mul', [e.op1(scope, 'Tanh', [e.op1(scope, 'Div', [x, e.scalar(scope, cap)])]), e.scalar(scope, cap)]);
 
   // Activations are [B, S, width] ('in_out') or [B·S, width] ('out_in'); attention works on [B, S, heads, …].
   const batchSeq = hfLayout ? e.op1('/model', 'Shape', ['input_ids']) : '';
   const split = (scope: string, x: string, dims: number[]): string =>
     e.op1(scope, 'Reshape', [x, hfLayout ? e.op1(scope, 'Concat', [batchSeq, e.ints(scope, dims)], { axis: 0 }) : e.ints(scope, [0, 0, ...dims])]);
   const merge = (scope: string, x: string, width: number): string => e.op1(scope, 'Reshape', [x, e.ints(scope, hfLayout ? [-1, width] : [0, 0, width])]);
+  /** Columns [from, to) of the last axis (a fused projection's part). */
+  const cols = (scope: string, x: string, from: number, to: number): string => e.op1(scope, 'Slice', [x, e.ints(scope, [from]), e.ints(scope, [to]), e.ints(scope, [-1])]);
 
   // --- Shared inputs of every block, computed once (the pipeline's prefix).
   const maskF = e.op1('/model', 'Cast', ['attention_mask'], { to: DataType.FLOAT });
   const cum = e.op1('/model', 'CumSum', [maskF, e.constant('/model', [1], [], DataType.INT32)]);
   const positions = e.op1('/model', 'Max', [e.op1('/model', 'Sub', [cum, e.scalar('/model', 1)]), e.scalar('/model', 0)]);
-
-  const rs = '/model/rotary_emb';
-  const angle = e.op1(rs, 'Mul', [
-    e.op1(rs, 'Unsqueeze', [positions, e.ints(rs, [2])]),
-    e.constant(rs, Array.from(c.invFreq), [1, 1, D / 2], DataType.FLOAT),
-  ]);
-  const emb = e.op1(rs, 'Concat', [angle, angle], { axis: -1 });
-  const axis2 = e.ints(rs, [2]);
-  const cos = e.op1(rs, 'Unsqueeze', [e.op1(rs, 'Cos', [emb]), axis2]); // [B, S, 1, D]
-  const sin = e.op1(rs, 'Unsqueeze', [e.op1(rs, 'Sin', [emb]), axis2]);
+  const rotaries = new Map<Rotary, { cos: string; sin: string }>();
+  for (const r of [c.rotary, c.localRotary]) if (r) rotaries.set(r, rotaryTables(e, '/model/rotary_emb', positions, r));
 
   const seqLen = e.op1('/model', 'Gather', [e.op1('/model', 'Shape', ['input_ids']), e.constant('/model', [1], [], DataType.INT64)], { axis: 0 });
   const idx = e.op1('/model', 'Range', [e.constant('/model', [0], [], DataType.INT64), seqLen, e.constant('/model', [1], [], DataType.INT64)]);
-  const causal = e.op1('/model', 'LessOrEqual', [e.op1('/model', 'Unsqueeze', [idx, e.ints('/model', [0])]), e.op1('/model', 'Unsqueeze', [idx, e.ints('/model', [1])])]); // [S(query), S(key)]: key ≤ query
+  const keyIdx = e.op1('/model', 'Unsqueeze', [idx, e.ints('/model', [0])]);
+  const queryIdx = e.op1('/model', 'Unsqueeze', [idx, e.ints('/model', [1])]);
+  const causal = e.op1('/model', 'LessOrEqual', [keyIdx, queryIdx]); // [S(query), S(key)]: key ≤ query
   const keyMask = e.op1('/model', 'Cast', [e.op1('/model', 'Unsqueeze', ['attention_mask', e.ints('/model', [1, 2, 3])])], { to: DataType.BOOL }); // [B, 1, 1, 1, S]
   const allowed = e.op1('/model', 'And', [causal, keyMask]); // [B, 1, 1, S, S]
+  // Sliding layers: also query − key < window (a band).
+  const bands = new Map<number, string>();
+  for (const window of new Set(c.windows)) {
+    if (window === null) continue;
+    const near = e.op1('/model', 'Less', [e.op1('/model', 'Sub', [queryIdx, keyIdx]), e.constant('/model', [window], [], DataType.INT64)]);
+    bands.set(window, e.op1('/model', 'And', [allowed, near]));
+  }
 
   const embed = w('model.embed_tokens.weight');
   const embedName = e.weight('model.embed_tokens.weight', embed);
   let hidden = e.op1('/model/embed_tokens', 'Gather', [embedName, 'input_ids'], { axis: 0 });
   if (hfLayout) hidden = merge('/model/embed_tokens', hidden, hd);
+  if (v.gemma) {
+    // HF: inputs_embeds * torch.tensor(hidden_size ** 0.5, dtype=inputs_embeds.dtype).
+    const normalizer = roundToType(options.embedType ?? DataType.FLOAT, Float32Array.of(Math.sqrt(hd)))[0];
+    hidden = e.op1('/model', 'Mul', [hidden, e.scalar('/model', normalizer)]);
+  }
 
   // --- Decoder layers.
-  const half = D / 2;
-  const rope = (scope: string, x: string): string => {
-    const x1 = e.op1(scope, 'Slice', [x, e.ints(scope, [0]), e.ints(scope, [half]), e.ints(scope, [-1])]);
-    const x2 = e.op1(scope, 'Slice', [x, e.ints(scope, [half]), e.ints(scope, [D]), e.ints(scope, [-1])]);
+  /** Rotates the first r.dim dims of each head: x·cos + rotate_half(x)·sin, the rest passes through. */
+  const rope = (scope: string, x: string, r: Rotary): string => {
+    const { cos, sin } = rotaries.get(r) as { cos: string; sin: string };
+    const half = r.dim / 2;
+    const xr = r.dim === D ? x : cols(scope, x, 0, r.dim);
+    const x1 = cols(scope, xr, 0, half);
+    const x2 = cols(scope, xr, half, r.dim);
     const rotated = e.op1(scope, 'Concat', [e.op1(scope, 'Neg', [x2]), x1], { axis: -1 });
-    return e.op1(scope, 'Add', [e.op1(scope, 'Mul', [x, cos]), e.op1(scope, 'Mul', [rotated, sin])]);
+    const y = e.op1(scope, 'Add', [e.op1(scope, 'Mul', [xr, cos]), e.op1(scope, 'Mul', [rotated, sin])]);
+    return r.dim === D ? y : e.op1(scope, 'Concat', [y, cols(scope, x, r.dim, D)], { axis: -1 });
   };
+  const q = H * D;
+  const kv = KV * D;
 
   for (let i = 0; i < c.layers; i++) {
     const ls = `/model/layers.${i}`;
@@ -506,43 +187,72 @@ export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, opti
     const ms = `${ls}/mlp`;
     const hp = `model.layers.${i}`;
     const x = rmsNorm(`${ls}/input_layernorm`, hidden, `${hp}.input_layernorm.weight`);
-    const q = linear(`${as}/q_proj`, x, `${hp}.self_attn.q_proj`, c.attentionBias);
-    const k = linear(`${as}/k_proj`, x, `${hp}.self_attn.k_proj`, c.attentionBias);
-    const v = linear(`${as}/v_proj`, x, `${hp}.self_attn.v_proj`, c.attentionBias);
-    // [B, S, heads·D] → [B, S, heads, D], rotate, then group query heads under their key/value head.
-    const qr = rope(as, split(as, q, [H, D]));
-    const kr = rope(as, split(as, k, [KV, D]));
+    let qh: string, kh: string, vh: string;
+    if (v.fused) {
+      const qkv = linear(`${as}/qkv_proj`, x, `${hp}.self_attn.qkv_proj`, c.attentionBias);
+      [qh, kh, vh] = [cols(as, qkv, 0, q), cols(as, qkv, q, q + kv), cols(as, qkv, q + kv, q + 2 * kv)];
+    } else {
+      qh = linear(`${as}/q_proj`, x, `${hp}.self_attn.q_proj`, c.attentionBias);
+      kh = linear(`${as}/k_proj`, x, `${hp}.self_attn.k_proj`, c.attentionBias);
+      vh = linear(`${as}/v_proj`, x, `${hp}.self_attn.v_proj`, c.attentionBias);
+    }
+    // [B, S, heads·D] → [B, S, heads, D], (normalize,) rotate, then group query heads under their key/value head.
+    let qs = split(as, qh, [H, D]);
+    let ks = split(as, kh, [KV, D]);
+    if (v.qkNorm) {
+      qs = rmsNorm(`${as}/q_norm`, qs, `${hp}.self_attn.q_norm.weight`);
+      ks = rmsNorm(`${as}/k_norm`, ks, `${hp}.self_attn.k_norm.weight`);
+    }
+    const window = c.windows[i];
+    const rotary = window !== null && c.localRotary ? c.localRotary : c.rotary;
+    const qr = rope(as, qs, rotary);
+    const kr = rope(as, ks, rotary);
     const q5 = e.op1(as, 'Transpose', [e.op1(as, 'Reshape', [qr, e.ints(as, [0, 0, KV, R, D])])], { perm: [0, 2, 3, 1, 4] }); // [B, KV, R, S, D]
     const kT = e.op1(as, 'Transpose', [e.op1(as, 'Reshape', [kr, e.ints(as, [0, 0, KV, 1, D])])], { perm: [0, 2, 3, 4, 1] }); // [B, KV, 1, D, S]
-    const v5 = e.op1(as, 'Transpose', [split(as, v, [KV, 1, D])], { perm: [0, 2, 3, 1, 4] }); // [B, KV, 1, S, D]
-    const scores = e.op1(as, 'Mul', [e.op1(as, 'MatMul', [q5, kT]), e.scalar(as, 1 / Math.sqrt(D))]); // [B, KV, R, S, S]
-    const masked = e.op1(as, 'Where', [allowed, scores, e.scalar(as, FLOAT32_LOWEST)]);
+    const v5 = e.op1(as, 'Transpose', [split(as, vh, [KV, 1, D])], { perm: [0, 2, 3, 1, 4] }); // [B, KV, 1, S, D]
+    const scores = softcap(as, e.op1(as, 'Mul', [e.op1(as, 'MatMul', [q5, kT]), e.scalar(as, c.attentionScale)]), c.attnSoftcap); // [B, KV, R, S, S]
+    const masked = e.op1(as, 'Where', [window === null ? allowed : (bands.get(window) as string), scores, e.scalar(as, FLOAT32_LOWEST)]);
     const probs = e.op1(as, 'Softmax', [masked], { axis: -1 });
     const ctx5 = e.op1(as, 'MatMul', [probs, v5]); // [B, KV, R, S, D]
     const ctx = merge(as, e.op1(as, 'Transpose', [ctx5], { perm: [0, 3, 1, 2, 4] }), H * D);
-    const attnOut = linear(`${as}/o_proj`, ctx, `${hp}.self_attn.o_proj`, c.outputBias);
+    let attnOut = linear(`${as}/o_proj`, ctx, `${hp}.self_attn.o_proj`, c.outputBias);
+    if (v.sandwichNorms) attnOut = rmsNorm(`${ls}/post_attention_layernorm`, attnOut, `${hp}.post_attention_layernorm.weight`);
     hidden = e.op1(ls, 'Add', [hidden, attnOut]);
 
-    const y = rmsNorm(`${ls}/post_attention_layernorm`, hidden, `${hp}.post_attention_layernorm.weight`);
-    const gate = linear(`${ms}/gate_proj`, y, `${hp}.mlp.gate_proj`, c.mlpBias);
-    const act = e.op1(ms, 'Mul', [gate, e.op1(ms, 'Sigmoid', [gate])]);
-    const up = linear(`${ms}/up_proj`, y, `${hp}.mlp.up_proj`, c.mlpBias);
-    const down = linear(`${ms}/down_proj`, e.op1(ms, 'Mul', [act, up]), `${hp}.mlp.down_proj`, c.mlpBias);
+    const y = v.sandwichNorms
+      ? rmsNorm(`${ls}/pre_feedforward_layernorm`, hidden, `${hp}.pre_feedforward_layernorm.weight`)
+      : rmsNorm(`${ls}/post_attention_layernorm`, hidden, `${hp}.post_attention_layernorm.weight`);
+    let gate: string, up: string;
+    if (v.fused) {
+      const gateUp = linear(`${ms}/gate_up_proj`, y, `${hp}.mlp.gate_up_proj`, c.mlpBias);
+      [gate, up] = [cols(ms, gateUp, 0, c.intermediateSize), cols(ms, gateUp, c.intermediateSize, 2 * c.intermediateSize)];
+    } else {
+      gate = linear(`${ms}/gate_proj`, y, `${hp}.mlp.gate_proj`, c.mlpBias);
+      up = linear(`${ms}/up_proj`, y, `${hp}.mlp.up_proj`, c.mlpBias);
+    }
+    const act = c.activation === 'silu' ? e.op1(ms, 'Mul', [gate, e.op1(ms, 'Sigmoid', [gate])]) : geluTanh(e, ms, gate);
+    let down = linear(`${ms}/down_proj`, e.op1(ms, 'Mul', [act, up]), `${hp}.mlp.down_proj`, c.mlpBias);
+    if (v.sandwichNorms) down = rmsNorm(`${ls}/post_feedforward_layernorm`, down, `${hp}.post_feedforward_layernorm.weight`);
     hidden = e.op1(ls, 'Add', [hidden, down]);
   }
 
-  // --- Final norm and LM head.
+  // --- Final norm and LM head (soft-capped logits for Gemma 2).
   const normed = rmsNorm('/model/norm', hidden, 'model.norm.weight');
   const head = c.tied ? embed : w('lm_head.weight');
+  const finish = (scope: string, opType: string, inputs: string[]): void => {
+    const out = c.finalSoftcap === null ? 'logits' : `${scope}/logits`;
+    e.nodes.push({ name: `${scope}/${opType}`, opType, input: inputs, output: [out], attribute: [] });
+    if (out !== 'logits') e.nodes.push({ name: `${scope}/Softcap`, opType: 'Identity', input: [softcap(scope, out, c.finalSoftcap)], output: ['logits'], attribute: [] });
+  };
   if (hfLayout) {
     // A tied head reads the embedding initializer itself (discovery leaves a shared weight dense).
     const flat = c.tied ? e.op1('/lm_head', 'Gemm', [normed, embedName], { transB: 1 }) : e.gemm('/lm_head', normed, 'lm_head.weight', head);
     const shape = e.op1('/lm_head', 'Concat', [batchSeq, e.ints('/lm_head', [c.vocabSize])], { axis: 0 });
-    e.nodes.push({ name: '/lm_head/Reshape', opType: 'Reshape', input: [flat, shape], output: ['logits'], attribute: [] });
+    finish('/lm_head', 'Reshape', [flat, shape]);
   } else {
     if (isTensorRef(head)) throw new Error(`${c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'} is a reference: the 'in_out' layout copies the LM head transposed, so it needs its values`);
     const headWeight = e.initializer(transposedName('lm_head.weight'), transpose(head.data, c.vocabSize, hd), [hd, c.vocabSize]);
-    e.nodes.push({ name: '/lm_head/MatMul', opType: 'MatMul', input: [normed, headWeight], output: ['logits'], attribute: [] });
+    finish('/lm_head', 'MatMul', [normed, headWeight]);
   }
 
   return causalLmModel({
@@ -558,80 +268,38 @@ export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, opti
   });
 }
 
-/** What every causal-LM builder hands back: inputs input_ids and attention_mask [batch, seq] (int64), output
- *  logits [batch, seq, vocab], and the metadata the Hugging Face front end reads back. */
-export function causalLmModel(m: {
-  builder: string;
-  graphName: string;
-  opset: number;
-  docString: string;
-  nodes: NodeProto[];
-  initializers: TensorProto[];
-  vocabSize: number;
-  weightLayout: 'out_in' | 'in_out';
-  tied: boolean;
-}): ModelProto {
+/** cos and sin [B, S, 1, r.dim] of the positions [B, S] for rotary embedding `r`, × its attention factor. */
+function rotaryTables(e: Emitter, rs: string, positions: string, r: Rotary): { cos: string; sin: string } {
+  const half = r.dim / 2;
+  const freqs = (f: Float32Array, dims: number[]) => e.constant(rs, Array.from(f), dims, DataType.FLOAT);
+  let invFreq = freqs(r.invFreq, [1, 1, half]);
+  if (r.long || r.dynamic) {
+    // Both depend on L = the largest position + 1, as HF's rotary embedding reads it per forward.
+    const L = e.op1(rs, 'Add', [e.op1(rs, 'ReduceMax', [positions], { keepdims: 0 }), e.scalar(rs, 1)]);
+    if (r.long) invFreq = e.op1(rs, 'Where', [e.op1(rs, 'Greater', [L, e.scalar(rs, r.long.originalMax)]), freqs(r.long.invFreq, [1, 1, half]), invFreq]);
+    if (r.dynamic) {
+      const { base, factor, maxPositions } = r.dynamic;
+      const len = e.op1(rs, 'Max', [L, e.scalar(rs, maxPositions)]);
+      const ratio = e.op1(rs, 'Sub', [e.op1(rs, 'Mul', [len, e.scalar(rs, factor / maxPositions)]), e.scalar(rs, factor - 1)]);
+      const scaledBase = e.op1(rs, 'Mul', [e.op1(rs, 'Pow', [ratio, e.scalar(rs, r.dim / (r.dim - 2))]), e.scalar(rs, base)]);
+      const exponents = e.constant(rs, Array.from({ length: half }, (_, i) => Math.fround((2 * i) / r.dim)), [1, 1, half], DataType.FLOAT);
+      invFreq = e.op1(rs, 'Reciprocal', [e.op1(rs, 'Pow', [scaledBase, exponents])]);
+    }
+  }
+  const angle = e.op1(rs, 'Mul', [e.op1(rs, 'Unsqueeze', [positions, e.ints(rs, [2])]), invFreq]);
+  const emb = e.op1(rs, 'Concat', [angle, angle], { axis: -1 });
+  const axis2 = e.ints(rs, [2]);
+  const scaled = (x: string) => (r.attentionFactor === 1 ? x : e.op1(rs, 'Mul', [x, e.scalar(rs, r.attentionFactor)]));
   return {
-    irVersion: 8,
-    opsetImport: [{ domain: '', version: m.opset }],
-    producerName: 'prunekit',
-    docString: m.docString,
-    graph: {
-      name: m.graphName,
-      node: m.nodes,
-      initializer: m.initializers,
-      input: [
-        valueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']),
-        valueInfo('attention_mask', DataType.INT64, ['batch_size', 'sequence_length']),
-      ],
-      output: [valueInfo('logits', DataType.FLOAT, ['batch_size', 'sequence_length', m.vocabSize])],
-      valueInfo: [],
-    },
-    metadataProps: [
-      { key: 'prunekit.builder', value: m.builder },
-      { key: 'prunekit.weight_layout', value: m.weightLayout },
-      { key: 'prunekit.tied_lm_head', value: String(m.tied) },
-    ],
+    cos: e.op1(rs, 'Unsqueeze', [scaled(e.op1(rs, 'Cos', [emb])), axis2]),
+    sin: e.op1(rs, 'Unsqueeze', [scaled(e.op1(rs, 'Sin', [emb])), axis2]),
   };
 }
 
-/** A config field that must be a positive integer, or an error naming the family and the field. */
-export function configPositiveInt(family: string, value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-    throw new Error(`${family} config: ${field} must be a positive integer, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Random weights for the demo
-
-/** A 32-bit FNV-1a hash, so each tensor's random stream depends only on (seed, name). */
-function hashName(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h;
-}
-
-/**
- * Deterministic random weights for `config`, initialised as HF's LlamaPreTrainedModel does: Linear and
- * embedding weights ~ N(0, initializer_range²) (default 0.02), norm weights 1, biases 0. Each tensor has its
- * own stream seeded by (seed, name), so a tensor does not change when other layers are added.
- */
-export function randomLlamaWeights(config: LlamaConfig, seed = 0): Map<string, LlamaTensor> {
-  const c = resolveLlamaConfig(config);
-  const out = new Map<string, LlamaTensor>();
-  for (const [name, dims] of llamaTensorShapes(c)) {
-    const data = new Float32Array(dims.reduce((a, b) => a * b, 1));
-    if (name.endsWith('norm.weight')) data.fill(1);
-    else if (!name.endsWith('.bias')) {
-      const rand = normalRng((hashName(name) ^ Math.imul(seed + 1, 0x9e3779b1)) >>> 0);
-      for (let i = 0; i < data.length; i++) data[i] = rand() * c.initializerRange;
-    }
-    out.set(name, { data, dims });
-  }
-  return out;
+/** GELU, tanh approximation (gelu_pytorch_tanh): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+function geluTanh(e: Emitter, scope: string, x: string): string {
+  const cube = e.op1(scope, 'Mul', [e.op1(scope, 'Mul', [x, x]), x]);
+  const inner = e.op1(scope, 'Mul', [e.op1(scope, 'Add', [x, e.op1(scope, 'Mul', [cube, e.scalar(scope, 0.044715)])]), e.scalar(scope, Math.sqrt(2 / Math.PI))]);
+  const t = e.op1(scope, 'Add', [e.op1(scope, 'Tanh', [inner]), e.scalar(scope, 1)]);
+  return e.op1(scope, 'Mul', [e.op1(scope, 'Mul', [x, e.scalar(scope, 0.5)]), t]);
 }

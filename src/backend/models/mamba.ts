@@ -28,7 +28,9 @@
 import { KERNEL_OPSET, valueInfo } from '../onnx/graph';
 import { AttributeType, DataType, GraphProto, ModelProto, NodeProto } from '../onnx/proto';
 import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
-import { causalLmModel, checkWeights, configPositiveInt, Emitter, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './llama';
+import { configPositiveInt } from './configFields';
+import { causalLmModel, Emitter } from './emitter';
+import { checkWeights, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './weights';
 
 /** The fields of a Hugging Face MambaConfig the builder reads; optional ones take HF's defaults. */
 export interface MambaConfig {

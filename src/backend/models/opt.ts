@@ -15,7 +15,9 @@
 import { KERNEL_OPSET } from '../onnx/graph';
 import { DataType, ModelProto } from '../onnx/proto';
 import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
-import { causalLmModel, checkWeights, configPositiveInt, Emitter, FLOAT32_LOWEST, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './llama';
+import { configPositiveInt } from './configFields';
+import { causalLmModel, Emitter, FLOAT32_LOWEST } from './emitter';
+import { checkWeights, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './weights';
 
 /** The fields of a Hugging Face OPTConfig the builder reads; optional ones take HF's defaults. */
 export interface OptConfig {

@@ -1,3 +1,5 @@
+// Why hand-written: onnx-proto (npm) is protobufjs 6 code for an older ONNX schema, and protobufjs skips fields its
+// schema does not know, so a round trip would drop them; this codec keeps them verbatim, and tensor bytes as views.
 // The subset of onnx.proto that PruneKit reads and writes, as typed objects plus one schema-driven codec.
 // Fields we do not model are kept as raw bytes (`unknown`) and written back verbatim, so a decode/encode
 // round trip never drops metadata, functions or training info from a user's checkpoint.

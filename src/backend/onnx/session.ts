@@ -1,7 +1,7 @@
 // Session factory: one place that turns a graph into an onnxruntime session on the requested device.
-// `auto` tries CUDA, then WebGPU on a hardware adapter, then CPU. onnxruntime-node THROWS when a provider
-// cannot load (even with 'cpu' listed after it), so each attempt is caught and the next one tried; every
-// session records the device it actually runs on.
+// `auto` tries CUDA, then WebGPU on a hardware adapter (Metal, D3D12, Vulkan), then CPU. onnxruntime-node THROWS
+// when a provider cannot load (even with 'cpu' listed after it), so each attempt is caught and the next one tried;
+// every session records the device it actually runs on.
 
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
@@ -46,13 +46,19 @@ function deviceToProvider(device: Device): ort.InferenceSession.ExecutionProvide
   return { name: 'cuda', deviceId: Number(device.slice(5)) } as ort.InferenceSession.ExecutionProviderConfig;
 }
 
-/** True when this machine plausibly has a hardware GPU adapter for WebGPU. Dawn may otherwise pick a
- *  software (SwiftShader/llvmpipe) adapter, which is slower than the CPU provider: never choose that. */
-export function hasHardwareGpuAdapter(): boolean {
-  if (process.platform === 'darwin') return true; // Metal: every supported Mac has a GPU.
-  if (process.platform === 'win32') return true; // D3D12 on a desktop; WARP is only used when asked for.
+/** What `auto` asks of the machine (faked in tests to choose as on macOS or Windows). */
+export interface DeviceProbe {
+  platform: NodeJS.Platform;
+  /** onnxruntime's CUDA provider library is installed beside its binding. */
+  cudaProviderInstalled(): boolean;
+  /** A hardware GPU adapter WebGPU can use. */
+  hardwareGpuAdapter(): boolean;
+}
+
+/** True when a Linux machine plausibly has a hardware GPU adapter for Vulkan: a DRM render node or the NVIDIA
+ *  device files. Dawn may otherwise pick a software (SwiftShader/llvmpipe) adapter, slower than the CPU provider. */
+function linuxGpuAdapter(): boolean {
   try {
-    // Linux: Vulkan needs a DRM render node or the NVIDIA device files.
     if (existsSync('/dev/nvidia0')) return true;
     return existsSync('/dev/dri') && readdirSync('/dev/dri').some((f) => f.startsWith('renderD'));
   } catch {
@@ -60,10 +66,32 @@ export function hasHardwareGpuAdapter(): boolean {
   }
 }
 
-/** Where onnxruntime-node looks for the CUDA provider libraries. */
-export function cudaProviderPath(): string {
+/** Where onnxruntime-node looks for the CUDA provider library (Linux and Windows; macOS has no CUDA). */
+export function cudaProviderPath(platform: NodeJS.Platform = process.platform, arch: string = process.arch): string {
   const pkg = path.dirname(require.resolve('onnxruntime-node/package.json'));
-  return path.join(pkg, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so');
+  const file = platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
+  return path.join(pkg, 'bin', 'napi-v6', platform, arch, file);
+}
+
+export const THIS_MACHINE: DeviceProbe = {
+  platform: process.platform,
+  cudaProviderInstalled: () => process.platform !== 'darwin' && existsSync(cudaProviderPath()),
+  // Metal: every Apple Silicon Mac has a GPU. Windows: D3D12 on a hardware adapter (WARP only when asked for).
+  hardwareGpuAdapter: () => process.platform === 'darwin' || process.platform === 'win32' || (process.platform === 'linux' && linuxGpuAdapter()),
+};
+
+/** The devices `auto` tries, in order: CUDA (Linux, Windows), WebGPU on a hardware adapter (Metal on macOS, D3D12
+ *  on Windows, Vulkan on Linux), the CPU; and why the ones left out were. */
+export function autoDeviceOrder(probe: DeviceProbe): { order: Device[]; skipped: string[] } {
+  const order: Device[] = [];
+  const skipped: string[] = [];
+  if (probe.platform === 'darwin') skipped.push('cuda: not available on macOS');
+  else if (probe.cudaProviderInstalled()) order.push('cuda:0');
+  else skipped.push('cuda: provider libraries not installed (see README, "GPU")');
+  if (probe.hardwareGpuAdapter()) order.push('webgpu');
+  else skipped.push('webgpu: no hardware GPU adapter found');
+  order.push('cpu');
+  return { order, skipped };
 }
 
 export class Engine {
@@ -72,7 +100,7 @@ export class Engine {
   /** Why devices earlier in the `auto` order were not used (for the run report). */
   readonly fallbacks: string[] = [];
 
-  constructor(readonly options: EngineOptions = { device: 'auto', threads: 0 }) {
+  constructor(readonly options: EngineOptions = { device: 'auto', threads: 0 }, private readonly probe: DeviceProbe = THIS_MACHINE) {
     if (!DEVICE_RE.test(options.device)) {
       throw new Error(`device '${options.device}' is not one of auto, cpu, cuda, cuda:N, webgpu`);
     }
@@ -88,12 +116,8 @@ export class Engine {
     if (d === 'cpu' || d === 'webgpu') return [d];
     if (d === 'cuda') return ['cuda:0'];
     if (d.startsWith('cuda:')) return [d as Device];
-    const order: Device[] = [];
-    if (process.platform !== 'darwin' && existsSync(cudaProviderPath())) order.push('cuda:0');
-    else this.fallbacks.push('cuda: provider libraries not installed (see README, "GPU")');
-    if (hasHardwareGpuAdapter()) order.push('webgpu');
-    else this.fallbacks.push('webgpu: no hardware GPU adapter found');
-    order.push('cpu');
+    const { order, skipped } = autoDeviceOrder(this.probe);
+    this.fallbacks.push(...skipped);
     return order;
   }
 

@@ -1,3 +1,5 @@
+// Why hand-written: it is the wire layer of proto.ts's codec (see there why no protobuf package); protobufjs reads
+// int64 as its own Long objects, where this keeps plain numbers and bigints.
 // Protocol-buffers wire format: just what a schema-driven ONNX codec needs.
 // Varints are read as numbers when they fit in 2^53 and as bigints otherwise, so int64 attributes such as
 // Slice's INT64_MAX survive a decode/encode round trip unchanged.

@@ -1,3 +1,5 @@
+// Why hand-written, not piscina: piscina starts workers from a module file, while these kernels ship as source text,
+// so the same code runs from the esbuild bundle and from tsx with no extra worker entry point; the pool is 100 lines.
 // Row-parallel JavaScript kernels on worker threads.
 //
 // Some per-row work has no onnxruntime form (APT's small SPD solves: ONNX has no Cholesky). Rows are
@@ -32,6 +34,8 @@ export class RowPool {
   private workers: Worker[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
+  /** Runs in flight: the workers are ref'd while there is any (one run ending must not unref another's workers). */
+  private active = 0;
 
   constructor(private readonly kernels: Record<string, RowKernel<never>>, readonly size = availableParallelism()) {}
 
@@ -69,7 +73,7 @@ export class RowPool {
     const chunk = Math.ceil(rows / this.workers.length);
     const jobs: Promise<void>[] = [];
     // Busy workers keep the process alive, so a pending job is never abandoned at exit.
-    for (const w of this.workers) w.ref();
+    if (this.active++ === 0) for (const w of this.workers) w.ref();
     this.workers.forEach((w, i) => {
       const start = i * chunk;
       const end = Math.min(rows, start + chunk);
@@ -81,7 +85,7 @@ export class RowPool {
     try {
       await Promise.all(jobs);
     } finally {
-      for (const w of this.workers) w.unref();
+      if (--this.active === 0) for (const w of this.workers) w.unref();
     }
   }
 

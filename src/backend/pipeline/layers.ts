@@ -2,8 +2,9 @@
 //
 // A prunable layer is a MatMul whose second input is a 2-D floating-point initializer (stored [in, out]),
 // or a Gemm whose B is one ([in, out], or [out, in] with transB=1). The initializer may reach the node through
-// a Cast (fp16 weights widened to float in the graph, as mixed-precision exporters write them); that Cast then
-// belongs to the layer's block, so the weight is fed where it is used. A layer is identified by the node that
+// a Cast (fp16 weights widened to float in the graph, as mixed-precision exporters write them) and/or a 2-D
+// Transpose (torch's dynamo exporter keeps nn.Linear's [out, in] weight and transposes it in the graph); those
+// nodes then belong to the layer's block, so the weight is fed where it is used. A layer is identified by the node that
 // consumes the weight (`/model/layers.3/mlp/down_proj/MatMul` → `layers.3.mlp.down_proj`), never by the
 // initializer's name (exporters call those `onnx::MatMul_1234`). Embeddings are Gathers, so never layers.
 //
@@ -22,6 +23,8 @@
 import type { GraphProto, ModelProto, NodeProto, TensorProto } from '../onnx/proto';
 import { AttributeType, DataType } from '../onnx/proto';
 import { compileUserRegex, UserRegex } from '../../protocol/userPatterns';
+import { describeQuantized, findQuantizedLayers, QUANTIZED_ADVICE, QuantizedLayer } from './quantized';
+import { structuralBlocks } from './structuralBlocks';
 
 /** How the weight initializer is stored. MatMul and Gemm(transB=0): [in, out] = [cols, rows];
  *  Gemm(transB=1): [out, in] = [rows, cols] (already the (rows, cols) row-major layout the methods use);
@@ -54,6 +57,8 @@ export interface PrunableLayer {
   dataType: DataType;
   /** Index in `model.graph.node` of the Cast that widens the weight before the node reads it, if any. */
   castNode?: number;
+  /** Index in `model.graph.node` of the 2-D Transpose between the weight and the node, if any. */
+  transposeNode?: number;
   /** The activation tensor the layer reads (any rank, last dimension = cols; [batch, C, time] for a conv). */
   input: string;
   /** The tensor it writes. */
@@ -80,7 +85,8 @@ export interface Block {
   layers: string[];
 }
 
-export type BlockSource = 'pattern' | 'custom' | 'per-layer';
+/** 'structure': from the residual stream (structuralBlocks.ts), for graphs whose names carry no block scope. */
+export type BlockSource = 'pattern' | 'custom' | 'structure' | 'per-layer';
 
 export interface Discovery {
   /** Prunable layers in topological order. */
@@ -97,6 +103,10 @@ export interface Discovery {
   nodeBlock: Int32Array;
   /** Human-readable remarks for the run report (fallbacks, skipped layers). */
   notes: string[];
+  /** Quantized linear layers (quantized.ts): a run refuses them inside blocks. */
+  quantized: QuantizedLayer[];
+  /** Blocks that keep linear layers dense against the user's wish (no prunable layer in them), one line each. */
+  warnings: string[];
 }
 
 export interface DiscoverOptions {
@@ -106,6 +116,8 @@ export interface DiscoverOptions {
   includeLmHead?: boolean;
   /** Also prune depthwise 1-D convs (default false: they are opt-in). */
   includeDepthwiseConv?: boolean;
+  /** Without a block pattern, group layers by the residual stream (default true); false: one block per layer. */
+  structuralBlocks?: boolean;
 }
 
 /** The built-in block scopes, tried in this order (a tie in layers named goes to the earlier one). */
@@ -200,12 +212,22 @@ export function friendlyLayerName(nodeName: string, opType: string, from = 0, ke
   return parts.join('.');
 }
 
+/** The Cast and Transpose nodes between a layer's weight and its node: they run in the layer's segment. */
+export function feedNodes(layer: Pick<PrunableLayer, 'castNode' | 'transposeNode'>): number[] {
+  return [layer.castNode, layer.transposeNode].filter((i): i is number => i !== undefined);
+}
+
 interface Candidate {
   node: NodeProto;
   nodeIndex: number;
   layer: Omit<PrunableLayer, 'name' | 'block'>;
   /** Why it cannot be pruned at all (independent of the options). */
   unsupported?: string;
+}
+
+/** The name a candidate's block and layer name come from: its node's, or its weight's without `.weight`. */
+function scopeName(c: Candidate, scope: 'node' | 'weight'): string {
+  return scope === 'node' ? c.node.name : c.layer.weight.replace(/\.weight$/, '');
 }
 
 function tensorKind(t: TensorProto): string {
@@ -222,13 +244,29 @@ function layerCandidates(graph: GraphProto, order: number[]): Candidate[] {
   for (const o of graph.output) readers.set(o.name, (readers.get(o.name) ?? 0) + 1);
   const producer = new Map<string, number>();
   graph.node.forEach((n, i) => n.output.forEach((t) => t && producer.set(t, i)));
-  /** The initializer behind a Cast to a float type that only this node reads, and that Cast. */
-  const widened = (t: string): { w: TensorProto; cast: number } | undefined => {
+  /** The Cast to a float type or the 2-D Transpose that computes `t` for its only reader. */
+  const feeding = (t: string): { op: 'Cast' | 'Transpose'; index: number } | undefined => {
     const c = producer.get(t);
-    const cast = c === undefined ? undefined : graph.node[c];
-    if (!cast || cast.opType !== 'Cast' || !isDefaultDomain(cast) || !FLOAT_TYPES.has(intAttr(cast, 'to', 0)) || (readers.get(t) ?? 0) !== 1) return undefined;
-    const w = inits.get(cast.input[0]);
-    return w ? { w, cast: c as number } : undefined;
+    const n = c === undefined ? undefined : graph.node[c];
+    if (!n || !isDefaultDomain(n) || (readers.get(t) ?? 0) !== 1) return undefined;
+    if (n.opType === 'Cast' && FLOAT_TYPES.has(intAttr(n, 'to', 0))) return { op: 'Cast', index: c as number };
+    const perm = n.attribute.find((a) => a.name === 'perm')?.ints?.map(Number);
+    if (n.opType === 'Transpose' && (!perm || (perm.length === 2 && perm[0] === 1 && perm[1] === 0))) return { op: 'Transpose', index: c as number };
+    return undefined;
+  };
+  /** The initializer a node reads as `t`, directly or through at most one Cast and one Transpose (in either order). */
+  const weightOf = (t: string): { w: TensorProto; castNode?: number; transposeNode?: number } | undefined => {
+    const via: { castNode?: number; transposeNode?: number } = {};
+    for (let step = 0; step < 3; step++) {
+      const w = inits.get(t);
+      if (w) return { w, ...via };
+      const f = feeding(t);
+      const key = f?.op === 'Cast' ? 'castNode' : 'transposeNode';
+      if (!f || via[key] !== undefined) return undefined;
+      via[key] = f.index;
+      t = graph.node[f.index].input[0];
+    }
+    return undefined;
   };
 
   const out: Candidate[] = [];
@@ -236,8 +274,8 @@ function layerCandidates(graph: GraphProto, order: number[]): Candidate[] {
     const node = graph.node[i];
     if (!isDefaultDomain(node)) continue;
     if (node.opType === 'Conv') {
-      const via = inits.has(node.input[1]) ? undefined : widened(node.input[1]);
-      const w = inits.get(node.input[1]) ?? via?.w;
+      const via = weightOf(node.input[1]);
+      const w = via?.transposeNode === undefined ? via?.w : undefined;
       const C = w && w.dims.length === 3 ? Number(w.dims[0]) : 0;
       // Depthwise: one input channel per group and as many groups as channels (so in = out = C).
       if (!w || C < 1 || Number(w.dims[1]) !== 1 || intAttr(node, 'group', 1) !== C) continue;
@@ -250,22 +288,23 @@ function layerCandidates(graph: GraphProto, order: number[]): Candidate[] {
         unsupported,
         layer: {
           kind: 'depthwiseConv', node: node.name, nodeIndex: i, op: 'Conv', weight: w.name, rows: C, cols: Number(w.dims[2]),
-          layout: 'out_in', weightDims: w.dims.map(Number), dataType: w.dataType, ...(via ? { castNode: via.cast } : {}),
+          layout: 'out_in', weightDims: w.dims.map(Number), dataType: w.dataType, ...(via?.castNode !== undefined ? { castNode: via.castNode } : {}),
           input: node.input[0], output: node.output[0],
         },
       });
       continue;
     }
     if (node.opType !== 'MatMul' && node.opType !== 'Gemm') continue;
-    const via = inits.has(node.input[1]) ? undefined : widened(node.input[1]);
-    const w = inits.get(node.input[1]) ?? via?.w;
+    const via = weightOf(node.input[1]);
+    const w = via?.w;
     if (!w || w.dims.length !== 2) continue;
     const d0 = Number(w.dims[0]);
     const d1 = Number(w.dims[1]);
-    let layout: WeightLayout = 'in_out';
+    // The node reads [in, out] unless Gemm transposes B; a Transpose node in between flips what is stored.
+    const transB = node.opType === 'Gemm' && intAttr(node, 'transB', 0) !== 0;
+    const layout: WeightLayout = transB !== (via?.transposeNode !== undefined) ? 'out_in' : 'in_out';
     let unsupported: string | undefined;
     if (node.opType === 'Gemm') {
-      if (intAttr(node, 'transB', 0)) layout = 'out_in';
       if (intAttr(node, 'transA', 0)) unsupported = 'Gemm with transA=1 (activations transposed)';
       else if (floatAttr(node, 'alpha', 1) !== 1) unsupported = `Gemm with alpha=${floatAttr(node, 'alpha', 1)}`;
     }
@@ -288,7 +327,8 @@ function layerCandidates(graph: GraphProto, order: number[]): Candidate[] {
         layout,
         weightDims: [d0, d1],
         dataType: w.dataType,
-        ...(via ? { castNode: via.cast } : {}),
+        ...(via?.castNode !== undefined ? { castNode: via.castNode } : {}),
+        ...(via?.transposeNode !== undefined ? { transposeNode: via.transposeNode } : {}),
         input: node.input[0],
         output: node.output[0],
       },
@@ -344,22 +384,28 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
     c.layer.kind === 'depthwiseConv' && !c.unsupported && !options.includeDepthwiseConv ? 'depthwiseConv' : undefined;
   const DEPTHWISE_REASON = 'depthwise conv (left dense by default)';
 
+  const quantizedFound = findQuantizedLayers(graph, order);
+
   // Choose the block pattern.
   let re: NamePattern | null = null;
   let builtIn = false;
   let blockSource: BlockSource = 'per-layer';
+  let nameScope: 'node' | 'weight' = 'node';
   if (options.blockPattern !== undefined && options.blockPattern !== '') {
     re = compilePattern(options.blockPattern);
     blockSource = 'custom';
     const hits = candidates.filter((c) => !c.unsupported && re?.exec(c.node.name)).length;
     if (hits === 0) throw new Error(`blockPattern ${JSON.stringify(re.source)} matches none of the ${candidates.length} linear layers' node names (e.g. ${JSON.stringify(candidates[0]?.node.name ?? '')})`);
   } else {
-    let best = 0;
-    for (const p of DEFAULT_BLOCK_PATTERNS) {
-      const hits = candidates.filter((c) => !c.unsupported && p.test(c.node.name)).length;
-      if (hits > best) { best = hits; re = p; }
+    // Node names first; where none carries a scope, the weights' names (dynamo exports name them by module path).
+    for (const scope of ['node', 'weight'] as const) {
+      let best = 0;
+      for (const p of DEFAULT_BLOCK_PATTERNS) {
+        const hits = candidates.filter((c) => !c.unsupported && p.test(scopeName(c, scope))).length;
+        if (hits > best) { best = hits; re = p; }
+      }
+      if (re) { builtIn = true; blockSource = 'pattern'; nameScope = scope; break; }
     }
-    if (re) { builtIn = true; blockSource = 'pattern'; }
   }
 
   const nodeBlock = new Int32Array(graph.node.length).fill(-1);
@@ -379,7 +425,8 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
 
   if (re) {
     // Blocks: every node whose name matches, grouped by the captured index, in index order.
-    const matches: (BlockMatch | null)[] = graph.node.map((n) => matchBlock(re as NamePattern, n.name, builtIn));
+    const matches: (BlockMatch | null)[] = nameScope === 'node' ? graph.node.map((n) => matchBlock(re as NamePattern, n.name, builtIn)) : graph.node.map(() => null);
+    if (nameScope === 'weight') for (const c of candidates) matches[c.nodeIndex] = matchBlock(re, scopeName(c, 'weight'), builtIn);
     const ids = [...new Set(matches.filter((m): m is BlockMatch => m !== null).map((m) => m.id))].sort((a, b) => a - b);
     const indexOf = new Map(ids.map((id, k) => [id, k]));
     const nameOf = new Map<number, string>();
@@ -392,7 +439,7 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
     for (const c of all) {
       const m = matches[c.nodeIndex];
       const from = m ? m.start : 0;
-      const name = uniqueName(friendlyLayerName(c.node.name, c.node.opType, from), c.node, c.layer.weight, from);
+      const name = uniqueName(friendlyLayerName(scopeName(c, nameScope), c.node.opType, from), c.node, c.layer.weight, from);
       const block = m ? (indexOf.get(m.id) as number) : null;
       const layer: PrunableLayer = { ...c.layer, name, block };
       let reason = c.unsupported;
@@ -404,19 +451,29 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
         else if (block === null) reason = 'outside every block (left dense by default, like the LM head)';
         else keptDenseBy = undefined;
       }
-      if (!reason && block === null && c.layer.castNode !== undefined) reason = `weight ${c.layer.weight} is widened by a Cast outside every block (not supported)`;
+      if (!reason && block === null && feedNodes(c.layer).length) reason = `weight ${c.layer.weight} reaches its node through a Cast or Transpose outside every block (not supported)`;
       if (reason) skipped.push({ ...layer, block, reason, ...(keptDenseBy ? { keptDenseBy } : {}) });
       else {
         layers.push(layer);
         if (block !== null) {
           blocks[block].layers.push(name);
-          if (c.layer.castNode !== undefined) nodeBlock[c.layer.castNode] = block;
+          for (const f of feedNodes(c.layer)) nodeBlock[f] = block;
         }
       }
     }
   } else {
-    // One block per layer, in topological order.
+    // Blocks from the residual stream (structuralBlocks.ts); failing that, one block per layer in topological order.
     const outputs = new Set(graph.output.map((o) => o.name));
+    const prunable = (c: Candidate) => !c.unsupported && !depthwiseOptIn(c);
+    const linearNodes = [...all.filter(prunable).map((c) => c.nodeIndex), ...quantizedFound.map((q) => q.nodeIndex)];
+    const structure = options.structuralBlocks === false ? null : structuralBlocks(graph, order, linearNodes);
+    if (structure) blockSource = 'structure';
+    const structuralBlock = (c: { nodeIndex: number }): number | null => {
+      const k = structure?.get(c.nodeIndex) ?? -1;
+      if (k < 0) return null;
+      while (blocks.length <= k) blocks.push({ index: blocks.length, id: blocks.length, name: `block.${blocks.length}`, layers: [] });
+      return k;
+    };
     for (const c of all) {
       const name = uniqueName(friendlyLayerName(c.node.name, c.node.opType), c.node, c.layer.weight, 0);
       let reason = c.unsupported;
@@ -426,22 +483,42 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
         reason = 'LM head (left dense by default)';
         keptDenseBy = 'lmHead';
       }
+      const inStream = structure && !reason ? structuralBlock(c) : null;
+      if (structure && !reason && inStream === null && !options.includeLmHead) {
+        reason = 'after the last residual block (left dense by default, like the LM head)';
+        keptDenseBy = 'lmHead';
+      }
       if (reason) {
         skipped.push({ ...c.layer, name, block: null, reason, ...(keptDenseBy ? { keptDenseBy } : {}) });
         continue;
       }
-      const k = blocks.length;
-      blocks.push({ index: k, id: k, name, layers: [name] });
+      const k = inStream ?? blocks.length;
+      if (inStream === null) blocks.push({ index: k, id: k, name, layers: [] });
+      blocks[k].layers.push(name);
       nodeBlock[c.nodeIndex] = k;
-      if (c.layer.castNode !== undefined) nodeBlock[c.layer.castNode] = k;
+      for (const f of feedNodes(c.layer)) nodeBlock[f] = k;
       layers.push({ ...c.layer, name, block: k });
     }
-    if (candidates.length) {
+    for (const q of quantizedFound) {
+      const k = structure ? structuralBlock(q) : null;
+      if (k !== null) nodeBlock[q.nodeIndex] = k;
+    }
+    if (structure) {
+      notes.push(`no block pattern (layers.N, h.N, layer.N, blocks.N) names the linear layers: ${blocks.length} blocks found from the residual stream`);
+    } else if (candidates.length) {
       notes.push(`no block pattern (layers.N, h.N, layer.N, blocks.N) names the linear layers: one block per layer (${blocks.length}) in topological order; set blockPattern to group them`);
     }
   }
 
-  if (candidates.length === 0) notes.push('no MatMul or Gemm node reads a 2-D initializer: nothing to prune');
+  const quantized = quantizedFound.map((q) => ({ ...q, block: nodeBlock[q.nodeIndex] >= 0 ? nodeBlock[q.nodeIndex] : null }));
+  if (candidates.length === 0) {
+    notes.push(quantized.length ? `no float linear layer; quantized: ${describeQuantized(quantized)}. ${QUANTIZED_ADVICE}` : 'no MatMul or Gemm node reads a 2-D initializer: nothing to prune');
+  }
   for (const s of skipped) notes.push(`${s.name} (${s.node || s.weight}, ${s.rows}x${s.cols}) left dense: ${s.reason}`);
-  return { layers, skipped, blocks, blockSource, pattern: re ? re.source : null, nodeBlock, notes };
+  const warnings = blocks.filter((b) => b.layers.length === 0).map((b) => {
+    const q = quantized.filter((x) => x.block === b.index);
+    const why = q.length ? `its linear layers are quantized: ${describeQuantized(q)}` : `its linear layers are left dense: ${skipped.filter((x) => x.block === b.index).map((x) => `${x.name} (${x.reason})`).join('; ') || 'none found'}`;
+    return `block ${b.name} has no prunable layer, so it stays dense: ${why}`;
+  });
+  return { layers, skipped, blocks, blockSource, pattern: re ? re.source : null, nodeBlock, notes, quantized, warnings };
 }

@@ -32,6 +32,7 @@ import { causalLmFeeds, inputSpecs } from '../models/inputs';
 import { DataType, TensorProto } from '../onnx/proto';
 import { Engine, ModelSource } from '../onnx/session';
 import { discoverLayers, PrunableLayer } from './layers';
+import { describeQuantized, quantizedRefusal } from './quantized';
 import { CalibrationSums, calibrationKey, calibrationModel, lastUse, planSegments, segmentModel } from './segments';
 
 /** A failure with a protocol error code and what it concerns. */
@@ -120,11 +121,13 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
 
   // --- Model, layers, blocks, segments
   // The tokenizer is only needed for text data: it is loaded (and its absence reported) when first used.
-  const ckpt = openCheckpoint(config.checkpoint);
+  const ckpt = openCheckpoint(config.checkpoint, { variant: config.variant ?? undefined });
   const engine = new Engine({ device: config.device, threads: config.threads });
   const discovery = discoverLayers(ckpt.model, {
     blockPattern: config.blockPattern ?? undefined, includeLmHead: !config.keepDense.lmHead, includeDepthwiseConv: !config.keepDense.depthwiseConv,
   });
+  const quantized = quantizedRefusal(discovery.quantized, discovery.layers.length);
+  if (quantized) throw new RunError('checkpoint-invalid', `${ckpt.path}: ${quantized}`, { file: ckpt.path });
   if (discovery.layers.length === 0) throw new RunError('checkpoint-invalid', `${ckpt.path}: no prunable linear layers (MatMul/Gemm with a 2-D weight initializer) found`, { file: ckpt.path });
   const unmatched = unmatchedLayerPatterns(config, discovery.layers.map((l) => l.name), discovery.skipped);
   if (unmatched.length > 0) {
@@ -204,6 +207,8 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
     config: resolved,
   });
   if (discovery.blockSource === 'per-layer') warn('blocks-fallback', discovery.notes.join(' ') || 'no block pattern fitted the node names: one block per layer');
+  for (const w of discovery.warnings) warn('block-dense', w);
+  if (discovery.quantized.length) warn('block-dense', `quantized linear layers outside the blocks stay as they are: ${describeQuantized(discovery.quantized)}`);
 
   // --- Dense perplexity (the same routine scores the pruned model from the temporary output below)
   const evaluate = async (model: 'dense' | 'pruned', source: ModelSource, windows: Int32Array[]): Promise<number> => {

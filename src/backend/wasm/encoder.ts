@@ -1,3 +1,5 @@
+// Why hand-written: binaryen and wabt (npm) are whole WebAssembly toolchains shipped as large compiled modules, for
+// what is here two small kernels' worth of opcodes emitted at runtime.
 // A minimal WebAssembly binary encoder: enough to emit a small numeric kernel from TypeScript at runtime, so
 // the repository needs no wasm toolchain and holds no binary. A kernel is one exported function that works
 // on an imported memory (`env.memory`). Instructions are appended in stack order; `forRange` gives the one

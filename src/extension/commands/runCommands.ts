@@ -14,7 +14,7 @@ import { REPORT_FILE, RunManager } from '../runs/runManager';
 import type { RunPanels } from '../panels/runPanels';
 import { setUpGpu } from '../gpu/setUpGpu';
 import { readSettings } from '../settings';
-import { CheckpointFolders, pickCheckpoint } from '../views/checkpointFolders';
+import { CheckpointFolders, pickCheckpoint, pickVariant } from '../views/checkpointFolders';
 
 export interface CommandHost {
   context: vscode.ExtensionContext;
@@ -29,7 +29,8 @@ export function registerRunCommands(host: CommandHost): void {
   const register = (id: string, fn: (...args: unknown[]) => unknown) => host.context.subscriptions.push(vscode.commands.registerCommand(id, fn));
 
   register('prunekit.pruneModel', async (arg) => {
-    const checkpoint = arg instanceof vscode.Uri ? arg : await pickCheckpoint('Prune which model?', host.checkpoints.list);
+    const chosen = arg instanceof vscode.Uri ? arg : await pickCheckpoint('Prune which model?', host.checkpoints.list);
+    const checkpoint = chosen && await pickVariant(chosen);
     if (!checkpoint) return;
     const config = await pickOrCreateConfig(checkpoint);
     if (config) await runConfig(host, config);

@@ -4,10 +4,11 @@
 // on the exact range of the offending string. No vscode here: offsets in, offsets out.
 
 import { ConfigError, parseConfigText, ResolvedConfig, resolveConfigLeniently, unmatchedLayerPatterns } from '../../protocol/config';
-import { JsonNode, nodeAtPath, parseJsonPath, parseTree, propertyAtPath } from '../../protocol/jsonc';
-import { configSizeProblem, LIMITS, tooHeavyForEditor } from '../../protocol/limits';
+import { findNodeAtLocation, JSONPath, Node } from 'jsonc-parser';
+import { heavyTextProblem } from '../../protocol/limits';
 import { SchemaProblem } from '../../protocol/schema';
 import { InspectInfo, patternTargets } from './layerInfo';
+import { configTree } from './tree';
 import { isPlaceholder } from './template';
 
 export type Severity = 'error' | 'warning' | 'information';
@@ -41,18 +42,16 @@ export interface DiagnosticInputs {
  */
 export function configDiagnostics(inputs: DiagnosticInputs): ConfigDiagnostic[] {
   const { text, baseDir, kindOf, inspect } = inputs;
-  if (tooHeavyForEditor(text)) {
-    // Not a config a person wrote: one problem, and no parsing, in the extension host's thread.
-    const message = configSizeProblem(text.length)?.message ?? `nests deeper than ${2 * LIMITS.depth} levels; a prune config has at most ${LIMITS.depth}`;
-    return [{ offset: 0, end: 0, message, severity: 'error', path: '$' }];
-  }
+  const heavy = heavyTextProblem(text);
+  // Not a config a person wrote: one problem, and no parsing, in the extension host's thread.
+  if (heavy) return [{ offset: 0, end: 0, message: heavy.message, severity: 'error', path: '$' }];
   let raw: unknown;
   try {
     raw = parseConfigText(text);
   } catch (e) {
     return limitDiagnostics(e, undefined);
   }
-  const tree = parseTree(text);
+  const tree = configTree(text);
   let resolved: { config: ResolvedConfig; problems: SchemaProblem[] };
   try {
     resolved = resolveConfigLeniently(raw, baseDir);
@@ -109,27 +108,44 @@ export function configDiagnostics(inputs: DiagnosticInputs): ConfigDiagnostic[] 
 }
 
 /** The problems of a ConfigError with code limit-exceeded (none for any other error). */
-function limitDiagnostics(e: unknown, tree: JsonNode | undefined): ConfigDiagnostic[] {
+function limitDiagnostics(e: unknown, tree: Node | undefined): ConfigDiagnostic[] {
   if (!(e instanceof ConfigError) || e.code !== 'limit-exceeded') return [];
   return e.problems.map((p) => ({ ...rangeOf(tree, p.path), message: p.message, severity: 'error' as const, path: p.path }));
 }
 
 /** The range a JSON path's problem is shown on: a string's contents, another value, a key, or the nearest parent. */
-export function rangeOf(tree: JsonNode | undefined, path: string): { offset: number; end: number } {
+export function rangeOf(tree: Node | undefined, path: string): { offset: number; end: number } {
+  if (!tree) return { offset: 0, end: 0 };
   const segments = parseJsonPath(path);
-  for (let k = segments.length; k >= 0; k--) {
-    const node = nodeAtPath(tree, segments.slice(0, k));
-    if (node && k === segments.length) return node.kind === 'string' && node.closed && node.end - node.offset >= 2 ? { offset: node.offset + 1, end: node.end - 1 } : valueRange(node);
-    const prop = k === segments.length ? propertyAtPath(tree, segments) : undefined;
-    if (prop) return { offset: prop.keyOffset, end: prop.keyEnd };
-    if (node) {
-      // The parent of a missing member: its first line, the opening brace and the key before it.
-      return { offset: node.offset, end: node.offset + 1 };
-    }
+  const node = findNodeAtLocation(tree, segments);
+  if (node) return node.type === 'string' && node.length >= 2 ? { offset: node.offset + 1, end: node.offset + node.length - 1 } : { offset: node.offset, end: node.offset + node.length };
+  const key = keyAt(tree, segments);
+  if (key) return { offset: key.offset, end: key.offset + key.length };
+  // A missing member: the opening brace (or bracket) of its nearest parent.
+  for (let k = segments.length - 1; k >= 0; k--) {
+    const parent = findNodeAtLocation(tree, segments.slice(0, k));
+    if (parent) return { offset: parent.offset, end: parent.offset + 1 };
   }
   return { offset: 0, end: 0 };
 }
 
-function valueRange(node: JsonNode): { offset: number; end: number } {
-  return { offset: node.offset, end: node.end };
+/** The key of a property written without a value yet (`"sparsity":`). */
+function keyAt(tree: Node, segments: JSONPath): Node | undefined {
+  const parent = findNodeAtLocation(tree, segments.slice(0, -1));
+  const name = segments[segments.length - 1];
+  return parent?.type === 'object' ? parent.children?.find((p) => p.children?.[0].value === name)?.children?.[0] : undefined;
+}
+
+/** `$.layers.overrides[0].match` → ["layers", "overrides", 0, "match"] (the form schema.ts childPath writes). */
+export function parseJsonPath(path: string): JSONPath {
+  const out: JSONPath = [];
+  const re = /\.([A-Za-z_$][A-Za-z0-9_$]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]/gy;
+  re.lastIndex = path.startsWith('$') ? 1 : 0;
+  let m: RegExpExecArray | null;
+  while (re.lastIndex < path.length && (m = re.exec(path))) {
+    if (m[1] !== undefined) out.push(m[1]);
+    else if (m[2] !== undefined) out.push(Number(m[2]));
+    else out.push(JSON.parse(m[3]) as string);
+  }
+  return out;
 }

@@ -4,7 +4,9 @@
 
 import * as path from 'node:path';
 import { CONFIG_FILE_SUFFIX } from '../../protocol/config';
-import { nodeAtPath, parseTree } from '../../protocol/jsonc';
+import { configTree } from './tree';
+import { scanTyping } from './typing';
+import { findNodeAtLocation } from 'jsonc-parser';
 
 /**
  * One key per model: the absolute, normalised path, with `<folder>/model.onnx` standing for `<folder>` (the
@@ -26,9 +28,20 @@ export function checkpointKey(checkpoint: string, realpath: (p: string) => strin
  * Read with the tolerant tree, so a config being edited (a trailing comma, a half-typed field) still counts.
  */
 export function configCheckpoint(text: string, configPath: string): string | undefined {
-  const node = nodeAtPath(parseTree(text), ['checkpoint']);
-  if (node?.kind !== 'string' || !node.closed || node.value === '') return undefined;
+  const tree = configTree(text);
+  const node = tree && findNodeAtLocation(tree, ['checkpoint']);
+  if (node?.type !== 'string' || node.value === '' || scanTyping(text).unclosed.has(node.offset)) return undefined;
   return path.resolve(path.dirname(configPath), node.value);
+}
+
+/** The model file `prunekit inspect` should read for a config: its checkpoint, or for a repository folder with a
+ *  `variant`, that variant's `onnx/<variant>.onnx`. */
+export function configModelPath(text: string, configPath: string): string | undefined {
+  const checkpoint = configCheckpoint(text, configPath);
+  const tree = configTree(text);
+  const variant = tree && findNodeAtLocation(tree, ['variant']);
+  if (!checkpoint || variant?.type !== 'string' || scanTyping(text).unclosed.has(variant.offset) || variant.value === '' || /\.onnx$/i.test(checkpoint)) return checkpoint;
+  return path.join(checkpoint, 'onnx', `${variant.value.replace(/\.onnx$/i, '')}.onnx`);
 }
 
 export interface ConfigFile {

@@ -4,18 +4,52 @@
 // here: offsets in, texts and ranges out; providers.ts adapts them.
 
 import { KeepDenseConfig, layerMatcher } from '../../protocol/config';
-import { JsonPathSegment, locationAt } from '../../protocol/jsonc';
+import { JSONPath, Node } from 'jsonc-parser';
+import { configLocation } from './tree';
+import { scanTyping } from './typing';
 import { blockPatternSuggestions, InspectInfo, layerHover, layerPatternSuggestions, patternTargets, Suggestion } from './layerInfo';
 
 export type PatternSlot = 'layerPattern' | 'blockPattern';
 
 /** The kind of value a JSON path holds, for the two kinds the editor completes. */
-export function slotOf(path: readonly JsonPathSegment[]): PatternSlot | undefined {
+export function slotOf(path: JSONPath): PatternSlot | undefined {
   const [a, b, c, d] = path;
   if (a === 'layers' && (b === 'include' || b === 'exclude') && typeof c === 'number' && path.length === 3) return 'layerPattern';
   if (a === 'layers' && b === 'overrides' && typeof c === 'number' && d === 'match' && path.length === 4) return 'layerPattern';
   if (a === 'blockPattern' && path.length === 1) return 'blockPattern';
   return undefined;
+}
+
+export interface CursorLocation {
+  /** The JSON path of the value (or key) at the cursor: ["layers", "include", 2]. */
+  path: JSONPath;
+  /** True where a property name goes (the last path segment is the key typed so far, or ""). */
+  isKey: boolean;
+  /** The string (value or key) the cursor is inside, between its quotes, if any. */
+  string?: { offset: number; end: number; value: string; closed: boolean };
+}
+
+/**
+ * Where offset (a position between characters) is in a config being edited, by jsonc-parser's getLocation:
+ * the path there, whether a key goes there, and the string the cursor is inside. undefined inside a comment
+ * or outside the top-level value.
+ */
+export function locationAt(text: string, offset: number): CursorLocation | undefined {
+  const loc = configLocation(text, offset);
+  if (!loc || loc.path.length === 0) return undefined;
+  const { comments, unclosed } = scanTyping(text);
+  // A line comment runs to the end of its line: the cursor there is still in it.
+  if (comments.some((c) => c.offset < offset && (offset < c.end || (c.line && offset === c.end)))) return undefined;
+  return { path: loc.path, isKey: loc.isAtPropertyKey, string: stringAround(loc.previousNode, offset, unclosed) };
+}
+
+/** node as a string the cursor is inside (after its opening quote, before its closing one or at its end). */
+function stringAround(node: Node | undefined, offset: number, unclosed: Set<number>): CursorLocation['string'] {
+  if (!node || (node.type !== 'string' && node.type !== 'property')) return undefined;
+  const end = node.offset + node.length;
+  const closed = !unclosed.has(node.offset);
+  if (offset <= node.offset || offset > end || (closed && offset === end)) return undefined;
+  return { offset: node.offset, end, value: String(node.value), closed };
 }
 
 export interface CompletionPlace {

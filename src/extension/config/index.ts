@@ -1,11 +1,11 @@
 // Editing *.prune.json files and launching from a checkpoint (the editor half of the extension). The run
-// manager calls registerConfigFeatures once at activation and pickOrCreateConfig from "Prune Model…"; the
-// contract is in CONTEXT.md ("The extension's UI contract").
+// manager calls registerConfigFeatures once at activation and pickOrCreateConfig from "Prune Model…" (the
+// ConfigFeatureHost interface in services.ts is the contract).
 //
 // Layout: vscode glue here and in services.ts, providers.ts, commands.ts; the logic, tested with Node, in
 // editing.ts (completions, hovers), diagnostics.ts, layerInfo.ts (inspect output), inspectCache.ts,
-// discovery.ts (configs of a checkpoint, new file names), template.ts (new config text) and
-// src/protocol/jsonc.ts (the JSON-with-comments scanner).
+// discovery.ts (configs of a checkpoint, new file names), template.ts (new config text); the JSON-with-comments
+// tree and cursor locations are Microsoft's jsonc-parser (VS Code's own), typing.ts adds what it leaves out.
 
 import * as vscode from 'vscode';
 import { newConfigCommand, pickOrCreateConfig as pickOrCreate } from './commands';

@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
+import { splitVariants } from '../../protocol/variants';
 import { InspectInfo, parseInspectOutput } from './layerInfo';
 
 /** How to start `prunekit <args...>`: the extension passes backendInvocation's, tests a tsx one. */
@@ -33,9 +34,10 @@ export function modelFileOf(checkpoint: string): string {
     if (!/\.onnx$/i.test(checkpoint)) throw new InspectError(`${checkpoint} is not an ONNX model: expected a .onnx file or a folder holding model.onnx`, checkpoint);
     return checkpoint;
   }
-  for (const candidate of [path.join(checkpoint, 'model.onnx'), path.join(checkpoint, 'onnx', 'model.onnx')]) {
-    if (isFile(candidate)) return candidate;
-  }
+  if (isFile(path.join(checkpoint, 'model.onnx'))) return path.join(checkpoint, 'model.onnx');
+  const variants = isDir(path.join(checkpoint, 'onnx')) ? splitVariants(readdirSync(path.join(checkpoint, 'onnx'))) : undefined;
+  if (variants && variants.float.length === 1) return path.join(checkpoint, 'onnx', `${variants.float[0]}.onnx`);
+  if (variants && variants.float.length > 1) throw new InspectError(`${checkpoint} has several float ONNX variants (${variants.float.join(', ')}): set "variant"`, checkpoint);
   const files = readdirSync(checkpoint).sort();
   const onnx = files.filter((f) => /\.onnx$/i.test(f));
   if (onnx.length === 1) return path.join(checkpoint, onnx[0]);
@@ -43,6 +45,14 @@ export function modelFileOf(checkpoint: string): string {
   const weights = files.find((f) => f === 'model.safetensors.index.json') ?? files.find((f) => /\.safetensors$/i.test(f));
   if (weights && files.includes('config.json')) return path.join(checkpoint, weights);
   throw new InspectError(`no model in ${checkpoint}: neither model.onnx (or another .onnx file) nor a Hugging Face checkpoint (config.json with *.safetensors)`, checkpoint);
+}
+
+function isDir(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 function isFile(p: string): boolean {

@@ -4,15 +4,16 @@
 import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { findNodeAtLocation } from 'jsonc-parser';
 import { backendInvocation } from '../backendInvocation';
-import { nodeAtPath, nodeValue, parseTree } from '../../protocol/jsonc';
 import { KeepDenseConfig } from '../../protocol/config';
 import { PathKind } from './diagnostics';
-import { configCheckpoint } from './discovery';
+import { configModelPath } from './discovery';
 import { InspectCache } from './inspectCache';
 import { InspectInfo } from './layerInfo';
+import { configTree } from './tree';
 
-/** What the run manager gives the editor features (the UI contract in CONTEXT.md). */
+/** What the run manager gives the editor features. */
 export interface ConfigFeatureHost {
   runConfig(config: vscode.Uri): Promise<void>;
   nodePath(): string;
@@ -36,7 +37,7 @@ export class ConfigServices {
 
   /** The document's checkpoint and its inspect output (or the error), undefined when it names no checkpoint. */
   async inspectFor(doc: vscode.TextDocument): Promise<{ checkpoint: string; info: InspectInfo | { error: string } } | undefined> {
-    const checkpoint = configCheckpoint(doc.getText(), doc.uri.fsPath);
+    const checkpoint = configModelPath(doc.getText(), doc.uri.fsPath);
     if (!checkpoint) return undefined;
     try {
       return { checkpoint, info: await this.inspect.get(checkpoint) };
@@ -55,12 +56,9 @@ export class ConfigServices {
 
 /** keepDense's flags as written (absent: true), read leniently from a config being edited. */
 export function keepDenseOf(text: string): KeepDenseConfig {
-  const tree = parseTree(text);
-  const flag = (key: 'embedding' | 'lmHead' | 'depthwiseConv'): boolean => {
-    const node = nodeAtPath(tree, ['keepDense', key]);
-    return !(node && nodeValue(node) === false);
-  };
-  return { embedding: flag('embedding'), lmHead: flag('lmHead'), depthwiseConv: flag('depthwiseConv') };
+  const tree = configTree(text);
+  const flag = (key: keyof KeepDenseConfig): boolean => !(tree && findNodeAtLocation(tree, ['keepDense', key])?.value === false);
+  return { lmHead: flag('lmHead'), depthwiseConv: flag('depthwiseConv') };
 }
 
 export function kindOf(p: string): PathKind {

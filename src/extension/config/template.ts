@@ -64,7 +64,7 @@ export function newConfigText(inputs: NewConfigInputs): string {
   }
   field('Dense and pruned perplexity on held-out text, or false to skip.', 'evaluation', evaluation ? `{ "path": ${q(rel(evaluation))}, "maxWindows": null }` : 'false');
   field('Which layers (names as `prunekit inspect` lists them, e.g. "layers.3.mlp.down_proj"; globs with *, or "re:" regexes).', 'layers', '{ "include": ["*"], "exclude": [], "overrides": [] }');
-  field('The embedding, the LM head and depthwise convs (Mamba\'s conv1d) stay dense unless set to false.', 'keepDense', '{ "embedding": true, "lmHead": true, "depthwiseConv": true }');
+  field('The LM head and depthwise convs (Mamba\'s conv1d) stay dense unless set to false.', 'keepDense', '{ "lmHead": true, "depthwiseConv": true }');
   field('Where the pruned model goes (null: beside the checkpoint, named after it, the method and the pattern).', 'output', settings.outputDirectory ? q(rel(path.join(settings.outputDirectory, defaultOutputName(checkpoint, dir, settings)))) : 'null');
   field('auto | cpu | cuda | cuda:N | webgpu.', 'device', q(settings.device), true);
   lines.push('}', '');

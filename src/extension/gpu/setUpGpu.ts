@@ -10,7 +10,7 @@ export async function setUpGpu(extensionPath: string, nodePath: string, output: 
   const status = gpuProviderStatus(extensionPath);
   if (!status.platformSupported) {
     void vscode.window.showInformationMessage(
-      `PruneKit: the CUDA provider is installed this way on Linux x64 only; on ${process.platform}-${process.arch} onnxruntime-node's bundled binaries are used as they are (set "prunekit.device" to "auto" to take what is available).`,
+      `PruneKit: the CUDA provider is installed this way on Linux x64 only. On ${process.platform}-${process.arch}, "prunekit.device": "auto" takes the GPU through WebGPU (Metal on a Mac, D3D12 on Windows) with nothing to install; CUDA on Windows: see the README, "GPU (CUDA)".`,
     );
     return;
   }

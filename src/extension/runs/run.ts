@@ -30,7 +30,7 @@ export class Run {
   interruption: string | undefined;
   /** The backend, while it runs. */
   child: ChildProcess | undefined;
-  /** Cancel bookkeeping: SIGTERM sent; the SIGKILL timer; the grace after which SIGKILL was needed. */
+  /** Cancel bookkeeping: the cancel line sent; the SIGKILL timer; the grace after which SIGKILL was needed. */
   cancelRequested = false;
   killTimer: NodeJS.Timeout | undefined;
   killedAfterGrace: number | undefined;

@@ -13,8 +13,10 @@ import { spawn } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, WriteStream, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import * as path from 'node:path';
+import { CANCEL_REQUEST } from '../../protocol/cancelRequest';
 import type { Event } from '../../protocol/events';
-import type { BackendInvocation } from '../backendInvocation';
+import { removeTemporaries } from '../../protocol/outputTemporaries';
+import { BackendInvocation, pathKey } from '../backendInvocation';
 import { describeEnd, modelName } from './describe';
 import { LineSplitter, NdjsonReader, readNdjson } from './ndjson';
 import { Run, RunInfo } from './run';
@@ -114,13 +116,17 @@ export class RunManager {
     const eventsOut = createWriteStream(path.join(folder, EVENTS_FILE), { flags: 'a' });
     const timesOut = createWriteStream(path.join(folder, TIMES_FILE), { flags: 'a' });
 
-    // argv, never a shell: paths with spaces, quotes and non-ASCII characters pass through as they are.
+    // argv, never a shell (on Windows too): paths with spaces, quotes and non-ASCII characters pass through as
+    // they are. stdin is the cancel channel (src/protocol/cancelRequest.ts).
     const child = spawn(invocation.command, invocation.args, {
       env: invocation.env,
       cwd: req.command === 'demo' ? undefined : path.dirname(req.config ?? req.checkpoint),
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe'],
+      shell: false,
       windowsHide: true,
     });
+    // A backend that exits before reading its stdin makes a later cancel write fail with EPIPE: nothing to do then.
+    child.stdin?.on('error', () => {});
     run.child = child;
     run.info.pid = child.pid ?? null;
     writeRunInfo(run);
@@ -156,6 +162,7 @@ export class RunManager {
       stdout.end();
       stderr.end();
       clearTimeout(run.killTimer);
+      if (run.killedAfterGrace !== undefined) this.removeTemporariesOf(run, child.pid);
       if (run.status === 'running') {
         run.interrupt(interruptionMessage(code, signal, spawnError, run.killedAfterGrace, stderrTail, invocation.command));
       }
@@ -177,25 +184,38 @@ export class RunManager {
     return run;
   }
 
-  /** SIGTERM (the backend stops at the next layer and removes its temporary output), then SIGKILL after the
-   *  grace period. Resolves when the process has exited. */
+  /** The cancel line on the backend's stdin, on every platform (it stops at the next layer and removes its
+   *  temporary output), then SIGKILL after the grace period (TerminateProcess on Windows), after which the
+   *  manager removes the temporary output itself. Resolves when the process has exited. */
   async cancel(id: string, graceSeconds: number = this.options.cancelGraceSeconds?.() ?? 5): Promise<void> {
     const run = this.runs.get(id);
     const child = run?.child;
     if (!run || !child) return;
     if (!run.cancelRequested) {
       run.cancelRequested = true;
-      child.kill('SIGTERM');
+      child.stdin?.write(`${CANCEL_REQUEST}\n`);
       const grace = Math.max(0, graceSeconds);
       run.killTimer = setTimeout(() => {
         if (run.child) {
           run.killedAfterGrace = grace;
-          this.log(`[${run.label}] still running ${grace} s after SIGTERM: SIGKILL`);
+          this.log(`[${run.label}] still running ${grace} s after the cancel request: SIGKILL`);
           run.child.kill('SIGKILL');
         }
       }, grace * 1000);
     }
     await run.ended;
+  }
+
+  /** What a killed backend leaves beside its output (it had no chance to remove it). */
+  private removeTemporariesOf(run: Run, pid: number | undefined): void {
+    const output = run.plannedOutput;
+    if (output === null || pid === undefined) return;
+    try {
+      removeTemporaries(output, pid);
+      this.log(`[${run.label}] removed the killed backend's temporary output beside ${output}`);
+    } catch (e) {
+      this.log(`[${run.label}] could not remove the temporary output beside ${output}: ${(e as Error).message}`);
+    }
   }
 
   /** Reads the runs of earlier sessions from the storage dir. A run that never recorded its end was live when
@@ -240,15 +260,15 @@ export class RunManager {
   addOutputFolders(folders: readonly string[]): Run[] {
     const known = new Set<string>();
     for (const r of this.runs.values()) {
-      known.add(path.resolve(r.folder));
+      known.add(pathKey(r.folder));
       // A live run's output appears on disk just before its run.finished arrives: run.started names it.
       const output = r.output ?? r.plannedOutput;
-      if (output !== null) known.add(path.resolve(output));
+      if (output !== null) known.add(pathKey(output));
     }
     const added: Run[] = [];
     for (const f of folders) {
       const folder = path.resolve(f);
-      if (known.has(folder) || this.dismissed.has(folder)) continue;
+      if (known.has(pathKey(folder)) || this.dismissed.has(pathKey(folder))) continue;
       const eventsFile = path.join(folder, EVENTS_FILE);
       if (!existsSync(path.join(folder, REPORT_FILE)) || !existsSync(eventsFile)) continue;
       const events = this.readEvents(eventsFile);
@@ -266,7 +286,7 @@ export class RunManager {
       if (run.status === 'running') run.interrupt(`${eventsFile} ends without a terminal event`);
       run.markEnded();
       this.runs.set(run.id, run);
-      known.add(folder);
+      known.add(pathKey(folder));
       added.push(run);
       this.emit({ kind: 'added', run });
     }
@@ -284,7 +304,7 @@ export class RunManager {
     const output = run.output;
     if (options.deleteOutput && output !== null && existsSync(output)) await rm(output, { recursive: true, force: true });
     if (run.origin === 'output') {
-      if (!options.deleteOutput) this.dismissed.add(path.resolve(run.folder));
+      if (!options.deleteOutput) this.dismissed.add(pathKey(run.folder));
     } else {
       await rm(run.folder, { recursive: true, force: true });
     }
@@ -292,7 +312,7 @@ export class RunManager {
     this.emit({ kind: 'removed', run });
   }
 
-  /** Stops every live backend (deactivate): SIGTERM, SIGKILL after at most `maxGraceSeconds`. */
+  /** Stops every live backend (deactivate): the cancel request, SIGKILL after at most `maxGraceSeconds`. */
   async disposeAll(maxGraceSeconds = 3): Promise<void> {
     const live = [...this.runs.values()].filter((r) => r.live);
     const grace = Math.min(maxGraceSeconds, this.options.cancelGraceSeconds?.() ?? maxGraceSeconds);

@@ -1,11 +1,13 @@
 // The `prunekit.checkpointFolders` context key: fsPaths of workspace folders that hold a model (model.onnx,
-// or config.json with *.safetensors), so the Explorer offers "Prune Model…" on exactly those folders
+// config.json with *.safetensors, or config.json with onnx/*.onnx variants as transformers.js repositories lay
+// them out), so the Explorer offers "Prune Model…" on exactly those folders
 // (`explorerResourceIsFolder && resourcePath in prunekit.checkpointFolders`). Kept current by a watcher.
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { splitVariants } from '../../protocol/variants';
 
-const MARKERS = '**/{model.onnx,config.json,*.safetensors}';
+const MARKERS = '**/{config.json,*.onnx,*.safetensors}';
 const EXCLUDE = '**/{node_modules,.git}/**';
 const MAX_FILES = 20_000;
 const DEBOUNCE_MS = 500;
@@ -13,13 +15,40 @@ const DEBOUNCE_MS = 500;
 /** The folders among `files` (fsPaths of marker files) that are checkpoints. */
 export function checkpointFoldersOf(files: readonly string[]): string[] {
   const byFolder = new Map<string, Set<string>>();
+  const mark = (dir: string, name: string) => {
+    if (!byFolder.has(dir)) byFolder.set(dir, new Set());
+    (byFolder.get(dir) as Set<string>).add(name);
+  };
   for (const f of files) {
     const dir = path.dirname(f);
-    if (!byFolder.has(dir)) byFolder.set(dir, new Set());
     const name = path.basename(f);
-    (byFolder.get(dir) as Set<string>).add(name.endsWith('.safetensors') ? '*.safetensors' : name);
+    if (name.endsWith('.safetensors')) mark(dir, '*.safetensors');
+    else if (name.endsWith('.onnx') && path.basename(dir) === 'onnx') mark(path.dirname(dir), 'onnx/*.onnx');
+    else mark(dir, name);
   }
-  return [...byFolder].filter(([, names]) => names.has('model.onnx') || (names.has('config.json') && names.has('*.safetensors'))).map(([dir]) => dir).sort();
+  return [...byFolder]
+    .filter(([, names]) => names.has('model.onnx') || (names.has('config.json') && (names.has('*.safetensors') || names.has('onnx/*.onnx'))))
+    .map(([dir]) => dir).sort();
+}
+
+/**
+ * For a repository folder with several float `onnx/*.onnx` variants, the one the user picks (its file: the backend
+ * keeps the repository layout for it); the folder itself otherwise. undefined: the pick was dismissed.
+ */
+export async function pickVariant(checkpoint: vscode.Uri): Promise<vscode.Uri | undefined> {
+  let files: [string, vscode.FileType][];
+  try {
+    files = await vscode.workspace.fs.readDirectory(vscode.Uri.joinPath(checkpoint, 'onnx'));
+  } catch {
+    return checkpoint; // a file, or a folder without variants
+  }
+  const { float, quantized } = splitVariants(files.map(([name]) => name));
+  if (float.length < 2) return checkpoint;
+  const picked = await vscode.window.showQuickPick(
+    float.map((v) => ({ label: v, description: `onnx/${v}.onnx` })),
+    { placeHolder: `Prune which variant? (float ones${quantized.length ? `; quantized ${quantized.join(', ')} cannot be pruned: quantize after` : ''})` },
+  );
+  return picked && vscode.Uri.joinPath(checkpoint, 'onnx', `${picked.label}.onnx`);
 }
 
 export class CheckpointFolders implements vscode.Disposable {

@@ -1,30 +1,14 @@
-// Synthetic layers for the demo and the solver benchmark: W ~ N(0, 1/cols) and a Hessian from correlated
+// Synthetic layers for the solver benchmark: W ~ N(0, 1/cols) and a Hessian from correlated
 // random activations (an AR(1) mix across input features plus a few heavy "outlier" features, as LLM
-// activations have), accumulated by the same Hessian graph the pipeline uses.
+// activations have), accumulated as the pipeline accumulates its Hessians.
 
-import { HessianAccumulator } from './calibration/hessian';
-import type { Engine } from './onnx/session';
+import type { LayerProblem } from '../src/backend/methods/types';
+import type { Engine } from '../src/backend/onnx/session';
+import { normalRng } from '../src/backend/random';
+import { HessianAccumulator } from '../test/helpers/hessian';
 
-/** Deterministic standard normals (xorshift32 + Box–Muller). */
-export function normalRng(seed: number): () => number {
-  let s = (seed * 2654435761) >>> 0 || 1;
-  const u = (): number => {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    return (s + 0.5) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
-}
-
-export interface SyntheticLayer {
-  name: string;
-  rows: number;
-  cols: number;
-  W: Float32Array;
-  H: Float32Array;
-  colNorm2: Float32Array;
-}
+/** A layer problem with all its calibration statistics. */
+export type SyntheticLayer = Required<LayerProblem>;
 
 export async function syntheticLayer(name: string, rows: number, cols: number, engine: Engine, opts: { tokens?: number; seed?: number } = {}): Promise<SyntheticLayer> {
   const rand = normalRng(opts.seed ?? rows * 31 + cols);

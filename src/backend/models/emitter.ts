@@ -1,0 +1,130 @@
+// Graph emission shared by every builder: ONNX nodes with exporter-style scoped names (so layer discovery and
+// segmentation treat a built graph like an exported one), weights as initializers, and the causal-LM model
+// wrapper with the metadata the Hugging Face front end reads back.
+
+import { tensorFromValues, valueInfo } from '../onnx/graph';
+import { AttributeProto, AttributeType, DataType, ModelProto, NodeProto, TensorProto } from '../onnx/proto';
+import { isTensorRef, LlamaTensor, TensorRef } from './weights';
+
+function attr(name: string, v: number | number[] | { f: number } | TensorProto): AttributeProto {
+  if (typeof v === 'number') return { name, type: AttributeType.INT, i: v };
+  if (Array.isArray(v)) return { name, type: AttributeType.INTS, ints: v };
+  if ('f' in v) return { name, type: AttributeType.FLOAT, f: v.f };
+  return { name, type: AttributeType.TENSOR, t: v };
+}
+
+export class Emitter {
+  readonly nodes: NodeProto[] = [];
+  readonly initializers: TensorProto[] = [];
+  private readonly used = new Set<string>();
+
+  /** Emits `op` named `<scope>/<op>` (`_1`, `_2`… when taken) with outputs `<name>_output_<k>`. */
+  op(scope: string, opType: string, inputs: string[], attrs: Record<string, number | number[] | { f: number } | TensorProto> = {}, nOutputs = 1): string[] {
+    let name = `${scope}/${opType}`;
+    for (let k = 1; this.used.has(name); k++) name = `${scope}/${opType}_${k}`;
+    this.used.add(name);
+    const output = Array.from({ length: nOutputs }, (_, k) => `${name}_output_${k}`);
+    this.nodes.push({ name, opType, input: inputs, output, attribute: Object.entries(attrs).map(([k, v]) => attr(k, v)) });
+    return output;
+  }
+
+  op1(scope: string, opType: string, inputs: string[], attrs: Record<string, number | number[] | { f: number } | TensorProto> = {}): string {
+    return this.op(scope, opType, inputs, attrs)[0];
+  }
+
+  /** A Constant node (small values only). */
+  constant(scope: string, values: number[] | bigint[], dims: number[], dataType: DataType): string {
+    return this.op1(scope, 'Constant', [], { value: tensorFromValues('', values, dims, dataType) });
+  }
+
+  ints(scope: string, values: number[]): string {
+    return this.constant(scope, values, [values.length], DataType.INT64);
+  }
+
+  scalar(scope: string, value: number): string {
+    return this.constant(scope, [value], [], DataType.FLOAT);
+  }
+
+  initializer(name: string, data: Float32Array, dims: number[]): string {
+    this.initializers.push({
+      name,
+      dims,
+      dataType: DataType.FLOAT,
+      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    });
+    return name;
+  }
+
+  /** An initializer named `name` holding `t`: its values (copied by reference), or the referenced TensorProto. */
+  weight(name: string, t: LlamaTensor | TensorRef): string {
+    if (isTensorRef(t)) {
+      this.initializers.push({ ...t.initializer, name, dims: t.dims.slice() });
+      return name;
+    }
+    return this.initializer(name, t.data, t.dims);
+  }
+
+  /** y = x · Wᵀ (+ b) for an HF Linear weight `hfName` [out, in] referenced as stored: Gemm(transB=1) on 2-D x. */
+  gemm(scope: string, x: string, hfName: string, w: LlamaTensor | TensorRef, bias?: { name: string; t: LlamaTensor | TensorRef }): string {
+    const inputs = [x, this.weight(hfName, w)];
+    if (bias) inputs.push(this.weight(bias.name, bias.t));
+    return this.op1(scope, 'Gemm', inputs, { transB: 1 });
+  }
+}
+
+/** [rows, cols] row-major → [cols, rows], in 64×64 tiles (cache-friendly for 4096×11008 weights). */
+export function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  const T = 64;
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = Math.min(r0 + T, rows);
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = Math.min(c0 + T, cols);
+      for (let r = r0; r < r1; r++) {
+        const src = r * cols;
+        for (let c = c0; c < c1; c++) out[c * rows + r] = data[src + c];
+      }
+    }
+  }
+  return out;
+}
+
+/** The float32 lowest value: masked attention scores (exp underflows to exactly 0, never NaN). */
+export const FLOAT32_LOWEST = -3.4028234663852886e38;
+
+/** What every causal-LM builder hands back: inputs input_ids and attention_mask [batch, seq] (int64), output
+ *  logits [batch, seq, vocab], and the metadata the Hugging Face front end reads back. */
+export function causalLmModel(m: {
+  builder: string;
+  graphName: string;
+  opset: number;
+  docString: string;
+  nodes: NodeProto[];
+  initializers: TensorProto[];
+  vocabSize: number;
+  weightLayout: 'out_in' | 'in_out';
+  tied: boolean;
+}): ModelProto {
+  return {
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: m.opset }],
+    producerName: 'prunekit',
+    docString: m.docString,
+    graph: {
+      name: m.graphName,
+      node: m.nodes,
+      initializer: m.initializers,
+      input: [
+        valueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']),
+        valueInfo('attention_mask', DataType.INT64, ['batch_size', 'sequence_length']),
+      ],
+      output: [valueInfo('logits', DataType.FLOAT, ['batch_size', 'sequence_length', m.vocabSize])],
+      valueInfo: [],
+    },
+    metadataProps: [
+      { key: 'prunekit.builder', value: m.builder },
+      { key: 'prunekit.weight_layout', value: m.weightLayout },
+      { key: 'prunekit.tied_lm_head', value: String(m.tied) },
+    ],
+  };
+}

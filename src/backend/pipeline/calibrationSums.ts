@@ -1,0 +1,45 @@
+// Calibration sums: the per-batch XᵀX and Σx² a calibration variant (segmentGraph.ts) outputs, accumulated over
+// micro-batches and scaled into the Hessian and the column norms the pruning methods read.
+
+/**
+ * Running sums of a calibration variant's outputs over micro-batches, scaled as HessianAccumulator does:
+ * H = (2/N)·Σ_tokens xᵀx and colNorm2 = (1/N)·Σ_tokens x² (Wanda's scaler_row), N = sequences seen.
+ */
+export class CalibrationSums {
+  readonly xtx: Float32Array;
+  readonly colSq: Float64Array;
+  sequences = 0;
+  /** hessian() has scaled xtx in place. */
+  private scaled = false;
+
+  /** groups > 1: that many independent (cols, cols) Hessians, one after the other (a depthwise conv's channels). */
+  constructor(readonly cols: number, readonly groups = 1) {
+    this.xtx = new Float32Array(groups * cols * cols);
+    this.colSq = new Float64Array(groups * cols);
+  }
+
+  /** Adds one batch's XᵀX and Σx² (from the calibration variant) for `sequences` sequences. */
+  add(xtx: Float32Array, colSq: Float32Array, sequences: number): void {
+    if (xtx.length !== this.xtx.length || colSq.length !== this.colSq.length) throw new Error(`calibration sums: expected ${this.groups} × ${this.cols} columns`);
+    if (this.scaled) throw new Error('calibration sums: add() after hessian()');
+    for (let i = 0; i < xtx.length; i++) this.xtx[i] += xtx[i];
+    for (let j = 0; j < this.colSq.length; j++) this.colSq[j] += colSq[j];
+    this.sequences += sequences;
+  }
+
+  /** (groups, cols, cols) H = (2/N)·Σ XᵀX. The first call scales the sums in place (H can be cols² × 4 bytes: no copy);
+   *  later calls return the same array, so layers sharing an input share one H (methods never modify it). */
+  hessian(): Float32Array {
+    if (!this.scaled) {
+      const a = 2 / this.sequences;
+      for (let i = 0; i < this.xtx.length; i++) this.xtx[i] *= a;
+      this.scaled = true;
+    }
+    return this.xtx;
+  }
+
+  /** (groups, cols) (1/N)·Σ_tokens x_j². */
+  colNorm2(): Float32Array {
+    return Float32Array.from(this.colSq, (v) => v / this.sequences);
+  }
+}
