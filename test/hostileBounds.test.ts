@@ -10,6 +10,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { LlamaConfig, randomLlamaWeights } from '../src/backend/models/llama';
+import { writeHfFolder } from './helpers/hfFolder';
 import { editedHfCopy, hashInputs, leftoversOf, loadScaled, runHostile } from './helpers/hostileRun';
 import { fixturesDir } from './helpers/realLayers';
 
@@ -26,6 +28,14 @@ let serial = 0;
 /** A copy of an HF fixture folder with config.json changed by `edit`. */
 function hfCopy(fixture: string, edit: (config: Record<string, unknown>) => Record<string, unknown> | string): string {
   return editedHfCopy(path.join(fixturesDir, fixture), path.join(tmp, `model-${serial++}`), edit);
+}
+
+/** A Llama-variant folder with random weights as `config` implies, and config.json as `edit` makes it. */
+function variantFolder(config: LlamaConfig & Record<string, unknown>, edit: Partial<LlamaConfig> & Record<string, unknown>): string {
+  const dir = path.join(tmp, `model-${serial++}`);
+  const tensors = [...randomLlamaWeights(config, 1)].map(([name, t]) => ({ name, dims: t.dims, data: t.data }));
+  writeHfFolder(dir, { ...config, ...edit }, tensors, { copy: ['tokenizer.json', 'tokenizer_config.json'].map((f) => path.join(fixturesDir, 'stories260K-hf', f)) });
+  return dir;
 }
 
 /** The folder with its model.safetensors header's first dtype renamed (the header length rewritten to fit). */
@@ -119,6 +129,19 @@ describe('bombs in a model folder fail fast against the stored tensor shapes', (
   add('inspect: Mamba num_hidden_layers 10⁹', m, inspect(m), /num_hidden_layers \(= 1000000000\) needs tensor 'backbone\.layers\.\d+\.norm\.weight'/);
   m = big('state_size', 1e9, 'stories-mamba-hf');
   add('prune: Mamba state_size 10⁹', m, prune(m), /time_step_rank \+ 2 · state_size \(.*state_size = 1000000000\) gives \d+ for dim 0 of 'backbone\.layers\.0\.mixer\.x_proj\.weight'/);
+  // The Llama variants' own tensors (llamaConfig.ts): q_norm/k_norm over head_dim, Gemma 2's feed-forward norms,
+  // Phi-3's fused projections. Sizes as in test/llamaFamilies.test.ts; q and kv widths kept where head_dim changes.
+  const small = { hidden_size: 32, intermediate_size: 48, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, num_hidden_layers: 2, vocab_size: 512 };
+  m = variantFolder({ ...small, model_type: 'qwen3' }, { head_dim: 32, num_attention_heads: 2, num_key_value_heads: 1 });
+  add('prune: Qwen3 head_dim against q_norm', m, prune(m), /head_dim \(= 32\) gives 32 for dim 0 of 'model\.layers\.0\.self_attn\.q_norm\.weight', but .*model\.safetensors stores it as \[16\]/);
+  m = variantFolder({ ...small, model_type: 'gemma3_text', sliding_window: 4 }, { num_hidden_layers: 1e9 });
+  add('inspect: Gemma 3 num_hidden_layers 10⁹ (per-layer windows)', m, inspect(m), /num_hidden_layers \(= 1000000000\) needs tensor 'model\.layers\.2\.input_layernorm\.weight'/);
+  m = variantFolder({ ...small, model_type: 'gemma' }, { model_type: 'gemma2' });
+  add('inspect: a Gemma checkpoint called gemma2', m, inspect(m), /model_type \(= "gemma2"\) needs tensor 'model\.layers\.0\.pre_feedforward_layernorm\.weight', which the checkpoint does not store/);
+  m = variantFolder({ ...small, model_type: 'phi3' }, { intermediate_size: 1e9 });
+  add('prune: Phi-3 intermediate_size 10⁹ (fused gate_up_proj)', m, prune(m), /2 · intermediate_size \(intermediate_size = 1000000000\) gives 2000000000 for dim 0 of 'model\.layers\.0\.mlp\.gate_up_proj\.weight'/);
+  m = variantFolder({ ...small, model_type: 'phi3' }, { head_dim: 2e9 });
+  add('inspect: Phi-3 head_dim 2·10⁹ (fused qkv_proj)', m, inspect(m), /num_attention_heads · head_dim \+ 2 · num_key_value_heads · head_dim \(num_attention_heads = 4, head_dim = 2000000000, num_key_value_heads = 2\) gives 16000000000 for dim 0 of 'model\.layers\.0\.self_attn\.qkv_proj\.weight'/);
   m = withHeaderDtype(hfCopy('stories260K-hf', (c) => c), 'constructor');
   add('inspect: a safetensors dtype "constructor"', m, inspect(m), /model\.safetensors.*unknown dtype "constructor" \(known: /);
   m = hfCopy('stories260K-hf', (c) => JSON.stringify(c) + ' '.repeat(17 << 20));

@@ -36,7 +36,7 @@ export function shapesOf(tensors: Iterable<ExpectedTensor>): Map<string, number[
 function describeField(config: Readonly<Record<string, unknown>>, field: string): string {
   const value = (k: string) => JSON.stringify(config[k])?.slice(0, 40);
   if (Object.hasOwn(config, field)) return `${field} (= ${value(field)})`;
-  const given = (field.match(/[A-Za-z_]\w*/g) ?? []).filter((k) => Object.hasOwn(config, k));
+  const given = [...new Set(field.match(/[A-Za-z_]\w*/g))].filter((k) => Object.hasOwn(config, k));
   return given.length ? `${field} (${given.map((k) => `${k} = ${value(k)}`).join(', ')})` : field;
 }
 
