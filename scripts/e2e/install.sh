@@ -2,7 +2,8 @@
 # Installs what the end-to-end tests need: Debian packages (Chromium to drive the UI, ripgrep, the headers
 # code-server's native modules build against) and code-server, a real VS Code, into the gitignored .e2e/.
 # Idempotent: every step checks first and skips work already done. Run as root on Debian 12 with Node 20;
-# reaches only the npm registry and Debian apt.
+# reaches only the npm registry and Debian apt. `--packages-only` stops after the Debian packages (the unit
+# tests drive the webview in Chromium too, so `npm test` runs that much).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -31,6 +32,7 @@ else
   step "Debian packages already installed: ${wanted[*]}"
 fi
 took "apt" "$t"
+[[ "${1:-}" == --packages-only ]] && exit 0
 
 # --- 2. code-server into .e2e/code-server ------------------------------------------------------------------
 cs_bin="$PREFIX/node_modules/.bin/code-server"

@@ -255,7 +255,7 @@ function explainRemoved(p: SchemaProblem): SchemaProblem {
  * The paths of the config's own system, told by its folder: "/…" is POSIX (where a relative path's backslashes
  * are separators too: a config written on Windows), "C:\…" or "\\server\share\…" Windows.
  */
-function pathsOf(baseDir: string): path.PlatformPath {
+export function pathsOf(baseDir: string): path.PlatformPath {
   return baseDir.startsWith('/') ? path.posix : path.win32;
 }
 

@@ -1,7 +1,7 @@
 // Words for a run, shared by the Runs view, the status bar and quick picks (all folded by foldProgress, so
 // every surface says the same "12/35 layers · ETA 40s").
 
-import * as path from 'node:path';
+import { pathsOf } from '../../protocol/config';
 import type { RunProgress } from '../../protocol/progress';
 
 /** "40s", "3m 05s", "1h 02m". */
@@ -14,8 +14,9 @@ export function formatDuration(seconds: number): string {
 
 /** A model's short name: the folder of a model.onnx, else the .onnx file's stem, else the folder. */
 export function modelName(checkpoint: string): string {
-  const base = path.basename(checkpoint);
-  if (/^model\.onnx$/i.test(base)) return path.basename(path.dirname(checkpoint));
+  const paths = pathsOf(checkpoint); // a remote's events may name Windows paths
+  const base = paths.basename(checkpoint);
+  if (/^model\.onnx$/i.test(base)) return paths.basename(paths.dirname(checkpoint));
   return base.replace(/\.onnx$/i, '');
 }
 
