@@ -18,7 +18,7 @@ export interface HfFamily {
    *  behind each; `stored` = the checkpoint's tensor names → their safetensors dtypes. Lazy: the checker stops at
    *  the first stored disagreement, so nothing is sized from config numbers before they are checked. */
   expectedTensors(config: Record<string, unknown>, stored: ReadonlyMap<string, string>): Iterable<ExpectedTensor>;
-  /** The graph; `weights` hold every tensor of tensorShapes (typically references into the checkpoint files). */
+  /** The graph; `weights` hold every tensor of expectedTensors (typically references into the checkpoint files). */
   build(config: Record<string, unknown>, weights: LlamaWeights, stored: ReadonlyMap<string, string>): ModelProto;
 }
 
