@@ -14,6 +14,15 @@ export default tseslint.config(
     },
   },
   {
+    // jsonc-parser's parser recurses per nesting level: user text reaches it only through the modules that first
+    // bound its size and depth (src/protocol/limits.ts).
+    files: ['src/**/*.ts'],
+    ignores: ['src/extension/config/tree.ts', 'src/extension/config/typing.ts', 'src/protocol/config.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: [{ name: 'jsonc-parser', importNames: ['parse', 'parseTree', 'visit', 'getLocation'], message: 'use configTree / configLocation (src/extension/config/tree.ts): they bound size and depth first' }] }],
+    },
+  },
+  {
     files: ['esbuild.js'],
     languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', process: 'readonly', console: 'readonly', __dirname: 'readonly' } },
     rules: { '@typescript-eslint/no-require-imports': 'off' },

@@ -13,7 +13,7 @@ import { findNodeAtLocation, getNodeValue, JSONPath, Node, parseTree } from 'jso
 import { openOnnxCheckpoint } from '../src/backend/formats/onnxCheckpoint';
 import { discoverLayers } from '../src/backend/pipeline/layers';
 import { configDiagnostics, parseJsonPath, PathKind } from '../src/extension/config/diagnostics';
-import { checkpointKey, configsForCheckpoint, newConfigPath } from '../src/extension/config/discovery';
+import { checkpointKey, configCheckpoint, configsForCheckpoint, newConfigPath } from '../src/extension/config/discovery';
 import { completionPlace, completionsAt, hoverAt, locationAt } from '../src/extension/config/editing';
 import { InspectCache, InspectError, Launcher, modelFileOf } from '../src/extension/config/inspectCache';
 import { blockPatternSuggestions, configSummary, InspectInfo } from '../src/extension/config/layerInfo';
@@ -66,6 +66,18 @@ describe('jsonc scanner', () => {
     '    "include": ["layers.0.*", "x"],',
     '    "overrides": [{ "match": "*.mlp.*", "sparsity": 0.6 }, { "ma',
   ].join('\n');
+
+  test('a config nested 300 000 levels deep gets no tree, location, typing scan or parse: no stack overflow, in bounded time', () => {
+    const deep = `{"checkpoint": "m", "layers": {"include": [${'['.repeat(300_000)}`;
+    const start = performance.now();
+    assert.equal(locationAt(deep, 40), undefined);
+    assert.equal(completionPlace(deep, 40), undefined);
+    assert.equal(configCheckpoint(deep, '/w/a.prune.json'), undefined);
+    assert.throws(() => parseConfigText(deep), /^ConfigError: \$: nests deeper than 64 levels; a prune config has at most 32$/);
+    assert.ok(performance.now() - start < 1000, `took ${(performance.now() - start).toFixed(0)} ms`);
+    // Just under the bound, the same text is parsed as usual.
+    assert.equal(configCheckpoint(`{"checkpoint": "m", "x": ${'['.repeat(60)}${']'.repeat(60)}}`, '/w/a.prune.json'), path.resolve('/w', 'm'));
+  });
 
   test('comments become spaces at the same offsets; parseConfigText accepts them and still rejects trailing commas', () => {
     const blank = readJsonc('{"a": 1, // c\n/* x\ny */ "b": "//not a comment"}').plain;

@@ -15,6 +15,7 @@ import type { HostMessage } from '../src/protocol/webview';
 import type { Run } from '../src/extension/runs/run';
 import { bundleCli } from './helpers/cliProbe';
 import { FakePanel, FakeVscode, Uri } from './helpers/fakeVscode';
+import { editedHfCopy } from './helpers/hostileRun';
 import { fixturesDir, repoRoot } from './helpers/realLayers';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'prunekit-host-'));
@@ -147,6 +148,43 @@ describe('extension host', () => {
     const error = fake.messages.at(-1);
     assert.equal(error?.level, 'error');
     assert.match(error?.text ?? '', /broken\.prune\.json: \$\.method: /);
+  });
+
+  test('a catastrophic pattern and a bomb config.json opened in the editor leave the host responsive', async () => {
+    // A checkpoint whose config.json says 10⁹ layers, a config on it with patterns that backtrack for hours under
+    // JavaScript's RegExp on real layer names, the same patterns on the fixture, a 1.5 MB config, and one nested 300 000 levels deep.
+    editedHfCopy(path.join(fixturesDir, 'stories260K-hf'), path.join(ws, 'bomb model'), (c) => ({ ...c, num_hidden_layers: 1e9 }));
+    const patterns = { include: ['re:^(.*)*x$'], exclude: [`${'*a'.repeat(40)}*b`] };
+    const onBomb = writeConfig('hostile-bomb.prune.json', { checkpoint: './bomb model', method: 'magnitude', layers: patterns, blockPattern: '^(.*)*(\\d+)x$' });
+    const onFixture = writeConfig('hostile-fixture.prune.json', { checkpoint: 'stories260K-onnx', method: 'magnitude', layers: patterns });
+    const huge = path.join(ws, 'huge.prune.json');
+    writeFileSync(huge, `{"checkpoint": "stories260K-onnx", "x": "${'x'.repeat(1_500_000)}"}`);
+    const deep = path.join(ws, 'deep.prune.json');
+    writeFileSync(deep, `{"checkpoint": "stories260K-onnx", "x": ${'['.repeat(300_000)}${']'.repeat(300_000)}}`);
+    let worstGap = 0;
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      worstGap = Math.max(worstGap, performance.now() - last);
+      last = performance.now();
+    }, 10);
+    try {
+      for (const f of [onBomb.fsPath, onFixture.fsPath, huge, deep]) fake.openDocument(f);
+      // A command answers at once while inspect and the diagnostics work: Run Pruning Config on the 1.5 MB file.
+      const t0 = performance.now();
+      await fake.commands.get('prunekit.runConfig')?.(Uri.file(huge));
+      assert.ok(performance.now() - t0 < 1000, `runConfig took ${(performance.now() - t0).toFixed(0)} ms`);
+      assert.match(fake.messages.at(-1)?.text ?? '', /huge\.prune\.json: \$: the file is \d+ bytes; a prune config may be at most 1048576 bytes/);
+      const has = (uri: Uri, re: RegExp) => (fake.diagnostics.get(uri.toString()) ?? []).some((m) => re.test(m));
+      await until('the diagnostics of every opened config', () =>
+        has(onBomb, /num_hidden_layers \(= 1000000000\) needs tensor 'model\.layers\.5\.input_layernorm\.weight'/) &&
+        has(onFixture, /"re:\^\(\.\*\)\*x\$" matches no prunable layer/) && has(onFixture, /"\*a\*a.*\*b" matches no prunable layer/) &&
+        has(Uri.file(huge), /the file is \d+ bytes/) && has(Uri.file(deep), /nests deeper than 64 levels/), 60_000).catch((e: Error) => {
+        throw new Error(`${e.message}\ndiagnostics: ${JSON.stringify([...fake.diagnostics])}`);
+      });
+    } finally {
+      clearInterval(ticker);
+    }
+    assert.ok(worstGap < 1000, `the host's event loop stalled for ${worstGap.toFixed(0)} ms`);
   });
 
   let second: Run;

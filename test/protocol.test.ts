@@ -123,7 +123,7 @@ describe('events', () => {
       [bad({ ...JSON.parse(formatEvent(SAMPLES['run.failed'])), problems: [{ jsonPath: '$' }] }), /\$\.problems\[0\]\.message: is required/],
       [
         bad({ ...JSON.parse(formatEvent(SAMPLES['run.started'])), config: { ...config, calibration: { ...config.calibration, nsamples: 0 } } }),
-        /\$\.config\.calibration\.nsamples: must be an integer >= 1 \(got 0\)/,
+        /\$\.config\.calibration\.nsamples: must be an integer in \[1, 1048576\] \(got 0\)/,
       ],
       [bad({ ...JSON.parse(formatEvent(SAMPLES['run.started'])), config: { ...config, device: undefined } }), /\$\.config\.device: is required/],
     ];
@@ -354,8 +354,8 @@ describe('resolveConfig', () => {
     const cases: [unknown, string[]][] = [
       [[], ['$: must be an object (got an array)']],
       [{}, [/^\$\.checkpoint: is required \(the model to prune: a \.onnx file, .*\)$/.source]], // the schema's description, whatever its wording
-      [{ ...base, calibration: { path: 'c.txt', nsamples: 0 } }, ['$.calibration.nsamples: must be an integer >= 1 (got 0)']],
-      [{ ...base, calibration: { path: 'c.txt', nsamples: 1.5 } }, ['$.calibration.nsamples: must be an integer >= 1 (got 1.5)']],
+      [{ ...base, calibration: { path: 'c.txt', nsamples: 0 } }, ['$.calibration.nsamples: must be an integer in [1, 1048576] (got 0)']],
+      [{ ...base, calibration: { path: 'c.txt', nsamples: 1.5 } }, ['$.calibration.nsamples: must be an integer in [1, 1048576] (got 1.5)']],
       [{ ...base, calibration: { nsamples: 8 } }, ['$.calibration.path: is required (text to calibrate on: .txt (the whole file, tokenized with the tokenizer), .jsonl (the "text" field of each line, one document each) or .json (token ids: a JSON array of integers, no tokenizer needed))']],
       [{ ...base, method: 'sparsgpt' }, ['$.method: must be one of "apt", "sparsegpt", "wanda", "magnitude" (got "sparsgpt"); did you mean "sparsegpt"?']],
       [{ ...base, sparsity: 1 }, ['$.sparsity: must be a number in (0, 1) (got 1)']],
@@ -365,7 +365,7 @@ describe('resolveConfig', () => {
       [{ ...base, calibraton: {} }, ['$.calibraton: unknown property; did you mean "calibration"?']],
       [{ ...base, evaluation: 3 }, ['$.evaluation: must be false or an object (got 3)']],
       [{ ...base, evaluation: true }, ['$.evaluation: must be false (got true)']],
-      [{ ...base, evaluation: { seqlen: 0 } }, ['$.evaluation.path: is required (text to measure perplexity on (.txt, .jsonl or a .json token-id file, as calibration.path))', '$.evaluation.seqlen: must be an integer >= 1 or null (got 0)']],
+      [{ ...base, evaluation: { seqlen: 0 } }, ['$.evaluation.path: is required (text to measure perplexity on (.txt, .jsonl or a .json token-id file, as calibration.path))', '$.evaluation.seqlen: must be an integer in [1, 1048576] or null (got 0)']],
       [{ ...base, layers: { overrides: [{ match: '*mlp*' }, { match: '*attn*', sparsity: 2 }] } }, ['$.layers.overrides[1].sparsity: must be a number in (0, 1) (got 2)']],
       [{ ...base, layers: { overrides: [{ sparsity: 0.6 }] } }, ['$.layers.overrides[0].match: is required (the layers this entry applies to: a glob, or "re:" and a regular expression, as in include)']],
       [{ ...base, layers: { overrides: [{ match: '*', pattern: '8:4' }] } }, ['$.layers.overrides[0].pattern: "8:4": N must be below M (N of every M consecutive weights are zeroed)']],
@@ -373,7 +373,7 @@ describe('resolveConfig', () => {
       [{ ...base, layers: { include: 'all' } }, ['$.layers.include: must be an array (got "all")']],
       [{ ...base, layers: { include: [''] } }, ['$.layers.include[0]: must be a non-empty string']],
       [{ ...base, device: 'gpu' }, ['$.device: must be "auto", "cpu", "cuda", "cuda:N" or "webgpu" (got "gpu")']],
-      [{ ...base, threads: -1 }, ['$.threads: must be an integer >= 0 (got -1)']],
+      [{ ...base, threads: -1 }, ['$.threads: must be an integer in [0, 4096] (got -1)']],
       [{ ...base, blockPattern: 'layers\\.\\d+' }, ['$.blockPattern: needs a capture group for the block index, e.g. "layers\\.(\\d+)\\." (got "layers\\.\\d+")']],
       [{ ...base, blockPattern: 'layers(' }, [/^\$\.blockPattern: not a valid regular expression: .*/.source]],
       [{ checkpoint: 'm' }, ['$.calibration: is required: method "apt" ($.method) needs calibration data; add e.g. {"path": "calibration.txt"}']],
@@ -383,7 +383,7 @@ describe('resolveConfig', () => {
       [{ ...base, keepDense: { embedding: false } }, ['$.keepDense.embedding: removed: the token embedding is a lookup table, not a linear layer, so it is never pruned (the flag did nothing); delete this key']],
       [
         { ...base, sparsity: 0, blockSize: 0, dampening: -1, overwrite: 'yes' },
-        ['$.sparsity: must be a number in (0, 1) (got 0)', '$.blockSize: must be an integer >= 1 (got 0)', '$.dampening: must be a number >= 0 (got -1)', '$.overwrite: must be true or false (got "yes")'],
+        ['$.sparsity: must be a number in (0, 1) (got 0)', '$.blockSize: must be an integer in [1, 65536] (got 0)', '$.dampening: must be a number >= 0 (got -1)', '$.overwrite: must be true or false (got "yes")'],
       ],
     ];
     for (const [raw, expected] of cases) {

@@ -8,10 +8,12 @@
 import * as path from 'node:path';
 import schemaJson from './prune-config.schema.json';
 import { ParseError, ParseErrorCode, printParseErrorCode, visit } from 'jsonc-parser';
+import { binomialUpTo, heavyTextProblem, LIMITS, limitProblems } from './limits';
 import {
   DeviceName, MagnitudeGroup, METHOD_NEEDS, MethodName, NmMask, parsePattern, Pattern, patternSparsity, PatternString,
 } from './pruning';
 import { childPath, JsonSchema, SchemaProblem, validateSchema, withDefaults } from './schema';
+import { compileGlob, compileUserRegex } from './userPatterns';
 
 export const PRUNE_CONFIG_SCHEMA = schemaJson as unknown as JsonSchema;
 
@@ -112,9 +114,13 @@ export type ResolvedCalibration = Required<CalibrationConfig>;
 export type ResolvedEvaluation = Required<EvaluationConfig>;
 export type ResolvedLayers = Required<LayersConfig>;
 
-/** A config that breaks the schema or its rules; `problems` name JSON paths, `message` lists them one a line. */
+/** A config that breaks the schema or its rules; `problems` name JSON paths, `message` lists them one a line.
+ *  `code` is the run.failed code: `limit-exceeded` when a size limit (limits.ts) was hit. */
 export class ConfigError extends Error {
-  constructor(readonly problems: SchemaProblem[]) {
+  constructor(
+    readonly problems: SchemaProblem[],
+    readonly code: 'config-invalid' | 'limit-exceeded' = 'config-invalid',
+  ) {
     super(problems.map((p) => `${p.path}: ${p.message}`).join('\n'));
     this.name = 'ConfigError';
   }
@@ -125,6 +131,9 @@ export class ConfigError extends Error {
  * jsonc); no trailing commas. A syntax error becomes a ConfigError at `$` with line and column.
  */
 export function parseConfigText(text: string): unknown {
+  // Size and depth first: jsonc-parser's parser is recursive, and a 100 MB string would cost minutes.
+  const heavy = heavyTextProblem(text);
+  if (heavy) throw new ConfigError([heavy], 'limit-exceeded');
   const { plain, error } = readJsonc(text);
   if (error) throw syntaxError(text, error.offset, humanize(printParseErrorCode(error.error)));
   // The value comes from JSON.parse, which keeps a "__proto__" key as a plain property the schema rejects
@@ -184,6 +193,8 @@ export function resolveConfig(raw: unknown, baseDir: string): ResolvedConfig {
  * problems beside the resolved config (its paths are right even then).
  */
 export function resolveConfigLeniently(raw: unknown, baseDir: string): { config: ResolvedConfig; problems: SchemaProblem[] } {
+  const limits = limitProblems(raw);
+  if (limits.length > 0) throw new ConfigError(limits, 'limit-exceeded');
   const problems = validateSchema(PRUNE_CONFIG_SCHEMA, raw).map(explainRemoved);
   if (problems.length > 0) throw new ConfigError(problems);
   const filled = withDefaults(PRUNE_CONFIG_SCHEMA, raw) as Omit<ResolvedConfig, 'output' | 'tokenizer'> & {
@@ -211,6 +222,24 @@ export function resolveConfigLeniently(raw: unknown, baseDir: string): { config:
   };
 
   return { config, problems: ruleProblems(config, modelDir) };
+}
+
+/** APT's joint N:M mask tries all C(M, N) subsets of every group: refused past LIMITS.jointSubsets. */
+function jointSearchProblems(c: ResolvedConfig): SchemaProblem[] {
+  if (c.nmMask !== 'joint') return [];
+  const uses: [string, MethodName, string][] = [
+    [c.pattern, c.method, '$.pattern'],
+    ...c.layers.overrides.map((o, i): [string, MethodName, string] => [o.pattern ?? c.pattern, o.method ?? c.method, `$.layers.overrides[${i}]${o.pattern ? '.pattern' : ''}`]),
+  ];
+  const out: SchemaProblem[] = [];
+  for (const [text, method, path] of uses) {
+    const nm = /^(\d+):(\d+)$/.exec(text);
+    if (method !== 'apt' || !nm || Number(nm[1]) >= Number(nm[2]) || Number(nm[2]) > LIMITS.nmGroup) continue;
+    if (binomialUpTo(Number(nm[2]), Number(nm[1]), LIMITS.jointSubsets) > LIMITS.jointSubsets) {
+      out.push({ path, message: `"${text}": APT's joint N:M mask would try C(${nm[2]}, ${nm[1]}) subsets per group, more than the limit of ${LIMITS.jointSubsets}; set "nmMask": "saliency" or use a smaller M` });
+    }
+  }
+  return out;
 }
 
 /** Keys earlier versions accepted: an old config that sets one is told why it went, not just "unknown property". */
@@ -266,12 +295,12 @@ function ruleProblems(c: ResolvedConfig, modelDir: string): SchemaProblem[] {
 
   if (c.blockPattern !== null) {
     try {
-      const groups = (new RegExp(`${c.blockPattern}|`).exec('') as RegExpExecArray).length - 1;
-      if (groups < 1) out.push({ path: '$.blockPattern', message: `needs a capture group for the block index, e.g. "layers\\.(\\d+)\\." (got "${c.blockPattern}")` });
+      if (compileUserRegex(c.blockPattern).groups < 1) out.push({ path: '$.blockPattern', message: `needs a capture group for the block index, e.g. "layers\\.(\\d+)\\." (got "${c.blockPattern}")` });
     } catch (e) {
-      out.push({ path: '$.blockPattern', message: `not a valid regular expression: ${(e as Error).message}` });
+      out.push({ path: '$.blockPattern', message: (e as Error).message });
     }
   }
+  out.push(...jointSearchProblems(c));
 
   if (c.calibration === null) {
     const users: [MethodName, string][] = [[c.method, '$.method'], ...c.layers.overrides.flatMap((o, i): [MethodName, string][] => (o.method ? [[o.method, `$.layers.overrides[${i}].method`]] : []))];
@@ -293,23 +322,16 @@ function ruleProblems(c: ResolvedConfig, modelDir: string): SchemaProblem[] {
 // before this: the names given here are those keepDense leaves prunable.
 
 /**
- * A layer-name pattern as a predicate: "re:<regex>" is searched in the name; anything else is a glob matched
+ * A layer-name pattern as a predicate: "re:<regex>" (RE2 syntax, linear-time: userPatterns.ts) is searched in the name; anything else is a glob matched
  * against the whole name (`*` any run of characters, `/` and `.` included; `?` one character).
  * Throws on an invalid regular expression.
  */
 export function layerMatcher(pattern: string): (name: string) => boolean {
   if (pattern.startsWith('re:')) {
-    let re: RegExp;
-    try {
-      re = new RegExp(pattern.slice(3));
-    } catch (e) {
-      throw new Error(`not a valid regular expression: ${(e as Error).message}`);
-    }
+    const re = compileUserRegex(pattern.slice(3));
     return (name) => re.test(name);
   }
-  const source = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*+/g, '.*').replace(/\?/g, '.');
-  const re = new RegExp(`^${source}$`);
-  return (name) => re.test(name);
+  return compileGlob(pattern);
 }
 
 /** How one layer is pruned: the method, the pattern and the fraction of zeros it asks for (N/M for N:M). */

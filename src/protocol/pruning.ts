@@ -3,6 +3,8 @@
 // backend, the extension host and the webview all import this file. src/backend/methods/types.ts re-exports
 // MethodName and Pattern from here, so there is one definition of each.
 
+import { LIMITS } from './limits';
+
 /** The pruning methods, in the order the UI lists them. The schema's `method` enum must equal this list (tested). */
 export const KNOWN_METHODS = ['apt', 'sparsegpt', 'wanda', 'magnitude'] as const;
 export type MethodName = (typeof KNOWN_METHODS)[number];
@@ -53,6 +55,7 @@ export function parsePattern(text: string, sparsity: number): Pattern {
   const n = Number(nm[1]);
   const m = Number(nm[2]);
   if (n >= m) throw new Error(`"${text}": N must be below M (N of every M consecutive weights are zeroed)`);
+  if (m > LIMITS.nmGroup) throw new Error(`"${text}": M may be at most ${LIMITS.nmGroup} (N:M groups are hardware patterns such as 2:4 or 8:16)`);
   return { kind: 'nm', n, m };
 }
 

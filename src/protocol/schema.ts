@@ -280,17 +280,30 @@ function closest(word: string, candidates: string[]): string | undefined {
   let best: string | undefined;
   let bestD = 3;
   for (const c of candidates) {
-    const d = c.toLowerCase() === word.toLowerCase() ? 0 : editDistance(word, c);
+    const d = c.toLowerCase() === word.toLowerCase() ? 0 : editDistanceUpTo(word, c, 2);
     if (d < bestD) [best, bestD] = [c, d];
   }
   return best;
 }
 
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+/** Words longer than this are never "meant" as a known name: no suggestion, no work. */
+const MAX_SUGGESTED_LENGTH = 64;
+
+/**
+ * Levenshtein distance when it is at most `max`, else max + 1: bounded work whatever the input (strings whose
+ * lengths differ by more than max, or longer than MAX_SUGGESTED_LENGTH, are skipped; the DP runs in a band of
+ * width 2·max + 1 around the diagonal).
+ */
+export function editDistanceUpTo(a: string, b: string, max: number): number {
+  if (Math.abs(a.length - b.length) > max || a.length > MAX_SUGGESTED_LENGTH || b.length > MAX_SUGGESTED_LENGTH) return max + 1;
+  const far = max + 1;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => (j <= max ? j : far));
   for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    const cur = new Array<number>(b.length + 1).fill(far);
+    if (i <= max) cur[0] = i;
+    for (let j = Math.max(1, i - max); j <= Math.min(b.length, i + max); j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1), far);
+    }
     prev = cur;
   }
   return prev[b.length];

@@ -24,6 +24,7 @@ export class EventEmitter<T> {
 }
 
 export class Uri {
+  readonly scheme = 'file';
   private constructor(readonly fsPath: string) {}
   static file(p: string): Uri {
     return new Uri(path.resolve(p));
@@ -82,6 +83,28 @@ export class FakePanel {
   }
 }
 
+/** An open text document as the editor features read it (offsets ↔ line/character over its text). */
+export class FakeDocument {
+  readonly version = 1;
+  readonly isClosed = false;
+  readonly isDirty = false;
+  readonly uri: Uri;
+  constructor(file: string, private readonly text: string) {
+    this.uri = Uri.file(file);
+  }
+  getText(): string {
+    return this.text;
+  }
+  positionAt(offset: number): { line: number; character: number } {
+    const before = this.text.slice(0, offset).split('\n');
+    return { line: before.length - 1, character: before[before.length - 1].length };
+  }
+  offsetAt(p: { line: number; character: number }): number {
+    const lines = this.text.split('\n');
+    return lines.slice(0, p.line).reduce((a, l) => a + l.length + 1, 0) + p.character;
+  }
+}
+
 export interface Message {
   level: 'info' | 'warning' | 'error';
   text: string;
@@ -104,8 +127,20 @@ export class FakeVscode {
   readonly statusBarItems: { text: string; visible: boolean }[] = [];
   readonly answers: Answer[] = [];
   settings: Record<string, unknown> = {};
+  /** The messages of every diagnostic collection's last set() per document URI. */
+  readonly diagnostics = new Map<string, string[]>();
+  readonly documents: FakeDocument[] = [];
+  readonly documentOpened = new EventEmitter<FakeDocument>();
 
   constructor(readonly workspaceRoot: string) {}
+
+  /** Opens a file as the editor would: it joins workspace.textDocuments and onDidOpenTextDocument fires. */
+  openDocument(file: string): FakeDocument {
+    const doc = new FakeDocument(file, readFileSync(file, 'utf8'));
+    this.documents.push(doc);
+    this.documentOpened.fire(doc);
+    return doc;
+  }
 
   /** Makes `import * as vscode from 'vscode'` load this fake (until the returned function is called). */
   install(): () => void {
@@ -148,6 +183,15 @@ function vscodeApi(fake: FakeVscode): Record<string, unknown> {
     ThemeColor: class {
       constructor(readonly id: string) {}
     },
+    Range: class {
+      constructor(readonly start: unknown, readonly end: unknown) {}
+    },
+    Diagnostic: class {
+      source = '';
+      code: unknown;
+      constructor(readonly range: unknown, readonly message: string, readonly severity: number) {}
+    },
+    DiagnosticSeverity: { Error: 0, Warning: 1, Information: 2 },
     TreeItem: class {
       constructor(readonly label: string, readonly collapsibleState: number) {}
     },
@@ -211,25 +255,33 @@ function vscodeApi(fake: FakeVscode): Record<string, unknown> {
     },
     // The editor features register these at activation; the host tests only need them to exist.
     languages: {
-      createDiagnosticCollection: () => ({ set() {}, delete() {}, clear() {}, dispose() {} }),
+      createDiagnosticCollection: () => ({
+        set: (uri: Uri, list: { message: string }[]) => fake.diagnostics.set(uri.toString(), list.map((d) => d.message)),
+        delete() {},
+        clear() {},
+        dispose() {},
+      }),
       registerCompletionItemProvider: () => ({ dispose() {} }),
       registerHoverProvider: () => ({ dispose() {} }),
       registerCodeLensProvider: () => ({ dispose() {} }),
     },
     workspace: {
-      onDidOpenTextDocument: () => ({ dispose() {} }),
+      onDidOpenTextDocument: fake.documentOpened.event,
       onDidChangeTextDocument: () => ({ dispose() {} }),
       onDidSaveTextDocument: () => ({ dispose() {} }),
       onDidCloseTextDocument: () => ({ dispose() {} }),
       workspaceFolders: [{ uri: Uri.file(fake.workspaceRoot), name: 'ws', index: 0 }],
-      textDocuments: [],
+      textDocuments: fake.documents,
       getConfiguration: (section: string) => ({ get: <T>(key: string, def: T): T => (fake.settings[`${section}.${key}`] as T | undefined) ?? def }),
       findFiles: (glob: string, _exclude?: unknown, max = Infinity) => Promise.resolve(findFiles(fake.workspaceRoot, glob).slice(0, max).map((f) => Uri.file(f))),
       createFileSystemWatcher: watcher,
       asRelativePath: (p: Uri | string) => path.relative(fake.workspaceRoot, typeof p === 'string' ? p : p.fsPath),
       getWorkspaceFolder: (uri: Uri) => (uri.fsPath.startsWith(fake.workspaceRoot + path.sep) ? { uri: Uri.file(fake.workspaceRoot) } : undefined),
       openTextDocument: () => Promise.resolve({}),
-      fs: { readFile: (uri: Uri) => Promise.resolve(new Uint8Array(readFileSync(uri.fsPath))) },
+      fs: {
+        readFile: (uri: Uri) => Promise.resolve(new Uint8Array(readFileSync(uri.fsPath))),
+        stat: (uri: Uri) => Promise.resolve({ size: statSync(uri.fsPath).size }),
+      },
     },
   };
 }

@@ -39,7 +39,7 @@ export function failureEvent(e: unknown, context: FailureContext = {}): EventOf<
 
 function describeFailure(e: unknown, context: FailureContext): Failure {
   if (e instanceof ConfigError) {
-    return { code: 'config-invalid', message: e.message, jsonPath: e.problems[0]?.path, problems: e.problems.map((p) => ({ jsonPath: p.path, message: p.message })) };
+    return { code: e.code, message: e.message, jsonPath: e.problems[0]?.path, problems: e.problems.map((p) => ({ jsonPath: p.path, message: p.message })) };
   }
   if (e instanceof RunError) return { code: e.code, message: e.message, ...e.where, ...(e.hint ? { hint: e.hint } : {}) };
   if (e instanceof DataError) return { code: e.code, message: e.message, file: e.file };

@@ -1,12 +1,13 @@
 // `prunekit`: the pruning backend's command line. The extension spawns this same bundle with --json.
 
 import './noTelemetry'; // first: before onnxruntime loads
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseConfigText, resolveConfig } from '../../protocol/config';
+import { ConfigError, parseConfigText, resolveConfig } from '../../protocol/config';
 import { Event, formatEvent, makeEvent } from '../../protocol/events';
+import { configSizeProblem } from '../../protocol/limits';
 import { mulberry32 } from '../random';
 import { openCheckpoint } from '../formats/checkpoint';
 import { removeTemporaries } from '../formats/atomicFolder';
@@ -79,14 +80,21 @@ type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositio
 const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
 const abs = (p: string | undefined) => (p === undefined ? undefined : path.resolve(p));
 
+/** The text of a config file, refused by size before it is read (a bomb never reaches the parser). */
+function readConfigFile(file: string): string {
+  const tooBig = configSizeProblem(statSync(file).size);
+  if (tooBig) throw new ConfigError([{ ...tooBig, message: `${file}: ${tooBig.message}` }], 'limit-exceeded');
+  return readUserFile(file);
+}
+
 /** The config: the file's (paths relative to it), then the flags on top (made absolute against the cwd, so they
  *  mix with the file's). resolveConfig resolves the file's paths against its folder, on any platform's paths
- *  (drive letters, UNC, either slash: src/protocol/paths.ts). */
+ *  (drive letters, UNC, either slash). */
 function buildConfig(checkpoint: string | undefined, f: Flags) {
   let raw: Record<string, unknown> = {};
   let baseDir = process.cwd();
   if (f.config) {
-    raw = parseConfigText(readUserFile(path.resolve(f.config))) as Record<string, unknown>;
+    raw = parseConfigText(readConfigFile(path.resolve(f.config))) as Record<string, unknown>;
     baseDir = path.dirname(path.resolve(f.config));
   }
   const set = (obj: Record<string, unknown>, key: string, v: unknown) => {
@@ -316,6 +324,8 @@ if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e: Error) => {
+      // Under --json a failure outside a run (inspect) is a run.failed event too, as the extension reads them.
+      if (process.argv.includes('--json')) process.stdout.write(formatEvent(failureEvent(e)) + '\n');
       process.stderr.write(`prunekit: ${e.message}\n`);
       process.exit(1);
     },

@@ -19,6 +19,7 @@
 import { copyFile, writeFile } from 'node:fs/promises';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
+import { checkStoredShapes } from '../models/expected';
 import { HfFamily, hfFamily } from '../models/hf';
 import type { TensorRef } from '../models/weights';
 import { DataType, encodeModel, ModelProto } from '../onnx/proto';
@@ -62,11 +63,18 @@ export function isHfFolder(dir: string): boolean {
   }
 }
 
-function readJson(file: string, what: string): unknown {
+/** Bytes of config.json or the safetensors index (real ones are kilobytes; a 70B model's index ~100 KB). */
+const MAX_JSON_BYTES = 16 << 20;
+
+/** A JSON file of a checkpoint (config.json, the index), refused past MAX_JSON_BYTES before it is read. */
+export function readJson(file: string, what: string): unknown {
   let text: string;
   try {
+    const size = statSync(file).size;
+    if (size > MAX_JSON_BYTES) throw new CheckpointError('corrupt-model', `${file} is ${size} bytes; ${what} may be at most ${MAX_JSON_BYTES} bytes`, file);
     text = readFileSync(file, 'utf8');
   } catch (e) {
+    if (e instanceof CheckpointError) throw e;
     throw new CheckpointError('missing-model', `cannot read ${what} ${file}: ${(e as Error).message}`, file, { cause: e });
   }
   try {
@@ -111,8 +119,9 @@ function readShards(dir: string): { shards: SafetensorsHeader[]; index: IndexJso
     for (const [name, e] of h.tensors) {
       const prev = entries.get(name);
       if (prev) throw new CheckpointError('corrupt-model', `tensor '${name}' is in both ${prev.file} and ${h.file}`, h.file);
-      if (index && index.weight_map[name] !== path.basename(h.file)) {
-        throw new CheckpointError('corrupt-model', `${indexPath}: tensor '${name}' of ${h.file} is ${name in index.weight_map ? `mapped to ${index.weight_map[name]}` : 'not listed'}`, indexPath);
+      const mapped = index && Object.hasOwn(index.weight_map, name) ? index.weight_map[name] : undefined;
+      if (index && mapped !== path.basename(h.file)) {
+        throw new CheckpointError('corrupt-model', `${indexPath}: tensor '${name}' of ${h.file} is ${mapped !== undefined ? `mapped to ${mapped}` : 'not listed'}`, indexPath);
       }
       entries.set(name, e);
     }
@@ -167,13 +176,13 @@ export class HfCheckpoint implements Checkpoint {
     const stored = new Map([...entries].map(([name, e]) => [name, e.dtype]));
     let shapes: Map<string, number[]>;
     try {
-      shapes = family.tensorShapes(config, stored);
+      shapes = checkStoredShapes(configFile, config, family.expectedTensors(config, stored), entries);
     } catch (e) {
-      throw new CheckpointError('unsupported-model', `${configFile}: ${(e as Error).message}`, configFile, { cause: e });
+      const message = (e as Error).message;
+      throw new CheckpointError('unsupported-model', message.startsWith(configFile) ? message : `${configFile}: ${message}`, configFile, { cause: e });
     }
     for (const [name] of shapes) {
-      const e = entries.get(name);
-      if (!e) continue; // the builder names what is missing
+      const e = entries.get(name) as SafetensorsEntry; // checkStoredShapes found every one
       if (!isFloatDtype(e.dtype)) {
         throw new CheckpointError('unsupported-dtype', `tensor '${name}' in ${e.file} is ${e.dtype}; weights must be F32, F16, BF16 or F64`, e.file);
       }

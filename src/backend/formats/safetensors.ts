@@ -36,13 +36,18 @@ export function isFloatDtype(dtype: string): dtype is FloatDtype {
 
 /** The ONNX element type of a safetensors dtype. */
 export function onnxTypeOf(dtype: string): DataType {
-  const d = DTYPES[dtype];
+  const d = dtypeOf(dtype);
   if (!d) throw new RangeError(`unknown safetensors dtype '${dtype}'`);
   return d.onnx as DataType;
 }
 
+/** The dtype's entry; own keys only, so a header's "constructor" or "__proto__" finds nothing. */
+function dtypeOf(dtype: string): (typeof DTYPES)[string] | undefined {
+  return Object.hasOwn(DTYPES, dtype) ? DTYPES[dtype] : undefined;
+}
+
 export function dtypeBytes(dtype: string): number {
-  const d = DTYPES[dtype];
+  const d = dtypeOf(dtype);
   if (!d) throw new RangeError(`unknown safetensors dtype '${dtype}'`);
   return d.bytes;
 }
@@ -117,7 +122,7 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
       const bad = (what: string) => corrupt(file, `tensor '${name}': ${what}`);
       if (typeof value !== 'object' || value === null) throw bad('its entry is not an object');
       const { dtype, shape, data_offsets: offsets } = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-      if (typeof dtype !== 'string' || !DTYPES[dtype]) throw bad(`unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(DTYPES).join(', ')})`);
+      if (typeof dtype !== 'string' || !dtypeOf(dtype)) throw bad(`unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(DTYPES).join(', ')})`);
       if (!Array.isArray(shape) || !shape.every(isCount)) throw bad(`shape ${JSON.stringify(shape)} is not a list of sizes`);
       if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1]) {
         throw bad(`data_offsets ${JSON.stringify(offsets)} is not a [begin, end] byte range`);

@@ -3,6 +3,7 @@
 // LlamaVariant, one flag per difference, read from their config fields by the same resolver.
 
 import { configFinitePositive, configPositiveInt } from './configFields';
+import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
 import { resolveRotary, Rotary, RopeScaling } from './rope';
 
 /** The fields of a Hugging Face LlamaConfig (config.json) the builder reads, and those of the families that are
@@ -98,8 +99,9 @@ export const LLAMA_VARIANTS: Readonly<Record<string, LlamaVariant>> = {
   phi3: { ...LLAMA, fused: true, slidingLayers: 'all' },
 };
 
-/** A config with every default filled in and every derived size computed. */
-export interface ResolvedLlamaConfig {
+/** A config's tensor sizes with HF's defaults filled in: what its expected tensors follow, nothing allocated, so
+ *  that they are checked against a checkpoint's tensors before a rotary table or per-layer list is made. */
+export interface LlamaSizes {
   variant: LlamaVariant;
   hiddenSize: number;
   intermediateSize: number;
@@ -108,6 +110,16 @@ export interface ResolvedLlamaConfig {
   kvHeads: number;
   headDim: number;
   vocabSize: number;
+  tied: boolean;
+  /** Biases on q/k/v_proj. */
+  attentionBias: boolean;
+  /** Bias on o_proj (Qwen2 has q/k/v biases but none here). */
+  outputBias: boolean;
+  mlpBias: boolean;
+}
+
+/** A config with every default filled in and every derived size computed. */
+export interface ResolvedLlamaConfig extends LlamaSizes {
   rmsNormEps: number;
   ropeTheta: number;
   /** Per rotary frequency, float32-rounded, after rope_scaling (= rotary.invFreq). */
@@ -124,12 +136,6 @@ export interface ResolvedLlamaConfig {
   finalSoftcap: number | null;
   /** silu (SwiGLU) or gelu_tanh (GeGLU). */
   activation: 'silu' | 'gelu_tanh';
-  tied: boolean;
-  /** Biases on q/k/v_proj. */
-  attentionBias: boolean;
-  /** Bias on o_proj (Qwen2 has q/k/v biases but none here). */
-  outputBias: boolean;
-  mlpBias: boolean;
   maxPositions: number;
   initializerRange: number;
 }
@@ -149,7 +155,8 @@ function optionalPositive(value: unknown, absent: number | null, field: string):
 }
 
 function variantOf(modelType: string | undefined): LlamaVariant {
-  const v = LLAMA_VARIANTS[modelType ?? 'llama'];
+  const type = modelType ?? 'llama';
+  const v = Object.hasOwn(LLAMA_VARIANTS, type) ? LLAMA_VARIANTS[type] : undefined; // no "__proto__" member
   if (!v) throw new Error(`Llama config: model_type '${modelType}' is not a Llama-like family (${Object.keys(LLAMA_VARIANTS).join(', ')})`);
   return v;
 }
@@ -185,8 +192,8 @@ function layerWindows(config: LlamaConfig, v: LlamaVariant, layers: number): (nu
   return Array.from({ length: layers }, (_, i) => (w !== null && slides(i) ? w : null));
 }
 
-/** Fills HF's defaults into `config` and checks that the sizes fit together. */
-export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
+/** Fills HF's defaults into `config`'s tensor sizes and checks that they fit together (no allocation). */
+export function resolveLlamaSizes(config: LlamaConfig): LlamaSizes {
   const v = variantOf(config.model_type);
   const hiddenSize = positiveInt(config.hidden_size, 'hidden_size');
   const heads = positiveInt(config.num_attention_heads, 'num_attention_heads');
@@ -197,8 +204,29 @@ export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
   if (config.head_dim == null && hiddenSize % heads !== 0) {
     throw new Error(`Llama config: hidden_size (${hiddenSize}) is not a multiple of num_attention_heads (${heads}) and no head_dim is given`);
   }
-  const headDim = positiveInt(config.head_dim ?? hiddenSize / heads, 'head_dim');
-  const layers = positiveInt(config.num_hidden_layers, 'num_hidden_layers');
+  // Qwen2 hard-codes biases on q/k/v_proj (none on o_proj); the others read attention_bias.
+  const bias = config.attention_bias ?? false;
+  return {
+    variant: v,
+    hiddenSize,
+    intermediateSize: positiveInt(config.intermediate_size, 'intermediate_size'),
+    layers: positiveInt(config.num_hidden_layers, 'num_hidden_layers'),
+    heads,
+    kvHeads,
+    headDim: positiveInt(config.head_dim ?? hiddenSize / heads, 'head_dim'),
+    vocabSize: positiveInt(config.vocab_size, 'vocab_size'),
+    tied: config.tie_word_embeddings ?? v.gemma,
+    attentionBias: v.qkvBiasOnly || bias,
+    outputBias: !v.qkvBiasOnly && bias,
+    mlpBias: config.mlp_bias ?? false,
+  };
+}
+
+/** Fills HF's defaults into `config` and checks that the sizes fit together. Allocates per layer and per rotary
+ *  frequency: a checkpoint's config passes checkStoredShapes (expected.ts) first. */
+export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
+  const sizes = resolveLlamaSizes(config);
+  const { variant: v, headDim, layers } = sizes;
   const maxPositions = positiveInt(config.max_position_embeddings ?? 2048, 'max_position_embeddings');
   const params = config.rope_parameters?.full_attention ?? config.rope_parameters ?? undefined;
   const localParams = config.rope_parameters?.sliding_attention;
@@ -213,17 +241,8 @@ export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
   const rotary = resolveRotary(rotaryDim, ropeTheta, config.rope_scaling ?? params, ctx);
   const localBase = finitePositive(localParams?.rope_theta ?? config.rope_local_base_freq ?? 10000, 'rope_local_base_freq');
   const scalar = v.sandwichNorms ? finitePositive(config.query_pre_attn_scalar ?? 256, 'query_pre_attn_scalar') : headDim;
-  // Qwen2 hard-codes biases on q/k/v_proj (none on o_proj); the others read attention_bias.
-  const bias = config.attention_bias ?? false;
   return {
-    variant: v,
-    hiddenSize,
-    intermediateSize: positiveInt(config.intermediate_size, 'intermediate_size'),
-    layers,
-    heads,
-    kvHeads,
-    headDim,
-    vocabSize: positiveInt(config.vocab_size, 'vocab_size'),
+    ...sizes,
     rmsNormEps: finitePositive(config.rms_norm_eps ?? 1e-6, 'rms_norm_eps'),
     ropeTheta,
     invFreq: rotary.invFreq,
@@ -234,10 +253,6 @@ export function resolveLlamaConfig(config: LlamaConfig): ResolvedLlamaConfig {
     attnSoftcap: v.sandwichNorms ? optionalPositive(config.attn_logit_softcapping, v.softcapDefaults?.attn ?? null, 'attn_logit_softcapping') : null,
     finalSoftcap: v.sandwichNorms ? optionalPositive(config.final_logit_softcapping, v.softcapDefaults?.final ?? null, 'final_logit_softcapping') : null,
     activation: activationOf(config, v),
-    tied: config.tie_word_embeddings ?? v.gemma,
-    attentionBias: v.qkvBiasOnly || bias,
-    outputBias: !v.qkvBiasOnly && bias,
-    mlpBias: config.mlp_bias ?? false,
     maxPositions,
     initializerRange: finitePositive(config.initializer_range ?? 0.02, 'initializer_range'),
   };
@@ -262,37 +277,43 @@ export function hfTensorName(initializer: string): { name: string; transposed: b
     : { name: initializer, transposed: false };
 }
 
-/** Every HF tensor a model with this config reads, with its expected dims ([out, in] for Linear weights). */
-export function llamaTensorShapes(config: LlamaConfig | ResolvedLlamaConfig): Map<string, number[]> {
-  const c = 'hiddenSize' in config ? config : resolveLlamaConfig(config);
+/** Every HF tensor a model with this config reads, in checkpoint order, each dim labelled with its config field
+ *  ([out, in] for Linear weights); lazy, so a checkpoint check stops at the first tensor it lacks. */
+export function* llamaExpectedTensors(config: LlamaConfig | LlamaSizes): Generator<ExpectedTensor> {
+  const c = 'hiddenSize' in config ? config : resolveLlamaSizes(config);
   const v = c.variant;
-  const hd = c.hiddenSize;
+  const hd: Dim = [c.hiddenSize, 'hidden_size'];
   const q = c.heads * c.headDim;
   const kv = c.kvHeads * c.headDim;
   const im = c.intermediateSize;
-  const shapes = new Map<string, number[]>();
-  const linear = (name: string, dims: [number, number], bias: boolean): void => {
-    shapes.set(`${name}.weight`, dims);
-    if (bias) shapes.set(`${name}.bias`, [dims[0]]);
-  };
-  shapes.set('model.embed_tokens.weight', [c.vocabSize, hd]);
+  const vocab: Dim = [c.vocabSize, 'vocab_size'];
+  function* linear(name: string, dims: [Dim, Dim], bias: boolean, biasField: string): Generator<ExpectedTensor> {
+    yield expected(`${name}.weight`, dims);
+    if (bias) yield expected(`${name}.bias`, [dims[0]], biasField);
+  }
+  const qDim: Dim = [q, 'num_attention_heads · head_dim'];
+  const kvDim: Dim = [kv, 'num_key_value_heads · head_dim'];
+  const imDim: Dim = [im, 'intermediate_size'];
+  yield expected('model.embed_tokens.weight', [vocab, hd]);
   for (let i = 0; i < c.layers; i++) {
     const p = `model.layers.${i}`;
-    shapes.set(`${p}.input_layernorm.weight`, [hd]);
-    if (v.fused) linear(`${p}.self_attn.qkv_proj`, [q + 2 * kv, hd], c.attentionBias);
-    else {
-      const attn: Record<string, [number, number]> = { q_proj: [q, hd], k_proj: [kv, hd], v_proj: [kv, hd] };
-      for (const proj of ['q_proj', 'k_proj', 'v_proj']) linear(`${p}.self_attn.${proj}`, attn[proj], c.attentionBias);
-    }
-    linear(`${p}.self_attn.o_proj`, [hd, q], c.outputBias);
-    if (v.qkNorm) for (const n of ['q_norm', 'k_norm']) shapes.set(`${p}.self_attn.${n}.weight`, [c.headDim]);
-    shapes.set(`${p}.post_attention_layernorm.weight`, [hd]);
-    if (v.sandwichNorms) for (const n of ['pre_feedforward_layernorm', 'post_feedforward_layernorm']) shapes.set(`${p}.${n}.weight`, [hd]);
-    if (v.fused) linear(`${p}.mlp.gate_up_proj`, [2 * im, hd], c.mlpBias);
-    else for (const proj of ['gate_proj', 'up_proj']) linear(`${p}.mlp.${proj}`, [im, hd], c.mlpBias);
-    linear(`${p}.mlp.down_proj`, [hd, im], c.mlpBias);
+    yield expected(`${p}.input_layernorm.weight`, [hd], 'num_hidden_layers');
+    const qkvBias = v.qkvBiasOnly ? 'model_type' : 'attention_bias';
+    if (v.fused) yield* linear(`${p}.self_attn.qkv_proj`, [[q + 2 * kv, 'num_attention_heads · head_dim + 2 · num_key_value_heads · head_dim'], hd], c.attentionBias, qkvBias);
+    else for (const [proj, out] of [['q_proj', qDim], ['k_proj', kvDim], ['v_proj', kvDim]] as const) yield* linear(`${p}.self_attn.${proj}`, [out, hd], c.attentionBias, qkvBias);
+    yield* linear(`${p}.self_attn.o_proj`, [hd, qDim], c.outputBias, 'attention_bias');
+    if (v.qkNorm) for (const n of ['q_norm', 'k_norm']) yield expected(`${p}.self_attn.${n}.weight`, [[c.headDim, 'head_dim']], 'model_type');
+    yield expected(`${p}.post_attention_layernorm.weight`, [hd]);
+    if (v.sandwichNorms) for (const n of ['pre_feedforward_layernorm', 'post_feedforward_layernorm']) yield expected(`${p}.${n}.weight`, [hd], 'model_type');
+    if (v.fused) yield* linear(`${p}.mlp.gate_up_proj`, [[2 * im, '2 · intermediate_size'], hd], c.mlpBias, 'mlp_bias');
+    else for (const proj of ['gate_proj', 'up_proj']) yield* linear(`${p}.mlp.${proj}`, [imDim, hd], c.mlpBias, 'mlp_bias');
+    yield* linear(`${p}.mlp.down_proj`, [hd, imDim], c.mlpBias, 'mlp_bias');
   }
-  shapes.set('model.norm.weight', [hd]);
-  if (!c.tied) shapes.set('lm_head.weight', [c.vocabSize, hd]);
-  return shapes;
+  yield expected('model.norm.weight', [hd]);
+  if (!c.tied) yield expected('lm_head.weight', [vocab, hd], 'tie_word_embeddings');
+}
+
+/** Every HF tensor a model with this config reads, with its expected dims ([out, in] for Linear weights). */
+export function llamaTensorShapes(config: LlamaConfig | LlamaSizes): Map<string, number[]> {
+  return shapesOf(llamaExpectedTensors(config));
 }

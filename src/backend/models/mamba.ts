@@ -27,6 +27,7 @@
 
 import { KERNEL_OPSET, valueInfo } from '../onnx/graph';
 import { AttributeType, DataType, GraphProto, ModelProto, NodeProto } from '../onnx/proto';
+import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
 import { configPositiveInt } from './configFields';
 import { causalLmModel, Emitter } from './emitter';
 import { checkWeights, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './weights';
@@ -105,33 +106,38 @@ export function resolveMambaConfig(config: MambaConfig): ResolvedMambaConfig {
   };
 }
 
-/** Every HF tensor a model with this config reads, with its dims ([out, in] for Linear weights). */
-export function mambaTensorShapes(config: MambaConfig | ResolvedMambaConfig): Map<string, number[]> {
+/** Every HF tensor a model with this config reads, in checkpoint order, each dim labelled with its config field. */
+export function* mambaExpectedTensors(config: MambaConfig | ResolvedMambaConfig): Generator<ExpectedTensor> {
   const c = 'hiddenSize' in config ? config : resolveMambaConfig(config);
-  const h = c.hiddenSize;
-  const d = c.inner;
-  const n = c.stateSize;
-  const s = new Map<string, number[]>();
-  s.set('backbone.embeddings.weight', [c.vocabSize, h]);
+  const h: Dim = [c.hiddenSize, 'hidden_size'];
+  const d: Dim = [c.inner, 'expand · hidden_size'];
+  const n: Dim = [c.stateSize, 'state_size'];
+  const dt: Dim = [c.dtRank, 'time_step_rank'];
+  const vocab: Dim = [c.vocabSize, 'vocab_size'];
+  yield expected('backbone.embeddings.weight', [vocab, h]);
   for (let i = 0; i < c.layers; i++) {
     const p = `backbone.layers.${i}`;
     const m = `${p}.mixer`;
-    s.set(`${p}.norm.weight`, [h]);
-    s.set(`${m}.in_proj.weight`, [2 * d, h]);
-    if (c.bias) s.set(`${m}.in_proj.bias`, [2 * d]);
-    s.set(`${m}.conv1d.weight`, [d, 1, c.convKernel]);
-    if (c.convBias) s.set(`${m}.conv1d.bias`, [d]);
-    s.set(`${m}.x_proj.weight`, [c.dtRank + 2 * n, d]);
-    s.set(`${m}.dt_proj.weight`, [d, c.dtRank]);
-    s.set(`${m}.dt_proj.bias`, [d]);
-    s.set(`${m}.A_log`, [d, n]);
-    s.set(`${m}.D`, [d]);
-    s.set(`${m}.out_proj.weight`, [h, d]);
-    if (c.bias) s.set(`${m}.out_proj.bias`, [h]);
+    yield expected(`${p}.norm.weight`, [h], 'num_hidden_layers');
+    yield expected(`${m}.in_proj.weight`, [[2 * c.inner, '2 · expand · hidden_size'], h]);
+    if (c.bias) yield expected(`${m}.in_proj.bias`, [[2 * c.inner, '2 · expand · hidden_size']], 'use_bias');
+    yield expected(`${m}.conv1d.weight`, [d, [1, 'depthwise'], [c.convKernel, 'conv_kernel']]);
+    if (c.convBias) yield expected(`${m}.conv1d.bias`, [d], 'use_conv_bias');
+    yield expected(`${m}.x_proj.weight`, [[c.dtRank + 2 * c.stateSize, 'time_step_rank + 2 · state_size'], d]);
+    yield expected(`${m}.dt_proj.weight`, [d, dt]);
+    yield expected(`${m}.dt_proj.bias`, [d]);
+    yield expected(`${m}.A_log`, [d, n]);
+    yield expected(`${m}.D`, [d]);
+    yield expected(`${m}.out_proj.weight`, [h, d]);
+    if (c.bias) yield expected(`${m}.out_proj.bias`, [h], 'use_bias');
   }
-  s.set('backbone.norm_f.weight', [h]);
-  if (!c.tied) s.set('lm_head.weight', [c.vocabSize, h]);
-  return s;
+  yield expected('backbone.norm_f.weight', [h]);
+  if (!c.tied) yield expected('lm_head.weight', [vocab, h], 'tie_word_embeddings');
+}
+
+/** Every HF tensor a model with this config reads, with its dims ([out, in] for Linear weights). */
+export function mambaTensorShapes(config: MambaConfig | ResolvedMambaConfig): Map<string, number[]> {
+  return shapesOf(mambaExpectedTensors(config));
 }
 
 export interface BuildMambaOptions {

@@ -14,6 +14,7 @@
 
 import { KERNEL_OPSET } from '../onnx/graph';
 import { DataType, ModelProto } from '../onnx/proto';
+import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
 import { configPositiveInt } from './configFields';
 import { causalLmModel, Emitter, FLOAT32_LOWEST } from './emitter';
 import { checkWeights, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './weights';
@@ -91,32 +92,41 @@ export function resolveOptConfig(config: OptConfig, prefix = 'model.'): Resolved
   };
 }
 
-/** Every HF tensor a model with this config reads, with its dims ([out, in] for Linear weights). */
-export function optTensorShapes(config: OptConfig | ResolvedOptConfig, prefix = 'model.'): Map<string, number[]> {
+/** Every HF tensor a model with this config reads, in checkpoint order, each dim labelled with its config field. */
+export function* optExpectedTensors(config: OptConfig | ResolvedOptConfig, prefix = 'model.'): Generator<ExpectedTensor> {
   const c = 'hiddenSize' in config ? config : resolveOptConfig(config, prefix);
   const d = `${c.prefix}decoder`;
-  const h = c.hiddenSize;
-  const s = new Map<string, number[]>();
-  s.set(`${d}.embed_tokens.weight`, [c.vocabSize, c.embedDim]);
-  s.set(`${d}.embed_positions.weight`, [c.maxPositions + OPT_POSITION_OFFSET, h]);
-  if (c.embedDim !== h) s.set(`${d}.project_in.weight`, [h, c.embedDim]);
-  const norm = (name: string) => { s.set(`${name}.weight`, [h]); s.set(`${name}.bias`, [h]); };
-  const linear = (name: string, out: number, inp: number) => {
-    s.set(`${name}.weight`, [out, inp]);
-    if (c.bias) s.set(`${name}.bias`, [out]);
-  };
+  const h: Dim = [c.hiddenSize, 'hidden_size'];
+  const embed: Dim = [c.embedDim, 'word_embed_proj_dim'];
+  const vocab: Dim = [c.vocabSize, 'vocab_size'];
+  const ffn: Dim = [c.ffnDim, 'ffn_dim'];
+  yield expected(`${d}.embed_tokens.weight`, [vocab, embed]);
+  yield expected(`${d}.embed_positions.weight`, [[c.maxPositions + OPT_POSITION_OFFSET, 'max_position_embeddings + 2'], h]);
+  if (c.embedDim !== c.hiddenSize) yield expected(`${d}.project_in.weight`, [h, embed], 'word_embed_proj_dim');
+  function* norm(name: string, because?: string): Generator<ExpectedTensor> {
+    yield expected(`${name}.weight`, [h], because);
+    yield expected(`${name}.bias`, [h]);
+  }
+  function* linear(name: string, out: Dim, inp: Dim): Generator<ExpectedTensor> {
+    yield expected(`${name}.weight`, [out, inp]);
+    if (c.bias) yield expected(`${name}.bias`, [out], 'enable_bias');
+  }
   for (let i = 0; i < c.layers; i++) {
     const p = `${d}.layers.${i}`;
-    for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) linear(`${p}.self_attn.${proj}`, h, h);
-    norm(`${p}.self_attn_layer_norm`);
-    linear(`${p}.fc1`, c.ffnDim, h);
-    linear(`${p}.fc2`, h, c.ffnDim);
-    norm(`${p}.final_layer_norm`);
+    yield* norm(`${p}.self_attn_layer_norm`, 'num_hidden_layers');
+    for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) yield* linear(`${p}.self_attn.${proj}`, h, h);
+    yield* linear(`${p}.fc1`, ffn, h);
+    yield* linear(`${p}.fc2`, h, ffn);
+    yield* norm(`${p}.final_layer_norm`);
   }
-  if (c.finalLayerNorm) norm(`${d}.final_layer_norm`);
-  if (c.embedDim !== h) s.set(`${d}.project_out.weight`, [c.embedDim, h]);
-  if (!c.tied) s.set('lm_head.weight', [c.vocabSize, c.embedDim]);
-  return s;
+  if (c.finalLayerNorm) yield* norm(`${d}.final_layer_norm`, 'do_layer_norm_before');
+  if (c.embedDim !== c.hiddenSize) yield expected(`${d}.project_out.weight`, [embed, h], 'word_embed_proj_dim');
+  if (!c.tied) yield expected('lm_head.weight', [vocab, embed], 'tie_word_embeddings');
+}
+
+/** Every HF tensor a model with this config reads, with its dims ([out, in] for Linear weights). */
+export function optTensorShapes(config: OptConfig | ResolvedOptConfig, prefix = 'model.'): Map<string, number[]> {
+  return shapesOf(optExpectedTensors(config, prefix));
 }
 
 /**

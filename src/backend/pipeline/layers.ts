@@ -22,6 +22,7 @@
 
 import type { GraphProto, ModelProto, NodeProto, TensorProto } from '../onnx/proto';
 import { AttributeType, DataType } from '../onnx/proto';
+import { compileUserRegex, UserRegex } from '../../protocol/userPatterns';
 import { describeQuantized, findQuantizedLayers, QUANTIZED_ADVICE, QuantizedLayer } from './quantized';
 import { structuralBlocks } from './structuralBlocks';
 
@@ -336,23 +337,25 @@ function layerCandidates(graph: GraphProto, order: number[]): Candidate[] {
   return out;
 }
 
-function compilePattern(p: string | RegExp): RegExp {
-  let re: RegExp;
+/** A node-name pattern: the built-in RegExps, or the user's blockPattern compiled to RE2 (linear-time). */
+type NamePattern = Pick<UserRegex, 'source' | 'exec'>;
+
+function compilePattern(p: string | RegExp): NamePattern {
+  const source = typeof p === 'string' ? p : p.source;
+  let re: UserRegex;
   try {
-    re = typeof p === 'string' ? new RegExp(p) : new RegExp(p.source, p.flags.replace(/[gy]/g, ''));
+    re = compileUserRegex(source);
   } catch (e) {
-    throw new Error(`blockPattern ${JSON.stringify(String(p))} is not a valid regular expression: ${(e as Error).message}`);
+    throw new Error(`blockPattern ${JSON.stringify(source.slice(0, 100))} is ${(e as Error).message}`);
   }
-  // A pattern without a capture group matches like one whose group is empty: count groups with a probe.
-  const groups = new RegExp(`${re.source}|`).exec('')?.length ?? 1;
-  if (groups < 2) throw new Error(`blockPattern ${JSON.stringify(re.source)} has no capture group: its first group must capture the block index`);
+  if (re.groups < 1) throw new Error(`blockPattern ${JSON.stringify(source)} has no capture group: its first group must capture the block index`);
   return re;
 }
 
 interface BlockMatch { id: number; name: string; start: number }
 
 /** The block a node name belongs to under `re`, or null. Built-in patterns capture (scope, index). */
-function matchBlock(re: RegExp, name: string, builtIn: boolean): BlockMatch | null {
+function matchBlock(re: NamePattern, name: string, builtIn: boolean): BlockMatch | null {
   const m = re.exec(name);
   if (!m) return null;
   const idText = builtIn ? m[2] : m[1];
@@ -361,7 +364,10 @@ function matchBlock(re: RegExp, name: string, builtIn: boolean): BlockMatch | nu
   if (!Number.isInteger(id)) {
     throw new Error(`blockPattern ${JSON.stringify(re.source)}: its first capture group must be the block index (an integer), got ${JSON.stringify(idText)} in node ${name}`);
   }
-  if (builtIn) return { id, name: m[1], start: m.index + m[0].length - m[1].length };
+  if (builtIn) {
+    const scope = m[1] as string; // the built-in patterns' first group always takes part
+    return { id, name: scope, start: m.index + m[0].length - scope.length };
+  }
   const text = m[0].replace(/^[/.]+|[/.]+$/g, '');
   return { id, name: text || `block ${id}`, start: m.index + m[0].length - m[0].replace(/^[/.]+/, '').length };
 }
@@ -381,7 +387,7 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
   const quantizedFound = findQuantizedLayers(graph, order);
 
   // Choose the block pattern.
-  let re: RegExp | null = null;
+  let re: NamePattern | null = null;
   let builtIn = false;
   let blockSource: BlockSource = 'per-layer';
   let nameScope: 'node' | 'weight' = 'node';
@@ -419,7 +425,7 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
 
   if (re) {
     // Blocks: every node whose name matches, grouped by the captured index, in index order.
-    const matches: (BlockMatch | null)[] = nameScope === 'node' ? graph.node.map((n) => matchBlock(re as RegExp, n.name, builtIn)) : graph.node.map(() => null);
+    const matches: (BlockMatch | null)[] = nameScope === 'node' ? graph.node.map((n) => matchBlock(re as NamePattern, n.name, builtIn)) : graph.node.map(() => null);
     if (nameScope === 'weight') for (const c of candidates) matches[c.nodeIndex] = matchBlock(re, scopeName(c, 'weight'), builtIn);
     const ids = [...new Set(matches.filter((m): m is BlockMatch => m !== null).map((m) => m.id))].sort((a, b) => a - b);
     const indexOf = new Map(ids.map((id, k) => [id, k]));

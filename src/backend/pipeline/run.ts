@@ -12,7 +12,6 @@
 //
 // Everything the user sees travels as protocol events through `emit`. `prune` below is this list, one function per phase.
 
-import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -23,6 +22,8 @@ import { formatPattern } from '../../protocol/pruning';
 import { calibrationWindows, evaluationWindows, readTokens, TextTokenizer } from '../data/tokens';
 import { perplexity } from '../eval/perplexity';
 import { spillFileOf } from '../formats/atomicFolder';
+import { readJson } from '../formats/hfCheckpoint';
+import { runMemoryProblem } from './budget';
 import { float32ToBytes, float32ToHalfBytes, roundToType } from '../formats/dtype';
 import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint';
 import { SpillFile } from '../formats/tensorSource';
@@ -211,6 +212,8 @@ interface RunData {
 
 function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog): RunData {
   const autoSeqlen = Math.min(2048, maxPositions(model.ckpt) ?? 2048);
+  const tooBig = runMemoryProblem(config, model.discovery.layers, autoSeqlen, run.micro);
+  if (tooBig) throw new RunError('out-of-memory', tooBig);
   const tokensOf = tokenReader(model, run);
   let calib: { windows: Int32Array[]; seqlen: number } | null = null;
   if (config.calibration) {
@@ -270,8 +273,8 @@ function checkVocabulary(ids: Int32Array, vocab: { size: number; embedding: stri
 function maxPositions(ckpt: Checkpoint): number | null {
   if (!ckpt.configPath) return null;
   try {
-    const c = JSON.parse(readFileSync(ckpt.configPath, 'utf8')) as { max_position_embeddings?: unknown };
-    return typeof c.max_position_embeddings === 'number' ? c.max_position_embeddings : null;
+    const m = (readJson(ckpt.configPath, 'the model config') as { max_position_embeddings?: unknown }).max_position_embeddings;
+    return Number.isSafeInteger(m) && (m as number) > 0 ? (m as number) : null;
   } catch {
     return null;
   }

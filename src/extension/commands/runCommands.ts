@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { ConfigError, parseConfigText, resolveConfig } from '../../protocol/config';
+import { configSizeProblem } from '../../protocol/limits';
 import { pickOrCreateConfig } from '../config';
 import { describeProgress } from '../runs/describe';
 import { Run } from '../runs/run';
@@ -100,11 +101,15 @@ export async function openReport(run: Run): Promise<void> {
 export async function runConfig(host: CommandHost, uri: vscode.Uri): Promise<void> {
   const open = vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri.toString());
   if (open?.isDirty) await open.save();
-  const text = open ? open.getText() : new TextDecoder().decode(await vscode.workspace.fs.readFile(uri));
   const name = vscode.workspace.asRelativePath(uri);
   let raw: Record<string, unknown>;
   let config: ReturnType<typeof resolveConfig>;
   try {
+    // A file over the size limit is refused by its size, never read into the host.
+    const size = open ? 0 : (await vscode.workspace.fs.stat(uri)).size;
+    const tooBig = configSizeProblem(size);
+    if (tooBig) throw new ConfigError([tooBig], 'limit-exceeded');
+    const text = open ? open.getText() : new TextDecoder().decode(await vscode.workspace.fs.readFile(uri));
     raw = parseConfigText(text) as Record<string, unknown>;
     config = resolveConfig(raw, path.dirname(uri.fsPath));
   } catch (e) {

@@ -3,9 +3,10 @@
 // Thin: naming, discovery and the text itself are in discovery.ts and template.ts.
 
 import { accessSync, constants, readdirSync, realpathSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { LIMITS } from '../../protocol/limits';
 import { KNOWN_METHODS, MethodName } from '../../protocol/pruning';
 import { checkpointKey, ConfigFile, configsForCheckpoint, newConfigPath } from './discovery';
 import { modelFileOf } from './inspectCache';
@@ -92,6 +93,7 @@ async function configsPointingAt(checkpoint: string): Promise<ConfigFile[]> {
   for (const p of [...paths].sort()) {
     const open = vscode.workspace.textDocuments.find((d) => d.uri.fsPath === p);
     try {
+      if (!open && (await stat(p)).size > LIMITS.configBytes) continue; // never read a bomb into the host
       files.push({ path: p, text: open ? open.getText() : await readFile(p, 'utf8') });
     } catch {
       // deleted since the search: not a candidate

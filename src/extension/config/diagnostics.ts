@@ -4,9 +4,11 @@
 // on the exact range of the offending string. No vscode here: offsets in, offsets out.
 
 import { ConfigError, parseConfigText, ResolvedConfig, resolveConfigLeniently, unmatchedLayerPatterns } from '../../protocol/config';
-import { findNodeAtLocation, JSONPath, Node, parseTree } from 'jsonc-parser';
+import { findNodeAtLocation, JSONPath, Node } from 'jsonc-parser';
+import { heavyTextProblem } from '../../protocol/limits';
 import { SchemaProblem } from '../../protocol/schema';
 import { InspectInfo, patternTargets } from './layerInfo';
+import { configTree } from './tree';
 import { isPlaceholder } from './template';
 
 export type Severity = 'error' | 'warning' | 'information';
@@ -40,21 +42,25 @@ export interface DiagnosticInputs {
  */
 export function configDiagnostics(inputs: DiagnosticInputs): ConfigDiagnostic[] {
   const { text, baseDir, kindOf, inspect } = inputs;
+  const heavy = heavyTextProblem(text);
+  // Not a config a person wrote: one problem, and no parsing, in the extension host's thread.
+  if (heavy) return [{ offset: 0, end: 0, message: heavy.message, severity: 'error', path: '$' }];
   let raw: unknown;
   try {
     raw = parseConfigText(text);
-  } catch {
-    return [];
+  } catch (e) {
+    return limitDiagnostics(e, undefined);
   }
+  const tree = configTree(text);
   let resolved: { config: ResolvedConfig; problems: SchemaProblem[] };
   try {
     resolved = resolveConfigLeniently(raw, baseDir);
   } catch (e) {
-    if (e instanceof ConfigError) return []; // schema problems: VS Code's Problems list them
+    // Schema problems: VS Code's Problems list them. Size limits: only PruneKit knows them.
+    if (e instanceof ConfigError) return limitDiagnostics(e, tree);
     throw e;
   }
   const { config, problems } = resolved;
-  const tree = parseTree(text);
   const out: ConfigDiagnostic[] = [];
   const add = (path: string, message: string, severity: Severity = 'error') => out.push({ ...rangeOf(tree, path), message, severity, path });
 
@@ -99,6 +105,12 @@ export function configDiagnostics(inputs: DiagnosticInputs): ConfigDiagnostic[] 
   }
 
   return out.sort((a, b) => a.offset - b.offset);
+}
+
+/** The problems of a ConfigError with code limit-exceeded (none for any other error). */
+function limitDiagnostics(e: unknown, tree: Node | undefined): ConfigDiagnostic[] {
+  if (!(e instanceof ConfigError) || e.code !== 'limit-exceeded') return [];
+  return e.problems.map((p) => ({ ...rangeOf(tree, p.path), message: p.message, severity: 'error' as const, path: p.path }));
 }
 
 /** The range a JSON path's problem is shown on: a string's contents, another value, a key, or the nearest parent. */

@@ -4,8 +4,9 @@
 
 import * as path from 'node:path';
 import { CONFIG_FILE_SUFFIX } from '../../protocol/config';
+import { configTree } from './tree';
 import { scanTyping } from './typing';
-import { findNodeAtLocation, parseTree } from 'jsonc-parser';
+import { findNodeAtLocation } from 'jsonc-parser';
 
 /**
  * One key per model: the absolute, normalised path, with `<folder>/model.onnx` standing for `<folder>` (the
@@ -27,7 +28,7 @@ export function checkpointKey(checkpoint: string, realpath: (p: string) => strin
  * Read with the tolerant tree, so a config being edited (a trailing comma, a half-typed field) still counts.
  */
 export function configCheckpoint(text: string, configPath: string): string | undefined {
-  const tree = parseTree(text);
+  const tree = configTree(text);
   const node = tree && findNodeAtLocation(tree, ['checkpoint']);
   if (node?.type !== 'string' || node.value === '' || scanTyping(text).unclosed.has(node.offset)) return undefined;
   return path.resolve(path.dirname(configPath), node.value);
@@ -37,7 +38,7 @@ export function configCheckpoint(text: string, configPath: string): string | und
  *  `variant`, that variant's `onnx/<variant>.onnx`. */
 export function configModelPath(text: string, configPath: string): string | undefined {
   const checkpoint = configCheckpoint(text, configPath);
-  const tree = parseTree(text);
+  const tree = configTree(text);
   const variant = tree && findNodeAtLocation(tree, ['variant']);
   if (!checkpoint || variant?.type !== 'string' || scanTyping(text).unclosed.has(variant.offset) || variant.value === '' || /\.onnx$/i.test(checkpoint)) return checkpoint;
   return path.join(checkpoint, 'onnx', `${variant.value.replace(/\.onnx$/i, '')}.onnx`);

@@ -4,7 +4,8 @@
 // here: offsets in, texts and ranges out; providers.ts adapts them.
 
 import { KeepDenseConfig, layerMatcher } from '../../protocol/config';
-import { getLocation, JSONPath, Node } from 'jsonc-parser';
+import { JSONPath, Node } from 'jsonc-parser';
+import { configLocation } from './tree';
 import { scanTyping } from './typing';
 import { blockPatternSuggestions, InspectInfo, layerHover, layerPatternSuggestions, patternTargets, Suggestion } from './layerInfo';
 
@@ -34,11 +35,11 @@ export interface CursorLocation {
  * or outside the top-level value.
  */
 export function locationAt(text: string, offset: number): CursorLocation | undefined {
+  const loc = configLocation(text, offset);
+  if (!loc || loc.path.length === 0) return undefined;
   const { comments, unclosed } = scanTyping(text);
   // A line comment runs to the end of its line: the cursor there is still in it.
   if (comments.some((c) => c.offset < offset && (offset < c.end || (c.line && offset === c.end)))) return undefined;
-  const loc = getLocation(text, offset);
-  if (loc.path.length === 0) return undefined;
   return { path: loc.path, isKey: loc.isAtPropertyKey, string: stringAround(loc.previousNode, offset, unclosed) };
 }
 

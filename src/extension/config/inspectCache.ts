@@ -97,7 +97,7 @@ export class InspectCache {
     const timeout = this.options.timeoutMs ?? 60_000;
     const { command, args, env } = this.options.launcher(['inspect', checkpoint, '--json']);
     return new Promise((resolve, reject) => {
-      execFile(command, args, { env, timeout, maxBuffer: 64 * 1024 * 1024, windowsHide: true }, (error, stdout, stderr) => {
+      execFile(command, args, { env, timeout, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, windowsHide: true }, (error, stdout, stderr) => {
         if (error) {
           const killed = (error as NodeJS.ErrnoException & { killed?: boolean }).killed;
           const why = killed ? `timed out after ${timeout >= 1000 ? `${Math.round(timeout / 1000)} s` : `${timeout} ms`}` : (stderr.trim().split('\n').pop() ?? error.message);

@@ -3,6 +3,7 @@
 // the hover text of a layer name, and the one-line summary of a config. No vscode here (tested with Node).
 
 import { KeepDenseConfig, layerMatcher, layerSelector, ResolvedConfig } from '../../protocol/config';
+import { LIMITS } from '../../protocol/limits';
 
 /** The JSON line `prunekit inspect --json` prints (src/backend/cli/main.ts inspect). */
 export interface InspectInfo {
@@ -92,6 +93,7 @@ export function layerPatternSuggestions(info: InspectInfo, keepDense: KeepDenseC
   const out: Suggestion[] = [];
   const seen = new Set<string>();
   const addGlob = (glob: string) => {
+    if (glob.length > LIMITS.pattern) return; // from a hostile layer name: never offered, never compiled
     const matched = names.filter(layerMatcher(glob));
     const key = matched.join('\n');
     if (matched.length < 2 || seen.has(key)) return;

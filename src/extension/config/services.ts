@@ -4,13 +4,14 @@
 import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { findNodeAtLocation, parseTree } from 'jsonc-parser';
+import { findNodeAtLocation } from 'jsonc-parser';
 import { backendInvocation } from '../backendInvocation';
 import { KeepDenseConfig } from '../../protocol/config';
 import { PathKind } from './diagnostics';
 import { configModelPath } from './discovery';
 import { InspectCache } from './inspectCache';
 import { InspectInfo } from './layerInfo';
+import { configTree } from './tree';
 
 /** What the run manager gives the editor features. */
 export interface ConfigFeatureHost {
@@ -55,7 +56,7 @@ export class ConfigServices {
 
 /** keepDense's flags as written (absent: true), read leniently from a config being edited. */
 export function keepDenseOf(text: string): KeepDenseConfig {
-  const tree = parseTree(text);
+  const tree = configTree(text);
   const flag = (key: keyof KeepDenseConfig): boolean => !(tree && findNodeAtLocation(tree, ['keepDense', key])?.value === false);
   return { lmHead: flag('lmHead'), depthwiseConv: flag('depthwiseConv') };
 }
