@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -296,7 +296,6 @@ describe('leftovers of killed runs and telemetry', () => {
     mkdirSync(`${out}.tmp-${dead}`);
     writeFileSync(path.join(`${out}.tmp-${dead}`, 'model.onnx'), 'partial');
     writeFileSync(`${out}.spill-${dead}`, Buffer.alloc(1000));
-    mkdirSync(`${out}.old-${dead}`);
     // A reused pid: alive (this test), but it started after the temporary was last written.
     writeFileSync(`${out}.spill-${process.ppid}`, 'x');
     utimesSync(`${out}.spill-${process.ppid}`, new Date(Date.now() - 30 * 86400_000), new Date(Date.now() - 30 * 86400_000));
@@ -307,12 +306,33 @@ describe('leftovers of killed runs and telemetry', () => {
     assert.equal(r.code, 0, r.stderr);
     const w = r.events.filter((e) => e.type === 'warning.raised' && e.code === 'leftovers-removed') as EventOf<'warning.raised'>[];
     assert.equal(w.length, 1);
-    for (const p of [`${out}.tmp-${dead}`, `${out}.spill-${dead}`, `${out}.old-${dead}`, `${out}.spill-${process.ppid}`]) {
+    for (const p of [`${out}.tmp-${dead}`, `${out}.spill-${dead}`, `${out}.spill-${process.ppid}`]) {
       assert.ok(w[0].message.includes(p), `${w[0].message} names ${p}`);
       assert.ok(!existsSync(p), `${p} removed`);
     }
     assert.deepEqual(besideOut(out).sort(), ['out', 'out.other', `out.spill-${process.pid}`]);
     assert.ok(readFileSync(path.join(out, 'events.ndjson'), 'utf8').includes('leftovers-removed'), 'the warning is in the run log');
+  });
+
+  test("a previous output that a killed --overwrite run had moved aside goes back in place, and is then treated as the existing output", () => {
+    const d = caseDir('leftover-old');
+    const out = path.join(d, 'out');
+    const first = runCli(cli, ['prune', onnxDir, ...tiny, '--out', out, '--json']);
+    assert.equal(first.code, 0, first.stderr);
+    const original = hashTree(out);
+    const dead = deadPid();
+    renameSync(out, `${out}.old-${dead}`); // killed between moveIntoPlace's two renames
+    mkdirSync(`${out}.tmp-${dead}`);
+    const refused = runCli(cli, ['prune', onnxDir, ...tiny, '--out', out, '--json']);
+    assert.equal(refused.code, 1, refused.stderr);
+    const w = refused.events.find((e) => e.type === 'warning.raised' && e.code === 'leftovers-removed') as EventOf<'warning.raised'> | undefined;
+    assert.ok(w?.message.includes(`${out}.old-${dead} (the previous output: moved back to ${out})`), w?.message);
+    assert.equal((refused.events.at(-1) as EventOf<'run.failed'>).code, 'output-exists');
+    assert.equal(hashTree(out), original, 'the previous output is back, byte for byte');
+    assert.deepEqual(besideOut(out), ['out'], 'the dead temporary folder is removed');
+    const replaced = runCli(cli, ['prune', onnxDir, ...tiny, '--out', out, '--overwrite', '--json']);
+    assert.equal(replaced.code, 0, replaced.stderr);
+    assert.deepEqual(besideOut(out), ['out']);
   });
 
   test('onnxruntime writes no telemetry: nothing under $HOME, no :memory:.ses in the working folder with an unwritable $HOME', () => {

@@ -1,7 +1,7 @@
 // The cheap checks a run makes before any real work (in this order: output, then input paths), and the clean-up of
 // temporaries that killed runs left beside the output.
 
-import { accessSync, closeSync, constants, openSync, readSync, rmSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { ResolvedConfig } from '../../protocol/config';
 import { DataError, loadTokenizer, refuseBinary, TextTokenizer } from '../data/tokens';
@@ -53,12 +53,21 @@ function head(file: string, bytes: number): Uint8Array {
   }
 }
 
-/** Removes the temporaries of dead runs beside the output; returns what was removed. */
+/**
+ * Cleans up after dead runs beside the output, one line each of what was done: a previous output that a killed
+ * `--overwrite` run had moved aside (`<out>.old-<pid>`) goes back in place when nothing replaced it, so nothing
+ * is lost; every other temporary is removed.
+ */
 export function removeDeadTemporaries(out: string): string[] {
-  const removed: string[] = [];
+  const done: string[] = [];
   for (const p of deadTemporaries(out)) {
-    rmSync(p, { recursive: true, force: true });
-    removed.push(p);
+    if (/\.old-\d+$/.test(p) && !exists(out)) {
+      renameSync(p, out);
+      done.push(`${p} (the previous output: moved back to ${out})`);
+    } else {
+      rmSync(p, { recursive: true, force: true });
+      done.push(`${p} (removed)`);
+    }
   }
-  return removed;
+  return done;
 }

@@ -89,8 +89,8 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
 /** The protocol, phase by phase. */
 async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile): Promise<EventOf<'run.finished'>> {
   const run = new RunLog(hooks);
+  reportRemoved(run, removeDeadTemporaries(config.output)); // first: a restored previous output is an existing one
   checkOutput(config);
-  reportRemoved(run, removeDeadTemporaries(config.output));
   checkDataPaths(config);
   const model = await openModel(config);
   const data = prepareData(config, model, run);
@@ -135,7 +135,7 @@ class RunLog {
 
 function reportRemoved(run: RunLog, removed: string[]): void {
   if (removed.length === 0) return;
-  run.warn('leftovers-removed', `removed what ${removed.length === 1 ? 'a killed run' : 'killed runs'} left beside the output: ${removed.join(', ')}`, { file: removed[0] });
+  run.warn('leftovers-removed', `cleaned up what ${removed.length === 1 ? 'a killed run' : 'killed runs'} left beside the output: ${removed.join(', ')}`, { file: removed[0].replace(/ \(.*$/, '') });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
