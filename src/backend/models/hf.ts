@@ -4,13 +4,15 @@
 
 import type { ModelProto } from '../onnx/proto';
 import { buildLlamaModel, LlamaConfig, llamaTensorShapes, LlamaWeights } from './llama';
+import { buildGpt2Model, Gpt2Config, gpt2Prefix, gpt2TensorShapes } from './gpt2';
 import { buildMambaModel, MambaConfig, mambaTensorShapes } from './mamba';
 import { buildOptModel, OptConfig, optTensorShapes } from './opt';
 
 export interface HfFamily {
   /** The builder's name (`llama` serves llama, mistral and qwen2). */
   builder: string;
-  /** Every tensor the graph reads, with its dims ([out, in] for Linear weights); `stored` = the checkpoint's names. */
+  /** Every tensor the graph reads, with its dims as stored ([out, in] for Linear weights, [in, out] for GPT-2's
+   *  Conv1D); `stored` = the checkpoint's names. */
   tensorShapes(config: Record<string, unknown>, stored: ReadonlySet<string>): Map<string, number[]>;
   /** The graph; `weights` hold every tensor of tensorShapes (typically references into the checkpoint files). */
   build(config: Record<string, unknown>, weights: LlamaWeights, stored: ReadonlySet<string>): ModelProto;
@@ -37,19 +39,26 @@ const MAMBA: HfFamily = {
   build: (config, weights) => buildMambaModel(config as unknown as MambaConfig, weights),
 };
 
-const FAMILIES: Readonly<Record<string, HfFamily>> = {
-  llama: LLAMA,
-  mistral: LLAMA,
-  qwen2: LLAMA,
-  opt: OPT,
-  mamba: MAMBA,
+const GPT2: HfFamily = {
+  builder: 'gpt2',
+  tensorShapes: (config, stored) => gpt2TensorShapes(config as unknown as Gpt2Config, gpt2Prefix(stored)),
+  build: (config, weights, stored) => buildGpt2Model(config as unknown as Gpt2Config, weights, gpt2Prefix(stored)),
 };
 
-export const SUPPORTED_MODEL_TYPES: readonly string[] = Object.keys(FAMILIES);
+const FAMILIES: ReadonlyMap<string, HfFamily> = new Map([
+  ['llama', LLAMA],
+  ['mistral', LLAMA],
+  ['qwen2', LLAMA],
+  ['opt', OPT],
+  ['mamba', MAMBA],
+  ['gpt2', GPT2],
+]);
+
+export const SUPPORTED_MODEL_TYPES: readonly string[] = [...FAMILIES.keys()];
 
 /** The family of a config's model_type; `file` names the config in the error for any other. */
 export function hfFamily(modelType: unknown, file: string): HfFamily {
-  const family = typeof modelType === 'string' ? FAMILIES[modelType] : undefined;
+  const family = typeof modelType === 'string' ? FAMILIES.get(modelType) : undefined;
   if (!family) {
     const what = typeof modelType === 'string' ? `model_type '${modelType}'` : `no model_type (${JSON.stringify(modelType ?? null)})`;
     throw new Error(`${file}: ${what} is not supported; supported model types: ${SUPPORTED_MODEL_TYPES.join(', ')}`);
