@@ -13,9 +13,10 @@ import { after, describe, test } from 'node:test';
 import { openCheckpoint } from '../src/backend/formats/checkpoint';
 import { rowPool } from '../src/backend/methods/rowKernels';
 import { Gpt2Config, gpt2TensorShapes } from '../src/backend/models/gpt2';
+import { NeoxConfig, neoxTensorShapes } from '../src/backend/models/gptNeox';
 import { Engine } from '../src/backend/onnx/session';
 import { checkFamily, randomTensors } from './helpers/familyCheck';
-import { gpt2Reference } from './helpers/gptReference';
+import { gpt2Reference, neoxReference } from './helpers/gptReference';
 import { writeHfFolder } from './helpers/hfFolder';
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'prunekit-gpt-'));
@@ -75,5 +76,38 @@ describe('GPT-2 from a generated Hugging Face folder', () => {
     const cross = path.join(work, 'gpt2-cross');
     writeHfFolder(cross, { ...GPT2, add_cross_attention: true }, randomTensors(gpt2TensorShapes(GPT2), 1));
     assert.throws(() => openCheckpoint(cross), /add_cross_attention/);
+  });
+});
+
+/** EleutherAI/pythia-70m's config.json fields (and the newer attention_bias), at toy sizes. */
+const PYTHIA: NeoxConfig & Record<string, unknown> = {
+  architectures: ['GPTNeoXForCausalLM'], bos_token_id: 0, eos_token_id: 0, hidden_act: 'gelu', hidden_size: 32, initializer_range: 0.02,
+  intermediate_size: 64, layer_norm_eps: 1e-5, max_position_embeddings: 40, model_type: 'gpt_neox', num_attention_heads: 2,
+  num_hidden_layers: 2, rotary_emb_base: 10000, rotary_pct: 0.25, tie_word_embeddings: false, torch_dtype: 'float16',
+  transformers_version: '4.24.0', use_cache: true, use_parallel_residual: true, vocab_size: 64, attention_bias: true,
+};
+
+describe('GPT-NeoX from a generated Hugging Face folder', () => {
+  const variants = [
+    { what: 'Pythia: parallel residual, rotary on 1/4 of each head, F16', config: PYTHIA, dtype: 'F16' },
+    { what: 'sequential residual, full rotary, no attention biases, F32 in 2 shards', config: { ...PYTHIA, use_parallel_residual: false, rotary_pct: 1, attention_bias: false }, dtype: 'F32', shards: 2 },
+  ];
+  for (const [k, v] of variants.entries()) {
+    test(`${v.what}: logits match modeling_gpt_neox.py in float64; pruned, re-read`, async () => {
+      const r = await checkFamily(engine, work, {
+        name: `neox-${k}`, config: v.config, shapes: neoxTensorShapes(v.config), dtype: v.dtype, shards: v.shards,
+        reference: (W, ids, mask) => neoxReference(v.config, W, ids, mask),
+      });
+      assert.deepEqual(r.pruned.map((e) => e.layer), [0, 1].flatMap((i) => ['attention.query_key_value', 'attention.dense', 'mlp.dense_h_to_4h', 'mlp.dense_4h_to_h'].map((p) => `layers.${i}.${p}`)));
+      assert.ok(r.layers.every((l) => l.op === 'Gemm' && l.layout === 'out_in' && l.weight === `gpt_neox.${l.name}.weight`));
+      assert.deepEqual(r.pruned.find((e) => e.layer === 'layers.0.attention.query_key_value')?.shape, [96, 32]);
+    });
+  }
+
+  test('a rotary_pct leaving an odd number of rotary features fails naming the field', () => {
+    const dir = path.join(work, 'neox-odd');
+    const config = { ...PYTHIA, rotary_pct: 0.1 };
+    writeHfFolder(dir, config, randomTensors(neoxTensorShapes(PYTHIA), 1));
+    assert.throws(() => openCheckpoint(dir), /neox-odd\/config\.json: GPT-NeoX config: rotary_pct 0.1 of head_dim 16 gives 1 rotary features/);
   });
 });

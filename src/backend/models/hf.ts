@@ -5,6 +5,7 @@
 import type { ModelProto } from '../onnx/proto';
 import { buildLlamaModel, LlamaConfig, llamaTensorShapes, LlamaWeights } from './llama';
 import { buildGpt2Model, Gpt2Config, gpt2Prefix, gpt2TensorShapes } from './gpt2';
+import { buildNeoxModel, NeoxConfig, neoxTensorShapes } from './gptNeox';
 import { buildMambaModel, MambaConfig, mambaTensorShapes } from './mamba';
 import { buildOptModel, OptConfig, optTensorShapes } from './opt';
 
@@ -45,6 +46,12 @@ const GPT2: HfFamily = {
   build: (config, weights, stored) => buildGpt2Model(config as unknown as Gpt2Config, weights, gpt2Prefix(stored)),
 };
 
+const GPT_NEOX: HfFamily = {
+  builder: 'gpt_neox',
+  tensorShapes: (config) => neoxTensorShapes(config as unknown as NeoxConfig),
+  build: (config, weights) => buildNeoxModel(config as unknown as NeoxConfig, weights),
+};
+
 const FAMILIES: ReadonlyMap<string, HfFamily> = new Map([
   ['llama', LLAMA],
   ['mistral', LLAMA],
@@ -52,6 +59,7 @@ const FAMILIES: ReadonlyMap<string, HfFamily> = new Map([
   ['opt', OPT],
   ['mamba', MAMBA],
   ['gpt2', GPT2],
+  ['gpt_neox', GPT_NEOX],
 ]);
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = [...FAMILIES.keys()];
