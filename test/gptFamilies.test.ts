@@ -50,7 +50,7 @@ describe('GPT-2 from a generated Hugging Face folder', () => {
       const r = await checkFamily(engine, work, {
         name: `gpt2-${k}`, config: v.config, shapes, dtype: v.dtype, shards: v.shards,
         reference: (W, ids, mask) => gpt2Reference(v.config, W, v.prefix, ids, mask),
-      }, { pattern: '2:4' });
+      }, { fields: { pattern: '2:4' } });
       // c_attn, attn.c_proj, c_fc, mlp.c_proj per block, [in, out] Gemms; the tied head or lm_head stays dense.
       assert.deepEqual(r.pruned.map((e) => e.layer), [0, 1].flatMap((i) => ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'].map((p) => `h.${i}.${p}`)));
       for (const l of r.layers) {

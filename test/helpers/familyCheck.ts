@@ -82,8 +82,15 @@ export function writeIds(file: string, seed: number): string {
   return file;
 }
 
+export interface CheckOptions {
+  /** Config fields over SparseGPT 50% (e.g. a pattern). */
+  fields?: Record<string, unknown>;
+  /** Calibration windows of 16 tokens (default 16). */
+  nsamples?: number;
+}
+
 /** Writes the folder, checks the logits, prunes (SparseGPT 50%), re-reads and checks the output as described above. */
-export async function checkFamily(engine: Engine, work: string, c: FamilyCase, fields: Record<string, unknown> = {}): Promise<FamilyResult> {
+export async function checkFamily(engine: Engine, work: string, c: FamilyCase, opts: CheckOptions = {}): Promise<FamilyResult> {
   const dir = path.join(work, c.name);
   writeHfFolder(dir, c.config, randomTensors(c.shapes, c.seed ?? 7), { dtype: c.dtype, shards: c.shards });
   const ckpt = openCheckpoint(dir) as HfCheckpoint;
@@ -99,7 +106,7 @@ export async function checkFamily(engine: Engine, work: string, c: FamilyCase, f
   const evaluation = { path: ids, seqlen: 16, maxWindows: 16 };
   await runPrune(resolveConfig({
     checkpoint: dir, output: out, method: 'sparsegpt', sparsity: 0.5,
-    calibration: { path: ids, nsamples: 16, seqlen: 16, seed: 0 }, evaluation, ...fields,
+    calibration: { path: ids, nsamples: opts.nsamples ?? 16, seqlen: 16, seed: 0 }, evaluation, ...opts.fields,
   }, work), { emit: (e) => events.push(e) });
   const pruned = events.filter((e) => e.type === 'layer.pruned') as EventOf<'layer.pruned'>[];
   const ppl = (events.filter((e) => e.type === 'evaluation.finished') as EventOf<'evaluation.finished'>[]).map((e) => e.perplexity);

@@ -4,7 +4,11 @@ import type { LlamaConfig, LlamaTensor } from '../../src/backend/models/llama';
 
 /** Independent float64 forward of LlamaForCausalLM (HF eager maths), logits [B, S, V] for the real tokens only
  *  (padded query positions are left NaN: the graph's values there are a convention, not checked). */
-export function referenceForward(config: LlamaConfig, W: Map<string, LlamaTensor>, ids: number[][], mask: number[][]): Float64Array {
+export function referenceForward(
+  config: LlamaConfig, W: Map<string, LlamaTensor>, ids: number[][], mask: number[][],
+  /** Replaces the SwiGLU MLP of layer l (the MoE references): y is the post-attention norm's output. */
+  mlp?: (y: Float64Array, layer: number) => Float64Array,
+): Float64Array {
   const hd = config.hidden_size;
   const H = config.num_attention_heads;
   const KV = config.num_key_value_heads ?? H;
@@ -81,6 +85,10 @@ export function referenceForward(config: LlamaConfig, W: Map<string, LlamaTensor
       });
       x = x.map((res) => {
         const y = rms(res, `${p}.post_attention_layernorm.weight`);
+        if (mlp) {
+          const m = mlp(y, l);
+          return res.map((r, c) => r + m[c]);
+        }
         const gate = lin(y, `${p}.mlp.gate_proj`, config.intermediate_size);
         const up = lin(y, `${p}.mlp.up_proj`, config.intermediate_size);
         const down = lin(gate.map((gv, c) => (gv / (1 + Math.exp(-gv))) * up[c]), `${p}.mlp.down_proj`, hd);

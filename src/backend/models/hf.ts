@@ -6,6 +6,7 @@ import type { ModelProto } from '../onnx/proto';
 import { buildLlamaModel, LlamaConfig, llamaTensorShapes, LlamaWeights } from './llama';
 import { buildGpt2Model, Gpt2Config, gpt2Prefix, gpt2TensorShapes } from './gpt2';
 import { buildNeoxModel, NeoxConfig, neoxTensorShapes } from './gptNeox';
+import { buildMoeModel, MoeConfig, moeTensorShapes } from './moe';
 import { buildMambaModel, MambaConfig, mambaTensorShapes } from './mamba';
 import { buildOptModel, OptConfig, optTensorShapes } from './opt';
 
@@ -52,6 +53,13 @@ const GPT_NEOX: HfFamily = {
   build: (config, weights) => buildNeoxModel(config as unknown as NeoxConfig, weights),
 };
 
+/** Mixtral and Qwen2-MoE: Llama (Qwen2) attention, routed experts (models/moe.ts). */
+const moeFamily = (modelType: string): HfFamily => ({
+  builder: modelType,
+  tensorShapes: (config) => moeTensorShapes(modelType, config as unknown as MoeConfig),
+  build: (config, weights) => buildMoeModel(modelType, config as unknown as MoeConfig, weights),
+});
+
 const FAMILIES: ReadonlyMap<string, HfFamily> = new Map([
   ['llama', LLAMA],
   ['mistral', LLAMA],
@@ -60,6 +68,8 @@ const FAMILIES: ReadonlyMap<string, HfFamily> = new Map([
   ['mamba', MAMBA],
   ['gpt2', GPT2],
   ['gpt_neox', GPT_NEOX],
+  ['mixtral', moeFamily('mixtral')],
+  ['qwen2_moe', moeFamily('qwen2_moe')],
 ]);
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = [...FAMILIES.keys()];

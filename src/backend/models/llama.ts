@@ -399,6 +399,11 @@ export interface BuildLlamaOptions {
   name?: string;
   /** 'in_out' (default): exporter-style transposed copies; 'out_in': HF layout, weights referenced (see the top). */
   layout?: 'in_out' | 'out_in';
+  /** Replaces layer i's SwiGLU MLP (the MoE families): `x` is the post-attention norm's output; returns what is
+   *  added to the residual stream. */
+  mlp?: (e: Emitter, x: string, layer: number) => string;
+  /** The tensors checked against `weights` (default llamaTensorShapes: a replaced MLP reads others). */
+  tensorShapes?: ReadonlyMap<string, number[]>;
 }
 
 /**
@@ -409,7 +414,7 @@ export interface BuildLlamaOptions {
  */
 export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, options: BuildLlamaOptions = {}): ModelProto {
   const c = resolveLlamaConfig(config);
-  checkWeights('Llama', llamaTensorShapes(c), weights);
+  checkWeights('Llama', options.tensorShapes ?? llamaTensorShapes(c), weights);
   const w = (name: string): LlamaTensor | TensorRef => weightOf(weights, name);
   const hfLayout = options.layout === 'out_in';
 
@@ -506,6 +511,10 @@ export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, opti
     hidden = e.op1(ls, 'Add', [hidden, attnOut]);
 
     const y = rmsNorm(`${ls}/post_attention_layernorm`, hidden, `${hp}.post_attention_layernorm.weight`);
+    if (options.mlp) {
+      hidden = e.op1(ls, 'Add', [hidden, options.mlp(e, y, i)]);
+      continue;
+    }
     const gate = linear(`${ms}/gate_proj`, y, `${hp}.mlp.gate_proj`, c.mlpBias);
     const act = e.op1(ms, 'Mul', [gate, e.op1(ms, 'Sigmoid', [gate])]);
     const up = linear(`${ms}/up_proj`, y, `${hp}.mlp.up_proj`, c.mlpBias);
