@@ -171,8 +171,8 @@ export function buildMoeModel(modelType: string, config: MoeConfig, weights: Lla
     const mp = `${p}.${m.family.module}`;
     dense[`${mp}.gate.weight`] = 'MoE router (kept dense: it chooses the experts)';
     const probs = e.op1(scope, 'Softmax', [e.gemm(`${scope}/gate`, x, `${mp}.gate.weight`, w(`${mp}.gate.weight`))], { axis: -1 }); // [N, E]
-    let [top, idx] = e.op(scope, 'TopK', [probs, e.ints(scope, [m.topK])], { axis: -1 }, 2);
-    if (m.normalize) top = e.op1(scope, 'Div', [top, e.op1(scope, 'ReduceSum', [top, e.ints(scope, [-1])], { keepdims: 1 })]);
+    const [topK, idx] = e.op(scope, 'TopK', [probs, e.ints(scope, [m.topK])], { axis: -1 }, 2);
+    const top = m.normalize ? e.op1(scope, 'Div', [topK, e.op1(scope, 'ReduceSum', [topK, e.ints(scope, [-1])], { keepdims: 1 })]) : topK;
     const zeros = e.op1(scope, 'ConstantOfShape', [e.op1(scope, 'Shape', [probs])]); // float 0 by default
     const routing = e.op1(scope, 'ScatterElements', [zeros, idx, top], { axis: 1 }); // [N, E]: g_e, 0 where not routed
     let y = '';
