@@ -6,6 +6,7 @@
 //   node --import tsx --test test/moeFamilies.test.ts
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -18,6 +19,7 @@ import { Engine } from '../src/backend/onnx/session';
 import { discoverLayers } from '../src/backend/pipeline/layers';
 import { calibrationKey, calibrationModel, planSegments, segmentModel } from '../src/backend/pipeline/segments';
 import type { EventOf } from '../src/protocol/events';
+import { groupExpertRows, LayerRow, RunModel } from '../webview/model';
 import { checkFamily, IDS, randomTensors } from './helpers/familyCheck';
 import { int64 } from './helpers/hfFolder';
 import { moeReference, RoutedToken } from './helpers/moeReference';
@@ -53,7 +55,7 @@ const expertLayers = (prefix: string, experts: number, proj: string[]) =>
   Array.from({ length: experts }, (_, j) => proj.map((p) => `${prefix}.experts.${j}.${p}`)).flat();
 
 describe('Mixture-of-experts families from generated Hugging Face folders', () => {
-  test('mixtral: logits match modeling_mixtral.py in float64; experts pruned, routers dense, re-read', async () => {
+  test('mixtral: logits match modeling_mixtral.py in float64; experts pruned, routers dense, re-read; grouped in the table and inspect', async () => {
     const r = await checkFamily(engine, work, {
       name: 'mixtral', config: MIXTRAL, shapes: moeTensorShapes('mixtral', MIXTRAL), dtype: 'BF16', shards: 2,
       reference: (W, ids, mask) => moeReference('mixtral', MIXTRAL, W, ids, mask),
@@ -68,6 +70,26 @@ describe('Mixture-of-experts families from generated Hugging Face folders', () =
       ['layers.1.block_sparse_moe.gate', 'MoE router (kept dense: it chooses the experts)'],
       ['lm_head', 'LM head (left dense by default)'],
     ]);
+
+    // The run panel's table: one row per block and expert projection, its numbers the experts' own.
+    const model = new RunModel('mixtral', 'mixtral');
+    r.events.forEach((e, i) => model.add(e, i));
+    const rows = groupExpertRows(model.rows);
+    assert.deepEqual(rows.map((x) => x.layer), [0, 1].flatMap((i) => [...attn(i), ...['w1', 'w3', 'w2'].map((p) => `layers.${i}.block_sparse_moe.experts.*.${p}`)]));
+    const w2 = rows.find((x) => x.layer === 'layers.1.block_sparse_moe.experts.*.w2') as LayerRow;
+    const members = model.rows.filter((x) => /^layers\.1\.block_sparse_moe\.experts\.\d\.w2$/.test(x.layer));
+    assert.equal(members.length, 4);
+    assert.equal(w2.loss, members.reduce((a, x) => a + (x.loss as number), 0));
+    assert.equal(w2.sparsity, members.reduce((a, x) => a + x.sparsity, 0) / 4);
+    assert.equal(w2.kind, 'down');
+
+    // `prunekit inspect`: the same grouping, with the expert count.
+    const inspect = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, '..', 'src', 'backend', 'cli', 'main.ts'), 'inspect', path.join(work, 'mixtral')], { encoding: 'utf8' });
+    assert.equal(inspect.status, 0, inspect.stderr);
+    assert.match(inspect.stdout, /^ {2}layers\.0\.block_sparse_moe\.experts\.\*\.w1 +4 experts × 48x32$/m);
+    assert.match(inspect.stdout, /^ {2}layers\.1\.block_sparse_moe\.experts\.\*\.w2 +4 experts × 32x48$/m);
+    assert.doesNotMatch(inspect.stdout, /experts\.\d/);
+    assert.match(inspect.stdout, /^left dense: layers\.0\.block_sparse_moe\.gate 4x32 Gemm \(MoE router/m);
   });
 
   test('qwen2_moe: shared expert and gate, a plain-MLP layer; logits match modeling_qwen2_moe.py in float64; re-read', async () => {

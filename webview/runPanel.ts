@@ -22,6 +22,7 @@ const KIND_SHAPE: Record<LayerKind, PointStyle> = {
   q: 'circle',
   k: 'triangle',
   v: 'rect',
+  qkv: 'rectRounded',
   o: 'rectRot',
   gate: 'circle',
   up: 'triangle',
