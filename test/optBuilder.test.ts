@@ -20,6 +20,7 @@ import { discoverLayers } from '../src/backend/pipeline/layers';
 import { runPrune } from '../src/backend/pipeline/run';
 import { resolveConfig } from '../src/protocol/config';
 import { Event, EventOf } from '../src/protocol/events';
+import { compareLogits } from './helpers/familyCheck';
 import { checkpointLogits, writeHfFolder } from './helpers/hfFolder';
 import { Rng } from './helpers/reference';
 
@@ -136,18 +137,6 @@ function referenceForward(config: OptConfig, W: Weights, prefix: string, ids: nu
 
 const logitsOf = (ckpt: Checkpoint, ids: number[][], mask: number[][]) => checkpointLogits(engine, ckpt, ids, mask);
 
-/** Max |graph − float64| over real positions, relative to the logits' scale. */
-function compare(got: Float32Array, ref: Float64Array): { worst: number; scale: number } {
-  let worst = 0;
-  let scale = 0;
-  for (let i = 0; i < ref.length; i++) {
-    if (Number.isNaN(ref[i])) continue;
-    worst = Math.max(worst, Math.abs(got[i] - ref[i]));
-    scale = Math.max(scale, Math.abs(ref[i]));
-  }
-  return { worst, scale };
-}
-
 /** The checkpoint's stored tensors as float32, by name. */
 function storedWeights(ckpt: HfCheckpoint): Weights {
   return new Map([...ckpt.entries.keys()].map((n) => [n, ckpt.weightAsFloat32(n)]));
@@ -180,7 +169,7 @@ describe('OPT from a generated Hugging Face folder', () => {
       writeHfFolder(dir, v.config as unknown as Record<string, unknown>, randomWeights(optTensorShapes(v.config, v.prefix), 10 + k), { dtype: v.dtype, shards: v.shards });
       const ckpt = openCheckpoint(dir) as HfCheckpoint;
       const W = storedWeights(ckpt);
-      const { worst, scale } = compare(await logitsOf(ckpt, IDS, MASK), referenceForward(v.config, W, v.prefix, IDS, MASK));
+      const { worst, scale } = compareLogits(await logitsOf(ckpt, IDS, MASK), referenceForward(v.config, W, v.prefix, IDS, MASK));
       console.log(`OPT ${v.what}: max |Δlogit| ${worst.toExponential(2)} at logit scale ${scale.toFixed(2)}`);
       assert.ok(scale > 1, `logits too small to test anything (${scale})`);
       assert.ok(worst < 1e-4 * scale, `max |Δ| ${worst}`);
@@ -208,7 +197,7 @@ describe('OPT from a generated Hugging Face folder', () => {
       // Re-read: the output's logits are the float64 forward of its own stored weights; the rest is bit-identical.
       const written = openCheckpoint(out) as HfCheckpoint;
       const W2 = storedWeights(written);
-      const again = compare(await logitsOf(written, IDS, MASK), referenceForward(v.config, W2, v.prefix, IDS, MASK));
+      const again = compareLogits(await logitsOf(written, IDS, MASK), referenceForward(v.config, W2, v.prefix, IDS, MASK));
       assert.ok(again.worst < 1e-4 * again.scale, `pruned: max |Δ| ${again.worst}`);
       const prunedWeights = new Set(pruned.map((e) => `${v.prefix}decoder.${e.layer}.weight`));
       for (const [name, e] of ckpt.entries) {

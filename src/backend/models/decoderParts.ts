@@ -11,6 +11,17 @@ import { Emitter, FLOAT32_LOWEST, LlamaTensor, TensorRef } from './llama';
 
 export type Weight = (name: string) => LlamaTensor | TensorRef;
 
+/** The sizes every resolved LayerNorm-decoder config has. */
+export interface DecoderSizes {
+  vocabSize: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  headDim: number;
+  /** The MLP's width. */
+  inner: number;
+}
+
 /** What every block reads, computed once under `scope` (the pipeline's prefix). */
 export interface DecoderInputs {
   /** Shape of input_ids: [B, S] (int64). */

@@ -15,7 +15,7 @@
 
 import { KERNEL_OPSET } from '../onnx/graph';
 import type { ModelProto } from '../onnx/proto';
-import { attention, decoderInputs, flatten, gelu, geluForm, layerNorm, lmHead, logitsOutput, splitHeads } from './decoderParts';
+import { attention, decoderInputs, DecoderSizes, flatten, gelu, geluForm, layerNorm, lmHead, logitsOutput, splitHeads } from './decoderParts';
 import { causalLmModel, checkWeights, configPositiveInt, Emitter, LlamaWeights, weightOf } from './llama';
 
 /** The fields of a Hugging Face GPT2Config the builder reads; optional ones take HF's defaults. */
@@ -42,13 +42,7 @@ export interface Gpt2Config {
   add_cross_attention?: boolean;
 }
 
-export interface ResolvedGpt2Config {
-  vocabSize: number;
-  hidden: number;
-  layers: number;
-  heads: number;
-  headDim: number;
-  inner: number;
+export interface ResolvedGpt2Config extends DecoderSizes {
   positions: number;
   act: 'erf' | 'tanh';
   eps: number;

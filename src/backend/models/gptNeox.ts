@@ -14,7 +14,7 @@
 
 import { KERNEL_OPSET } from '../onnx/graph';
 import { DataType, ModelProto } from '../onnx/proto';
-import { attention, decoderInputs, DecoderInputs, flatten, gelu, geluForm, layerNorm, lmHead, logitsOutput } from './decoderParts';
+import { attention, decoderInputs, DecoderInputs, DecoderSizes, flatten, gelu, geluForm, layerNorm, lmHead, logitsOutput } from './decoderParts';
 import { causalLmModel, checkWeights, configPositiveInt, Emitter, LlamaWeights, RopeScaling, ropeInvFreq, weightOf } from './llama';
 
 /** The fields of a Hugging Face GPTNeoXConfig the builder reads; optional ones take HF's defaults. */
@@ -45,13 +45,7 @@ export interface NeoxConfig {
   tie_word_embeddings?: boolean;
 }
 
-export interface ResolvedNeoxConfig {
-  vocabSize: number;
-  hidden: number;
-  layers: number;
-  heads: number;
-  headDim: number;
-  inner: number;
+export interface ResolvedNeoxConfig extends DecoderSizes {
   rotaryDims: number;
   /** rotaryDims / 2 frequencies, float32-rounded as HF computes them. */
   invFreq: Float32Array;

@@ -26,39 +26,30 @@ const LLAMA: HfFamily = {
   build: (config, weights) => buildLlamaModel(config as unknown as LlamaConfig, weights, { layout: 'out_in' }),
 };
 
+/** A family whose tensor names start with a prefix read off the stored names (`prefixOf`). */
+function prefixedFamily<C>(
+  builder: string,
+  prefixOf: (stored: ReadonlySet<string>) => string,
+  shapes: (config: C, prefix: string) => Map<string, number[]>,
+  build: (config: C, weights: LlamaWeights, prefix: string) => ModelProto,
+): HfFamily {
+  return {
+    builder,
+    tensorShapes: (config, stored) => shapes(config as unknown as C, prefixOf(stored)),
+    build: (config, weights, stored) => build(config as unknown as C, weights, prefixOf(stored)),
+  };
+}
+
 /** OPT checkpoints saved from OPTModel (facebook/opt-*) name tensors `decoder.…`, those from OPTForCausalLM `model.decoder.…`. */
 const optPrefix = (stored: ReadonlySet<string>): string => (stored.has('decoder.embed_tokens.weight') ? '' : 'model.');
-
-const OPT: HfFamily = {
-  builder: 'opt',
-  tensorShapes: (config, stored) => optTensorShapes(config as unknown as OptConfig, optPrefix(stored)),
-  build: (config, weights, stored) => buildOptModel(config as unknown as OptConfig, weights, optPrefix(stored)),
-};
-
-const MAMBA: HfFamily = {
-  builder: 'mamba',
-  tensorShapes: (config) => mambaTensorShapes(config as unknown as MambaConfig),
-  build: (config, weights) => buildMambaModel(config as unknown as MambaConfig, weights),
-};
-
-const GPT2: HfFamily = {
-  builder: 'gpt2',
-  tensorShapes: (config, stored) => gpt2TensorShapes(config as unknown as Gpt2Config, gpt2Prefix(stored)),
-  build: (config, weights, stored) => buildGpt2Model(config as unknown as Gpt2Config, weights, gpt2Prefix(stored)),
-};
-
-const GPT_NEOX: HfFamily = {
-  builder: 'gpt_neox',
-  tensorShapes: (config) => neoxTensorShapes(config as unknown as NeoxConfig),
-  build: (config, weights) => buildNeoxModel(config as unknown as NeoxConfig, weights),
-};
-
+const OPT = prefixedFamily<OptConfig>('opt', optPrefix, optTensorShapes, buildOptModel);
+const GPT2 = prefixedFamily<Gpt2Config>('gpt2', gpt2Prefix, gpt2TensorShapes, buildGpt2Model);
+const noPrefix = (): string => '';
+const MAMBA = prefixedFamily<MambaConfig>('mamba', noPrefix, mambaTensorShapes, (c, w) => buildMambaModel(c, w));
+const GPT_NEOX = prefixedFamily<NeoxConfig>('gpt_neox', noPrefix, neoxTensorShapes, buildNeoxModel);
 /** Mixtral and Qwen2-MoE: Llama (Qwen2) attention, routed experts (models/moe.ts). */
-const moeFamily = (modelType: string): HfFamily => ({
-  builder: modelType,
-  tensorShapes: (config) => moeTensorShapes(modelType, config as unknown as MoeConfig),
-  build: (config, weights) => buildMoeModel(modelType, config as unknown as MoeConfig, weights),
-});
+const moeFamily = (modelType: string): HfFamily =>
+  prefixedFamily<MoeConfig>(modelType, noPrefix, (c) => moeTensorShapes(modelType, c), (c, w) => buildMoeModel(modelType, c, w));
 
 const FAMILIES: ReadonlyMap<string, HfFamily> = new Map([
   ['llama', LLAMA],

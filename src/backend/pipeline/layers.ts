@@ -13,6 +13,10 @@
 // (keepDense.depthwiseConv false in the config): K taps per channel give OBS little to compensate with, and the
 // conv is a sliver of the parameters.
 //
+// A graph builder may say more in the model's metadata (DENSE_WEIGHTS_KEY, TOKEN_WEIGHTS_KEY): weights that stay
+// dense whatever the options (an MoE router), and the per-token factor a layer's contribution is scaled by (an
+// expert's routing weight), which its calibration statistics weight tokens with (pipeline/segments.ts).
+//
 // Blocks come from the node names: the first of `layers.N`, `h.N`, `layer.N`, `blocks.N` (a path
 // component) that names the most layers, or a caller's `blockPattern` whose first capture group is the
 // block index. Layers outside every block (the LM head, or a projection before the first block) and layers
