@@ -15,6 +15,7 @@ import { rowPool } from '../src/backend/methods/rowKernels';
 import { Gpt2Config, gpt2TensorShapes } from '../src/backend/models/gpt2';
 import { NeoxConfig, neoxTensorShapes } from '../src/backend/models/gptNeox';
 import { Engine } from '../src/backend/onnx/session';
+import type { EventOf } from '../src/protocol/events';
 import { checkFamily, randomTensors } from './helpers/familyCheck';
 import { gpt2Reference, neoxReference } from './helpers/gptReference';
 import { writeHfFolder } from './helpers/hfFolder';
@@ -51,6 +52,8 @@ describe('GPT-2 from a generated Hugging Face folder', () => {
         name: `gpt2-${k}`, config: v.config, shapes, dtype: v.dtype, shards: v.shards,
         reference: (W, ids, mask) => gpt2Reference(v.config, W, v.prefix, ids, mask),
       }, { fields: { pattern: '2:4' } });
+      // GPT-2's n_positions bounds the windows (the learned position table has no row past it).
+      assert.equal((r.events.find((e) => e.type === 'run.started') as EventOf<'run.started'>).model.maxPositions, GPT2.n_positions);
       // c_attn, attn.c_proj, c_fc, mlp.c_proj per block, [in, out] Gemms; the tied head or lm_head stays dense.
       assert.deepEqual(r.pruned.map((e) => e.layer), [0, 1].flatMap((i) => ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'].map((p) => `h.${i}.${p}`)));
       for (const l of r.layers) {

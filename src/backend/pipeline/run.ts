@@ -83,8 +83,9 @@ function peakRss(): number {
 function maxPositions(ckpt: Checkpoint): number | null {
   if (!ckpt.configPath) return null;
   try {
-    const c = JSON.parse(readFileSync(ckpt.configPath, 'utf8')) as { max_position_embeddings?: unknown };
-    return typeof c.max_position_embeddings === 'number' ? c.max_position_embeddings : null;
+    const c = JSON.parse(readFileSync(ckpt.configPath, 'utf8')) as { max_position_embeddings?: unknown; n_positions?: unknown };
+    const max = c.max_position_embeddings ?? c.n_positions; // GPT-2 calls it n_positions
+    return typeof max === 'number' ? max : null;
   } catch {
     return null;
   }
