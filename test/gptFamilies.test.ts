@@ -16,7 +16,9 @@ import { Gpt2Config, gpt2TensorShapes } from '../src/backend/models/gpt2';
 import { NeoxConfig, neoxTensorShapes } from '../src/backend/models/gptNeox';
 import { Engine } from '../src/backend/onnx/session';
 import type { EventOf } from '../src/protocol/events';
-import { checkFamily, randomTensors } from './helpers/familyCheck';
+import { RunError, runPrune } from '../src/backend/pipeline/run';
+import { resolveConfig } from '../src/protocol/config';
+import { checkFamily, randomTensors, writeIds } from './helpers/familyCheck';
 import { gpt2Reference, neoxReference } from './helpers/gptReference';
 import { writeHfFolder } from './helpers/hfFolder';
 
@@ -79,6 +81,18 @@ describe('GPT-2 from a generated Hugging Face folder', () => {
     const cross = path.join(work, 'gpt2-cross');
     writeHfFolder(cross, { ...GPT2, add_cross_attention: true }, randomTensors(gpt2TensorShapes(GPT2), 1));
     assert.throws(() => openCheckpoint(cross), /add_cross_attention/);
+  });
+
+  test('windows longer than n_positions are refused before any work, naming the field', async () => {
+    const dir = path.join(work, 'gpt2-short');
+    writeHfFolder(dir, GPT2, randomTensors(gpt2TensorShapes(GPT2), 1));
+    const ids = writeIds(path.join(work, 'gpt2-short-ids.json'), 1);
+    const run = (seqlen: number, where: 'calibration' | 'evaluation') => runPrune(resolveConfig({
+      checkpoint: dir, output: path.join(work, 'gpt2-short-out'), method: 'sparsegpt', sparsity: 0.5,
+      calibration: { path: ids, nsamples: 2, seqlen: where === 'calibration' ? seqlen : 16, seed: 0 }, evaluation: { path: ids, seqlen: where === 'evaluation' ? seqlen : 16 },
+    }, work), { emit: () => undefined });
+    await assert.rejects(run(41, 'calibration'), (e: RunError) => e.where.jsonPath === '$.calibration.seqlen' && /calibration windows of 41 tokens do not fit .*gpt2-short: its learned position table has 40 rows/.test(e.message));
+    await assert.rejects(run(64, 'evaluation'), (e: RunError) => e.where.jsonPath === '$.evaluation.seqlen');
   });
 });
 

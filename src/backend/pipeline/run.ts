@@ -27,7 +27,7 @@ import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint'
 import { SpillFile } from '../formats/tensorSource';
 import { pruneLayer } from '../methods';
 import { pruneDepthwise } from '../methods/depthwise';
-import { causalLmFeeds, inputSpecs } from '../models/inputs';
+import { causalLmFeeds, inputSpecs, positionLimit } from '../models/inputs';
 import { DataType, TensorProto } from '../onnx/proto';
 import { Engine, ModelSource } from '../onnx/session';
 import { discoverLayers, PrunableLayer } from './layers';
@@ -141,6 +141,13 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
   // --- Data
   const maxPos = maxPositions(ckpt);
   const autoSeqlen = Math.min(2048, maxPos ?? 2048);
+  const limit = positionLimit(ckpt.model);
+  for (const role of ['calibration', 'evaluation'] as const) {
+    const seqlen = config[role] ? config[role].seqlen : null;
+    if (limit !== null && typeof seqlen === 'number' && seqlen > limit) {
+      throw new RunError('data-invalid', `${role} windows of ${seqlen} tokens do not fit ${ckpt.path}: its learned position table has ${limit} rows`, { jsonPath: `$.${role}.seqlen` }, `set ${role}.seqlen to ${limit} or less`);
+    }
+  }
   let tokenizer: TextTokenizer | undefined;
   const needsTokenizer = (p: string) => path.extname(p).toLowerCase() !== '.json';
   const getTokenizer = () => (tokenizer ??= loadTokenizer(config.tokenizer));
