@@ -28,6 +28,7 @@ import { discoverLayers } from '../src/backend/pipeline/layers';
 import { runPrune } from '../src/backend/pipeline/run';
 import { resolveConfig } from '../src/protocol/config';
 import { Event, EventOf } from '../src/protocol/events';
+import { compareLogits } from './helpers/familyCheck';
 import { checkpointLogits, int64, writeHfFolder } from './helpers/hfFolder';
 import { referenceForward } from './helpers/llamaReference';
 import { maxAbsDiff, Rng } from './helpers/reference';
@@ -492,15 +493,7 @@ describe('Llama family from generated folders: qwen2, mistral, rope_scaling', ()
       if (v.config.model_type === 'qwen2') {
         assert.ok(ckpt.entries.has('model.layers.0.self_attn.q_proj.bias') && !ckpt.entries.has('model.layers.0.self_attn.o_proj.bias'));
       }
-      const got = await logitsOf(ckpt, ids, mask);
-      const ref = referenceForward(v.config, W, ids, mask);
-      let worst = 0;
-      let scale = 0;
-      for (let i = 0; i < ref.length; i++) {
-        if (Number.isNaN(ref[i])) continue;
-        worst = Math.max(worst, Math.abs(got[i] - ref[i]));
-        scale = Math.max(scale, Math.abs(ref[i]));
-      }
+      const { worst, scale } = compareLogits(await logitsOf(ckpt, ids, mask), referenceForward(v.config, W, ids, mask));
       console.log(`${v.config.model_type}: max |Δlogit| ${worst.toExponential(2)} at logit scale ${scale.toFixed(2)}`);
       assert.ok(scale > 0.5, `logits too small to test anything (${scale})`);
       assert.ok(worst < 1e-4 * scale, `max |Δ| ${worst}`);
