@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { rowPool } from '../src/backend/methods/rowKernels';
+import { layerPatternSuggestions, parseInspectOutput } from '../src/extension/config/layerInfo';
 import type { LlamaTensor } from '../src/backend/models/llama';
 import { buildMoeModel, MoeConfig, moeTensorShapes } from '../src/backend/models/moe';
 import { Engine } from '../src/backend/onnx/session';
@@ -90,6 +91,11 @@ describe('Mixture-of-experts families from generated Hugging Face folders', () =
     assert.match(inspect.stdout, /^ {2}layers\.1\.block_sparse_moe\.experts\.\*\.w2 +4 experts × 32x48$/m);
     assert.doesNotMatch(inspect.stdout, /experts\.\d/);
     assert.match(inspect.stdout, /^left dense: layers\.0\.block_sparse_moe\.gate 4x32 Gemm \(MoE router/m);
+    // The config editor's completions: one glob per expert projection across blocks, none per expert.
+    const json = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, '..', 'src', 'backend', 'cli', 'main.ts'), 'inspect', path.join(work, 'mixtral'), '--json'], { encoding: 'utf8' });
+    const globs = layerPatternSuggestions(parseInspectOutput(json.stdout)).filter((x) => x.kind === 'glob');
+    assert.deepEqual(globs.find((x) => x.label === '*.block_sparse_moe.experts.*.w2')?.detail, '8 layers');
+    assert.ok(!globs.some((x) => /experts\.\d/.test(x.label)), globs.map((x) => x.label).join(' '));
   });
 
   test('qwen2_moe: shared expert and gate, a plain-MLP layer; logits match modeling_qwen2_moe.py in float64; re-read', async () => {
