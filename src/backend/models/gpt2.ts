@@ -16,7 +16,6 @@
 import { KERNEL_OPSET } from '../onnx/graph';
 import type { ModelProto } from '../onnx/proto';
 import { attention, decoderInputs, DecoderSizes, flatten, gelu, geluForm, layerNorm, lmHead, logitsOutput, splitHeads } from './decoderParts';
-import { POSITION_LIMIT_KEY } from './inputs';
 import { causalLmModel, checkWeights, configPositiveInt, Emitter, LlamaWeights, weightOf } from './llama';
 
 /** The fields of a Hugging Face GPT2Config the builder reads; optional ones take HF's defaults. */
@@ -149,7 +148,7 @@ export function buildGpt2Model(config: Gpt2Config, weights: LlamaWeights, prefix
 
   hidden = layerNorm(e, w, `${scope}/ln_f`, hidden, `${t}ln_f`, c.eps);
   logitsOutput(e, inputs, lmHead(e, w, hidden, c.tied, wte, 'lm_head.weight'), c.vocabSize);
-  const model = causalLmModel({
+  return causalLmModel({
     builder: 'gpt2',
     graphName: 'gpt2',
     opset: KERNEL_OPSET,
@@ -159,7 +158,6 @@ export function buildGpt2Model(config: Gpt2Config, weights: LlamaWeights, prefix
     vocabSize: c.vocabSize,
     weightLayout: 'in_out',
     tied: c.tied,
+    positionLimit: c.positions,
   });
-  model.metadataProps?.push({ key: POSITION_LIMIT_KEY, value: String(c.positions) });
-  return model;
 }

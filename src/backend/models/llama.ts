@@ -42,6 +42,7 @@
 import { KERNEL_OPSET, tensorFromValues, valueInfo } from '../onnx/graph';
 import { AttributeProto, AttributeType, DataType, ModelProto, NodeProto, TensorProto } from '../onnx/proto';
 import { normalRng } from '../synthetic';
+import { POSITION_LIMIT_KEY } from './inputs';
 
 // ---------------------------------------------------------------------------------------------------------
 // Configuration
@@ -561,6 +562,8 @@ export function causalLmModel(m: {
   vocabSize: number;
   weightLayout: 'out_in' | 'in_out';
   tied: boolean;
+  /** The rows of a learned position table: the longest window the graph runs (POSITION_LIMIT_KEY). */
+  positionLimit?: number;
 }): ModelProto {
   return {
     irVersion: 8,
@@ -582,6 +585,7 @@ export function causalLmModel(m: {
       { key: 'prunekit.builder', value: m.builder },
       { key: 'prunekit.weight_layout', value: m.weightLayout },
       { key: 'prunekit.tied_lm_head', value: String(m.tied) },
+      ...(m.positionLimit ? [{ key: POSITION_LIMIT_KEY, value: String(m.positionLimit) }] : []),
     ],
   };
 }

@@ -14,7 +14,6 @@
 
 import { KERNEL_OPSET } from '../onnx/graph';
 import { DataType, ModelProto } from '../onnx/proto';
-import { POSITION_LIMIT_KEY } from './inputs';
 import { causalLmModel, checkWeights, configPositiveInt, Emitter, FLOAT32_LOWEST, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './llama';
 
 /** The fields of a Hugging Face OPTConfig the builder reads; optional ones take HF's defaults. */
@@ -189,7 +188,7 @@ export function buildOptModel(config: OptConfig, weights: LlamaWeights, prefix =
   const shape = e.op1('/lm_head', 'Concat', [batchSeq, e.ints('/lm_head', [c.vocabSize])], { axis: 0 });
   e.nodes.push({ name: '/lm_head/Reshape', opType: 'Reshape', input: [flat, shape], output: ['logits'], attribute: [] });
 
-  const model = causalLmModel({
+  return causalLmModel({
     builder: 'opt',
     graphName: 'opt',
     opset: KERNEL_OPSET,
@@ -199,7 +198,6 @@ export function buildOptModel(config: OptConfig, weights: LlamaWeights, prefix =
     vocabSize: c.vocabSize,
     weightLayout: 'out_in',
     tied: c.tied,
+    positionLimit: c.maxPositions,
   });
-  model.metadataProps?.push({ key: POSITION_LIMIT_KEY, value: String(c.maxPositions) });
-  return model;
 }
