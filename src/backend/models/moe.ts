@@ -164,17 +164,22 @@ export function buildMoeModel(modelType: string, config: MoeConfig, weights: Lla
     for (const p of proj) tokenWeights[`${prefix}.${p}.weight`] = g;
   };
 
+  /** [N, E]: each token's weight g_e for expert e, 0 where e is not among its top k. */
+  const route = (e: Emitter, scope: string, x: string, mp: string): string => {
+    dense[`${mp}.gate.weight`] = 'MoE router (kept dense: it chooses the experts)';
+    const probs = e.op1(scope, 'Softmax', [e.gemm(`${scope}/gate`, x, `${mp}.gate.weight`, w(`${mp}.gate.weight`))], { axis: -1 });
+    const [topK, idx] = e.op(scope, 'TopK', [probs, e.ints(scope, [m.topK])], { axis: -1 }, 2);
+    const top = m.normalize ? e.op1(scope, 'Div', [topK, e.op1(scope, 'ReduceSum', [topK, e.ints(scope, [-1])], { keepdims: 1 })]) : topK;
+    const zeros = e.op1(scope, 'ConstantOfShape', [e.op1(scope, 'Shape', [probs])]); // float 0 by default
+    return e.op1(scope, 'ScatterElements', [zeros, idx, top], { axis: 1 });
+  };
+
   const moe = (e: Emitter, x: string, i: number): string => {
     const p = `model.layers.${i}`;
     if (!m.sparse[i]) return swiglu(e, `/model/layers.${i}/mlp`, x, `${p}.mlp`, SWIGLU);
     const scope = `/model/layers.${i}/${m.family.module}`;
     const mp = `${p}.${m.family.module}`;
-    dense[`${mp}.gate.weight`] = 'MoE router (kept dense: it chooses the experts)';
-    const probs = e.op1(scope, 'Softmax', [e.gemm(`${scope}/gate`, x, `${mp}.gate.weight`, w(`${mp}.gate.weight`))], { axis: -1 }); // [N, E]
-    const [topK, idx] = e.op(scope, 'TopK', [probs, e.ints(scope, [m.topK])], { axis: -1 }, 2);
-    const top = m.normalize ? e.op1(scope, 'Div', [topK, e.op1(scope, 'ReduceSum', [topK, e.ints(scope, [-1])], { keepdims: 1 })]) : topK;
-    const zeros = e.op1(scope, 'ConstantOfShape', [e.op1(scope, 'Shape', [probs])]); // float 0 by default
-    const routing = e.op1(scope, 'ScatterElements', [zeros, idx, top], { axis: 1 }); // [N, E]: g_e, 0 where not routed
+    const routing = route(e, scope, x, mp);
     let y = '';
     for (let j = 0; j < m.experts; j++) {
       const es = `${scope}/experts.${j}`;
