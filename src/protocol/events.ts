@@ -95,6 +95,7 @@ export const WARNING_CODES = [
   'dampening-raised', // H needed more dampening than configured
   'partial-group', // N:M with M not dividing the columns: the trailing group stays dense
   'block-dense', // a block (or quantized layers) with no prunable linear layer: it stays dense
+  'expert-few-tokens', // an MoE expert routed fewer calibration tokens than its inputs: pruned by magnitude
   'other',
 ] as const;
 export type WarningCode = (typeof WARNING_CODES)[number];

@@ -27,7 +27,7 @@ import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint'
 import { SpillFile } from '../formats/tensorSource';
 import { pruneLayer } from '../methods';
 import { pruneDepthwise } from '../methods/depthwise';
-import { causalLmFeeds, inputSpecs } from '../models/inputs';
+import { causalLmFeeds, inputSpecs, positionLimit } from '../models/inputs';
 import { DataType, TensorProto } from '../onnx/proto';
 import { Engine, ModelSource } from '../onnx/session';
 import { discoverLayers, PrunableLayer } from './layers';
@@ -84,8 +84,9 @@ function peakRss(): number {
 function maxPositions(ckpt: Checkpoint): number | null {
   if (!ckpt.configPath) return null;
   try {
-    const c = JSON.parse(readFileSync(ckpt.configPath, 'utf8')) as { max_position_embeddings?: unknown };
-    return typeof c.max_position_embeddings === 'number' ? c.max_position_embeddings : null;
+    const c = JSON.parse(readFileSync(ckpt.configPath, 'utf8')) as { max_position_embeddings?: unknown; n_positions?: unknown };
+    const max = c.max_position_embeddings ?? c.n_positions; // GPT-2 calls it n_positions
+    return typeof max === 'number' ? max : null;
   } catch {
     return null;
   }
@@ -143,6 +144,13 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
   // --- Data
   const maxPos = maxPositions(ckpt);
   const autoSeqlen = Math.min(2048, maxPos ?? 2048);
+  const limit = positionLimit(ckpt.model);
+  for (const role of ['calibration', 'evaluation'] as const) {
+    const seqlen = config[role] ? config[role].seqlen : null;
+    if (limit !== null && typeof seqlen === 'number' && seqlen > limit) {
+      throw new RunError('data-invalid', `${role} windows of ${seqlen} tokens do not fit ${ckpt.path}: its learned position table has ${limit} rows`, { jsonPath: `$.${role}.seqlen` }, `set ${role}.seqlen to ${limit} or less`);
+    }
+  }
   let tokenizer: TextTokenizer | undefined;
   const needsTokenizer = (p: string) => path.extname(p).toLowerCase() !== '.json';
   const getTokenizer = () => (tokenizer ??= loadTokenizer(config.tokenizer));
@@ -279,7 +287,7 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
         for (let b = 0; b < batches.length; b++) {
           checkpoint();
           const out = await runSegment(ck, cg.inputs, calibWeights, b);
-          for (const s of cg.stats) (sums.get(s.key) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length);
+          for (const s of cg.stats) (sums.get(s.key) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length, s.routed ? (out[s.routed].data as Float32Array)[0] : undefined);
           emit('calibration.progressed', { phase: 'hessian', block: seg.block, done: b + 1, total: batches.length });
         }
         await engine.forget(ck); // each block's graphs run for that block only
@@ -293,7 +301,14 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
         if (!target) continue;
         checkpoint();
         const key = calibrationKey(l);
+        // An MoE expert routed fewer calibration tokens than it has inputs: its Hessian is rank-deficient (its
+        // compensation would be mostly the damping's), so it is pruned by magnitude (the loss still measured on
+        // its H), and the run says so.
         const s = sums.get(key);
+        const routed = s?.routedTokens;
+        const starved = routed !== undefined && routed < l.cols;
+        const method = starved ? 'magnitude' : target.method;
+        if (starved) warn('expert-few-tokens', `${l.name}: ${routed} calibration tokens routed to it, fewer than its ${l.cols} inputs: pruned by magnitude`, { layer: l.name });
         if (lastReader.get(key) === l.name) sums.delete(key);
         const W = toRowMajor(current.get(l.weight) as Float32Array, l);
         current.delete(l.weight); // W is the dense weight now: no second copy while the method runs
@@ -302,7 +317,7 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
         };
         const res = l.kind === 'depthwiseConv'
           ? pruneDepthwise(target.method, { name: l.name, channels: l.rows, taps: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options)
-          : await pruneLayer(target.method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options, engine);
+          : await pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options, engine);
         // fp16/bf16 weights: pruned in fp32 (widened above), rounded to the stored type once, here, so the
         // propagate pass, the zero count and the written checkpoint all see the same values and pattern.
         const stored = roundToType(l.dataType, toStored(res.W, l), { keepNonZero: true });
@@ -324,7 +339,7 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
           else if (/dampening/.test(n)) warn('dampening-raised', n, { layer: l.name });
         }
         emit('layer.pruned', {
-          block: l.block, layer: l.name, shape: [l.rows, l.cols], method: target.method, pattern: formatPattern(target.pattern),
+          block: l.block, layer: l.name, shape: [l.rows, l.cols], method, pattern: formatPattern(target.pattern),
           targetSparsity: target.sparsity, sparsity: res.sparsity,
           loss: Number.isFinite(res.loss) ? res.loss : null, relLoss: Number.isFinite(res.relLoss) ? res.relLoss : null,
           dampening: res.dampening ?? null, seconds: res.seconds, notes: res.notes,
