@@ -52,6 +52,16 @@ const QWEN2_MOE: MoeConfig & Record<string, unknown> = {
   tie_word_embeddings: false, torch_dtype: 'bfloat16', use_cache: true, use_sliding_window: false, vocab_size: 64, mlp_only_layers: [1],
 };
 
+/** Qwen/Qwen3-30B-A3B's config.json fields, at toy sizes (head_dim ≠ hidden / heads; layer 1 a plain MLP). */
+const QWEN3_MOE: MoeConfig & Record<string, unknown> = {
+  architectures: ['Qwen3MoeForCausalLM'], attention_bias: false, attention_dropout: 0, bos_token_id: 63, eos_token_id: 63,
+  decoder_sparse_step: 1, head_dim: 16, hidden_act: 'silu', hidden_size: 32, initializer_range: 0.02, intermediate_size: 40,
+  max_position_embeddings: 64, max_window_layers: 2, model_type: 'qwen3_moe', moe_intermediate_size: 24, norm_topk_prob: true,
+  num_attention_heads: 4, num_experts: 6, num_experts_per_tok: 3, num_hidden_layers: 2, num_key_value_heads: 2,
+  output_router_logits: false, rms_norm_eps: 1e-6, rope_theta: 1e6, router_aux_loss_coef: 0.001, sliding_window: null,
+  tie_word_embeddings: false, torch_dtype: 'bfloat16', use_cache: true, use_sliding_window: false, vocab_size: 64, mlp_only_layers: [1],
+};
+
 const expertLayers = (prefix: string, experts: number, proj: string[]) =>
   Array.from({ length: experts }, (_, j) => proj.map((p) => `${prefix}.experts.${j}.${p}`)).flat();
 
@@ -108,6 +118,22 @@ describe('Mixture-of-experts families from generated Hugging Face folders', () =
     assert.deepEqual(r.pruned.map((e) => e.layer), [
       ...attn(0), ...expertLayers('layers.0.mlp', 6, ['gate_proj', 'up_proj', 'down_proj']), ...swiglu('layers.0.mlp.shared_expert'),
       ...attn(1), ...swiglu('layers.1.mlp'),
+    ]);
+    assert.equal(r.events.filter((e) => e.type === 'warning.raised').length, 0);
+  });
+
+  test('qwen3_moe: Qwen3 attention (q_norm, k_norm), no shared expert, a plain-MLP layer; logits match modeling_qwen3_moe.py in float64; re-read', async () => {
+    const shapes = moeTensorShapes('qwen3_moe', QWEN3_MOE);
+    assert.deepEqual(shapes.get('model.layers.0.self_attn.q_norm.weight'), [16]);
+    assert.ok(![...shapes.keys()].some((n) => n.includes('shared_expert')));
+    const r = await checkFamily(engine, work, {
+      name: 'qwen3-moe', config: QWEN3_MOE, shapes,
+      reference: (W, ids, mask) => moeReference('qwen3_moe', QWEN3_MOE, W, ids, mask),
+    });
+    const attn = (i: number) => ['q_proj', 'k_proj', 'v_proj', 'o_proj'].map((p) => `layers.${i}.self_attn.${p}`);
+    assert.deepEqual(r.pruned.map((e) => e.layer), [
+      ...attn(0), ...expertLayers('layers.0.mlp', 6, ['gate_proj', 'up_proj', 'down_proj']),
+      ...attn(1), ...['gate_proj', 'up_proj', 'down_proj'].map((x) => `layers.1.mlp.${x}`),
     ]);
     assert.equal(r.events.filter((e) => e.type === 'warning.raised').length, 0);
   });

@@ -1,5 +1,6 @@
-// An independent float64 forward of MixtralForCausalLM and Qwen2MoeForCausalLM, written from Hugging Face
-// transformers' modeling_mixtral.py (MixtralSparseMoeBlock) and modeling_qwen2_moe.py (Qwen2MoeSparseMoeBlock):
+// An independent float64 forward of MixtralForCausalLM, Qwen2MoeForCausalLM and Qwen3MoeForCausalLM, written from
+// Hugging Face transformers' modeling_mixtral.py (MixtralSparseMoeBlock), modeling_qwen2_moe.py
+// (Qwen2MoeSparseMoeBlock) and modeling_qwen3_moe.py (Qwen3MoeSparseMoeBlock: no shared expert, Qwen3 attention):
 // test/helpers/llamaReference.ts's attention blocks with the sparse MoE block in place of the MLP. Routing is
 // per token as HF does it (softmax, top-k, optional renormalisation, only the chosen experts evaluated).
 
@@ -13,7 +14,7 @@ const silu = (v: number): number => v / (1 + Math.exp(-v));
 export interface RoutedToken { layer: number; x: Float64Array; g: Float64Array }
 
 /** Logits [B, S, V] (NaN at padded positions); `seen` receives every real and padded token's routing. */
-export function moeReference(modelType: 'mixtral' | 'qwen2_moe', config: MoeConfig, W: Weights, ids: number[][], mask: number[][], seen?: (t: RoutedToken) => void): Float64Array {
+export function moeReference(modelType: 'mixtral' | 'qwen2_moe' | 'qwen3_moe', config: MoeConfig, W: Weights, ids: number[][], mask: number[][], seen?: (t: RoutedToken) => void): Float64Array {
   const get = getter(W);
   const mixtral = modelType === 'mixtral';
   const module = mixtral ? 'block_sparse_moe' : 'mlp';
@@ -41,12 +42,12 @@ export function moeReference(modelType: 'mixtral' | 'qwen2_moe', config: MoeConf
     seen?.({ layer: l, x, g });
     const y = new Float64Array(x.length);
     for (const j of chosen) swiglu(x, `${p}.${module}.experts.${j}`, proj).forEach((v, c) => { y[c] += g[j] * v; });
-    if (!mixtral) {
+    if (modelType === 'qwen2_moe') {
       const sg = 1 / (1 + Math.exp(-linear(x, get(`${p}.mlp.shared_expert_gate.weight`))[0]));
       swiglu(x, `${p}.mlp.shared_expert`, ['gate_proj', 'up_proj', 'down_proj']).forEach((v, c) => { y[c] += sg * v; });
     }
     return y;
   };
   const tensors = new Map([...W].map(([n, data]) => [n, { data, dims: [] }]));
-  return referenceForward({ ...config, model_type: mixtral ? 'mistral' : 'qwen2' }, tensors, ids, mask, 'float32', mlp);
+  return referenceForward({ ...config, model_type: mixtral ? 'mistral' : modelType === 'qwen2_moe' ? 'qwen2' : 'qwen3' }, tensors, ids, mask, 'float32', mlp);
 }

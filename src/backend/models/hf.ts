@@ -51,7 +51,7 @@ const GPT2 = prefixedFamily<Gpt2Config>('gpt2', gpt2Prefix, gpt2TensorShapes, bu
 const noPrefix = (): string => '';
 const MAMBA = prefixedFamily<MambaConfig>('mamba', noPrefix, mambaTensorShapes, (c, w) => buildMambaModel(c, w));
 const GPT_NEOX = prefixedFamily<NeoxConfig>('gpt_neox', noPrefix, neoxTensorShapes, buildNeoxModel);
-/** Mixtral and Qwen2-MoE: Llama (Qwen2) attention, routed experts (models/moe.ts). */
+/** Mixtral, Qwen2-MoE and Qwen3-MoE: Llama-family (Mistral, Qwen2, Qwen3) attention, routed experts (models/moe.ts). */
 const moeFamily = (modelType: string): HfFamily =>
   prefixedFamily<MoeConfig>(modelType, noPrefix, (c) => moeTensorShapes(modelType, c), (c, w) => buildMoeModel(modelType, c, w));
 
@@ -63,6 +63,7 @@ const FAMILIES: ReadonlyMap<string, HfFamily> = new Map([
   ['gpt_neox', GPT_NEOX],
   ['mixtral', moeFamily('mixtral')],
   ['qwen2_moe', moeFamily('qwen2_moe')],
+  ['qwen3_moe', moeFamily('qwen3_moe')],
 ]);
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = [...FAMILIES.keys()];

@@ -1,5 +1,5 @@
-// Mixture-of-experts ONNX graph builders: Hugging Face MixtralForCausalLM and Qwen2MoeForCausalLM are Llama (Qwen2)
-// attention blocks whose SwiGLU MLP is replaced by top-k routed experts (buildLlamaModel's `mlp` option); HF layout,
+// Mixture-of-experts ONNX graph builders: Hugging Face MixtralForCausalLM, Qwen2MoeForCausalLM and
+// Qwen3MoeForCausalLM are Llama-family (Mistral, Qwen2, Qwen3) attention blocks whose SwiGLU MLP is replaced by top-k routed experts (buildLlamaModel's `mlp` option); HF layout,
 // weights referenced where they are stored, names as in the checkpoint.
 //
 // The maths is HF's (modeling_mixtral.py MixtralSparseMoeBlock, modeling_qwen2_moe.py Qwen2MoeSparseMoeBlock):
@@ -7,7 +7,9 @@
 //    are kept, renormalised to sum 1 (Mixtral always, Qwen2-MoE when norm_topk_prob); y = Σ_e g_e(x)·E_e(x) with
 //    E_e(x) = down(silu(gate(x)) · up(x)) (Mixtral: w1 = gate, w3 = up, w2 = down);
 //  - Qwen2-MoE adds the shared expert, y += sigmoid(shared_expert_gate(x)) · shared_expert(x), and keeps the
-//    plain MLP (intermediate_size) in layers listed in mlp_only_layers or off the decoder_sparse_step grid.
+//    plain MLP (intermediate_size) in layers listed in mlp_only_layers or off the decoder_sparse_step grid;
+//  - Qwen3-MoE (modeling_qwen3_moe.py Qwen3MoeSparseMoeBlock) is Qwen2-MoE without the shared expert, on Qwen3
+//    attention (per-head q_norm/k_norm).
 // Routing is computed densely: every expert runs on every token and its output is multiplied by its weight g_e
 // (0 for tokens not routed to it), so the graph costs experts / num_experts_per_tok times the routed MoE FLOPs
 // (Mixtral 4×, Qwen1.5-MoE-A2.7B 15×); exact for the routed result, simple, and the same for every runtime.
@@ -66,6 +68,9 @@ interface MoeFamily {
 
 const SWIGLU: [string, string, string] = ['gate_proj', 'up_proj', 'down_proj'];
 
+/** Qwen2-MoE, Qwen3-MoE: routed experts in layer i iff (i + 1) % decoder_sparse_step = 0 and i is not in mlp_only_layers. */
+const sparseStep = (c: MoeConfig, i: number): boolean => !(c.mlp_only_layers ?? []).includes(i) && (i + 1) % (c.decoder_sparse_step ?? 1) === 0;
+
 const MOE_FAMILIES: ReadonlyMap<string, MoeFamily> = new Map([
   ['mixtral', {
     module: 'block_sparse_moe', proj: ['w1', 'w3', 'w2'] as [string, string, string],
@@ -77,8 +82,14 @@ const MOE_FAMILIES: ReadonlyMap<string, MoeFamily> = new Map([
     experts: (c: MoeConfig) => c.num_experts ?? 60, topK: (c: MoeConfig) => c.num_experts_per_tok ?? 4,
     expertInner: (c: MoeConfig) => c.moe_intermediate_size ?? 1408, normalize: (c: MoeConfig) => c.norm_topk_prob ?? false,
     sharedInner: (c: MoeConfig) => c.shared_expert_intermediate_size ?? 5632,
-    sparse: (c: MoeConfig, i: number) => !(c.mlp_only_layers ?? []).includes(i) && (i + 1) % (c.decoder_sparse_step ?? 1) === 0,
+    sparse: sparseStep,
     attention: 'qwen2',
+  }],
+  ['qwen3_moe', {
+    module: 'mlp', proj: SWIGLU,
+    experts: (c: MoeConfig) => c.num_experts ?? 128, topK: (c: MoeConfig) => c.num_experts_per_tok ?? 8,
+    expertInner: (c: MoeConfig) => c.moe_intermediate_size ?? 768, normalize: (c: MoeConfig) => c.norm_topk_prob ?? false,
+    sharedInner: () => 0, sparse: sparseStep, attention: 'qwen3',
   }],
 ]);
 
@@ -108,7 +119,7 @@ export function resolveMoeConfig(modelType: string, config: MoeConfig): Resolved
   const topK = int(family.topK(config), 'num_experts_per_tok');
   if (topK > experts) throw new Error(`${modelType} config: num_experts_per_tok (${topK}) exceeds the ${experts} experts`);
   const shared = family.sharedInner(config);
-  if (modelType === 'qwen2_moe') int(config.decoder_sparse_step ?? 1, 'decoder_sparse_step');
+  if (modelType !== 'mixtral') int(config.decoder_sparse_step ?? 1, 'decoder_sparse_step');
   return {
     family,
     hidden: l.hiddenSize,
@@ -148,7 +159,7 @@ export function moeTensorShapes(modelType: string, config: MoeConfig): Map<strin
 }
 
 /**
- * Builds the ONNX graph of a MixtralForCausalLM or Qwen2MoeForCausalLM (inputs `input_ids`, `attention_mask`,
+ * Builds the ONNX graph of a MixtralForCausalLM, Qwen2MoeForCausalLM or Qwen3MoeForCausalLM (inputs `input_ids`, `attention_mask`,
  * output `logits`), with the routers kept dense and the experts' token weights in its metadata (see the top).
  */
 export function buildMoeModel(modelType: string, config: MoeConfig, weights: LlamaWeights): ModelProto {
