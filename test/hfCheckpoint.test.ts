@@ -492,9 +492,7 @@ describe('Llama family from generated folders: qwen2, mistral, rope_scaling', ()
       if (v.config.model_type === 'qwen2') {
         assert.ok(ckpt.entries.has('model.layers.0.self_attn.q_proj.bias') && !ckpt.entries.has('model.layers.0.self_attn.o_proj.bias'));
       }
-      const got = await logitsOf(ckpt, ids, mask);
-      const ref = referenceForward(v.config, W, ids, mask);
-      const { worst, scale } = compareLogits(got, ref);
+      const { worst, scale } = compareLogits(await logitsOf(ckpt, ids, mask), referenceForward(v.config, W, ids, mask));
       console.log(`${v.config.model_type}: max |Δlogit| ${worst.toExponential(2)} at logit scale ${scale.toFixed(2)}`);
       assert.ok(scale > 0.5, `logits too small to test anything (${scale})`);
       assert.ok(worst < 1e-4 * scale, `max |Δ| ${worst}`);

@@ -14,6 +14,7 @@ import { Checkpoint, openCheckpoint } from '../src/backend/formats/checkpoint';
 import { HfCheckpoint } from '../src/backend/formats/hfCheckpoint';
 import { readTensorBytes } from '../src/backend/formats/safetensors';
 import { rowPool } from '../src/backend/methods/rowKernels';
+import { positionLimit } from '../src/backend/models/inputs';
 import { OptConfig, optTensorShapes } from '../src/backend/models/opt';
 import { Engine } from '../src/backend/onnx/session';
 import { discoverLayers } from '../src/backend/pipeline/layers';
@@ -217,5 +218,11 @@ describe('OPT from a generated Hugging Face folder', () => {
     const dir = path.join(work, 'opt-gelu');
     writeHfFolder(dir, { ...BASE, activation_function: 'gelu' } as unknown as Record<string, unknown>, randomWeights(optTensorShapes(BASE), 1));
     assert.throws(() => openCheckpoint(dir), /opt-gelu\/config\.json: OPT config: activation_function 'gelu' is not supported/);
+  });
+
+  test('the learned position table bounds the windows (a run refuses a longer seqlen, as for GPT-2)', () => {
+    const dir = path.join(work, 'opt-positions');
+    writeHfFolder(dir, BASE as unknown as Record<string, unknown>, randomWeights(optTensorShapes(BASE), 1));
+    assert.equal(positionLimit(openCheckpoint(dir).model), BASE.max_position_embeddings);
   });
 });

@@ -234,7 +234,17 @@ describe('layer kinds and number formats', () => {
       ['lm_head', 'lm_head'],
       ['layers.0.self_attn.qkv_proj', 'qkv'],
       ['model.layers.3.mlp.gate_up_proj', 'gate_up'],
-      ['transformer.h.0.attn.c_attn', 'other'],
+      ['transformer.h.0.attn.c_attn', 'qkv'],
+      ['h.0.attn.c_proj', 'o'],
+      ['h.0.mlp.c_fc', 'fc1'],
+      ['h.0.mlp.c_proj', 'fc2'],
+      ['layers.0.attention.query_key_value', 'qkv'],
+      ['layers.0.attention.dense', 'o'],
+      ['layers.0.mlp.dense_4h_to_h', 'fc2'],
+      ['layers.0.block_sparse_moe.experts.3.w1', 'gate'],
+      ['layers.0.mlp.experts.63.down_proj', 'down'],
+      ['layers.0.mlp.shared_expert.up_proj', 'up'],
+      ['model.layers.0.mlp.dense', 'other'],
     ];
     assert.deepEqual(cases.map(([n]) => [n, layerKind(n)]), cases);
   });

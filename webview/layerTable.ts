@@ -1,9 +1,9 @@
-// The sortable per-layer table (#layer-table): one row per pruned layer. Each header is a native button, so
+// The sortable per-layer table (#layer-table): one row per pruned layer (one per expert group in an MoE block). Each header is a native button, so
 // Tab reaches it and Enter/Space sorts; aria-sort tells screen readers the order.
 
 import { el } from './dom';
 import { formatLoss, formatPercent, formatSeconds, formatShape } from './format';
-import { LayerRow, SortKey, SortOrder, sortRows } from './model';
+import { groupExpertRows, LayerRow, SortKey, SortOrder, sortRows } from './model';
 
 interface Column {
   key: SortKey;
@@ -28,6 +28,8 @@ export class LayerTable {
   private readonly body: HTMLTableSectionElement;
   private order: SortOrder = { key: 'position', descending: false };
   private rows: readonly LayerRow[] = [];
+  /** How many of `rows` the table shows (experts grouped: fewer table rows than layers). */
+  private drawn = 0;
 
   constructor() {
     const head = el('tr');
@@ -43,8 +45,9 @@ export class LayerTable {
 
   /** Redraws when the rows changed (the same array grows as layers are pruned). */
   update(rows: readonly LayerRow[]): void {
-    if (rows === this.rows && this.body.rows.length === rows.length) return;
+    if (rows === this.rows && this.drawn === rows.length) return;
     this.rows = rows;
+    this.drawn = rows.length;
     this.draw();
   }
 
@@ -57,7 +60,7 @@ export class LayerTable {
   }
 
   private draw(): void {
-    const trs = sortRows(this.rows, this.order).map((r) =>
+    const trs = sortRows(groupExpertRows(this.rows), this.order).map((r) =>
       el('tr', { 'data-layer': r.layer }, ...COLUMNS.map((c) => el('td', { class: c.numeric ? 'num' : '', title: c.key === 'layer' ? r.notes.join('\n') : '' }, c.cell(r)))),
     );
     this.body.replaceChildren(...trs);

@@ -5,6 +5,7 @@
 
 import type { BlockFinished, Event, LayerPruned, RunCancelled, RunFailed, WarningRaised } from '../src/protocol/events';
 import { emptyProgress, foldProgress, markInterrupted, RunProgress } from '../src/protocol/progress';
+import { expertGroup } from '../src/protocol/pruning';
 import type { RunSnapshot } from '../src/protocol/webview';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -51,6 +52,11 @@ const KIND_BY_COMPONENT: Readonly<Record<string, LayerKind>> = {
   o_proj: 'o',
   o: 'o',
   gate_up_proj: 'gate_up',
+  c_attn: 'qkv', // GPT-2's fused q | k | v
+  query_key_value: 'qkv', // GPT-NeoX's, interleaved per head
+  c_fc: 'fc1',
+  dense_h_to_4h: 'fc1',
+  dense_4h_to_h: 'fc2',
   gate_proj: 'gate',
   w1: 'gate',
   up_proj: 'up',
@@ -71,12 +77,15 @@ const KIND_BY_COMPONENT: Readonly<Record<string, LayerKind>> = {
 const OP_COMPONENTS = new Set(['matmul', 'gemm', 'weight']);
 
 /** `layers.3.self_attn.q_proj` → `q`. An attention block's `out_proj` (OPT, BART) is its `o`; elsewhere
- *  (Mamba) `out_proj` is the SSM's output projection. */
+ *  (Mamba) `out_proj` is the SSM's output projection. GPT-2's `c_proj` and GPT-NeoX's `dense` are `o` in the
+ *  attention and (GPT-2's) `fc2` in the MLP. */
 export function layerKind(name: string): LayerKind {
   const parts = name.split(/[./]/).filter((p) => p !== '' && !OP_COMPONENTS.has(p.toLowerCase()));
   const last = parts[parts.length - 1] ?? '';
+  const inAttention = parts.some((p) => /attn|attention/i.test(p));
+  if (last === 'c_proj' || last === 'dense') return inAttention ? 'o' : last === 'c_proj' ? 'fc2' : 'other';
   const kind = KIND_BY_COMPONENT[last] ?? 'other';
-  if (kind === 'out_proj' && parts.some((p) => /attn|attention/i.test(p))) return 'o';
+  if (kind === 'out_proj' && inAttention) return 'o';
   return kind;
 }
 
@@ -297,6 +306,48 @@ export class RunModel {
     return { ...fields, position: this.axis.place(e.layer, blockName), blockName, kind, family: KIND_FAMILY[kind] };
   }
 
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// MoE experts in the table: one row per block and projection (`layers.0.mlp.experts.*.up_proj`), so a 64-expert
+// block stays readable; the chart keeps every expert's point.
+
+/** `rows` with each expert group merged: at its first expert's position, loss and time summed, sparsity and
+ *  relative loss averaged (the experts of a group have one shape), the experts' notes kept once each. */
+export function groupExpertRows(rows: readonly LayerRow[]): LayerRow[] {
+  const groups = new Map<string, LayerRow[]>();
+  const out: (LayerRow | string)[] = [];
+  for (const r of rows) {
+    const g = expertGroup(r.layer)?.group;
+    if (!g) { out.push(r); continue; }
+    const members = groups.get(g);
+    if (members) members.push(r);
+    else { groups.set(g, [r]); out.push(g); }
+  }
+  return out.map((r) => (typeof r === 'string' ? mergeExperts(r, groups.get(r) as LayerRow[]) : r));
+}
+
+function mergeExperts(group: string, members: LayerRow[]): LayerRow {
+  if (members.length === 1) return members[0];
+  const sum = (f: (r: LayerRow) => number | null): number | null =>
+    members.some((r) => f(r) === null) ? null : members.reduce((a, r) => a + (f(r) as number), 0);
+  const mean = (f: (r: LayerRow) => number | null): number | null => {
+    const s = sum(f);
+    return s === null ? null : s / members.length;
+  };
+  const first = members[0];
+  const methods = [...new Set(members.map((r) => r.method))];
+  return {
+    ...first,
+    layer: group,
+    position: Math.min(...members.map((r) => r.position)),
+    sparsity: mean((r) => r.sparsity) as number,
+    loss: sum((r) => r.loss),
+    relLoss: mean((r) => r.relLoss),
+    seconds: sum((r) => r.seconds) as number,
+    notes: [`${members.length} experts: loss and time summed, sparsity and relative loss averaged${methods.length > 1 ? `; methods ${methods.join(', ')}` : ''}`,
+      ...new Set(members.flatMap((r) => r.notes.map((n) => `${expertGroup(r.layer)?.expert}: ${n}`)))],
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -106,6 +106,7 @@ export const WARNING_CODES = [
   'block-dense', // a block (or quantized layers) with no prunable linear layer: it stays dense
   'data-encoding', // calibration or evaluation text that is not valid UTF-8 (bytes replaced by U+FFFD)
   'leftovers-removed', // temporaries of a killed earlier run beside the output were removed
+  'expert-few-tokens', // an MoE expert routed fewer calibration tokens than its inputs: pruned by magnitude
   'other',
 ] as const;
 export type WarningCode = (typeof WARNING_CODES)[number];

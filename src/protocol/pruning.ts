@@ -67,3 +67,11 @@ export function formatPattern(p: Pattern): PatternString {
 export function patternSparsity(p: Pattern): number {
   return p.kind === 'nm' ? p.n / p.m : p.sparsity;
 }
+
+/** An MoE expert's layer split into its group and expert index: `layers.0.mlp.experts.12.up_proj` →
+ *  { group: 'layers.0.mlp.experts.*.up_proj', expert: 12 }; null for any other layer. The run panel's table and
+ *  `prunekit inspect` show one line per group, so a 64-expert block stays readable. */
+export function expertGroup(layer: string): { group: string; expert: number } | null {
+  const m = /^((?:.*\.)?experts)\.(\d+)\.(.+)$/.exec(layer);
+  return m ? { group: `${m[1]}.*.${m[3]}`, expert: Number(m[2]) } : null;
+}

@@ -94,7 +94,11 @@ function bf16(x: number): number {
 /** Independent float64 forward of a Llama-like CausalLM (HF eager maths), logits [B, S, V] for the real tokens only
  *  (padded query positions are left NaN: the graph's values there are a convention, not checked). `embedDtype`:
  *  the embedding's stored type, in which Gemma computes its √hidden normalizer. */
-export function referenceForward(config: LlamaConfig, W: Map<string, LlamaTensor>, ids: number[][], mask: number[][], embedDtype: 'float32' | 'bfloat16' = 'float32'): Float64Array {
+export function referenceForward(
+  config: LlamaConfig, W: Map<string, LlamaTensor>, ids: number[][], mask: number[][], embedDtype: 'float32' | 'bfloat16' = 'float32',
+  /** Replaces the MLP of layer l (the MoE references): y is the post-attention norm's output. */
+  mlp?: (y: Float64Array, layer: number) => Float64Array,
+): Float64Array {
   const type = config.model_type ?? 'llama';
   const gemma = type.startsWith('gemma');
   const sandwich = type === 'gemma2' || type === 'gemma3_text';
@@ -198,6 +202,10 @@ export function referenceForward(config: LlamaConfig, W: Map<string, LlamaTensor
       });
       x = x.map((res) => {
         const y = rms(res, `${p}.${sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'}.weight`);
+        if (mlp) {
+          const m = mlp(y, l);
+          return res.map((rv, c) => rv + m[c]);
+        }
         const gate = fused ? lin(y, `${p}.mlp.gate_up_proj`, im) : lin(y, `${p}.mlp.gate_proj`, im);
         const up = fused ? lin(y, `${p}.mlp.gate_up_proj`, im, im) : lin(y, `${p}.mlp.up_proj`, im);
         let down = lin(gate.map((gv, c) => act(gv) * up[c]), `${p}.mlp.down_proj`, hd);

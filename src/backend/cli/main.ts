@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, parseConfigText, resolveConfig } from '../../protocol/config';
 import { Event, formatEvent, makeEvent } from '../../protocol/events';
 import { configSizeProblem } from '../../protocol/limits';
+import { expertGroup } from '../../protocol/pruning';
 import { mulberry32 } from '../random';
 import { openCheckpoint } from '../formats/checkpoint';
 import { removeTemporaries } from '../formats/atomicFolder';
@@ -244,11 +245,22 @@ async function inspect(checkpoint: string, f: Flags): Promise<number> {
     return 0;
   }
   console.log(`model: ${info.model}\ntokenizer: ${info.tokenizer ?? '(none found)'}\ninputs: ${info.inputs.map((i) => `${i.name}[${i.dims.join(',')}]`).join(', ')}`);
+  const byName = new Map(d.layers.map((l) => [l.name, l]));
   for (const b of d.blocks) {
     console.log(`block ${b.name}`);
+    // An MoE block's experts: one line per projection (`experts.*.up_proj  64 experts × 1408x2048`).
+    const counts = new Map<string, number>();
     for (const name of b.layers) {
-      const l = d.layers.find((x) => x.name === name);
-      if (l) console.log(`  ${l.name.padEnd(32)} ${l.rows}x${l.cols}`);
+      const g = expertGroup(name)?.group;
+      if (g) counts.set(g, (counts.get(g) ?? 0) + 1);
+    }
+    const shown = new Set<string>();
+    for (const name of b.layers) {
+      const l = byName.get(name);
+      const g = expertGroup(name)?.group;
+      if (!l || (g && shown.has(g))) continue;
+      if (g) shown.add(g);
+      console.log(`  ${(g ?? l.name).padEnd(32)} ${g ? `${counts.get(g)} experts × ` : ''}${l.rows}x${l.cols}`);
     }
   }
   for (const s of info.skipped) console.log(`left dense: ${s.name} ${s.shape.join('x')} ${s.op} (${s.reason})${s.keptDenseBy ? ` [opt-in: keepDense.${s.keptDenseBy} false prunes it]` : ''}`);

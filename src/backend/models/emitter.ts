@@ -4,6 +4,7 @@
 
 import { tensorFromValues, valueInfo } from '../onnx/graph';
 import { AttributeProto, AttributeType, DataType, ModelProto, NodeProto, TensorProto } from '../onnx/proto';
+import { POSITION_LIMIT_KEY } from './inputs';
 import { isTensorRef, LlamaTensor, TensorRef } from './weights';
 
 function attr(name: string, v: number | number[] | { f: number } | TensorProto): AttributeProto {
@@ -104,6 +105,8 @@ export function causalLmModel(m: {
   vocabSize: number;
   weightLayout: 'out_in' | 'in_out';
   tied: boolean;
+  /** The rows of a learned position table: the longest window the graph runs (POSITION_LIMIT_KEY). */
+  positionLimit?: number;
 }): ModelProto {
   return {
     irVersion: 8,
@@ -125,6 +128,7 @@ export function causalLmModel(m: {
       { key: 'prunekit.builder', value: m.builder },
       { key: 'prunekit.weight_layout', value: m.weightLayout },
       { key: 'prunekit.tied_lm_head', value: String(m.tied) },
+      ...(m.positionLimit ? [{ key: POSITION_LIMIT_KEY, value: String(m.positionLimit) }] : []),
     ],
   };
 }

@@ -7,8 +7,11 @@
 import { onnxTypeOf } from '../formats/safetensors';
 import type { ModelProto } from '../onnx/proto';
 import type { ExpectedTensor } from './expected';
+import { buildGpt2Model, Gpt2Config, gpt2ExpectedTensors, gpt2Prefix } from './gpt2';
+import { buildNeoxModel, NeoxConfig, neoxExpectedTensors } from './gptNeox';
 import { buildLlamaModel, LlamaConfig, llamaExpectedTensors, LLAMA_VARIANTS, LlamaWeights } from './llama';
 import { buildMambaModel, MambaConfig, mambaExpectedTensors } from './mamba';
+import { buildMoeModel, MoeConfig, moeExpectedTensors } from './moe';
 import { buildOptModel, OptConfig, optExpectedTensors } from './opt';
 
 export interface HfFamily {
@@ -31,26 +34,41 @@ const LLAMA: HfFamily = {
   },
 };
 
+/** A family whose tensor names start with a prefix read off the stored names (`prefixOf`). */
+function prefixedFamily<C>(
+  builder: string,
+  prefixOf: (stored: ReadonlyMap<string, string>) => string,
+  tensors: (config: C, prefix: string) => Iterable<ExpectedTensor>,
+  build: (config: C, weights: LlamaWeights, prefix: string) => ModelProto,
+): HfFamily {
+  return {
+    builder,
+    expectedTensors: (config, stored) => tensors(config as unknown as C, prefixOf(stored)),
+    build: (config, weights, stored) => build(config as unknown as C, weights, prefixOf(stored)),
+  };
+}
+
 /** OPT checkpoints saved from OPTModel (facebook/opt-*) name tensors `decoder.…`, those from OPTForCausalLM `model.decoder.…`. */
 const optPrefix = (stored: ReadonlyMap<string, string>): string => (stored.has('decoder.embed_tokens.weight') ? '' : 'model.');
-
-const OPT: HfFamily = {
-  builder: 'opt',
-  expectedTensors: (config, stored) => optExpectedTensors(config as unknown as OptConfig, optPrefix(stored)),
-  build: (config, weights, stored) => buildOptModel(config as unknown as OptConfig, weights, optPrefix(stored)),
-};
-
-const MAMBA: HfFamily = {
-  builder: 'mamba',
-  expectedTensors: (config) => mambaExpectedTensors(config as unknown as MambaConfig),
-  build: (config, weights) => buildMambaModel(config as unknown as MambaConfig, weights),
-};
+const OPT = prefixedFamily<OptConfig>('opt', optPrefix, optExpectedTensors, buildOptModel);
+const GPT2 = prefixedFamily<Gpt2Config>('gpt2', gpt2Prefix, gpt2ExpectedTensors, buildGpt2Model);
+const noPrefix = (): string => '';
+const MAMBA = prefixedFamily<MambaConfig>('mamba', noPrefix, (c) => mambaExpectedTensors(c), (c, w) => buildMambaModel(c, w));
+const GPT_NEOX = prefixedFamily<NeoxConfig>('gpt_neox', noPrefix, (c) => neoxExpectedTensors(c), buildNeoxModel);
+/** Mixtral, Qwen2-MoE and Qwen3-MoE: Llama-family (Mistral, Qwen2, Qwen3) attention, routed experts (models/moe.ts). */
+const moeFamily = (modelType: string): HfFamily =>
+  prefixedFamily<MoeConfig>(modelType, noPrefix, (c) => moeExpectedTensors(modelType, c), (c, w) => buildMoeModel(modelType, c, w));
 
 /** A Map, so that a model_type such as "__proto__" or "constructor" finds no built-in object member. */
 const FAMILIES: ReadonlyMap<string, HfFamily> = new Map([
   ...Object.keys(LLAMA_VARIANTS).map((t): [string, HfFamily] => [t, LLAMA]),
   ['opt', OPT],
   ['mamba', MAMBA],
+  ['gpt2', GPT2],
+  ['gpt_neox', GPT_NEOX],
+  ['mixtral', moeFamily('mixtral')],
+  ['qwen2_moe', moeFamily('qwen2_moe')],
+  ['qwen3_moe', moeFamily('qwen3_moe')],
 ]);
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = [...FAMILIES.keys()];

@@ -5,6 +5,16 @@
 import * as ort from 'onnxruntime-node';
 import { DataType, ModelProto, ValueInfoProto } from '../onnx/proto';
 
+/** Model metadata a graph builder sets when windows have a hard length limit: the rows of a learned position
+ *  table (GPT-2's wpe), past which the graph cannot run. */
+export const POSITION_LIMIT_KEY = 'prunekit.position_limit';
+
+/** The model's POSITION_LIMIT_KEY, or null. */
+export function positionLimit(model: ModelProto): number | null {
+  const v = model.metadataProps?.find((p) => p.key === POSITION_LIMIT_KEY)?.value;
+  return v === undefined ? null : Number(v);
+}
+
 export interface InputSpec {
   name: string;
   elemType: DataType;

@@ -77,6 +77,11 @@ export interface BuildLlamaOptions {
   layout?: 'in_out' | 'out_in';
   /** The embedding's stored type (default FLOAT): Gemma's √hidden is rounded to it, as HF computes it. */
   embedType?: DataType;
+  /** Replaces layer i's SwiGLU MLP (the MoE families): `x` is the post-attention norm's output; returns what is
+   *  added to the residual stream. */
+  mlp?: (e: Emitter, x: string, layer: number) => string;
+  /** The tensors checked against `weights` (default llamaTensorShapes: a replaced MLP reads others). */
+  tensorShapes?: ReadonlyMap<string, number[]>;
 }
 
 /**
@@ -87,7 +92,7 @@ export interface BuildLlamaOptions {
  */
 export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, options: BuildLlamaOptions = {}): ModelProto {
   const c = resolveLlamaConfig(config);
-  checkWeights('Llama', llamaTensorShapes(c), weights);
+  checkWeights('Llama', options.tensorShapes ?? llamaTensorShapes(c), weights);
   const w = (name: string): LlamaTensor | TensorRef => weightOf(weights, name);
   const hfLayout = options.layout === 'out_in';
 
@@ -222,6 +227,10 @@ export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, opti
     const y = v.sandwichNorms
       ? rmsNorm(`${ls}/pre_feedforward_layernorm`, hidden, `${hp}.pre_feedforward_layernorm.weight`)
       : rmsNorm(`${ls}/post_attention_layernorm`, hidden, `${hp}.post_attention_layernorm.weight`);
+    if (options.mlp) {
+      hidden = e.op1(ls, 'Add', [hidden, options.mlp(e, y, i)]);
+      continue;
+    }
     let gate: string, up: string;
     if (v.fused) {
       const gateUp = linear(`${ms}/gate_up_proj`, y, `${hp}.mlp.gate_up_proj`, c.mlpBias);

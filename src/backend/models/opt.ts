@@ -210,5 +210,6 @@ export function buildOptModel(config: OptConfig, weights: LlamaWeights, prefix =
     vocabSize: c.vocabSize,
     weightLayout: 'out_in',
     tied: c.tied,
+    positionLimit: c.maxPositions,
   });
 }

@@ -9,6 +9,8 @@ export class CalibrationSums {
   readonly xtx: Float32Array;
   readonly colSq: Float64Array;
   sequences = 0;
+  /** Tokens with a positive token weight (the `routed` output), when the statistic has a token weight. */
+  routedTokens?: number;
   /** hessian() has scaled xtx in place. */
   private scaled = false;
 
@@ -18,8 +20,9 @@ export class CalibrationSums {
     this.colSq = new Float64Array(groups * cols);
   }
 
-  /** Adds one batch's XᵀX and Σx² (from the calibration variant) for `sequences` sequences. */
-  add(xtx: Float32Array, colSq: Float32Array, sequences: number): void {
+  /** Adds one batch's XᵀX and Σx² (from the calibration variant) for `sequences` sequences, and its `routed` count. */
+  add(xtx: Float32Array, colSq: Float32Array, sequences: number, routed?: number): void {
+    if (routed !== undefined) this.routedTokens = (this.routedTokens ?? 0) + routed;
     if (xtx.length !== this.xtx.length || colSq.length !== this.colSq.length) throw new Error(`calibration sums: expected ${this.groups} × ${this.cols} columns`);
     if (this.scaled) throw new Error('calibration sums: add() after hessian()');
     for (let i = 0; i < xtx.length; i++) this.xtx[i] += xtx[i];

@@ -14,6 +14,10 @@
 // (keepDense.depthwiseConv false in the config): K taps per channel give OBS little to compensate with, and the
 // conv is a sliver of the parameters.
 //
+// A graph builder may say more in the model's metadata (DENSE_WEIGHTS_KEY, TOKEN_WEIGHTS_KEY): weights that stay
+// dense whatever the options (an MoE router), and the per-token factor a layer's contribution is scaled by (an
+// expert's routing weight), which its calibration statistics weight tokens with (pipeline/segments.ts).
+//
 // Blocks come from the node names: the first of `layers.N`, `h.N`, `layer.N`, `blocks.N` (a path
 // component) that names the most layers, or a caller's `blockPattern` whose first capture group is the
 // block index. Layers outside every block (the LM head, or a projection before the first block) and layers
@@ -65,6 +69,10 @@ export interface PrunableLayer {
   output: string;
   /** Index into `Discovery.blocks`, or null for a layer outside every block (only with includeLmHead). */
   block: number | null;
+  /** A tensor of per-token factors g ([tokens] or [tokens, 1], in the order of `input`'s rows) the block scales
+   *  this layer's contribution by (an MoE expert's routing weight, 0 where not routed): its calibration
+   *  statistics weight token t by g_t², the weight of its output error in the block's. */
+  tokenWeight?: string;
 }
 
 export interface SkippedLayer extends PrunableLayer {
@@ -124,6 +132,22 @@ export interface DiscoverOptions {
 export const DEFAULT_BLOCK_PATTERNS: readonly RegExp[] = ['layers', 'h', 'layer', 'blocks'].map(
   (word) => new RegExp(`(?:^|[/.])(${word}\\.(\\d+))(?=[/.]|$)`),
 );
+
+/** Model metadata a graph builder sets, JSON objects keyed by weight initializer name: weights that stay dense
+ *  (→ why, e.g. an MoE router), and the token-weight tensor of a layer (see PrunableLayer.tokenWeight). */
+export const DENSE_WEIGHTS_KEY = 'prunekit.dense_weights';
+export const TOKEN_WEIGHTS_KEY = 'prunekit.token_weights';
+
+/** A metadata entry's JSON object of strings (empty when absent); a malformed one is an error naming the key. */
+function metadataMap(model: ModelProto, key: string): Map<string, string> {
+  const text = model.metadataProps?.find((p) => p.key === key)?.value;
+  if (text === undefined) return new Map();
+  const json: unknown = JSON.parse(text);
+  if (typeof json !== 'object' || json === null || Array.isArray(json) || Object.values(json).some((v) => typeof v !== 'string')) {
+    throw new Error(`model metadata ${key} must be a JSON object of strings`);
+  }
+  return new Map(Object.entries(json as Record<string, string>));
+}
 
 const FLOAT_TYPES = new Set([DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE]);
 const LM_HEAD_NAME = /(?:^|[/._])(?:lm_head|embed_out)(?:[/._]|$)/;
@@ -236,7 +260,7 @@ function tensorKind(t: TensorProto): string {
 
 /** Every MatMul/Gemm reading a 2-D initializer as its weight, and every depthwise 1-D Conv reading a [C, 1, K]
  *  one, with its shape and layout. */
-function layerCandidates(graph: GraphProto, order: number[]): Candidate[] {
+function layerCandidates(graph: GraphProto, order: number[], dense: ReadonlyMap<string, string>, tokenWeights: ReadonlyMap<string, string>): Candidate[] {
   const inits = new Map(graph.initializer.map((t) => [t.name, t]));
   // How many nodes (and graph outputs) read each tensor: a weight read elsewhere too cannot be pruned alone.
   const readers = new Map<string, number>();
@@ -312,6 +336,8 @@ function layerCandidates(graph: GraphProto, order: number[]): Candidate[] {
     const cols = layout === 'in_out' ? d0 : d1;
     if (!unsupported && !FLOAT_TYPES.has(w.dataType)) unsupported = `weight ${w.name} is ${tensorKind(w)}, not a floating-point type`;
     if (!unsupported && (readers.get(w.name) ?? 0) > 1) unsupported = `weight ${w.name} is shared with ${(readers.get(w.name) ?? 0) - 1} other reader(s)`;
+    unsupported ??= dense.get(w.name);
+    const tokenWeight = tokenWeights.get(w.name);
     out.push({
       node,
       nodeIndex: i,
@@ -329,6 +355,7 @@ function layerCandidates(graph: GraphProto, order: number[]): Candidate[] {
         dataType: w.dataType,
         ...(via?.castNode !== undefined ? { castNode: via.castNode } : {}),
         ...(via?.transposeNode !== undefined ? { transposeNode: via.transposeNode } : {}),
+        ...(tokenWeight ? { tokenWeight } : {}),
         input: node.input[0],
         output: node.output[0],
       },
@@ -376,7 +403,7 @@ function matchBlock(re: NamePattern, name: string, builtIn: boolean): BlockMatch
 export function discoverLayers(model: ModelProto, options: DiscoverOptions = {}): Discovery {
   const graph = model.graph;
   const order = topologicalOrder(graph);
-  const all = layerCandidates(graph, order);
+  const all = layerCandidates(graph, order, metadataMap(model, DENSE_WEIGHTS_KEY), metadataMap(model, TOKEN_WEIGHTS_KEY));
   // Blocks are chosen on the linear layers alone (a conv never decides the pattern).
   const candidates = all.filter((c) => c.layer.kind === 'linear');
   const notes: string[] = [];

@@ -29,7 +29,7 @@ import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint'
 import { SpillFile } from '../formats/tensorSource';
 import { pruneLayer } from '../methods';
 import { pruneDepthwise } from '../methods/depthwise';
-import { causalLmFeeds, InputSpec, inputSpecs, vocabularySize } from '../models/inputs';
+import { causalLmFeeds, InputSpec, inputSpecs, positionLimit, vocabularySize } from '../models/inputs';
 import { DataType, TensorProto } from '../onnx/proto';
 import { Engine, ModelSource } from '../onnx/session';
 import { RunCancelledError, RunError } from './errors';
@@ -214,6 +214,7 @@ function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog): Run
   const autoSeqlen = Math.min(2048, maxPositions(model.ckpt) ?? 2048);
   const tooBig = runMemoryProblem(config, model.discovery.layers, autoSeqlen, run.micro);
   if (tooBig) throw new RunError('out-of-memory', tooBig);
+  checkPositionLimit(config, model.ckpt);
   const tokensOf = tokenReader(model, run);
   let calib: { windows: Int32Array[]; seqlen: number } | null = null;
   if (config.calibration) {
@@ -242,6 +243,17 @@ function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog): Run
     evaluation: config.evaluation ? { ...config.evaluation, seqlen: evalSeqlen } : false,
   };
   return { batches, evaluation, evalSeqlen, resolved };
+}
+
+/** Windows longer than a learned position table (GPT-2's wpe) cannot run: refused before any work. */
+function checkPositionLimit(config: ResolvedConfig, ckpt: Checkpoint): void {
+  const limit = positionLimit(ckpt.model);
+  for (const role of ['calibration', 'evaluation'] as const) {
+    const seqlen = config[role] ? config[role].seqlen : null;
+    if (limit !== null && typeof seqlen === 'number' && seqlen > limit) {
+      throw new RunError('data-invalid', `${role} windows of ${seqlen} tokens do not fit ${ckpt.path}: its learned position table has ${limit} rows`, { jsonPath: `$.${role}.seqlen` }, `set ${role}.seqlen to ${limit} or less`);
+    }
+  }
 }
 
 /**
@@ -273,7 +285,8 @@ function checkVocabulary(ids: Int32Array, vocab: { size: number; embedding: stri
 function maxPositions(ckpt: Checkpoint): number | null {
   if (!ckpt.configPath) return null;
   try {
-    const m = (readJson(ckpt.configPath, 'the model config') as { max_position_embeddings?: unknown }).max_position_embeddings;
+    const c = readJson(ckpt.configPath, 'the model config') as { max_position_embeddings?: unknown; n_positions?: unknown };
+    const m = c.max_position_embeddings ?? c.n_positions; // GPT-2 calls it n_positions
     return Number.isSafeInteger(m) && (m as number) > 0 ? (m as number) : null;
   } catch {
     return null;
@@ -427,7 +440,7 @@ async function calibrate(model: OpenModel, run: RunLog, work: SegmentWork, cache
   for (let b = 0; b < batches.length; b++) {
     run.checkpoint();
     const out = await runSegment(kernel, cache, cg.inputs, weights, b);
-    for (const s of cg.stats) (stats.get(s.key) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length);
+    for (const s of cg.stats) (stats.get(s.key) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length, s.routed ? (out[s.routed].data as Float32Array)[0] : undefined);
     run.emit('calibration.progressed', { phase: 'hessian', block: seg.block, done: b + 1, total: batches.length });
   }
   await model.engine.forget(kernel); // each block's graphs run for that block only
@@ -444,9 +457,10 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     const key = calibrationKey(l);
     const s = stats.get(key);
     if (lastReader.get(key) === l.name) stats.delete(key);
+    const method = methodFor(run, l, model.select(l.name) as LayerTarget, s);
     const W = toRowMajor(work.current.get(l.weight) as Float32Array, l);
     work.current.delete(l.weight); // W is the dense weight now: no second copy while the method runs
-    const res = await pruneOne(config, model, l, W, s);
+    const res = await pruneOne(config, model, l, W, s, method);
     // fp16/bf16 weights: pruned in fp32 (widened above), rounded to the stored type once, here, so the
     // propagate pass, the zero count and the written checkpoint all see the same values and pattern.
     const stored = roundToType(l.dataType, toStored(res.W, l), { keepNonZero: true });
@@ -462,28 +476,40 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     if (work.loss !== null) work.loss += res.loss;
     if (sums.loss !== null) sums.loss += res.loss;
     run.lastLayer = l.name;
-    reportLayer(run, l, model.select(l.name) as LayerTarget, res);
+    reportLayer(run, l, model.select(l.name) as LayerTarget, res, method);
   }
 }
 
 type LayerTarget = NonNullable<ReturnType<OpenModel['select']>>;
 type LayerResult = Awaited<ReturnType<typeof pruneLayer>>;
 
-function pruneOne(config: ResolvedConfig, model: OpenModel, l: PrunableLayer, W: Float32Array, s: CalibrationSums | undefined): Promise<LayerResult> | LayerResult {
+/**
+ * The layer's method: the target's, except for an MoE expert routed fewer calibration tokens than it has inputs.
+ * Its Hessian is rank-deficient (its compensation would be mostly the damping's), so it is pruned by magnitude
+ * (the loss still measured on its H), and the run says so.
+ */
+function methodFor(run: RunLog, l: PrunableLayer, target: LayerTarget, s: CalibrationSums | undefined): LayerTarget['method'] {
+  const routed = s?.routedTokens;
+  if (routed === undefined || routed >= l.cols) return target.method;
+  run.warn('expert-few-tokens', `${l.name}: ${routed} calibration tokens routed to it, fewer than its ${l.cols} inputs: pruned by magnitude`, { layer: l.name });
+  return 'magnitude';
+}
+
+function pruneOne(config: ResolvedConfig, model: OpenModel, l: PrunableLayer, W: Float32Array, s: CalibrationSums | undefined, method: LayerTarget['method']): Promise<LayerResult> | LayerResult {
   const target = model.select(l.name) as LayerTarget;
   const options = { pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup };
   return l.kind === 'depthwiseConv'
     ? pruneDepthwise(target.method, { name: l.name, channels: l.rows, taps: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options)
-    : pruneLayer(target.method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options, model.engine);
+    : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options, model.engine);
 }
 
-function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: LayerResult): void {
+function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: LayerResult, method: LayerTarget['method']): void {
   for (const n of res.notes) {
     if (/not a multiple of M/.test(n)) run.warn('partial-group', n, { layer: l.name });
     else if (/dampening/.test(n)) run.warn('dampening-raised', n, { layer: l.name });
   }
   run.emit('layer.pruned', {
-    block: l.block, layer: l.name, shape: [l.rows, l.cols], method: target.method, pattern: formatPattern(target.pattern),
+    block: l.block, layer: l.name, shape: [l.rows, l.cols], method, pattern: formatPattern(target.pattern),
     targetSparsity: target.sparsity, sparsity: res.sparsity,
     loss: Number.isFinite(res.loss) ? res.loss : null, relLoss: Number.isFinite(res.relLoss) ? res.relLoss : null,
     dampening: res.dampening ?? null, seconds: res.seconds, notes: res.notes,

@@ -37,12 +37,16 @@ export interface CalibrationStat {
   xtx: string;
   /** Output name of Σ_tokens x_j²: FLOAT [cols], or [C, K]. */
   colSq: string;
+  /** With a token scale (PrunableLayer.tokenWeight; both sums above are then weighted by its square): the output
+   *  name of the number of tokens whose scale is positive (FLOAT scalar), e.g. those routed to an MoE expert. */
+  routed?: string;
 }
 
 /** Which calibration sums a layer reads: linear layers reading one tensor share them; a conv has its own (its
  *  windows depend on its pads, strides and dilations). */
 export function calibrationKey(layer: PrunableLayer): string {
-  return layer.kind === 'linear' ? layer.input : `conv:${layer.name}`;
+  if (layer.kind !== 'linear') return `conv:${layer.name}`;
+  return layer.tokenWeight ? `${layer.input}·${layer.tokenWeight}` : layer.input;
 }
 
 export interface SegmentModelOptions {
@@ -162,6 +166,8 @@ export function segmentModel(plan: SegmentPlan, s: Segment | number, options: Se
  * [C, K]). Only the nodes
  * those need are kept (so, e.g., the last layer's weight is not an input); with `keepOutputs`, the
  * segment's own outputs too. H = (2/N)·Σ_batches XᵀX with N the number of sequences (see CalibrationSums).
+ * Layers with a token scale g (an MoE expert's routing weight) get Σ_t g_t²·x_t·x_tᵀ and Σ_t g_t²·x_t², keyed by
+ * (X, g), and the count of tokens with g_t > 0.
  */
 export function calibrationModel(plan: SegmentPlan, s: Segment | number, options: SegmentModelOptions & { keepOutputs?: boolean } = {}): CalibrationGraph {
   const segment = segmentOf(plan, s);
@@ -197,9 +203,17 @@ export function calibrationModel(plan: SegmentPlan, s: Segment | number, options
     };
     if (first.kind === 'linear') {
       const x2 = b.op('Reshape', [x, b.constant([-1n, BigInt(cols)], [2], DataType.INT64)]);
-      const xtx = plan.opset >= 11 ? b.op('Gemm', [x2, x2], { transA: 1 }) : b.op('MatMul', [b.op('Transpose', [x2], { perm: [1, 0] }), x2]);
+      let xw = x2; // x2 with row t scaled by g_t²: Σ_t g_t²·x_t·x_tᵀ = (g² ⊙ X)ᵀX
+      if (first.tokenWeight) {
+        const w = b.op('Reshape', [b.op('Cast', [{ name: first.tokenWeight }], { to: DataType.FLOAT }), b.constant([-1n, 1n], [2], DataType.INT64)]);
+        xw = b.op('Mul', [x2, b.op('Mul', [w, w])]);
+        stat.routed = `prunekit::routed::${k}`;
+        const positive = b.op('Cast', [b.op('Greater', [w, b.constant([0], [], DataType.FLOAT)])], { to: DataType.FLOAT });
+        b.output(b.op('ReduceSum', [positive], { keepdims: 0 }), stat.routed, DataType.FLOAT, []); // no axes: every element
+      }
+      const xtx = plan.opset >= 11 ? b.op('Gemm', [xw, x2], { transA: 1 }) : b.op('MatMul', [b.op('Transpose', [xw], { perm: [1, 0] }), x2]);
       b.output(xtx, stat.xtx, DataType.FLOAT, [cols, cols]);
-      b.output(reduceSum(b.op('Mul', [x2, x2]), 0), stat.colSq, DataType.FLOAT, [cols]);
+      b.output(reduceSum(b.op('Mul', [xw, x2]), 0), stat.colSq, DataType.FLOAT, [cols]);
     } else {
       // Unfold with the conv itself: the same Conv (pads, strides, dilations) with one-hot kernels, K per channel,
       // gives channel c·K + j = the input x_c at tap j of every output position; ×1 and +0 are exact.

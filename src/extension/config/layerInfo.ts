@@ -4,6 +4,7 @@
 
 import { KeepDenseConfig, layerMatcher, layerSelector, ResolvedConfig } from '../../protocol/config';
 import { LIMITS } from '../../protocol/limits';
+import { expertGroup } from '../../protocol/pruning';
 
 /** The JSON line `prunekit inspect --json` prints (src/backend/cli/main.ts inspect). */
 export interface InspectInfo {
@@ -102,12 +103,13 @@ export function layerPatternSuggestions(info: InspectInfo, keepDense: KeepDenseC
   };
   addGlob('*');
   for (const b of info.blocks) addGlob(`${b.name}.*`);
-  // Sub-modules and layer kinds: the name with its block prefix replaced by `*`.
+  // Sub-modules and layer kinds: the name with its block prefix replaced by `*`; an MoE expert's with its index
+  // too (`*.mlp.experts.*.up_proj`: one glob per projection, not one per expert).
   const tails = new Set<string>();
   for (const l of [...info.layers, ...released]) {
     const block = l.block === null || l.block === undefined ? undefined : info.blocks.find((b) => b.index === l.block);
     const tail = block && l.name.startsWith(`${block.name}.`) ? l.name.slice(block.name.length + 1) : undefined;
-    if (tail) tails.add(tail);
+    if (tail) tails.add(expertGroup(tail)?.group ?? tail);
   }
   const modules = new Set<string>();
   for (const t of tails) {
