@@ -28,7 +28,8 @@ export interface CliRun {
 }
 
 /** Runs `node cli args…` under /usr/bin/time, in `cwd`, with `env` added. */
-export function runCli(cli: string, args: string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): CliRun {
+/** `env` is added to this process's; a variable set to undefined is removed. */
+export function runCli(cli: string, args: string[], opts: { cwd?: string; env?: Record<string, string | undefined>; timeoutMs?: number } = {}): CliRun {
   const t0 = performance.now();
   const r = spawnSync('/usr/bin/time', ['-f', 'maxrss=%M', process.execPath, cli, ...args], { encoding: 'utf8', cwd: opts.cwd, env: { ...process.env, ...opts.env }, timeout: opts.timeoutMs ?? 60_000 });
   const seconds = (performance.now() - t0) / 1000;
