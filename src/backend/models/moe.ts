@@ -27,7 +27,7 @@ import { DENSE_WEIGHTS_KEY, TOKEN_WEIGHTS_KEY } from '../pipeline/layers';
 import { configPositiveInt } from './configFields';
 import type { Emitter } from './emitter';
 import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
-import { buildLlamaModel, LlamaConfig, LlamaWeights, resolveLlamaConfig } from './llama';
+import { buildLlamaModel, LlamaConfig, LlamaWeights } from './llama';
 import { llamaExpectedTensors, resolveLlamaSizes } from './llamaConfig';
 import { weightOf } from './weights';
 
@@ -141,7 +141,6 @@ const expertInnerField = (modelType: string) => (modelType === 'mixtral' ? 'inte
 
 export function resolveMoeConfig(modelType: string, config: MoeConfig): ResolvedMoe {
   const m = resolveMoeSizes(modelType, config);
-  resolveLlamaConfig(m.llama); // the attention's own checks and tables
   return { ...m, sparse: Array.from({ length: m.layers }, (_, i) => m.family.sparse(config, i)) };
 }
 
