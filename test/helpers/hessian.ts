@@ -35,8 +35,13 @@ export class HessianAccumulator {
 
   /** (cols, cols) H so far, as CalibrationSums.hessian() scales it, in a copy (the sums may grow on). */
   get H(): Float32Array {
+    if (this.scaled) return this.scaled;
+    // A loop, not Float32Array.from(xtx, fn): `from` with a map function first lists every element as a JS value,
+    // which exhausts the heap at 11008² entries.
     const a = 2 / this.sums.sequences;
-    return (this.scaled ??= Float32Array.from(this.sums.xtx, (v) => v * a));
+    const H = new Float32Array(this.sums.xtx.length);
+    for (let i = 0; i < H.length; i++) H[i] = this.sums.xtx[i] * a;
+    return (this.scaled = H);
   }
 
   /** (cols) running mean over sequences of Σ_tokens x_j² (Wanda's scaler_row). */
