@@ -232,12 +232,12 @@ describe('prune-config.schema.json', () => {
 const CONFIG_KEYS: Record<keyof PruneConfig, true> = {
   $schema: true, checkpoint: true, output: true, variant: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true,
   dampening: true, nmMask: true, magnitudeGroup: true, calibration: true, evaluation: true, layers: true, keepDense: true,
-  blockPattern: true, device: true, threads: true, overwrite: true,
+  blockPattern: true, device: true, threads: true, overwrite: true, allocation: true, owl: true, refine: true,
 };
 const RESOLVED_KEYS: Record<keyof ResolvedConfig, true> = {
   checkpoint: true, output: true, variant: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true, dampening: true,
   nmMask: true, magnitudeGroup: true, calibration: true, evaluation: true, layers: true, keepDense: true, blockPattern: true,
-  device: true, threads: true, overwrite: true,
+  device: true, threads: true, overwrite: true, allocation: true, owl: true, refine: true,
 };
 const CALIBRATION_KEYS: Record<keyof CalibrationConfig, true> = { path: true, nsamples: true, seqlen: true, seed: true, skipTokens: true };
 const EVALUATION_KEYS: Record<keyof EvaluationConfig, true> = { path: true, seqlen: true, maxWindows: true };
@@ -306,6 +306,9 @@ describe('resolveConfig', () => {
       dampening: 0.01,
       nmMask: 'joint',
       magnitudeGroup: 'layer',
+      allocation: 'uniform',
+      owl: { outlierThreshold: 5, maxDeviation: 0.08 },
+      refine: { iterations: 0 },
       calibration: { path: '/work/data/c.txt', nsamples: 128, seqlen: null, seed: 0, skipTokens: 0 },
       evaluation: false,
       layers: { include: ['*'], exclude: [], overrides: [] },
