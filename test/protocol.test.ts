@@ -57,6 +57,11 @@ const SAMPLES: { [T in EventType]: EventOf<T> } = {
   'layer.pruned': makeEvent('layer.pruned', {
     block: 0, layer: '/model/layers.0/mlp/down_proj/MatMul', shape: [64, 172], method: 'sparsegpt', pattern: '2:4', targetSparsity: 0.5,
     sparsity: 0.4884, loss: 12.5, relLoss: 0.031, dampening: 0.01, seconds: 0.25, notes: ['trailing 0 columns of each row kept dense'],
+    refine: { oneShotLoss: 13.5, iterationLosses: [13.1, 12.7], refitLoss: 12.5, kept: 'refined', maskChanges: 41 },
+  }),
+  'allocation.computed': makeEvent('allocation.computed', {
+    rule: 'owl', outlierThreshold: 5, maxDeviation: 0.08, seconds: 1.25,
+    blocks: [{ block: 0, name: 'layers.0', outlierRatio: 1.75, offset: -0.04, sparsity: 0.66, parameters: 45056 }],
   }),
   'block.finished': makeEvent('block.finished', { block: 0, name: 'layers.0', layers: 7, loss: 40.25, seconds: 1.5, peakRssBytes: 123456789 }),
   'evaluation.progressed': makeEvent('evaluation.progressed', { model: 'dense', done: 3, total: 256 }),
@@ -90,10 +95,11 @@ describe('events', () => {
   }
 
   test('optional and nullable fields round-trip when absent or null', () => {
+    const { refine: _refine, ...oneShot } = SAMPLES['layer.pruned'];
     const bare: Event[] = [
       makeEvent('run.failed', { code: 'output-exists', message: '/w/out exists' }),
       makeEvent('warning.raised', { code: 'blocks-fallback', message: 'one block per layer', layer: '/a/MatMul' }),
-      makeEvent('layer.pruned', { ...SAMPLES['layer.pruned'], block: null, loss: null, relLoss: null, dampening: null, notes: [] }),
+      makeEvent('layer.pruned', { ...oneShot, block: null, loss: null, relLoss: null, dampening: null, notes: [] }),
       makeEvent('run.finished', { output: '/o', totals: { ...SAMPLES['run.finished'].totals, loss: null, densePerplexity: null, prunedPerplexity: null } }),
       makeEvent('run.cancelled', { signal: null, lastLayer: null, seconds: 0 }),
       makeEvent('run.started', { ...SAMPLES['run.started'], config: { ...config, calibration: null, evaluation: false, method: 'magnitude' } }),
