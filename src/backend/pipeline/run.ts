@@ -501,7 +501,7 @@ function methodFor(run: RunLog, l: PrunableLayer, target: LayerTarget, s: Calibr
 
 function pruneOne(config: ResolvedConfig, model: OpenModel, l: PrunableLayer, W: Float32Array, s: CalibrationSums | undefined, method: LayerTarget['method']): Promise<LayerResult> | LayerResult {
   const target = model.select(l.name) as LayerTarget;
-  const options = { pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup };
+  const options = { pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup, refine: config.refine.iterations };
   return l.kind === 'depthwiseConv'
     ? pruneDepthwise(target.method, { name: l.name, channels: l.rows, taps: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options)
     : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options, model.engine);
@@ -516,7 +516,7 @@ function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: La
     block: l.block, layer: l.name, shape: [l.rows, l.cols], method, pattern: formatPattern(target.pattern),
     targetSparsity: target.sparsity, sparsity: res.sparsity,
     loss: Number.isFinite(res.loss) ? res.loss : null, relLoss: Number.isFinite(res.relLoss) ? res.relLoss : null,
-    dampening: res.dampening ?? null, seconds: res.seconds, notes: res.notes,
+    dampening: res.dampening ?? null, seconds: res.seconds, notes: res.notes, ...(res.refine ? { refine: res.refine } : {}),
   });
 }
 
