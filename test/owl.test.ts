@@ -18,6 +18,7 @@ import { rowPool } from '../src/backend/methods/rowKernels';
 import { Engine } from '../src/backend/onnx/session';
 import { ConfigError, resolveConfig } from '../src/protocol/config';
 import type { EventOf } from '../src/protocol/events';
+import { RunModel } from '../webview/model';
 import { quickRun } from './helpers/quickRun';
 import { collectRealLayers, fixturesDir, RealLayer } from './helpers/realLayers';
 
@@ -120,6 +121,18 @@ describe('OWL allocation', { timeout: 300_000 }, () => {
     assert.ok(Math.abs(o.target - 0.7) <= 1e-12, `weighted target ${o.target}`);
     assert.ok(Math.abs(o.model - 0.7) <= 1 / 64 && Math.abs(o.model - u.model) <= 1 / 64, `model sparsity ${o.model} (uniform ${u.model})`);
     assert.ok(r.events.some((e) => e.type === 'calibration.progressed' && e.phase === 'outliers'));
+    // The run panel's second series: each layer's sparsity in axis order, only when the allocation varies it.
+    const panel = (run: typeof r) => {
+      const m = new RunModel('r', 'r');
+      run.events.forEach((e, i) => m.add(e, i));
+      return m;
+    };
+    const series = panel(r).sparsitySeries();
+    assert.ok(series);
+    assert.deepEqual(series.map((p) => p.x), [...series.keys()]);
+    assert.deepEqual(series.map((p) => [p.row.layer, p.y]), [...r.pruned.values()].map((e) => [e.layer, e.sparsity]));
+    assert.equal(panel(r).allocation, alloc);
+    assert.equal(panel(uniform).sparsitySeries(), null);
   });
 });
 
