@@ -222,6 +222,12 @@ async function qualityRun(model: string, method: string, pattern: string, nsampl
 // ---------------------------------------------------------------------------------------------------------
 // Tables
 
+/** The official SparseGPT code on the same protocol (../shared/docs/anchors.md), beside the table's rows. */
+const OFFICIAL_SPARSEGPT: Record<string, Record<string, number>> = {
+  'stories260K-onnx': { '50%': 17.62, '60%': 48.83, '70%': 111.8, '2:4': 32.27, '4:8': 19.75 },
+  'stories-llama-1M-onnx': { '50%': 5.651, '70%': 10.53, '2:4': 6.422 },
+};
+
 const fmtPpl = (x: number) => (x >= 1000 ? x.toExponential(3) : x.toFixed(x >= 100 ? 1 : 3));
 const mib = (b: number) => (b / 2 ** 20).toFixed(0);
 
@@ -237,6 +243,8 @@ function qualityTables(rows: QualityRow[], methods: string[], patterns: string[]
       const cells = patterns.map((p) => { const r = mine.find((x) => x.method === m && x.pattern === p); return r ? fmtPpl(r.pruned) : applies(m, p) ? '—' : 'n/a'; });
       out.push(`| ${m} | ${cells.join(' | ')} |`);
     }
+    const official = OFFICIAL_SPARSEGPT[model];
+    if (official) out.push(`| official SparseGPT (anchors.md) | ${patterns.map((p) => (official[p] !== undefined ? String(official[p]) : '—')).join(' | ')} |`);
     out.push('', 'Wall time per run, seconds (run.finished totals.seconds; in parentheses the part spent in the dense and pruned evaluations):', '');
     out.push(`| method | ${patterns.join(' | ')} |`, `| --- | ${patterns.map(() => '---:').join(' | ')} |`);
     for (const m of methods) {
