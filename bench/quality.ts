@@ -37,14 +37,17 @@ const docsFile = path.join(repoRoot, 'docs', 'BENCHMARKS.md');
 const SECTION = '## Quality and end-to-end runs (`npm run bench:quality`)';
 
 const DEFAULT_MODELS = 'stories260K-onnx,stories-llama-1M-onnx';
-const DEFAULT_METHODS = 'apt,sparsegpt,wanda,magnitude';
-const DEFAULT_PATTERNS = '50%,60%,70%,2:4,4:8';
+const DEFAULT_METHODS = 'apt,sparsegpt,wanda,magnitude,apt+owl,apt+refine,apt+owl+refine,sparsegpt+owl,wanda+owl';
+const DEFAULT_PATTERNS = '50%,60%,70%,80%,2:4,4:8';
+/** ADMM iterations of a "+refine" column ("+refine7": 7). */
+const DEFAULT_REFINE = 20;
 const DEFAULT_SCALE_METHODS = 'sparsegpt,apt';
 
 const USAGE = `usage: node --import tsx bench/quality.ts [options]   (npm run bench:quality -- [options])
 
   --models a,b        fixture model folders under ../shared/fixtures (default ${DEFAULT_MODELS})
-  --methods a,b       methods of the quality table (default ${DEFAULT_METHODS})
+  --methods a,b       methods of the quality table (default ${DEFAULT_METHODS});
+                      +owl: allocation "owl" (unstructured patterns only); +refine[K]: refine.iterations K (default ${DEFAULT_REFINE})
   --patterns p,q      sparsities (50%) and N:M patterns (default ${DEFAULT_PATTERNS})
   --nsamples N        calibration windows of the quality runs (default 128)
   --scale-methods a,b methods of the scale run (default ${DEFAULT_SCALE_METHODS}; "none" skips it)
@@ -173,6 +176,22 @@ interface QualityRow {
   sparsity: number;
 }
 
+/** A column of the table: "apt", "apt+owl", "apt+owl+refine", "apt+refine5". */
+function methodConfig(spec: string): Pick<PruneConfig, 'method' | 'allocation' | 'refine'> {
+  const [method, ...extras] = spec.split('+');
+  const out: Pick<PruneConfig, 'method' | 'allocation' | 'refine'> = { method: method as PruneConfig['method'] };
+  for (const x of extras) {
+    const refine = /^refine(\d*)$/.exec(x);
+    if (x === 'owl') out.allocation = 'owl';
+    else if (refine) out.refine = { iterations: refine[1] ? Number(refine[1]) : DEFAULT_REFINE };
+    else throw new Error(`--methods: "${spec}": unknown option "+${x}" (use +owl, +refine or +refineK)`);
+  }
+  return out;
+}
+
+/** OWL spreads an unstructured sparsity: its N:M cells stay empty. */
+const applies = (method: string, pattern: string) => !(method.includes('+owl') && pattern.includes(':'));
+
 function patternConfig(p: string): Pick<PruneConfig, 'pattern' | 'sparsity'> {
   const m = /^(\d+(?:\.\d+)?)%$/.exec(p);
   if (m) return { pattern: 'unstructured', sparsity: Number(m[1]) / 100 };
@@ -184,7 +203,7 @@ async function qualityRun(model: string, method: string, pattern: string, nsampl
   const work = mkdtempSync(path.join(tmpdir(), 'prunekit-bench-quality-'));
   try {
     const config = resolveConfig({
-      checkpoint: path.join(fixtures, model), output: path.join(work, 'out'), method, ...patternConfig(pattern), threads,
+      checkpoint: path.join(fixtures, model), output: path.join(work, 'out'), ...methodConfig(method), ...patternConfig(pattern), threads,
       calibration: { path: text, nsamples, seqlen: 256, seed: 0, skipTokens: 65536 },
       evaluation: { path: text, seqlen: 256, maxWindows: 256 },
     }, work);
@@ -203,6 +222,12 @@ async function qualityRun(model: string, method: string, pattern: string, nsampl
 // ---------------------------------------------------------------------------------------------------------
 // Tables
 
+/** The official SparseGPT code on the same protocol (../shared/docs/anchors.md), beside the table's rows. */
+const OFFICIAL_SPARSEGPT: Record<string, Record<string, number>> = {
+  'stories260K-onnx': { '50%': 17.62, '60%': 48.83, '70%': 111.8, '2:4': 32.27, '4:8': 19.75 },
+  'stories-llama-1M-onnx': { '50%': 5.651, '70%': 10.53, '2:4': 6.422 },
+};
+
 const fmtPpl = (x: number) => (x >= 1000 ? x.toExponential(3) : x.toFixed(x >= 100 ? 1 : 3));
 const mib = (b: number) => (b / 2 ** 20).toFixed(0);
 
@@ -215,9 +240,11 @@ function qualityTables(rows: QualityRow[], methods: string[], patterns: string[]
     out.push('Pruned perplexity:', '');
     out.push(`| method | ${patterns.join(' | ')} |`, `| --- | ${patterns.map(() => '---:').join(' | ')} |`);
     for (const m of methods) {
-      const cells = patterns.map((p) => { const r = mine.find((x) => x.method === m && x.pattern === p); return r ? fmtPpl(r.pruned) : '—'; });
+      const cells = patterns.map((p) => { const r = mine.find((x) => x.method === m && x.pattern === p); return r ? fmtPpl(r.pruned) : applies(m, p) ? '—' : 'n/a'; });
       out.push(`| ${m} | ${cells.join(' | ')} |`);
     }
+    const official = OFFICIAL_SPARSEGPT[model];
+    if (official) out.push(`| official SparseGPT (anchors.md) | ${patterns.map((p) => (official[p] !== undefined ? String(official[p]) : '—')).join(' | ')} |`);
     out.push('', 'Wall time per run, seconds (run.finished totals.seconds; in parentheses the part spent in the dense and pruned evaluations):', '');
     out.push(`| method | ${patterns.join(' | ')} |`, `| --- | ${patterns.map(() => '---:').join(' | ')} |`);
     for (const m of methods) {
@@ -322,7 +349,7 @@ async function main(): Promise<void> {
   let scaleInfo = '';
   const models = a['no-quality'] ? [] : list(a.models);
   const scaleMethods = a['scale-methods'] === 'none' ? [] : list(a['scale-methods']);
-  const planned = models.length * methods.length * patterns.length;
+  const planned = models.length * patterns.reduce((n, p) => n + methods.filter((m) => applies(m, p)).length, 0);
   const partial = () => {
     if (qualityRows.length >= planned && scaleRows.length >= scaleMethods.length) return '';
     return `**Partial results** (the run was stopped at the session deadline): ${qualityRows.length} of ${planned} quality runs and ${scaleRows.length} of ${scaleMethods.length} scale runs finished; missing cells show —.\n`;
@@ -360,7 +387,7 @@ async function main(): Promise<void> {
   if (!a['no-quality']) {
     for (const model of models) {
       for (const pattern of patterns) {
-        for (const method of methods) {
+        for (const method of methods.filter((m) => applies(m, pattern))) {
           const r = await qualityRun(model, method, pattern, nsamples, threads);
           qualityRows.push(r);
           process.stderr.write(`${model} ${method} ${pattern}: dense ${r.dense.toFixed(4)} pruned ${r.pruned.toFixed(4)} ${r.seconds.toFixed(1)} s (eval ${r.evalSeconds.toFixed(1)} s)\n`);

@@ -57,6 +57,11 @@ const SAMPLES: { [T in EventType]: EventOf<T> } = {
   'layer.pruned': makeEvent('layer.pruned', {
     block: 0, layer: '/model/layers.0/mlp/down_proj/MatMul', shape: [64, 172], method: 'sparsegpt', pattern: '2:4', targetSparsity: 0.5,
     sparsity: 0.4884, loss: 12.5, relLoss: 0.031, dampening: 0.01, seconds: 0.25, notes: ['trailing 0 columns of each row kept dense'],
+    refine: { oneShotLoss: 13.5, iterationLosses: [13.1, 12.7], refitLoss: 12.5, kept: 'refined', maskChanges: 41 },
+  }),
+  'allocation.computed': makeEvent('allocation.computed', {
+    rule: 'owl', outlierThreshold: 5, maxDeviation: 0.08, seconds: 1.25,
+    blocks: [{ block: 0, name: 'layers.0', outlierRatio: 1.75, offset: -0.04, sparsity: 0.66, parameters: 45056 }],
   }),
   'block.finished': makeEvent('block.finished', { block: 0, name: 'layers.0', layers: 7, loss: 40.25, seconds: 1.5, peakRssBytes: 123456789 }),
   'evaluation.progressed': makeEvent('evaluation.progressed', { model: 'dense', done: 3, total: 256 }),
@@ -90,10 +95,11 @@ describe('events', () => {
   }
 
   test('optional and nullable fields round-trip when absent or null', () => {
+    const { refine: _refine, ...oneShot } = SAMPLES['layer.pruned'];
     const bare: Event[] = [
       makeEvent('run.failed', { code: 'output-exists', message: '/w/out exists' }),
       makeEvent('warning.raised', { code: 'blocks-fallback', message: 'one block per layer', layer: '/a/MatMul' }),
-      makeEvent('layer.pruned', { ...SAMPLES['layer.pruned'], block: null, loss: null, relLoss: null, dampening: null, notes: [] }),
+      makeEvent('layer.pruned', { ...oneShot, block: null, loss: null, relLoss: null, dampening: null, notes: [] }),
       makeEvent('run.finished', { output: '/o', totals: { ...SAMPLES['run.finished'].totals, loss: null, densePerplexity: null, prunedPerplexity: null } }),
       makeEvent('run.cancelled', { signal: null, lastLayer: null, seconds: 0 }),
       makeEvent('run.started', { ...SAMPLES['run.started'], config: { ...config, calibration: null, evaluation: false, method: 'magnitude' } }),
@@ -232,12 +238,12 @@ describe('prune-config.schema.json', () => {
 const CONFIG_KEYS: Record<keyof PruneConfig, true> = {
   $schema: true, checkpoint: true, output: true, variant: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true,
   dampening: true, nmMask: true, magnitudeGroup: true, calibration: true, evaluation: true, layers: true, keepDense: true,
-  blockPattern: true, device: true, threads: true, overwrite: true,
+  blockPattern: true, device: true, threads: true, overwrite: true, allocation: true, owl: true, refine: true,
 };
 const RESOLVED_KEYS: Record<keyof ResolvedConfig, true> = {
   checkpoint: true, output: true, variant: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true, dampening: true,
   nmMask: true, magnitudeGroup: true, calibration: true, evaluation: true, layers: true, keepDense: true, blockPattern: true,
-  device: true, threads: true, overwrite: true,
+  device: true, threads: true, overwrite: true, allocation: true, owl: true, refine: true,
 };
 const CALIBRATION_KEYS: Record<keyof CalibrationConfig, true> = { path: true, nsamples: true, seqlen: true, seed: true, skipTokens: true };
 const EVALUATION_KEYS: Record<keyof EvaluationConfig, true> = { path: true, seqlen: true, maxWindows: true };
@@ -306,6 +312,9 @@ describe('resolveConfig', () => {
       dampening: 0.01,
       nmMask: 'joint',
       magnitudeGroup: 'layer',
+      allocation: 'uniform',
+      owl: { outlierThreshold: 5, maxDeviation: 0.08 },
+      refine: { iterations: 0 },
       calibration: { path: '/work/data/c.txt', nsamples: 128, seqlen: null, seed: 0, skipTokens: 0 },
       evaluation: false,
       layers: { include: ['*'], exclude: [], overrides: [] },

@@ -2,7 +2,7 @@
 // block shaded and named on the x axis. chart.js registers only the pieces used here, to keep the bundle small.
 
 import { Chart, Legend, LinearScale, LineElement, LogarithmicScale, Plugin, PointElement, PointStyle, ScatterController, Tooltip } from 'chart.js';
-import { formatLoss } from './format';
+import { formatLoss, formatPercent } from './format';
 import type { BlockBand, ChartPoint, LayerAxis, LossMode } from './model';
 import { Theme, withAlpha } from './theme';
 
@@ -25,6 +25,8 @@ export interface LossDataset {
   pointStyle: PointStyle;
   /** Join the points (the Compare panel's runs); the run panel shows points alone. */
   showLine: boolean;
+  /** 'sparsity': drawn against the right-hand axis (0–100 %), not the loss axis. */
+  axis?: 'sparsity';
   points: ChartPoint[];
 }
 
@@ -76,6 +78,16 @@ export class LossChart {
             // Label 1, 2 and 5 of each decade only: the log scale's other ticks crowd each other.
             ticks: { callback: (value) => (isOneTwoFive(Number(value)) ? formatLoss(Number(value)) : '') },
           },
+          sparsity: {
+            type: 'linear',
+            position: 'right',
+            display: false,
+            min: 0,
+            max: 1,
+            title: { display: true, text: 'sparsity' },
+            grid: { drawOnChartArea: false },
+            ticks: { callback: (value) => formatPercent(Number(value), 0) },
+          },
         },
         plugins: {
           legend: { position: 'bottom', labels: { usePointStyle: true } },
@@ -107,12 +119,14 @@ export class LossChart {
     const y = this.chart.options.scales!.y as { min?: number; max?: number; title: { text: string } };
     y.title.text = input.yTitle;
     // A margin (in log space) so the lowest and highest points are not drawn on the chart's edge.
-    const ys = input.datasets.flatMap((d) => d.points.map((p) => p.y));
+    const ys = input.datasets.flatMap((d) => (d.axis === 'sparsity' ? [] : d.points.map((p) => p.y)));
+    this.chart.options.scales!.sparsity!.display = input.datasets.some((d) => d.axis === 'sparsity');
     y.min = ys.length > 0 ? Math.min(...ys) / 1.6 : undefined;
     y.max = ys.length > 0 ? Math.max(...ys) * 1.6 : undefined;
     this.chart.data.datasets = input.datasets.map((d) => ({
       label: d.label,
       data: d.points.map((p) => ({ x: p.x, y: p.y })),
+      yAxisID: d.axis ?? 'y',
       showLine: d.showLine,
       borderColor: d.color,
       backgroundColor: withAlpha(d.color, 0.75),
@@ -140,7 +154,7 @@ export class LossChart {
     Chart.defaults.font.family = t.fontFamily;
     Chart.defaults.font.size = t.fontSize;
     const scales = this.chart.options.scales!;
-    for (const axis of [scales.x!, scales.y!]) {
+    for (const axis of [scales.x!, scales.y!, scales.sparsity!]) {
       axis.ticks!.color = t.muted;
       axis.grid!.color = withAlpha(t.grid, 0.6);
       (axis as { title?: { color?: string } }).title!.color = t.muted;

@@ -3,7 +3,7 @@
 // elements. Progress numbers (layers done, ETA, perplexities, totals) come from the protocol's foldProgress,
 // which the host's status bar and Runs view fold too, so every reader agrees.
 
-import type { BlockFinished, Event, LayerPruned, RunCancelled, RunFailed, WarningRaised } from '../src/protocol/events';
+import type { AllocationComputed, BlockFinished, Event, LayerPruned, RunCancelled, RunFailed, WarningRaised } from '../src/protocol/events';
 import { emptyProgress, foldProgress, markInterrupted, RunProgress } from '../src/protocol/progress';
 import { expertGroup } from '../src/protocol/pruning';
 import type { RunSnapshot } from '../src/protocol/webview';
@@ -202,6 +202,8 @@ export class RunModel {
   private cancelled: RunCancelled | null = null;
   private interruption: string | null = null;
   private blockNames: string[] = [];
+  /** OWL's per-block sparsities, when the run used allocation "owl". */
+  allocation: AllocationComputed | null = null;
 
   constructor(
     readonly id: string,
@@ -225,6 +227,9 @@ export class RunModel {
         break;
       case 'layer.pruned':
         this.rows.push(this.row(e));
+        break;
+      case 'allocation.computed':
+        this.allocation = e;
         break;
       case 'block.finished':
         this.blocksFinished.push(e);
@@ -264,6 +269,14 @@ export class RunModel {
     }
     for (const s of byKind.values()) s.points.sort((a, b) => a.x - b.x);
     return LAYER_KINDS.flatMap((k) => byKind.get(k) ?? []);
+  }
+
+  /** Each pruned layer's sparsity in axis order (the chart's second axis), when the layers' targets differ
+   *  (an OWL allocation or per-layer overrides); null when every layer has the same target. */
+  sparsitySeries(): ChartPoint[] | null {
+    const targets = new Set(this.rows.map((r) => r.targetSparsity));
+    if (this.allocation === null && targets.size <= 1) return null;
+    return this.rows.map((row) => ({ x: row.position, y: row.sparsity, row })).sort((a, b) => a.x - b.x);
   }
 
   /** Layers drawn on the chart in this mode. */

@@ -174,16 +174,20 @@ export class RunPanel {
 
   private drawChart(): void {
     const theme = readTheme();
+    const sparsity = this.model.sparsitySeries();
     this.chart.update({
       axis: this.model.axis,
       yTitle: Y_TITLE[this.mode],
-      datasets: this.model.series(this.mode).map((s) => ({
-        label: s.kind,
-        color: familyColor(theme, s.family),
-        pointStyle: KIND_SHAPE[s.kind],
-        showLine: false,
-        points: s.points,
-      })),
+      datasets: [
+        ...this.model.series(this.mode).map((s) => ({
+          label: s.kind,
+          color: familyColor(theme, s.family),
+          pointStyle: KIND_SHAPE[s.kind],
+          showLine: false,
+          points: s.points,
+        })),
+        ...(sparsity ? [{ label: 'sparsity', color: theme.muted, pointStyle: 'dash' as const, showLine: true, points: sparsity, axis: 'sparsity' as const }] : []),
+      ],
       describe: (pt) => [
         `${pt.row.kind} · ${pt.row.blockName ?? 'outside blocks'}`,
         `shape ${formatShape(pt.row.shape)} · sparsity ${formatPercent(pt.row.sparsity)}`,

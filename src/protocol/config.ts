@@ -10,7 +10,7 @@ import schemaJson from './prune-config.schema.json';
 import { ParseError, ParseErrorCode, printParseErrorCode, visit } from 'jsonc-parser';
 import { binomialUpTo, heavyTextProblem, LIMITS, limitProblems } from './limits';
 import {
-  DeviceName, MagnitudeGroup, METHOD_NEEDS, MethodName, NmMask, parsePattern, Pattern, patternSparsity, PatternString,
+  Allocation, DeviceName, MagnitudeGroup, METHOD_NEEDS, MethodName, NmMask, parsePattern, Pattern, patternSparsity, PatternString,
 } from './pruning';
 import { childPath, JsonSchema, SchemaProblem, validateSchema, withDefaults } from './schema';
 import { compileGlob, compileUserRegex } from './userPatterns';
@@ -37,6 +37,9 @@ export interface PruneConfig {
   dampening?: number;
   nmMask?: NmMask;
   magnitudeGroup?: MagnitudeGroup;
+  allocation?: Allocation;
+  owl?: OwlConfig;
+  refine?: RefineConfig;
   calibration?: CalibrationConfig | null;
   evaluation?: EvaluationConfig | false;
   layers?: LayersConfig;
@@ -45,6 +48,17 @@ export interface PruneConfig {
   device?: DeviceName;
   threads?: number;
   overwrite?: boolean;
+}
+
+/** OWL's parameters (Yin et al. 2024): outlier threshold M and maximum deviation λ. */
+export interface OwlConfig {
+  outlierThreshold?: number;
+  maxDeviation?: number;
+}
+
+/** APT's refinement: ADMM iterations after the one-shot mask (0: one-shot APT). */
+export interface RefineConfig {
+  iterations?: number;
 }
 
 export interface CalibrationConfig {
@@ -99,6 +113,9 @@ export interface ResolvedConfig {
   dampening: number;
   nmMask: NmMask;
   magnitudeGroup: MagnitudeGroup;
+  allocation: Allocation;
+  owl: Required<OwlConfig>;
+  refine: Required<RefineConfig>;
   /** null: no calibration data (only with magnitude everywhere). */
   calibration: ResolvedCalibration | null;
   evaluation: ResolvedEvaluation | false;
@@ -242,6 +259,25 @@ function jointSearchProblems(c: ResolvedConfig): SchemaProblem[] {
   return out;
 }
 
+/** OWL spreads an unstructured sparsity and needs activation norms; refinement is APT's. */
+function allocationProblems(c: ResolvedConfig): SchemaProblem[] {
+  const out: SchemaProblem[] = [];
+  const methods = [c.method, ...c.layers.overrides.flatMap((o) => (o.method ? [o.method] : []))];
+  if (c.allocation === 'owl') {
+    if (c.pattern !== 'unstructured') out.push({ path: '$.allocation', message: `"owl" spreads an unstructured sparsity over the blocks; pattern "${c.pattern}" fixes N:M in every layer (use "uniform")` });
+    if (c.calibration === null) out.push({ path: '$.allocation', message: '"owl" needs calibration data (it weighs each block\'s outliers of |W|·‖X‖); add "calibration"' });
+    const hi = Math.max(c.sparsity, ...c.layers.overrides.flatMap((o) => (o.sparsity !== undefined ? [o.sparsity] : [])));
+    const lo = Math.min(c.sparsity, ...c.layers.overrides.flatMap((o) => (o.sparsity !== undefined ? [o.sparsity] : [])));
+    if (hi + 2 * c.owl.maxDeviation >= 1 || lo - 2 * c.owl.maxDeviation <= 0) {
+      out.push({ path: '$.owl.maxDeviation', message: `${c.owl.maxDeviation} could move a block's sparsity out of (0, 1) around the targets ${lo}..${hi}: keep target ± 2·maxDeviation inside (0, 1)` });
+    }
+  }
+  if (c.refine.iterations > 0 && !methods.includes('apt')) {
+    out.push({ path: '$.refine.iterations', message: `refinement is APT's (method "${c.method}" here): set "method": "apt" or iterations 0` });
+  }
+  return out;
+}
+
 /** Keys earlier versions accepted: an old config that sets one is told why it went, not just "unknown property". */
 const REMOVED_KEYS: Record<string, string> = {
   '$.keepDense.embedding': 'removed: the token embedding is a lookup table, not a linear layer, so it is never pruned (the flag did nothing); delete this key',
@@ -300,7 +336,7 @@ function ruleProblems(c: ResolvedConfig, modelDir: string): SchemaProblem[] {
       out.push({ path: '$.blockPattern', message: (e as Error).message });
     }
   }
-  out.push(...jointSearchProblems(c));
+  out.push(...jointSearchProblems(c), ...allocationProblems(c));
 
   if (c.calibration === null) {
     const users: [MethodName, string][] = [[c.method, '$.method'], ...c.layers.overrides.flatMap((o, i): [MethodName, string][] => (o.method ? [[o.method, `$.layers.overrides[${i}].method`]] : []))];

@@ -7,6 +7,7 @@
 //   data.loaded (calibration, evaluation)   (first: run.started carries the seqlen the data fixed)
 //   run.started
 //   evaluation.progressed* evaluation.finished (dense)
+//   allocation "owl": calibration.progressed* (phase outliers) allocation.computed
 //   per block: calibration.progressed*  layer.pruned*  block.finished
 //   evaluation.progressed* evaluation.finished (pruned)
 //   run.finished | run.cancelled | run.failed      (warning.raised anywhere; run.failed may come first)
@@ -163,8 +164,8 @@ export interface CalibrationProgressed {
   v: typeof PROTOCOL_VERSION;
   type: 'calibration.progressed';
   /** prefix: running the graph up to the first block; hessian: a block with H accumulation; propagate: the
-   *  pruned block producing the next block's inputs. */
-  phase: 'prefix' | 'hessian' | 'propagate';
+   *  pruned block producing the next block's inputs; outliers: OWL's dense pass measuring each block's outliers. */
+  phase: 'prefix' | 'hessian' | 'propagate' | 'outliers';
   /** null in the prefix. */
   block: number | null;
   /** Calibration windows done of total in this phase. */
@@ -194,6 +195,44 @@ export interface LayerPruned {
   seconds: number;
   /** The method's notes (e.g. "trailing 2 columns of each row kept dense"). */
   notes: string[];
+  /** APT refinement (refine.iterations > 0): the loss after the one-shot mask, after each iteration, and after
+   *  the final refit; `kept` says which result the layer holds (the refined one only when its loss is lower). */
+  refine?: LayerRefinement;
+}
+
+export interface LayerRefinement {
+  oneShotLoss: number;
+  iterationLosses: number[];
+  refitLoss: number;
+  kept: 'refined' | 'one-shot';
+  /** Weights whose pruned/kept state the refinement changed. */
+  maskChanges: number;
+}
+
+/** One block's share of an OWL allocation. */
+export interface BlockAllocation {
+  block: number;
+  name: string;
+  /** Percentage of the block's Wanda scores |W|·‖X‖ above outlierThreshold × their mean (dense model). */
+  outlierRatio: number;
+  /** Added to the target sparsity of each of its unstructured layers. */
+  offset: number;
+  /** Its pruned layers' parameter-weighted target sparsity after the offset. */
+  sparsity: number;
+  /** Weights in those layers. */
+  parameters: number;
+}
+
+/** The per-block sparsity OWL chose (allocation "owl"), before any layer is pruned. */
+export interface AllocationComputed {
+  v: typeof PROTOCOL_VERSION;
+  type: 'allocation.computed';
+  rule: 'owl';
+  outlierThreshold: number;
+  maxDeviation: number;
+  blocks: BlockAllocation[];
+  /** The dense pass over the calibration data that measured the outliers. */
+  seconds: number;
 }
 
 export interface BlockFinished {
@@ -293,6 +332,7 @@ export type Event =
   | DataLoaded
   | CalibrationProgressed
   | LayerPruned
+  | AllocationComputed
   | BlockFinished
   | EvaluationProgressed
   | EvaluationFinished
@@ -378,7 +418,7 @@ const CHECKS: { [T in EventType]: Check<EventOf<T>> } = {
   'calibration.progressed': obj<CalibrationProgressed>({
     v: version,
     type: oneOf('calibration.progressed'),
-    phase: oneOf('prefix', 'hessian', 'propagate'),
+    phase: oneOf('prefix', 'hessian', 'propagate', 'outliers'),
     block: nullable(count),
     done: count,
     total: count,
@@ -398,6 +438,18 @@ const CHECKS: { [T in EventType]: Check<EventOf<T>> } = {
     dampening: nullable(nonNeg),
     seconds: nonNeg,
     notes: array(str),
+    refine: optional(obj<LayerRefinement>({
+      oneShotLoss: nonNeg, iterationLosses: array(nonNeg), refitLoss: nonNeg, kept: oneOf('refined', 'one-shot'), maskChanges: count,
+    })),
+  }),
+  'allocation.computed': obj<AllocationComputed>({
+    v: version,
+    type: oneOf('allocation.computed'),
+    rule: oneOf('owl'),
+    outlierThreshold: nonNeg,
+    maxDeviation: nonNeg,
+    blocks: array(obj<BlockAllocation>({ block: count, name: str, outlierRatio: nonNeg, offset: num, sparsity: fraction, parameters: count })),
+    seconds: nonNeg,
   }),
   'block.finished': obj<BlockFinished>({
     v: version,

@@ -5,7 +5,7 @@
 // ETA: pruning work is counted in weights (rows·cols of each targeted layer), since a 4096×11008 layer costs
 // far more than a 4096×4096 one; evaluation passes (dense, pruned) are counted by windows.
 
-import type { Event, RunTotals } from './events';
+import type { CalibrationProgressed, Event, RunTotals } from './events';
 import type { MethodName, PatternString } from './pruning';
 
 /** `running` until a terminal event arrives; `interrupted`: the backend process ended without one (crash, kill,
@@ -77,6 +77,10 @@ export function emptyProgress(): RunProgress {
   };
 }
 
+const CALIBRATION_PHASES: Record<CalibrationProgressed['phase'], string> = {
+  prefix: 'embedding', hessian: 'calibrating', propagate: 'propagating', outliers: 'measuring outliers (OWL)',
+};
+
 // Share of the run given to each stage, for the progress bar. Pruning (with its calibration) dominates; each
 // perplexity pass is a forward pass over the evaluation text, a fraction of it.
 const EVAL_SHARE = 0.1;
@@ -105,7 +109,7 @@ export function foldProgress(p: RunProgress, e: Event, now: number): RunProgress
       q.phase =
         e.block === null
           ? `embedding calibration windows ${e.done}/${e.total}`
-          : `block ${e.block + 1}/${q.blocksTotal}: ${e.phase === 'hessian' ? 'calibrating' : 'propagating'} ${e.done}/${e.total}`;
+          : `block ${e.block + 1}/${q.blocksTotal}: ${CALIBRATION_PHASES[e.phase]} ${e.done}/${e.total}`;
       break;
     case 'layer.pruned':
       q.layersDone += 1;

@@ -25,6 +25,11 @@ export type NmMask = (typeof NM_MASKS)[number];
 export const MAGNITUDE_GROUPS = ['layer', 'row'] as const;
 export type MagnitudeGroup = (typeof MAGNITUDE_GROUPS)[number];
 
+/** How the sparsity is spread over the blocks: each layer at its target, or OWL's outlier-weighted per-block
+ *  sparsities (src/backend/methods/owl.ts). */
+export const ALLOCATIONS = ['uniform', 'owl'] as const;
+export type Allocation = (typeof ALLOCATIONS)[number];
+
 export type Pattern =
   | { kind: 'unstructured'; sparsity: number }
   /** N:M: exactly N of every M consecutive input weights of a row are zero. */

@@ -5,6 +5,7 @@ import { NotPositiveDefiniteError } from '../linalg/cholesky';
 import { Kernels, mat } from '../linalg/kernels';
 import type { Engine } from '../onnx/session';
 import { apt } from './apt';
+import { refineApt } from './aptRefine';
 import { magnitude } from './magnitude';
 import { sparsegpt } from './sparsegpt';
 import { LayerProblem, MethodName, PruneError, PruneOptions, PruneResult, PruningMethod } from './types';
@@ -37,6 +38,8 @@ export function validate(problem: LayerProblem, options: PruneOptions, method: P
   const d = options.dampening;
   if (d !== undefined && !(d >= 0 && Number.isFinite(d))) fail('dampening', `${d} must be a finite number >= 0`);
   if (options.mask && options.mask.length !== rows * cols) fail('mask', `has ${options.mask.length} values, expected ${rows * cols}`);
+  const k = options.refine;
+  if (k !== undefined && !(Number.isInteger(k) && k >= 0)) fail('refine', `${k} is not an integer >= 0`);
 }
 
 function checkFinite(a: Float32Array, layer: string, field: string): void {
@@ -75,6 +78,11 @@ export async function pruneLayer(methodName: MethodName, problem: LayerProblem, 
   let out;
   try {
     out = await method.prune(problem, options, engine);
+    const H = problem.H;
+    if (methodName === 'apt' && options.refine && H) {
+      const lossOf = async (W: Float32Array) => (await reconstructionLoss(problem.W, W, problem.rows, problem.cols, H, engine)).loss;
+      out = await refineApt({ ...problem, H }, options.pattern, options.refine, out, engine, lossOf);
+    }
   } catch (e) {
     if (e instanceof PruneError) throw e;
     throw new PruneError(problem.name, e instanceof NotPositiveDefiniteError ? 'H' : methodName, (e as Error).message);

@@ -4,6 +4,7 @@
 // routine (reconstructionLoss in index.ts), so every method is scored the same way.
 
 import type { Engine } from '../onnx/session';
+import type { LayerRefinement } from '../../protocol/events';
 import type { MethodName, Pattern } from '../../protocol/pruning';
 
 // MethodName and Pattern are defined once, in the protocol shared with the extension and the config file.
@@ -36,6 +37,8 @@ export interface PruneOptions {
   nmMask?: 'saliency' | 'joint';
   /** Magnitude's comparison group for unstructured sparsity. Default 'layer' (SparseGPT's --gmp). */
   magnitudeGroup?: 'layer' | 'row';
+  /** APT: ADMM iterations of the refinement after the one-shot mask (aptRefine.ts). 0 or absent: one-shot APT. */
+  refine?: number;
 }
 
 export interface MethodOutput {
@@ -46,6 +49,8 @@ export interface MethodOutput {
   /** Dampening actually used (after any retry), for Hessian-based methods. */
   dampening?: number;
   notes: string[];
+  /** APT with refine > 0: the losses of the refinement and which result the layer kept. */
+  refine?: LayerRefinement;
 }
 
 export interface PruneResult extends MethodOutput {

@@ -29,6 +29,7 @@ import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint'
 import { SpillFile } from '../formats/tensorSource';
 import { pruneLayer } from '../methods';
 import { pruneDepthwise } from '../methods/depthwise';
+import { outlierRatio, owlOffsets } from '../methods/owl';
 import { causalLmFeeds, InputSpec, inputSpecs, positionLimit, vocabularySize } from '../models/inputs';
 import { DataType, TensorProto } from '../onnx/proto';
 import { Engine, ModelSource } from '../onnx/session';
@@ -96,7 +97,8 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
   const data = prepareData(config, model, run);
   announce(config, model, data, run);
   const densePpl = data.evaluation ? await evaluate(model, run, 'dense', model.ckpt.sessionSource(), data.evaluation) : null;
-  const sums = await pruneSequentially(config, model, data, run, spill);
+  const allocated = config.allocation === 'owl' ? await owlAllocation(config, model, data, run) : model;
+  const sums = await pruneSequentially(config, allocated, data, run, spill);
   return writeOutput(config, model, data, run, { ...sums, densePpl });
 }
 
@@ -429,11 +431,12 @@ function runSegment(kernel: Kernel, cache: ActivationCache, inputs: string[], we
   return kernel.run(feeds);
 }
 
-/** Hessians (XᵀX, Σx² inside onnxruntime) from the dense segment on its (already pruned-upstream) inputs. */
-async function calibrate(model: OpenModel, run: RunLog, work: SegmentWork, cache: ActivationCache, batches: Int32Array[][]): Promise<Map<string, CalibrationSums>> {
+/** Hessians (XᵀX, Σx² inside onnxruntime) from the dense segment on its (already pruned-upstream) inputs. With
+ *  `outliers` (OWL's dense pass), the same run also produces the next segments' inputs. */
+async function calibrate(model: OpenModel, run: RunLog, work: SegmentWork, cache: ActivationCache, batches: Int32Array[][], outliers = false): Promise<Map<string, CalibrationSums>> {
   const { seg } = work;
   const stats = new Map<string, CalibrationSums>();
-  const cg = calibrationModel(model.plan, seg, { mapInitializer: model.mapInitializer });
+  const cg = calibrationModel(model.plan, seg, { mapInitializer: model.mapInitializer, keepOutputs: outliers });
   const kernel = await model.engine.kernel(cg.model);
   for (const st of cg.stats) stats.set(st.key, new CalibrationSums(st.cols, st.groups));
   const weights = weightFeeds(work, new Set(cg.weights));
@@ -441,7 +444,8 @@ async function calibrate(model: OpenModel, run: RunLog, work: SegmentWork, cache
     run.checkpoint();
     const out = await runSegment(kernel, cache, cg.inputs, weights, b);
     for (const s of cg.stats) (stats.get(s.key) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length, s.routed ? (out[s.routed].data as Float32Array)[0] : undefined);
-    run.emit('calibration.progressed', { phase: 'hessian', block: seg.block, done: b + 1, total: batches.length });
+    if (outliers) keepActivations(cache, seg.outputs, out, b);
+    run.emit('calibration.progressed', { phase: outliers ? 'outliers' : 'hessian', block: seg.block, done: b + 1, total: batches.length });
   }
   await model.engine.forget(kernel); // each block's graphs run for that block only
   return stats;
@@ -497,7 +501,7 @@ function methodFor(run: RunLog, l: PrunableLayer, target: LayerTarget, s: Calibr
 
 function pruneOne(config: ResolvedConfig, model: OpenModel, l: PrunableLayer, W: Float32Array, s: CalibrationSums | undefined, method: LayerTarget['method']): Promise<LayerResult> | LayerResult {
   const target = model.select(l.name) as LayerTarget;
-  const options = { pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup };
+  const options = { pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup, refine: config.refine.iterations };
   return l.kind === 'depthwiseConv'
     ? pruneDepthwise(target.method, { name: l.name, channels: l.rows, taps: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options)
     : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options, model.engine);
@@ -512,26 +516,77 @@ function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: La
     block: l.block, layer: l.name, shape: [l.rows, l.cols], method, pattern: formatPattern(target.pattern),
     targetSparsity: target.sparsity, sparsity: res.sparsity,
     loss: Number.isFinite(res.loss) ? res.loss : null, relLoss: Number.isFinite(res.relLoss) ? res.relLoss : null,
-    dampening: res.dampening ?? null, seconds: res.seconds, notes: res.notes,
+    dampening: res.dampening ?? null, seconds: res.seconds, notes: res.notes, ...(res.refine ? { refine: res.refine } : {}),
   });
 }
 
 /** The segment with its current (pruned) weights produces the next segments' inputs. */
-async function propagate(model: OpenModel, run: RunLog, work: SegmentWork, cache: ActivationCache, batches: Int32Array[][]): Promise<void> {
+async function propagate(model: OpenModel, run: RunLog, work: SegmentWork, cache: ActivationCache, batches: Int32Array[][], phase?: 'outliers'): Promise<void> {
   const { seg } = work;
   const sg = segmentModel(model.plan, seg, { mapInitializer: model.mapInitializer });
   const kernel = await model.engine.kernel(sg.model);
   const weights = weightFeeds(work);
   for (let b = 0; b < batches.length; b++) {
     run.checkpoint();
-    const out = await runSegment(kernel, cache, sg.inputs, weights, b);
-    for (const name of sg.outputs) {
-      if (!cache.has(name)) cache.set(name, []);
-      (cache.get(name) as ort.Tensor[])[b] = out[name];
-    }
-    run.emit('calibration.progressed', { phase: seg.kind === 'prefix' ? 'prefix' : 'propagate', block: seg.block, done: b + 1, total: batches.length });
+    keepActivations(cache, sg.outputs, await runSegment(kernel, cache, sg.inputs, weights, b), b);
+    run.emit('calibration.progressed', { phase: phase ?? (seg.kind === 'prefix' ? 'prefix' : 'propagate'), block: seg.block, done: b + 1, total: batches.length });
   }
   await model.engine.forget(kernel);
+}
+
+function keepActivations(cache: ActivationCache, names: string[], out: Record<string, ort.Tensor>, b: number): void {
+  for (const name of names) {
+    if (!cache.has(name)) cache.set(name, []);
+    (cache.get(name) as ort.Tensor[])[b] = out[name];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// OWL allocation (methods/owl.ts): the published approach, a dense pass over the calibration data before pruning
+// (each block's calibration variant once per micro-batch, also producing the next block's inputs: about one
+// more calibration pass, no pruning), then each unstructured layer's target moved by its block's offset.
+
+async function owlAllocation(config: ResolvedConfig, model: OpenModel, data: RunData, run: RunLog): Promise<OpenModel> {
+  const t0 = performance.now();
+  const owlLayers = (seg: Segment) => (seg.kind === 'block' && seg.block !== null
+    ? seg.layers.filter((l) => l.kind === 'linear' && model.select(l.name)?.pattern.kind === 'unstructured') : []);
+  const last = Math.max(-1, ...model.plan.segments.filter((s) => owlLayers(s).length > 0).map((s) => s.index));
+  const cache = modelInputs(model, data.batches);
+  const measured: { seg: Segment; layers: PrunableLayer[]; ratio: number; parameters: number }[] = [];
+  for (const seg of model.plan.segments) {
+    if (seg.index > last) break;
+    run.checkpoint();
+    const work: SegmentWork = { seg, current: new Map(seg.layers.map((l) => [l.weight, model.ckpt.weightAsFloat32(l.weight)])), loss: null, layers: 0 };
+    const layers = owlLayers(seg);
+    if (layers.length === 0) {
+      await propagate(model, run, work, cache, data.batches, 'outliers');
+    } else {
+      const stats = await calibrate(model, run, work, cache, data.batches, true);
+      const scored = layers.map((l) => ({
+        W: work.current.get(l.weight) as Float32Array, rows: l.rows, cols: l.cols, transposed: l.layout !== 'out_in',
+        colNorm2: (stats.get(calibrationKey(l)) as CalibrationSums).colNorm2(),
+      }));
+      measured.push({ seg, layers, ratio: outlierRatio(scored, config.owl.outlierThreshold), parameters: layers.reduce((n, l) => n + l.rows * l.cols, 0) });
+    }
+    for (const name of [...cache.keys()]) if (lastUse(model.plan, name) <= seg.index) cache.delete(name);
+  }
+  cache.clear();
+  const offsets = owlOffsets(measured.map((m) => m.ratio), measured.map((m) => m.parameters), config.owl.maxDeviation);
+  const offsetOf = new Map(measured.flatMap((m, i) => m.layers.map((l) => [l.name, offsets[i]] as const)));
+  const select = (name: string): LayerTarget | null => {
+    const t = model.select(name);
+    const delta = offsetOf.get(name);
+    if (!t || t.pattern.kind !== 'unstructured' || delta === undefined) return t;
+    return { ...t, pattern: { kind: 'unstructured', sparsity: t.sparsity + delta }, sparsity: t.sparsity + delta };
+  };
+  run.emit('allocation.computed', {
+    rule: 'owl', outlierThreshold: config.owl.outlierThreshold, maxDeviation: config.owl.maxDeviation, seconds: (performance.now() - t0) / 1000,
+    blocks: measured.map((m, i) => ({
+      block: m.seg.block as number, name: m.seg.name, outlierRatio: m.ratio, offset: offsets[i], parameters: m.parameters,
+      sparsity: m.layers.reduce((s, l) => s + (select(l.name) as LayerTarget).sparsity * l.rows * l.cols, 0) / m.parameters,
+    })),
+  });
+  return { ...model, select };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -557,6 +612,7 @@ async function writeOutput(config: ResolvedConfig, model: OpenModel, data: RunDa
       const report = {
         prunekit: PRUNEKIT_VERSION, config: data.resolved, device: engine.device, deviceNotes: engine.fallbacks,
         layers: run.events.filter((e) => e.type === 'layer.pruned'),
+        allocation: run.events.find((e) => e.type === 'allocation.computed') ?? null,
         evaluation: run.events.filter((e) => e.type === 'evaluation.finished'),
         warnings: run.events.filter((e) => e.type === 'warning.raised'),
         totals,
