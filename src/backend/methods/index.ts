@@ -1,5 +1,6 @@
 // Runs any method on one layer: validates the input, times the pruning, and scores the result with the
-// same loss for every method, 0.5·tr(ΔW H ΔWᵀ) against the undamped H, plus its relative form.
+// same loss for every method, 0.5·tr(ΔW H ΔWᵀ) against the undamped H (from the solve itself for SparseGPT and
+// APT, sweep.ts; measured here for the others), plus its relative form.
 
 import { NotPositiveDefiniteError } from '../linalg/cholesky';
 import { Kernels, mat } from '../linalg/kernels';
@@ -45,26 +46,34 @@ function checkFinite(a: Float32Array, layer: string, field: string): void {
   }
 }
 
-/** 0.5·tr(ΔW H ΔWᵀ) and 0.5·tr(W H Wᵀ) as fp32 GEMMs on the engine, in row chunks to bound memory;
- *  chunk results are summed in float64. */
-export async function reconstructionLoss(W0: Float32Array, W: Float32Array, rows: number, cols: number, H: Float32Array, engine: Engine): Promise<{ loss: number; relLoss: number }> {
+/** 0.5·tr(X H Xᵀ) as fp32 GEMMs on the engine, X (rows, cols) filled by `fill` row chunk by row chunk (to bound
+ *  memory); chunk results are summed in float64. */
+async function halfTrace(rows: number, cols: number, H: Float32Array, engine: Engine, fill: (r0: number, r1: number, x: Float32Array) => void): Promise<number> {
   const kernels = new Kernels(engine);
   const h = mat(cols, cols, H);
   const chunk = Math.max(1, Math.floor((1 << 20) / cols));
-  let loss = 0;
-  let ref = 0;
-  const dWBuf = new Float32Array(Math.min(rows, chunk) * cols); // one buffer for every chunk
+  const buf = new Float32Array(Math.min(rows, chunk) * cols); // one buffer for every chunk
+  let sum = 0;
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const r1 = Math.min(rows, r0 + chunk);
-    const w0 = W0.subarray(r0 * cols, r1 * cols);
-    const w = W.subarray(r0 * cols, r1 * cols);
-    const dW = dWBuf.subarray(0, w0.length);
-    for (let i = 0; i < dW.length; i++) dW[i] = w0[i] - w[i];
-    const [l, q] = await kernels.quadForms(mat(r1 - r0, cols, dW), mat(r1 - r0, cols, w0), h);
-    loss += l;
-    ref += q;
+    const x = buf.subarray(0, (r1 - r0) * cols);
+    fill(r0, r1, x);
+    sum += await kernels.halfTrace(mat(r1 - r0, cols, x), h);
   }
-  return { loss, relLoss: ref > 0 ? loss / ref : 0 };
+  return sum;
+}
+
+/** The loss 0.5·tr(ΔW H ΔWᵀ) (ΔW = W0 − W; measured unless the method returned it) and its relative form, over
+ *  0.5·tr(W0 H W0ᵀ). */
+export async function reconstructionLoss(W0: Float32Array, W: Float32Array, rows: number, cols: number, H: Float32Array, engine: Engine, loss?: number): Promise<{ loss: number; relLoss: number }> {
+  const rowsOf = (A: Float32Array, r0: number, r1: number) => A.subarray(r0 * cols, r1 * cols);
+  const ref = await halfTrace(rows, cols, H, engine, (r0, r1, x) => x.set(rowsOf(W0, r0, r1)));
+  const l = loss ?? await halfTrace(rows, cols, H, engine, (r0, r1, x) => {
+    const w0 = rowsOf(W0, r0, r1);
+    const w = rowsOf(W, r0, r1);
+    for (let i = 0; i < x.length; i++) x[i] = w0[i] - w[i];
+  });
+  return { loss: l, relLoss: ref > 0 ? l / ref : 0 };
 }
 
 export async function pruneLayer(methodName: MethodName, problem: LayerProblem, options: PruneOptions, engine: Engine): Promise<PruneResult> {
@@ -83,7 +92,7 @@ export async function pruneLayer(methodName: MethodName, problem: LayerProblem, 
   let zeros = 0;
   for (let i = 0; i < out.W.length; i++) if (out.W[i] === 0) zeros++;
   const { loss, relLoss } = problem.H
-    ? await reconstructionLoss(problem.W, out.W, problem.rows, problem.cols, problem.H, engine)
+    ? await reconstructionLoss(problem.W, out.W, problem.rows, problem.cols, problem.H, engine, out.loss)
     : { loss: NaN, relLoss: NaN };
   return { ...out, method: methodName, loss, relLoss, sparsity: zeros / out.W.length, seconds, device: engine.device ?? 'cpu' };
 }
