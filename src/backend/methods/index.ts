@@ -63,12 +63,12 @@ async function halfTrace(rows: number, cols: number, H: Float32Array, engine: En
   return sum;
 }
 
-/** The loss 0.5·tr(ΔW H ΔWᵀ) (ΔW = W0 − W; measured unless the method returned it) and its relative form, over
- *  0.5·tr(W0 H W0ᵀ). */
-export async function reconstructionLoss(W0: Float32Array, W: Float32Array, rows: number, cols: number, H: Float32Array, engine: Engine, loss?: number): Promise<{ loss: number; relLoss: number }> {
+/** The loss 0.5·tr(ΔW H ΔWᵀ) (ΔW = W0 − W) and its relative form, over ref = 0.5·tr(W0 H W0ᵀ); each measured
+ *  here unless given (by the method's solve, by the caller's calibration forward). */
+export async function reconstructionLoss(W0: Float32Array, W: Float32Array, rows: number, cols: number, H: Float32Array, engine: Engine, given: { loss?: number; reference?: number } = {}): Promise<{ loss: number; relLoss: number }> {
   const rowsOf = (A: Float32Array, r0: number, r1: number) => A.subarray(r0 * cols, r1 * cols);
-  const ref = await halfTrace(rows, cols, H, engine, (r0, r1, x) => x.set(rowsOf(W0, r0, r1)));
-  const l = loss ?? await halfTrace(rows, cols, H, engine, (r0, r1, x) => {
+  const ref = given.reference ?? await halfTrace(rows, cols, H, engine, (r0, r1, x) => x.set(rowsOf(W0, r0, r1)));
+  const l = given.loss ?? await halfTrace(rows, cols, H, engine, (r0, r1, x) => {
     const w0 = rowsOf(W0, r0, r1);
     const w = rowsOf(W, r0, r1);
     for (let i = 0; i < x.length; i++) x[i] = w0[i] - w[i];
@@ -92,7 +92,7 @@ export async function pruneLayer(methodName: MethodName, problem: LayerProblem, 
   let zeros = 0;
   for (let i = 0; i < out.W.length; i++) if (out.W[i] === 0) zeros++;
   const { loss, relLoss } = problem.H
-    ? await reconstructionLoss(problem.W, out.W, problem.rows, problem.cols, problem.H, engine, out.loss)
+    ? await reconstructionLoss(problem.W, out.W, problem.rows, problem.cols, problem.H, engine, { loss: out.loss, reference: problem.reference })
     : { loss: NaN, relLoss: NaN };
   return { ...out, method: methodName, loss, relLoss, sparsity: zeros / out.W.length, seconds, device: engine.device ?? 'cpu' };
 }

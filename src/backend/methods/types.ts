@@ -20,6 +20,9 @@ export interface LayerProblem {
   H?: Float32Array;
   /** (cols) Σ x_j² per input feature (Wanda's ‖X_j‖₂²); derived from diag(H) when absent. */
   colNorm2?: Float32Array;
+  /** 0.5·tr(W H Wᵀ), the relative loss's denominator, when the caller has it (the pipeline: (1/N)·Σ‖W x‖² from the
+   *  calibration forward); otherwise measured from H. */
+  reference?: number;
 }
 
 export interface PruneOptions {

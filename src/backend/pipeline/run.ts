@@ -440,7 +440,11 @@ async function calibrate(model: OpenModel, run: RunLog, work: SegmentWork, cache
   for (let b = 0; b < batches.length; b++) {
     run.checkpoint();
     const out = await runSegment(kernel, cache, cg.inputs, weights, b);
-    for (const s of cg.stats) (stats.get(s.key) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length, s.routed ? (out[s.routed].data as Float32Array)[0] : undefined);
+    for (const s of cg.stats) {
+      const sums = stats.get(s.key) as CalibrationSums;
+      sums.add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length, s.routed ? (out[s.routed].data as Float32Array)[0] : undefined);
+      for (const [layer, name] of Object.entries(s.outSq)) sums.addOutput(layer, out[name].data as Float32Array);
+    }
     run.emit('calibration.progressed', { phase: 'hessian', block: seg.block, done: b + 1, total: batches.length });
   }
   await model.engine.forget(kernel); // each block's graphs run for that block only
@@ -500,7 +504,7 @@ function pruneOne(config: ResolvedConfig, model: OpenModel, l: PrunableLayer, W:
   const options = { pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup };
   return l.kind === 'depthwiseConv'
     ? pruneDepthwise(target.method, { name: l.name, channels: l.rows, taps: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options)
-    : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options, model.engine);
+    : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2(), reference: s?.reference(l.name) }, options, model.engine);
 }
 
 function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: LayerResult, method: LayerTarget['method']): void {
