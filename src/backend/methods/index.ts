@@ -46,19 +46,20 @@ function checkFinite(a: Float32Array, layer: string, field: string): void {
   }
 }
 
-/** 0.5·tr(X H Xᵀ) as fp32 GEMMs on the engine, X (rows, cols) filled by `fill` row chunk by row chunk (to bound
- *  memory); chunk results are summed in float64. */
-async function halfTrace(rows: number, cols: number, H: Float32Array, engine: Engine, fill: (r0: number, r1: number, x: Float32Array) => void): Promise<number> {
+/** Rows per GEMM of halfTrace: 32 MiB of X. onnxruntime packs H again for every call, so a call of few rows reads H
+ *  (cols² floats) for little arithmetic: 2·rows·cols² flops per cols² floats packed. */
+const HALF_TRACE_CHUNK = 1 << 23;
+
+/** 0.5·tr(X H Xᵀ) as fp32 GEMMs on the engine, X (rows, cols) given row chunk by row chunk (to bound memory) by
+ *  `rowsOf`; chunk results are summed in float64. */
+async function halfTrace(rows: number, cols: number, H: Float32Array, engine: Engine, rowsOf: (r0: number, r1: number) => Float32Array): Promise<number> {
   const kernels = new Kernels(engine);
   const h = mat(cols, cols, H);
-  const chunk = Math.max(1, Math.floor((1 << 20) / cols));
-  const buf = new Float32Array(Math.min(rows, chunk) * cols); // one buffer for every chunk
+  const chunk = Math.max(1, Math.floor(HALF_TRACE_CHUNK / cols));
   let sum = 0;
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const r1 = Math.min(rows, r0 + chunk);
-    const x = buf.subarray(0, (r1 - r0) * cols);
-    fill(r0, r1, x);
-    sum += await kernels.halfTrace(mat(r1 - r0, cols, x), h);
+    sum += await kernels.halfTrace(mat(r1 - r0, cols, rowsOf(r0, r1)), h);
   }
   return sum;
 }
@@ -66,12 +67,13 @@ async function halfTrace(rows: number, cols: number, H: Float32Array, engine: En
 /** The loss 0.5·tr(ΔW H ΔWᵀ) (ΔW = W0 − W) and its relative form, over ref = 0.5·tr(W0 H W0ᵀ); each measured
  *  here unless given (by the method's solve, by the caller's calibration forward). */
 export async function reconstructionLoss(W0: Float32Array, W: Float32Array, rows: number, cols: number, H: Float32Array, engine: Engine, given: { loss?: number; reference?: number } = {}): Promise<{ loss: number; relLoss: number }> {
-  const rowsOf = (A: Float32Array, r0: number, r1: number) => A.subarray(r0 * cols, r1 * cols);
-  const ref = given.reference ?? await halfTrace(rows, cols, H, engine, (r0, r1, x) => x.set(rowsOf(W0, r0, r1)));
-  const l = given.loss ?? await halfTrace(rows, cols, H, engine, (r0, r1, x) => {
-    const w0 = rowsOf(W0, r0, r1);
-    const w = rowsOf(W, r0, r1);
-    for (let i = 0; i < x.length; i++) x[i] = w0[i] - w[i];
+  const ref = given.reference ?? await halfTrace(rows, cols, H, engine, (r0, r1) => W0.subarray(r0 * cols, r1 * cols));
+  let dW: Float32Array | undefined; // one buffer for every chunk, sized by the first (the largest)
+  const l = given.loss ?? await halfTrace(rows, cols, H, engine, (r0, r1) => {
+    dW ??= new Float32Array((r1 - r0) * cols);
+    const x = dW.subarray(0, (r1 - r0) * cols);
+    for (let i = 0, k = r0 * cols; i < x.length; i++, k++) x[i] = W0[k] - W[k];
+    return x;
   });
   return { loss: l, relLoss: ref > 0 ? l / ref : 0 };
 }
