@@ -30,6 +30,7 @@ import { SpillFile } from '../formats/tensorSource';
 import { pruneLayer } from '../methods';
 import { pruneDepthwise } from '../methods/depthwise';
 import { causalLmFeeds, InputSpec, inputSpecs, positionLimit, vocabularySize } from '../models/inputs';
+import { transpose } from '../models/emitter';
 import { DataType, TensorProto } from '../onnx/proto';
 import { Engine, ModelSource } from '../onnx/session';
 import { RunCancelledError, RunError } from './errors';
@@ -51,16 +52,10 @@ export interface RunHooks {
 
 /** Weight (rows, cols) row-major from the stored layout, and back. */
 function toRowMajor(stored: Float32Array, l: PrunableLayer): Float32Array {
-  if (l.layout === 'out_in') return stored;
-  const out = new Float32Array(l.rows * l.cols);
-  for (let j = 0; j < l.cols; j++) for (let r = 0; r < l.rows; r++) out[r * l.cols + j] = stored[j * l.rows + r];
-  return out;
+  return l.layout === 'out_in' ? stored : transpose(stored, l.cols, l.rows);
 }
 function toStored(W: Float32Array, l: PrunableLayer): Float32Array {
-  if (l.layout === 'out_in') return W;
-  const out = new Float32Array(l.rows * l.cols);
-  for (let r = 0; r < l.rows; r++) for (let j = 0; j < l.cols; j++) out[j * l.rows + r] = W[r * l.cols + j];
-  return out;
+  return l.layout === 'out_in' ? W : transpose(W, l.rows, l.cols);
 }
 
 function weightTensor(stored: Float32Array, l: PrunableLayer): ort.Tensor {
