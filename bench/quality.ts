@@ -17,14 +17,14 @@
 // top), progress to stderr; the section in the file is rewritten with it unless --no-docs.
 
 import { fork } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { rowPool } from '../src/backend/methods/rowKernels';
-import { buildLlamaModel, LlamaConfig, randomLlamaWeights } from '../src/backend/models/llama';
-import { encodeModel, TensorProto } from '../src/backend/onnx/proto';
+import type { LlamaConfig } from '../src/backend/models/llama';
+import { DATA_FILE, randomIds, scaleConfig, writeScaleModel } from './scaleModel';
 import { runPrune } from '../src/backend/pipeline/run';
 import { PruneConfig, resolveConfig } from '../src/protocol/config';
 import { Event, EventOf } from '../src/protocol/events';
@@ -64,54 +64,7 @@ const USAGE = `usage: node --import tsx bench/quality.ts [options]   (npm run be
 // ---------------------------------------------------------------------------------------------------------
 // Scale model
 
-const scaleConfig = (hidden: number, intermediate: number, blocks: number): LlamaConfig => ({
-  model_type: 'llama',
-  hidden_size: hidden,
-  intermediate_size: intermediate,
-  num_hidden_layers: blocks,
-  num_attention_heads: hidden / 128,
-  vocab_size: 512,
-  max_position_embeddings: 2048,
-  tie_word_embeddings: false,
-});
 const SCALE_SEQLEN = 128;
-const DATA_FILE = 'model.onnx_data';
-const ALIGN = 4096;
-
-/** Writes the model with every initializer of ≥ 1 KiB in model.onnx_data (external data, 4 KiB aligned). */
-function writeScaleModel(dir: string, config: LlamaConfig): { modelBytes: number; dataBytes: number; parameters: number } {
-  const weights = randomLlamaWeights(config, 0);
-  const model = buildLlamaModel(config, weights);
-  weights.clear();
-  const fd = openSync(path.join(dir, DATA_FILE), 'w');
-  let offset = 0;
-  let parameters = 0;
-  try {
-    for (const t of model.graph.initializer as TensorProto[]) {
-      parameters += t.dims.reduce<number>((a, d) => a * Number(d), 1);
-      const raw = t.rawData;
-      if (!raw || raw.byteLength < 1024) continue;
-      const start = Math.ceil(offset / ALIGN) * ALIGN;
-      if (start > offset) writeSync(fd, new Uint8Array(start - offset));
-      let done = 0;
-      while (done < raw.byteLength) done += writeSync(fd, raw, done, Math.min(raw.byteLength - done, 1 << 28));
-      offset = start + raw.byteLength;
-      delete t.rawData;
-      t.dataLocation = 1;
-      t.externalData = [
-        { key: 'location', value: DATA_FILE },
-        { key: 'offset', value: String(start) },
-        { key: 'length', value: String(raw.byteLength) },
-      ];
-    }
-  } finally {
-    closeSync(fd);
-  }
-  const bytes = encodeModel(model);
-  writeFileSync(path.join(dir, 'model.onnx'), bytes);
-  writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
-  return { modelBytes: bytes.byteLength, dataBytes: offset, parameters };
-}
 
 interface ScaleResult {
   method: string;
@@ -366,12 +319,7 @@ async function main(): Promise<void> {
       const w = writeScaleModel(dir, scale);
       const genSeconds = (performance.now() - t0) / 1000;
       // Random token ids: exactly nsamples windows of SCALE_SEQLEN (seeded LCG).
-      const n = scaleNs * SCALE_SEQLEN;
-      const ids: number[] = [];
-      let s = 12345;
-      for (let i = 0; i < n; i++) { s = (Math.imul(s, 1103515245) + 12345) >>> 0; ids.push(s % scale.vocab_size); }
-      const idsFile = path.join(dir, 'calibration-ids.json');
-      writeFileSync(idsFile, JSON.stringify(ids));
+      const idsFile = randomIds(dir, scaleNs * SCALE_SEQLEN, scale.vocab_size);
       scaleInfo = `${(w.parameters / 1e6).toFixed(0)}M parameters (fp32, model.onnx ${(w.modelBytes / 1024).toFixed(0)} KiB + ${DATA_FILE} ${mib(w.dataBytes)} MiB, random weights \`randomLlamaWeights(seed 0)\`, generated in ${genSeconds.toFixed(0)} s), ${scale.num_attention_heads} heads, vocab 512; calibration ${scaleNs} windows × ${SCALE_SEQLEN} random token ids (a .json id file), no evaluation; 50% unstructured. One child process per method: *peak RSS* is run.finished totals.peakRssBytes of that process; *block s* is block.finished seconds (calibration, pruning, propagation); *total s* includes writing the ${mib(w.dataBytes)} MiB output.`;
       process.stderr.write(`scale model: ${scaleInfo}\n`);
       for (const m of scaleMethods) {

@@ -13,12 +13,13 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { dampedCholeskyFactor } from '../src/backend/linalg/cholesky';
-import { Kernels, mat } from '../src/backend/linalg/kernels';
+import { Kernels } from '../src/backend/linalg/kernels';
 import { METHODS, pruneLayer } from '../src/backend/methods';
 import type { MethodName, Pattern, PruneOptions } from '../src/backend/methods/types';
 import type { ModelProto } from '../src/backend/onnx/proto';
 import { BACKEND_ENV } from '../src/protocol/backendEnv';
 import { DeviceRequest, Engine, Feeds, Kernel } from '../src/backend/onnx/session';
+import { gemmRate } from './scaleModel';
 import { syntheticLayer } from './synthetic';
 
 const DEFAULT_SIZES = '1024x1024,4096x4096,4096x11008,11008x4096';
@@ -365,25 +366,6 @@ function runChild<T>(args: string[]): Promise<T> {
 
 // ---------------------------------------------------------------------------------------------------------
 // Parent
-
-async function gemmRate(engine: Engine, n: number): Promise<number> {
-  const k = new Kernels(engine);
-  const a = mat(n, n);
-  const b = mat(n, n);
-  for (let i = 0; i < a.data.length; i++) {
-    a.data[i] = Math.sin(i) * 0.5;
-    b.data[i] = Math.cos(i) * 0.5;
-  }
-  await k.ab(mat(64, 64), mat(64, 64)); // session creation
-  await k.ab(a, b); // first full-size run
-  let best = Infinity;
-  for (let i = 0; i < 3; i++) {
-    const t0 = performance.now();
-    await k.ab(a, b);
-    best = Math.min(best, (performance.now() - t0) / 1000);
-  }
-  return (2 * n ** 3) / best / 1e9;
-}
 
 const MB = 1024 * 1024;
 const min = (a: number[]) => Math.min(...a);

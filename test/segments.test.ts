@@ -9,7 +9,7 @@ import { after, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { DataType, decodeModel, ModelProto, TensorProto } from '../src/backend/onnx/proto';
 import { Engine } from '../src/backend/onnx/session';
-import { discoverLayers, Discovery, DiscoverOptions } from '../src/backend/pipeline/layers';
+import { discoverLayers, Discovery, DiscoverOptions, PrunableLayer } from '../src/backend/pipeline/layers';
 import { calibrationModel, CalibrationSums, planSegments, segmentModel, SegmentPlan } from '../src/backend/pipeline/segments';
 import { maxAbsDiff } from './helpers/reference';
 
@@ -107,6 +107,18 @@ function statsError(X: Float32Array, n: number, xtx: Float32Array, colSq: Float3
     worst = Math.max(worst, Math.abs(colSq[i] - sq[i]) / sq[i]);
   }
   return worst;
+}
+
+/** Σ_tokens ‖x_t·B‖² in float64: B the stored (cols, rows) weight of a MatMul, X (tokens, cols). */
+function outputSquares(X: Float32Array, B: Float32Array, cols: number, rows: number): number {
+  let s = 0;
+  const y = new Float64Array(rows);
+  for (let t = 0; t < X.length / cols; t++) {
+    y.fill(0);
+    for (let j = 0; j < cols; j++) for (let r = 0; r < rows; r++) y[r] += X[t * cols + j] * B[j * rows + r];
+    for (let r = 0; r < rows; r++) s += y[r] * y[r];
+  }
+  return s;
 }
 
 async function plan(model: ModelProto, opts: DiscoverOptions = {}): Promise<{ d: Discovery; p: SegmentPlan }> {
@@ -252,6 +264,7 @@ describe('segmentation', () => {
     const { d, p } = await plan(model);
     const layerInputs = [...new Set(d.layers.map((l) => l.input))];
     let worst = 0;
+    let worstOut = 0;
     for (const c of cases(MODELS.stories260K.ref)) {
       const feeds = modelFeeds(c);
       const full = await runFull(model, feeds, layerInputs);
@@ -262,7 +275,9 @@ describe('segmentation', () => {
         // Only what the statistics need: the last layer (down_proj) is not computed, so its weight is no input.
         const down = seg.layers.find((l) => l.name.endsWith('down_proj'));
         assert.ok(down && !cg.weights.includes(down.weight));
-        assert.deepEqual(cg.outputs, cg.stats.flatMap((s) => [s.xtx, s.colSq]));
+        assert.deepEqual(cg.outputs, cg.stats.flatMap((s) => [s.xtx, s.colSq, ...Object.values(s.outSq)]));
+        // Σ‖y‖² per token for every layer whose output the pass computes anyway: all but down_proj.
+        assert.deepEqual(cg.stats.flatMap((s) => Object.keys(s.outSq)).sort(), seg.layers.filter((l) => l !== down).map((l) => l.name).sort());
         const f: Record<string, ort.Tensor> = {};
         for (const n of cg.inputs) f[n] = cache.get(n) as ort.Tensor;
         for (const w of cg.weights) { const i = initializer(model, w); f[w] = new ort.Tensor('float32', floats(i), i.dims.map(Number)); }
@@ -272,6 +287,12 @@ describe('segmentation', () => {
           assert.equal(X.length / s.cols, c.input_ids.length * c.input_ids[0].length);
           assert.deepEqual(out[s.xtx].dims, [s.cols, s.cols]);
           worst = Math.max(worst, statsError(X, s.cols, out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array));
+          for (const [name, o] of Object.entries(s.outSq)) {
+            const l = seg.layers.find((x) => x.name === name) as PrunableLayer;
+            const got = (out[o].data as Float32Array).reduce((a, v) => a + v, 0);
+            const want = outputSquares(X, floats(initializer(model, l.weight)), l.cols, l.rows);
+            worstOut = Math.max(worstOut, Math.abs(got - want) / want);
+          }
         }
       }
     }
@@ -280,8 +301,9 @@ describe('segmentation', () => {
     const keep = calibrationModel(p, b0, { keepOutputs: true });
     assert.deepEqual(keep.outputs.slice(0, b0.outputs.length), b0.outputs);
     assert.deepEqual(keep.weights, b0.weights);
-    t.diagnostic(`worst relative error of XᵀX and Σx² vs float64: ${worst.toExponential(2)}`);
+    t.diagnostic(`worst relative error of XᵀX and Σx² vs float64: ${worst.toExponential(2)}; of Σ‖y‖²: ${worstOut.toExponential(2)}`);
     assert.ok(worst < 1e-5, `calibration statistics off by ${worst}`);
+    assert.ok(worstOut < 1e-5, `output sums of squares off by ${worstOut}`);
   });
 
   test('CalibrationSums scales as HessianAccumulator: H = (2/N)·ΣXᵀX, colNorm2 = (1/N)·Σx²', () => {
@@ -290,6 +312,13 @@ describe('segmentation', () => {
     s.add(Float32Array.from([3, 0, 0, 1]), Float32Array.from([3, 1]), 2);
     assert.deepEqual([...s.hessian()], [2, 1, 1, 2.5]);
     assert.deepEqual([...s.colNorm2()], [1, 1.25]);
+    // The relative loss's reference (1/N)·Σ‖W x‖² = 0.5·tr(W H Wᵀ): the sums above are those of the rows (1, 2) and
+    // (1, 0), (1, 0), (1, 0), (0, 1); with W = [1 1] their per-token ‖y‖² are 9 and 1, 1, 1, 1: 13/4 = 0.5·[1 1]·H·[1 1]ᵀ.
+    assert.equal(s.reference('w'), undefined);
+    s.addOutput('w', Float32Array.from([9]));
+    s.addOutput('w', Float32Array.from([1, 1, 1, 1]));
+    assert.equal(s.reference('w'), 13 / 4);
+    assert.equal(s.reference('w'), 0.5 * (2 + 1 + 1 + 2.5));
   });
 
   test('a weight fed to one block changes that block and what follows, nothing before', async (t) => {

@@ -284,6 +284,8 @@ export interface DampedCholesky {
   R: UpperFactor;
   /** The relative dampening that succeeded. */
   dampening: number;
+  /** λ = dampening · mean(diag H) (dead diagonals counted as 1): what was added to every diagonal entry. */
+  lambda: number;
   /** Input columns with zero diagonal (no calibration signal). */
   dead: number[];
   /** Human-readable notes, e.g. dampening retries. */
@@ -315,7 +317,7 @@ export async function dampedCholeskyFactor(H: Float32Array, n: number, dampening
       P.fillReversed(H, lambda);
       await choleskyPanels(P, k);
       if (attempt > 0) notes.push(`H was not positive definite with dampening ${dampening}; used ${damp}`);
-      return { R: new UpperFactor(P), dampening: damp, dead, notes };
+      return { R: new UpperFactor(P), dampening: damp, lambda, dead, notes };
     } catch (e) {
       if (!(e instanceof NotPositiveDefiniteError)) throw e;
       if (attempt >= 4) {

@@ -73,18 +73,15 @@ function sweepBlockGraph() {
 }
 const SWEEP_BLOCK = sweepBlockGraph();
 
-/** Quadratic forms 0.5·Σ_i (a_i H a_iᵀ) for two stacks of rows at once: out = [qa, qb]. */
-function quadFormGraph() {
-  const g = new GraphBuilder('quadForms');
-  const a = g.input('a', F, ['ra', 'c']);
-  const b = g.input('b', F, ['rb', 'c']);
+/** The quadratic form 0.5·Σ_i (x_i H x_iᵀ) = 0.5·tr(X H Xᵀ) of a stack of rows X. */
+function halfTraceGraph() {
+  const g = new GraphBuilder('halfTrace');
+  const x = g.input('x', F, ['r', 'c']);
   const h = g.input('h', F, ['c', 'c']);
-  const half = g.constant([0.5], []);
-  const q = (x: Value) => g.op('Mul', [g.op('ReduceSum', [g.op('Mul', [g.op('MatMul', [x, h]), x])], { keepdims: 0 }), half]);
-  g.output(g.op('Concat', [g.op('Unsqueeze', [q(a), g.constant([0n], [1], DataType.INT64)]), g.op('Unsqueeze', [q(b), g.constant([0n], [1], DataType.INT64)])], { axis: 0 }), 'y', F, [2]);
+  g.output(g.op('Mul', [g.op('ReduceSum', [g.op('Mul', [g.op('MatMul', [x, h]), x])], { keepdims: 0 }), g.constant([0.5], [])]), 'y', F, []);
   return g.build();
 }
-const QUAD_FORMS = quadFormGraph();
+const HALF_TRACE = halfTraceGraph();
 
 /** Every graph here is small, run many times, with intermediates of at most a few row blocks (outputs are mostly
  *  written into the caller's arrays): an arena recycles them (see Engine.createOn). */
@@ -129,11 +126,10 @@ export class Kernels {
     );
   }
 
-  /** [0.5·tr(A H Aᵀ), 0.5·tr(B H Bᵀ)] in one pass. */
-  async quadForms(a: Mat, b: Mat, h: Mat): Promise<[number, number]> {
-    const k = await this.engine.kernel(QUAD_FORMS, ARENA);
-    const r = await k.run({ a: t(a), b: t(b), h: t(h) });
-    const y = r.y.data as Float32Array;
-    return [y[0], y[1]];
+  /** 0.5·tr(X H Xᵀ). */
+  async halfTrace(x: Mat, h: Mat): Promise<number> {
+    const k = await this.engine.kernel(HALF_TRACE, ARENA);
+    const r = await k.run({ x: t(x), h: t(h) });
+    return (r.y.data as Float32Array)[0];
   }
 }

@@ -24,8 +24,13 @@ export interface AptReferenceOptions extends ReferenceOptions {
   nmMask?: 'joint' | 'saliency';
 }
 
+export interface AptReferenceResult extends ReferenceResult {
+  /** Σ over rows and blocks of the joint removal losses ½ w_P [(H_AA⁻¹)_PP]⁻¹ w_Pᵀ (the paper's Eq. 12, H damped). */
+  loss: number;
+}
+
 /** APT on one layer: W (rows, cols) and H (cols, cols) as the production receives them; neither is modified. */
-export function aptReference(W0: ArrayLike<number>, H: ArrayLike<number>, rows: number, cols: number, o: AptReferenceOptions): ReferenceResult {
+export function aptReference(W0: ArrayLike<number>, H: ArrayLike<number>, rows: number, cols: number, o: AptReferenceOptions): AptReferenceResult {
   const nm = o.pattern.kind === 'nm' ? o.pattern : undefined;
   const m = nm?.m ?? 1;
   const B = Math.max(m, Math.ceil((o.blockSize ?? 128) / m) * m); // N:M groups never straddle blocks
@@ -35,6 +40,7 @@ export function aptReference(W0: ArrayLike<number>, H: ArrayLike<number>, rows: 
   const mask = new Uint8Array(rows * cols);
   if (o.mask) mask.set(o.mask);
   const ties = new TieRecorder(new Uint8Array(rows * cols));
+  let loss = 0;
 
   for (let i1 = 0; i1 < cols; i1 += B) {
     const i2 = Math.min(i1 + B, cols);
@@ -48,10 +54,10 @@ export function aptReference(W0: ArrayLike<number>, H: ArrayLike<number>, rows: 
     for (let r = 0; r < rows; r++) { //             then each row's pruned set P of the block, removed at once
       const P: number[] = [];
       for (let j = i1; j < i2; j++) if (mask[r * cols + j]) P.push(j - i1);
-      jointRemoval(W.subarray(r * cols + i1, (r + 1) * cols), HinvA, a, P, `APT reference, row ${r}`);
+      loss += jointRemoval(W.subarray(r * cols + i1, (r + 1) * cols), HinvA, a, P, `APT reference, row ${r}`);
     }
   }
-  return { W, mask, tie: ties.tie, minGap: ties.minGap, dead };
+  return { W, mask, tie: ties.tie, minGap: ties.minGap, dead, loss };
 }
 
 /** N:M mask of block [i1, i2): per group g (full groups only: a trailing partial one stays dense) and row, the
@@ -105,12 +111,13 @@ export function leastJointLoss(w: ArrayLike<number>, S: Float64Array, m: number,
 }
 
 /** The multiple-removal update (§1.3): all of P at once, w −= w_P [(H⁻¹)_PP]⁻¹ (H⁻¹)_{P,:}, then w_P = 0 exactly.
- *  Hinv is n×n, w its first w.length ≤ n coordinates. In place. */
-export function jointRemoval(w: Float64Array, Hinv: Float64Array, n: number, P: number[], where: string): void {
-  if (P.length === 0) return;
+ *  Hinv is n×n, w its first w.length ≤ n coordinates. In place. Returns its loss ½ w_P [(H⁻¹)_PP]⁻¹ w_Pᵀ. */
+export function jointRemoval(w: Float64Array, Hinv: Float64Array, n: number, P: number[], where: string): number {
+  if (P.length === 0) return 0;
+  const wP = P.map((j) => w[j]);
   let lambda: Float64Array;
   try {
-    lambda = spdSolve(principal(Hinv, n, P), P.length, P.map((j) => w[j]));
+    lambda = spdSolve(principal(Hinv, n, P), P.length, wP);
   } catch (e) {
     throw e instanceof NotPositiveDefiniteError ? new Error(`${where}: (H⁻¹)_PP is not positive definite`) : e;
   }
@@ -119,7 +126,10 @@ export function jointRemoval(w: Float64Array, Hinv: Float64Array, n: number, P: 
     for (let p = 0; p < P.length; p++) d += lambda[p] * Hinv[P[p] * n + j];
     w[j] -= d;
   }
+  let loss = 0;
+  for (let p = 0; p < P.length; p++) loss += 0.5 * wP[p] * lambda[p];
   for (const j of P) w[j] = 0;
+  return loss;
 }
 
 /** (H_AA)⁻¹ for the trailing active set A = [from, cols) of the cols×cols H, explicitly. */

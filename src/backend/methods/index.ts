@@ -1,5 +1,6 @@
 // Runs any method on one layer: validates the input, times the pruning, and scores the result with the
-// same loss for every method, 0.5·tr(ΔW H ΔWᵀ) against the undamped H, plus its relative form.
+// same loss for every method, 0.5·tr(ΔW H ΔWᵀ) against the undamped H (from the solve itself for SparseGPT and
+// APT, sweep.ts; measured here for the others), plus its relative form.
 
 import { NotPositiveDefiniteError } from '../linalg/cholesky';
 import { Kernels, mat } from '../linalg/kernels';
@@ -48,26 +49,36 @@ function checkFinite(a: Float32Array, layer: string, field: string): void {
   }
 }
 
-/** 0.5·tr(ΔW H ΔWᵀ) and 0.5·tr(W H Wᵀ) as fp32 GEMMs on the engine, in row chunks to bound memory;
- *  chunk results are summed in float64. */
-export async function reconstructionLoss(W0: Float32Array, W: Float32Array, rows: number, cols: number, H: Float32Array, engine: Engine): Promise<{ loss: number; relLoss: number }> {
+/** Rows per GEMM of halfTrace: 32 MiB of X. onnxruntime packs H again for every call, so a call of few rows reads H
+ *  (cols² floats) for little arithmetic: 2·rows·cols² flops per cols² floats packed. */
+const HALF_TRACE_CHUNK = 1 << 23;
+
+/** 0.5·tr(X H Xᵀ) as fp32 GEMMs on the engine, X (rows, cols) given row chunk by row chunk (to bound memory) by
+ *  `rowsOf`; chunk results are summed in float64. */
+async function halfTrace(rows: number, cols: number, H: Float32Array, engine: Engine, rowsOf: (r0: number, r1: number) => Float32Array): Promise<number> {
   const kernels = new Kernels(engine);
   const h = mat(cols, cols, H);
-  const chunk = Math.max(1, Math.floor((1 << 20) / cols));
-  let loss = 0;
-  let ref = 0;
-  const dWBuf = new Float32Array(Math.min(rows, chunk) * cols); // one buffer for every chunk
+  const chunk = Math.max(1, Math.floor(HALF_TRACE_CHUNK / cols));
+  let sum = 0;
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const r1 = Math.min(rows, r0 + chunk);
-    const w0 = W0.subarray(r0 * cols, r1 * cols);
-    const w = W.subarray(r0 * cols, r1 * cols);
-    const dW = dWBuf.subarray(0, w0.length);
-    for (let i = 0; i < dW.length; i++) dW[i] = w0[i] - w[i];
-    const [l, q] = await kernels.quadForms(mat(r1 - r0, cols, dW), mat(r1 - r0, cols, w0), h);
-    loss += l;
-    ref += q;
+    sum += await kernels.halfTrace(mat(r1 - r0, cols, rowsOf(r0, r1)), h);
   }
-  return { loss, relLoss: ref > 0 ? loss / ref : 0 };
+  return sum;
+}
+
+/** The loss 0.5·tr(ΔW H ΔWᵀ) (ΔW = W0 − W) and its relative form, over ref = 0.5·tr(W0 H W0ᵀ); each measured
+ *  here unless given (by the method's solve, by the caller's calibration forward). */
+export async function reconstructionLoss(W0: Float32Array, W: Float32Array, rows: number, cols: number, H: Float32Array, engine: Engine, given: { loss?: number; reference?: number } = {}): Promise<{ loss: number; relLoss: number }> {
+  const ref = given.reference ?? await halfTrace(rows, cols, H, engine, (r0, r1) => W0.subarray(r0 * cols, r1 * cols));
+  let dW: Float32Array | undefined; // one buffer for every chunk, sized by the first (the largest)
+  const l = given.loss ?? await halfTrace(rows, cols, H, engine, (r0, r1) => {
+    dW ??= new Float32Array((r1 - r0) * cols);
+    const x = dW.subarray(0, (r1 - r0) * cols);
+    for (let i = 0, k = r0 * cols; i < x.length; i++, k++) x[i] = W0[k] - W[k];
+    return x;
+  });
+  return { loss: l, relLoss: ref > 0 ? l / ref : 0 };
 }
 
 export async function pruneLayer(methodName: MethodName, problem: LayerProblem, options: PruneOptions, engine: Engine): Promise<PruneResult> {
@@ -91,7 +102,7 @@ export async function pruneLayer(methodName: MethodName, problem: LayerProblem, 
   let zeros = 0;
   for (let i = 0; i < out.W.length; i++) if (out.W[i] === 0) zeros++;
   const { loss, relLoss } = problem.H
-    ? await reconstructionLoss(problem.W, out.W, problem.rows, problem.cols, problem.H, engine)
+    ? await reconstructionLoss(problem.W, out.W, problem.rows, problem.cols, problem.H, engine, { loss: out.loss, reference: problem.reference })
     : { loss: NaN, relLoss: NaN };
   return { ...out, method: methodName, loss, relLoss, sparsity: zeros / out.W.length, seconds, device: engine.device ?? 'cpu' };
 }

@@ -14,6 +14,12 @@
 // one GEMM of inner dimension i1 per block (the same flops as the lazy updates, at a far better GEMM rate),
 // and after the method has chosen E, F_b = E·G + F^{<b}_b. Same arithmetic in exact terms, half the
 // factorisation, and only the finished blocks' F is ever written.
+//
+// The loss comes with it (sweepLoss): F·R = E block by block, whatever E the method chose, so the damped loss is
+// ½·tr(F H_d Fᵀ) = ½·‖F·R‖² = ½·‖E‖² (H_d = R·Rᵀ), and the undamped one, what every method reports, is
+// ½·‖E‖² − ½·λ·‖F‖² over the live columns (H_d − H = λ·I there; F is 0 on dead columns, where H is 0 anyway).
+// For SparseGPT that is the sum of its per-column OBS errors err²/2, for APT the sum of its joint removal losses
+// ½·w_P S_PP⁻¹ w_Pᵀ: no second pass over H.
 
 import { dampedCholeskyFactor, invertUpper } from '../linalg/cholesky';
 import { Kernels, mat } from '../linalg/kernels';
@@ -115,6 +121,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   const Rcol = new Float32Array(cols * blockSize);
   const live = new Float32Array(cols).fill(1); // 0 for a dead input: its weights are zeroed
   for (const j of factor.dead) live[j] = 0;
+  let errors2 = 0; // ‖E‖², summed block by block in float64
 
   try {
     for (let i1 = 0; i1 < cols; i1 += blockSize) {
@@ -150,6 +157,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
         parts,
       };
       await solve(block);
+      errors2 += sumOfSquares(block.E);
 
       // F_b = E·G − D, written transposed into Ft[i1:i2] as Gᵀ·Eᵀ − Dᵀ.
       const E = mat(rows, width, X32.subarray(0, rows * width));
@@ -161,12 +169,28 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
     keepSharedBuffers(shared);
   }
 
+  const loss = sweepLoss(errors2, factor.lambda, Ft, rows, factor.dead);
   // W_pruned = W − F, pruned weights and dead inputs exact zeros. For a square layer the result overwrites Fᵀ,
   // so no second rows×cols array exists at the end.
   const out = rows === cols ? Ft : new Float32Array(rows * cols);
   subtractTransposed(W, Ft, mask, rows, cols, out);
   for (const c of factor.dead) for (let r = 0; r < rows; r++) out[r * cols + c] = 0;
-  return { W: out, mask, dampening: factor.dampening, notes };
+  return { W: out, mask, dampening: factor.dampening, loss, notes };
+}
+
+/** The undamped loss ½·tr(F H Fᵀ) of the compensation F (Fᵀ: (cols, rows)) from ‖E‖² = tr(F H_d Fᵀ):
+ *  ½·(‖E‖² − λ·‖F_live‖²). (F's dead columns come out zero anyway: zero weights, decoupled in H_d.) */
+function sweepLoss(errors2: number, lambda: number, Ft: Float32Array, rows: number, dead: number[]): number {
+  let f2 = sumOfSquares(Ft);
+  for (const c of dead) f2 -= sumOfSquares(Ft.subarray(c * rows, (c + 1) * rows));
+  return 0.5 * (errors2 - lambda * f2);
+}
+
+/** Σ a_i² in float64. */
+function sumOfSquares(a: Float32Array | Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * a[i];
+  return s;
 }
 
 /** w (rows, width) = W[:, i1:i1+width]·live[i1:i1+width], as the sweepBlock graph computes it for the other blocks. */

@@ -1,7 +1,7 @@
 // The one interface every pruning method implements. A method sees one linear layer at a time:
 // W (rows = output features, cols = input features), row-major fp32, plus the calibration statistics it
-// needs, and returns the pruned weights and mask. Losses are measured by the caller with one shared
-// routine (reconstructionLoss in index.ts), so every method is scored the same way.
+// needs, and returns the pruned weights and mask. Every method is scored with the same loss (index.ts): the
+// OBS sweep returns it from its own errors, for the others the caller measures it.
 
 import type { Engine } from '../onnx/session';
 import type { LayerRefinement } from '../../protocol/events';
@@ -21,6 +21,9 @@ export interface LayerProblem {
   H?: Float32Array;
   /** (cols) Σ x_j² per input feature (Wanda's ‖X_j‖₂²); derived from diag(H) when absent. */
   colNorm2?: Float32Array;
+  /** 0.5·tr(W H Wᵀ), the relative loss's denominator, when the caller has it (the pipeline: (1/N)·Σ‖W x‖² from the
+   *  calibration forward); otherwise measured from H. */
+  reference?: number;
 }
 
 export interface PruneOptions {
@@ -48,6 +51,9 @@ export interface MethodOutput {
   mask: Uint8Array;
   /** Dampening actually used (after any retry), for Hessian-based methods. */
   dampening?: number;
+  /** 0.5·tr(ΔW H ΔWᵀ) with the undamped H, when the method gets it from its own solve (the OBS sweep: see
+   *  sweep.ts); otherwise the caller measures it. */
+  loss?: number;
   notes: string[];
   /** APT with refine > 0: the losses of the refinement and which result the layer kept. */
   refine?: LayerRefinement;
@@ -61,7 +67,8 @@ export interface PruneResult extends MethodOutput {
   relLoss: number;
   /** Fraction of zeros in the pruned W. */
   sparsity: number;
-  /** Wall time of the pruning itself (not of measuring the loss). */
+  /** Wall time of the pruning itself (with the sweep's loss, which it computes on the way; not with a loss or
+   *  reference measured afterwards). */
   seconds: number;
   device: string;
 }

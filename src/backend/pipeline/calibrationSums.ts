@@ -13,6 +13,8 @@ export class CalibrationSums {
   routedTokens?: number;
   /** hessian() has scaled xtx in place. */
   private scaled = false;
+  /** Per layer name, Σ_tokens ‖y‖² of its output (calibrationModel's outSq), in float64. */
+  private readonly outSq = new Map<string, number>();
 
   /** groups > 1: that many independent (cols, cols) Hessians, one after the other (a depthwise conv's channels). */
   constructor(readonly cols: number, readonly groups = 1) {
@@ -28,6 +30,19 @@ export class CalibrationSums {
     for (let i = 0; i < xtx.length; i++) this.xtx[i] += xtx[i];
     for (let j = 0; j < this.colSq.length; j++) this.colSq[j] += colSq[j];
     this.sequences += sequences;
+  }
+
+  /** Adds one batch's per-token Σ y² of `layer`'s output (its sequences are counted by add()). */
+  addOutput(layer: string, perToken: Float32Array): void {
+    let s = this.outSq.get(layer) ?? 0;
+    for (let i = 0; i < perToken.length; i++) s += perToken[i];
+    this.outSq.set(layer, s);
+  }
+
+  /** (1/N)·Σ_tokens ‖W x‖² = 0.5·tr(W H Wᵀ) for a layer whose outputs were added, else undefined. */
+  reference(layer: string): number | undefined {
+    const s = this.outSq.get(layer);
+    return s === undefined ? undefined : s / this.sequences;
   }
 
   /** (groups, cols, cols) H = (2/N)·Σ XᵀX. The first call scales the sums in place (H can be cols² × 4 bytes: no copy);

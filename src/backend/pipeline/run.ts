@@ -31,6 +31,7 @@ import { pruneLayer } from '../methods';
 import { pruneDepthwise } from '../methods/depthwise';
 import { outlierRatio, owlOffsets } from '../methods/owl';
 import { causalLmFeeds, InputSpec, inputSpecs, positionLimit, vocabularySize } from '../models/inputs';
+import { transpose } from '../models/emitter';
 import { DataType, TensorProto } from '../onnx/proto';
 import { Engine, ModelSource } from '../onnx/session';
 import { RunCancelledError, RunError } from './errors';
@@ -52,16 +53,10 @@ export interface RunHooks {
 
 /** Weight (rows, cols) row-major from the stored layout, and back. */
 function toRowMajor(stored: Float32Array, l: PrunableLayer): Float32Array {
-  if (l.layout === 'out_in') return stored;
-  const out = new Float32Array(l.rows * l.cols);
-  for (let j = 0; j < l.cols; j++) for (let r = 0; r < l.rows; r++) out[r * l.cols + j] = stored[j * l.rows + r];
-  return out;
+  return l.layout === 'out_in' ? stored : transpose(stored, l.cols, l.rows);
 }
 function toStored(W: Float32Array, l: PrunableLayer): Float32Array {
-  if (l.layout === 'out_in') return W;
-  const out = new Float32Array(l.rows * l.cols);
-  for (let r = 0; r < l.rows; r++) for (let j = 0; j < l.cols; j++) out[j * l.rows + r] = W[r * l.cols + j];
-  return out;
+  return l.layout === 'out_in' ? W : transpose(W, l.rows, l.cols);
 }
 
 function weightTensor(stored: Float32Array, l: PrunableLayer): ort.Tensor {
@@ -443,7 +438,11 @@ async function calibrate(model: OpenModel, run: RunLog, work: SegmentWork, cache
   for (let b = 0; b < batches.length; b++) {
     run.checkpoint();
     const out = await runSegment(kernel, cache, cg.inputs, weights, b);
-    for (const s of cg.stats) (stats.get(s.key) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length, s.routed ? (out[s.routed].data as Float32Array)[0] : undefined);
+    for (const s of cg.stats) {
+      const sums = stats.get(s.key) as CalibrationSums;
+      sums.add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length, s.routed ? (out[s.routed].data as Float32Array)[0] : undefined);
+      for (const [layer, name] of Object.entries(s.outSq)) sums.addOutput(layer, out[name].data as Float32Array);
+    }
     if (outliers) keepActivations(cache, seg.outputs, out, b);
     run.emit('calibration.progressed', { phase: outliers ? 'outliers' : 'hessian', block: seg.block, done: b + 1, total: batches.length });
   }
@@ -504,7 +503,7 @@ function pruneOne(config: ResolvedConfig, model: OpenModel, l: PrunableLayer, W:
   const options = { pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup, refine: config.refine.iterations };
   return l.kind === 'depthwiseConv'
     ? pruneDepthwise(target.method, { name: l.name, channels: l.rows, taps: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options)
-    : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options, model.engine);
+    : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2(), reference: s?.reference(l.name) }, options, model.engine);
 }
 
 function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: LayerResult, method: LayerTarget['method']): void {

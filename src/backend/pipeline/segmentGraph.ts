@@ -40,6 +40,10 @@ export interface CalibrationStat {
   /** With a token scale (PrunableLayer.tokenWeight; both sums above are then weighted by its square): the output
    *  name of the number of tokens whose scale is positive (FLOAT scalar), e.g. those routed to an MoE expert. */
   routed?: string;
+  /** Per layer name, the output of Σ_out y² per token (FLOAT [tokens]) of the layer's own output y = W·x, for the
+   *  layers whose output the calibration pass computes anyway (it feeds a later layer's X) as a plain fp32 MatMul:
+   *  (1/N)·Σ_tokens ‖W x‖² = 0.5·tr(W H Wᵀ), the reference of the relative loss, without a pass over H. */
+  outSq: Record<string, string>;
 }
 
 /** Which calibration sums a layer reads: linear layers reading one tensor share them; a conv has its own (its
@@ -81,14 +85,7 @@ function buildSegmentGraph(
 ): SegmentGraph {
   const g = plan.model.graph;
   const all = [...segment.nodes.map((i) => g.node[i]), ...extraNodes];
-  const needed = new Set(outputs.map((o) => o.name));
-  const keepNode = new Uint8Array(all.length);
-  for (let k = all.length - 1; k >= 0; k--) {
-    if (!all[k].output.some((t) => needed.has(t))) continue;
-    keepNode[k] = 1;
-    for (const t of nodeInputs(all[k])) needed.add(t);
-  }
-  const kept = all.filter((_, k) => keepNode[k]);
+  const { kept, needed } = liveNodes(all, outputs.map((o) => o.name));
   const produced = new Set(kept.flatMap((n) => n.output));
 
   const producerNode = new Map<string, NodeProto>();
@@ -144,6 +141,18 @@ function buildSegmentGraph(
   return { model, inputs, weights, outputs: outputs.map((o) => o.name) };
 }
 
+/** The nodes (in order) needed to compute `targets`, and every tensor they read or that is a target. */
+function liveNodes(nodes: NodeProto[], targets: string[]): { kept: NodeProto[]; needed: Set<string> } {
+  const needed = new Set(targets);
+  const keep = new Uint8Array(nodes.length);
+  for (let k = nodes.length - 1; k >= 0; k--) {
+    if (!nodes[k].output.some((t) => needed.has(t))) continue;
+    keep[k] = 1;
+    for (const t of nodeInputs(nodes[k])) needed.add(t);
+  }
+  return { kept: nodes.filter((_, k) => keep[k]), needed };
+}
+
 function outputInfo(plan: SegmentPlan, name: string): ValueInfoProto {
   const declared = plan.model.graph.output.find((o) => o.name === name);
   return declared ?? typed(name, (plan.tensors.get(name) as BoundaryTensor).elemType);
@@ -185,6 +194,9 @@ export function calibrationModel(plan: SegmentPlan, s: Segment | number, options
     : b.op('ReduceSum', [x], { axes: [axis], keepdims: 0 });
   /** Window convs: their attributes become the conv's own once the graph is built. */
   const windowConvs = new Map<string, NodeProto>();
+  // What the pass computes anyway: the nodes behind every X (and token scale) it reads.
+  const computed = new Set(liveNodes(segment.nodes.map((i) => plan.model.graph.node[i]),
+    [...byKey.values()].flatMap(([l]) => (l.tokenWeight ? [l.input, l.tokenWeight] : [l.input]))).kept.flatMap((n) => n.output));
   let k = 0;
   for (const [key, layers] of byKey) {
     const first = layers[0];
@@ -199,7 +211,7 @@ export function calibrationModel(plan: SegmentPlan, s: Segment | number, options
     if (elem !== DataType.FLOAT) x = b.op('Cast', [x], { to: DataType.FLOAT });
     const stat: CalibrationStat = {
       key, kind: first.kind, input: first.input, cols, groups: first.kind === 'linear' ? 1 : first.rows,
-      layers: layers.map((l) => l.name), xtx: `prunekit::xtx::${k}`, colSq: `prunekit::colsq::${k}`,
+      layers: layers.map((l) => l.name), xtx: `prunekit::xtx::${k}`, colSq: `prunekit::colsq::${k}`, outSq: {},
     };
     if (first.kind === 'linear') {
       const x2 = b.op('Reshape', [x, b.constant([-1n, BigInt(cols)], [2], DataType.INT64)]);
@@ -214,6 +226,13 @@ export function calibrationModel(plan: SegmentPlan, s: Segment | number, options
       const xtx = plan.opset >= 11 ? b.op('Gemm', [xw, x2], { transA: 1 }) : b.op('MatMul', [b.op('Transpose', [xw], { perm: [1, 0] }), x2]);
       b.output(xtx, stat.xtx, DataType.FLOAT, [cols, cols]);
       b.output(reduceSum(b.op('Mul', [xw, x2]), 0), stat.colSq, DataType.FLOAT, [cols]);
+      layers.forEach((l, j) => {
+        if (l.op !== 'MatMul' || l.tokenWeight || elem !== DataType.FLOAT || !computed.has(l.output)) return;
+        // Per token (a sum over the layer's rows only, in fp32); the tokens are summed in float64 (CalibrationSums).
+        const y = b.op('Reshape', [{ name: l.output }, b.constant([-1n, BigInt(l.rows)], [2], DataType.INT64)]);
+        stat.outSq[l.name] = `prunekit::outsq::${k}::${j}`;
+        b.output(reduceSum(b.op('Mul', [y, y]), 1), stat.outSq[l.name], DataType.FLOAT, ['tokens']);
+      });
     } else {
       // Unfold with the conv itself: the same Conv (pads, strides, dilations) with one-hot kernels, K per channel,
       // gives channel c·K + j = the input x_c at tap j of every output position; ×1 and +0 are exact.
