@@ -9,6 +9,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { mulberry32 } from '../random';
+import { fastEncoder } from './fastEncode';
 
 /** A data problem with the protocol code the CLI reports and the file it concerns. */
 export class DataError extends Error {
@@ -19,7 +20,8 @@ export class DataError extends Error {
 }
 
 export interface TextTokenizer {
-  encode(text: string): number[];
+  /** The ids of `encode(text, { add_special_tokens: false })`, fast (fastEncode.ts) where the tokenizer allows. */
+  encode(text: string): Int32Array;
   /** Prepended to every document; undefined when the tokenizer has none. */
   bosId: number | undefined;
   /** The tokenizer.json that was loaded. */
@@ -59,7 +61,8 @@ export function loadTokenizer(file: string): TextTokenizer {
     const added = (json.added_tokens as { id: number; content: string }[] | undefined) ?? [];
     bosId = added.find((t) => t.content === (bosToken ?? '<s>'))?.id;
   }
-  return { encode: (text) => tok.encode(text, { add_special_tokens: false }).ids, bosId, file };
+  const fast = fastEncoder(tok, json);
+  return { encode: fast ?? ((text) => Int32Array.from(tok.encode(text, { add_special_tokens: false }).ids)), bosId, file };
 }
 
 /**
@@ -74,7 +77,7 @@ export function readTokens(file: string, tokenizer: TextTokenizer | undefined, w
   const bos = tokenizer.bosId === undefined ? [] : [tokenizer.bosId];
   const text = decodeText(file, warn);
   if (ext === '.jsonl') {
-    const out: number[] = [];
+    const out: Int32Array[] = [];
     text.split('\n').forEach((line, i) => {
       if (!line.trim()) return;
       let rec: unknown;
@@ -85,11 +88,25 @@ export function readTokens(file: string, tokenizer: TextTokenizer | undefined, w
       }
       const t = (rec as { text?: unknown }).text;
       if (typeof t !== 'string') throw new DataError('data-invalid', file, `${file}:${i + 1}: no "text" string field`);
-      for (const id of [...bos, ...tokenizer.encode(t)]) out.push(id);
+      out.push(withBos(bos, tokenizer.encode(t)));
     });
-    return Int32Array.from(out);
+    return concatIds(out);
   }
-  return Int32Array.from([...bos, ...tokenizer.encode(text)]);
+  return withBos(bos, tokenizer.encode(text));
+}
+
+function withBos(bos: number[], ids: Int32Array): Int32Array {
+  return bos.length ? concatIds([Int32Array.from(bos), ids]) : ids;
+}
+
+function concatIds(parts: Int32Array[]): Int32Array {
+  const out = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /** A JSON array of token ids (or {"ids": [...]}): each must be an integer in [0, 2³¹), never wrapped into another id. */

@@ -1,0 +1,268 @@
+// Why hand-written: @huggingface/tokenizers runs BPE on each pre-token whole (a tokenizer without a pre-tokenizer,
+// like Llama's, merges the whole file as one word) and builds strings per token: ~50 KB/s. This drives its own stages.
+//
+// Fast ids for a whole text, identical to `Tokenizer.encode(text, { add_special_tokens: false }).ids`.
+//
+// The library's stages are called as they are (added-token splitting, normalizer, pre-tokenizer, the BPE model);
+// only the model step is cut smaller. A BPE merge joins a token ending in code point a with one starting with b;
+// between two code points (a, b) that no merge can join, no merge ever crosses, so the pre-token's BPE is the
+// concatenation of its pieces' BPE (its priority queue orders merges by rank, then position, within each piece
+// as in the whole). Pieces are mostly words, and each distinct piece is merged once: its ids are memoized.
+// Tokenizers this does not cover (another model, word suffixes, lower-casing options, an unknown post-processor)
+// use the library's own encode.
+
+import type { Tokenizer } from '@huggingface/tokenizers';
+
+/** The library's internals this module drives (`@huggingface/tokenizers` 0.2: Tokenizer, BPE, Callable). */
+interface AddedTokenInternals {
+  id: number;
+  lstrip: boolean;
+  rstrip: boolean;
+}
+interface BpeInternals {
+  (tokens: string[]): string[];
+  encode(tokens: string[]): string[];
+  tokens_to_ids: Map<string, number>;
+  unk_token_id: number | undefined;
+  fuse_unk: boolean;
+  ignore_merges: boolean;
+  merges: [string, string][];
+  end_of_word_suffix?: string;
+  continuing_subword_suffix: string | null;
+}
+interface NormalizerInternals {
+  (text: string): string;
+  normalize(text: string): string;
+  config?: { type?: string; pattern?: { String?: string }; content?: string };
+  /** A Sequence's steps. */
+  normalizers?: (NormalizerInternals | null)[];
+}
+interface TokenizerInternals {
+  splitter_unnormalized: { split(text: string): string[]; trie: Record<string, unknown> };
+  splitter_normalized: { split(text: string): string[]; trie: Record<string, unknown> };
+  added_tokens: { content: string; normalized: boolean }[];
+  added_tokens_map: Map<string, AddedTokenInternals>;
+  normalizer: NormalizerInternals | null;
+  pre_tokenizer: ((text: string, options: { section_index: number }) => string[]) | null;
+  model: BpeInternals;
+  post_processor: unknown;
+  remove_space?: boolean;
+  do_lowercase_and_remove_accent: boolean;
+}
+
+/** Pieces longer than this are merged but not memoized (text with no safe cut, e.g. one long run of letters). */
+const MEMO_MAX_PIECE = 256;
+/** Distinct pieces memoized at most (then the memo starts over): bounds memory on hostile text. */
+const MEMO_MAX_ENTRIES = 1 << 20;
+
+/** A growable Int32Array. */
+class IdBuffer {
+  ids = new Int32Array(1 << 16);
+  length = 0;
+  push(id: number): void {
+    if (this.length === this.ids.length) {
+      const bigger = new Int32Array(this.ids.length * 2);
+      bigger.set(this.ids);
+      this.ids = bigger;
+    }
+    this.ids[this.length++] = id;
+  }
+  pushAll(ids: ArrayLike<number>): void {
+    for (let i = 0; i < ids.length; i++) this.push(ids[i]);
+  }
+  result(): Int32Array {
+    return this.ids.slice(0, this.length);
+  }
+}
+
+/** The fast encoder for `tok` (built from `json`, its tokenizer.json), or null when the library must do it all. */
+export function fastEncoder(tok: Tokenizer, json: Record<string, unknown>): ((text: string) => Int32Array) | null {
+  const t = tok as unknown as TokenizerInternals;
+  const model = (json.model ?? {}) as { type?: string };
+  if (model.type !== 'BPE' || !t.model || !Array.isArray(t.model.merges)) return null;
+  if (t.model.end_of_word_suffix || t.model.continuing_subword_suffix) return null; // both depend on where a word ends
+  if (t.remove_space === true || t.do_lowercase_and_remove_accent) return null;
+  if (!identityWithoutSpecials(json.post_processor)) return null;
+  const cuts = cutTable(t.model.merges);
+  if (!cuts) return null;
+  return new FastEncoder(t, cuts).encode;
+}
+
+/** With add_special_tokens false these post-processors return the tokens unchanged. */
+function identityWithoutSpecials(p: unknown): boolean {
+  if (p === null || p === undefined) return true;
+  const pp = p as { type?: string; single?: unknown[]; processors?: unknown[] };
+  if (pp.type === 'ByteLevel') return true;
+  if (pp.type === 'Sequence') return Array.isArray(pp.processors) && pp.processors.every(identityWithoutSpecials);
+  if (pp.type !== 'TemplateProcessing' || !Array.isArray(pp.single)) return false;
+  return pp.single.every((item) => {
+    const i = item as { SpecialToken?: unknown; Sequence?: { id?: string } };
+    return i.SpecialToken !== undefined || i.Sequence?.id === 'A';
+  });
+}
+
+/** Which code points end a merge's left token; for each code point beginning a right token, how many distinct
+ *  code points end a left token it is merged with (FEW: few, so look the pair up in `joins`; MANY: never cut). */
+interface CutTable {
+  endsLeft: Uint8Array;
+  beginsRight: Uint8Array;
+  joins: Set<number>;
+}
+
+const CODE_POINTS = 0x110000;
+const FEW = 1;
+const MANY = 2;
+/** Up to this many left partners a right start counts as FEW; letters, with dozens, are never cut between. */
+const FEW_PARTNERS = 8;
+
+function cutTable(merges: [string, string][]): CutTable | null {
+  const endsLeft = new Uint8Array(CODE_POINTS);
+  const partners = new Map<number, Set<number>>();
+  const joins = new Set<number>();
+  for (const [left, right] of merges) {
+    const a = left ? left.codePointAt(left.length - (isLowSurrogate(left.charCodeAt(left.length - 1)) ? 2 : 1)) : undefined;
+    const b = right ? right.codePointAt(0) : undefined;
+    if (a === undefined || b === undefined) return null; // an empty side: no safe cut can be proved
+    endsLeft[a] = 1;
+    joins.add(a * CODE_POINTS + b);
+    partners.set(b, (partners.get(b) ?? new Set()).add(a));
+  }
+  const beginsRight = new Uint8Array(CODE_POINTS);
+  for (const [b, as] of partners) beginsRight[b] = as.size <= FEW_PARTNERS ? FEW : MANY;
+  return { endsLeft, beginsRight, joins };
+}
+
+function isLowSurrogate(c: number): boolean {
+  return c >= 0xdc00 && c <= 0xdfff;
+}
+
+class FastEncoder {
+  private readonly memo = new Map<string, { ids: Int32Array; unknown: boolean }>();
+  private readonly bpe: BpeInternals;
+  private readonly unnormalized: string[];
+
+  private readonly normalize: ((text: string) => string) | null;
+
+  constructor(
+    private readonly t: TokenizerInternals,
+    private readonly cuts: CutTable,
+  ) {
+    this.bpe = t.model;
+    this.normalize = t.normalizer && fastNormalizer(t.normalizer);
+    this.unnormalized = t.added_tokens.filter((a) => !(a.normalized && t.normalizer !== null)).map((a) => a.content);
+  }
+
+  readonly encode = (text: string): Int32Array => {
+    const out = new IdBuffer();
+    const sections = this.addedTokenSplit(text);
+    sections.forEach((section, sectionIndex) => this.section(section, sectionIndex, out));
+    return out.result();
+  };
+
+  /** The library's split at added tokens, with their lstrip / rstrip; skipped when the text holds none of them. */
+  private addedTokenSplit(text: string): string[] {
+    const t = this.t;
+    if (!this.unnormalized.some((c) => text.includes(c))) return text.length ? [text] : [];
+    return stripAround(t.splitter_unnormalized.split(text), t.added_tokens_map);
+  }
+
+  /** encode_text's work on one section, in ids. */
+  private section(section: string, sectionIndex: number, out: IdBuffer): void {
+    const t = this.t;
+    if (section.length === 0) return;
+    const added = t.added_tokens_map.get(section);
+    if (added) return out.push(added.id);
+    const normalized = this.normalize ? this.normalize(section) : section;
+    if (normalized.length === 0) return;
+    const hasNormalized = Object.keys(t.splitter_normalized.trie).length > 0;
+    const subsections = hasNormalized ? stripAround(t.splitter_normalized.split(normalized), t.added_tokens_map) : [normalized];
+    for (const sub of subsections) {
+      if (sub.length === 0) continue;
+      const a = t.added_tokens_map.get(sub);
+      if (a) out.push(a.id);
+      else this.model(t.pre_tokenizer ? t.pre_tokenizer(sub, { section_index: sectionIndex }) : [sub], out);
+    }
+  }
+
+  /** The model's ids for one subsection's pre-tokens. fuse_unk joins unknown tokens across pre-tokens: a
+   *  subsection that gave one is redone by the library's model. */
+  private model(preTokens: string[], out: IdBuffer): void {
+    const start = out.length;
+    let unknown = false;
+    for (const token of preTokens) {
+      if (this.bpe.ignore_merges && this.bpe.tokens_to_ids.has(token)) {
+        unknown = this.piece(token, out) || unknown;
+        continue;
+      }
+      let from = 0;
+      for (let i = 1; i < token.length; i++) {
+        if (this.cuts.beginsRight[token.charCodeAt(i)] !== MANY && !isLowSurrogate(token.charCodeAt(i)) && this.cutBefore(token, i)) {
+          unknown = this.piece(token.slice(from, i), out) || unknown;
+          from = i;
+        }
+      }
+      unknown = this.piece(token.slice(from), out) || unknown;
+    }
+    if (unknown && this.bpe.fuse_unk) {
+      out.length = start;
+      out.pushAll(this.bpe(preTokens).map((tk) => this.idOf(tk)));
+    }
+  }
+
+  /** Whether no merge can join the code points before and at code unit i (a code point start, not MANY). */
+  private cutBefore(token: string, i: number): boolean {
+    const b = token.codePointAt(i) as number;
+    const { endsLeft, beginsRight, joins } = this.cuts;
+    const right = beginsRight[b];
+    const a = token.codePointAt(isLowSurrogate(token.charCodeAt(i - 1)) && i >= 2 ? i - 2 : i - 1) as number;
+    return right === 0 || endsLeft[a] === 0 || !joins.has(a * CODE_POINTS + b);
+  }
+
+  /** Pushes a piece's ids; says whether one of its tokens is unknown to the model (what fuse_unk joins). */
+  private piece(piece: string, out: IdBuffer): boolean {
+    let m = this.memo.get(piece);
+    if (!m) {
+      const tokens = this.bpe.encode([piece]);
+      const unk = this.bpe.unk_token_id;
+      m = { ids: Int32Array.from(tokens, (tk) => this.idOf(tk)), unknown: tokens.some((tk) => (this.bpe.tokens_to_ids.get(tk) ?? unk) === unk) };
+      if (piece.length <= MEMO_MAX_PIECE) {
+        if (this.memo.size >= MEMO_MAX_ENTRIES) this.memo.clear();
+        this.memo.set(piece, m);
+      }
+    }
+    out.pushAll(m.ids);
+    return m.unknown;
+  }
+
+  /** Tokenizer.encode's token → id (an id the library leaves undefined becomes 0, as Int32Array.from made it). */
+  private idOf(token: string): number {
+    const t = this.t;
+    return (t.added_tokens_map.get(token)?.id ?? this.bpe.tokens_to_ids.get(token) ?? this.bpe.unk_token_id ?? 0) | 0;
+  }
+}
+
+/** The normalizer, with each Replace of a plain string done by split / join: the library's "gu" RegExp
+ *  replaceAll costs ~100 ms a MB, split / join a third of it, with the same result for a literal without surrogates. */
+function fastNormalizer(n: NormalizerInternals): (text: string) => string {
+  const literal = n.config?.type === 'Replace' ? n.config.pattern?.String : undefined;
+  if (typeof literal === 'string' && literal.length > 0 && !/[\ud800-\udfff]/.test(literal)) {
+    const content = n.config?.content ?? '';
+    return (text) => text.split(literal).join(content);
+  }
+  if (n.config?.type === 'Sequence' && Array.isArray(n.normalizers)) {
+    const steps = n.normalizers.map((c) => (c ? fastNormalizer(c) : (text: string) => text));
+    return (text) => steps.reduce((t, step) => step(t), text);
+  }
+  return (text) => n.normalize(text);
+}
+
+/** encode_text's lstrip / rstrip: an added token that strips trims the whitespace of its neighbours. */
+function stripAround(parts: string[], added: Map<string, AddedTokenInternals>): string[] {
+  parts.forEach((part, i) => {
+    const a = added.get(part);
+    if (!a) return;
+    if (a.lstrip && i > 0) parts[i - 1] = parts[i - 1].trimEnd();
+    if (a.rstrip && i < parts.length - 1) parts[i + 1] = parts[i + 1].trimStart();
+  });
+  return parts;
+}
