@@ -45,6 +45,7 @@ export interface PruneConfig {
   device?: DeviceName;
   threads?: number;
   overwrite?: boolean;
+  tokenCache?: boolean;
 }
 
 export interface CalibrationConfig {
@@ -108,6 +109,7 @@ export interface ResolvedConfig {
   device: DeviceName;
   threads: number;
   overwrite: boolean;
+  tokenCache: boolean;
 }
 
 export type ResolvedCalibration = Required<CalibrationConfig>;

@@ -6,6 +6,7 @@
 // from that stream; evaluation uses non-overlapping windows from its start.
 
 import { Tokenizer } from '@huggingface/tokenizers';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { mulberry32 } from '../random';
@@ -26,6 +27,8 @@ export interface TextTokenizer {
   bosId: number | undefined;
   /** The tokenizer.json that was loaded. */
   file: string;
+  /** sha256 (hex) of what decides the ids: tokenizer.json, tokenizer_config.json and the BOS id. */
+  fingerprint: string;
 }
 
 /** Loads tokenizer.json (and tokenizer_config.json / config.json beside it for the BOS token). */
@@ -33,15 +36,20 @@ export function loadTokenizer(file: string): TextTokenizer {
   if (!existsSync(file)) throw new DataError('tokenizer-missing', file, `${file}: tokenizer.json not found (set "tokenizer" in the prune config to its path)`);
   const dir = path.dirname(file);
   let json: Record<string, unknown>;
+  const bytes = readFileSync(file);
   try {
-    json = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    json = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
   } catch (e) {
     throw new DataError('tokenizer-invalid', file, `${file}: not a valid tokenizer.json (${e instanceof RangeError ? 'nested too deeply' : (e as Error).message})`);
   }
+  const hash = createHash('sha256').update(bytes);
   const readJson = (name: string): Record<string, unknown> => {
     const p = path.join(dir, name);
     try {
-      return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>) : {};
+      if (!existsSync(p)) return {};
+      const text = readFileSync(p, 'utf8');
+      if (name === 'tokenizer_config.json') hash.update(text);
+      return JSON.parse(text) as Record<string, unknown>;
     } catch (e) {
       throw new DataError('tokenizer-invalid', p, `${p}: not valid JSON (${(e as Error).message})`);
     }
@@ -62,7 +70,8 @@ export function loadTokenizer(file: string): TextTokenizer {
     bosId = added.find((t) => t.content === (bosToken ?? '<s>'))?.id;
   }
   const fast = fastEncoder(tok, json);
-  return { encode: fast ?? ((text) => Int32Array.from(tok.encode(text, { add_special_tokens: false }).ids)), bosId, file };
+  const fingerprint = hash.update(`bos=${bosId}`).digest('hex');
+  return { encode: fast ?? ((text) => Int32Array.from(tok.encode(text, { add_special_tokens: false }).ids)), bosId, file, fingerprint };
 }
 
 /**
@@ -117,7 +126,11 @@ function tokenIdFile(file: string): Int32Array {
   } catch (e) {
     throw new DataError('data-invalid', file, `${file}: not valid JSON (${e instanceof RangeError ? 'nested too deeply' : (e as Error).message})`);
   }
-  const ids = Array.isArray(v) ? v : (v as { ids?: unknown } | null)?.ids;
+  return tokenIdsOf(file, Array.isArray(v) ? v : (v as { ids?: unknown } | null)?.ids);
+}
+
+/** The ids of a parsed token-id file: an array of integers in [0, 2³¹); `file` names it in the error. */
+export function tokenIdsOf(file: string, ids: unknown): Int32Array {
   if (!Array.isArray(ids)) throw new DataError('data-invalid', file, `${file}: a token-id file must be a JSON array of non-negative integers (or {"ids": [...]})`);
   const out = new Int32Array(ids.length);
   for (let i = 0; i < ids.length; i++) {
