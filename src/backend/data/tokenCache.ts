@@ -130,7 +130,11 @@ function writeCacheFile(dir: string, key: CacheKey, ids: Int32Array, warnings: s
     renameSync(tmp, file);
     return file;
   } catch {
-    rmSync(tmp, { force: true });
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // no folder: nothing was written
+    }
     return null;
   }
 }
