@@ -68,7 +68,12 @@ class IdBuffer {
     this.ids[this.length++] = id;
   }
   pushAll(ids: ArrayLike<number>): void {
-    for (let i = 0; i < ids.length; i++) this.push(ids[i]);
+    if (this.length + ids.length > this.ids.length) {
+      const bigger = new Int32Array(Math.max(this.ids.length * 2, this.length + ids.length));
+      bigger.set(this.ids);
+      this.ids = bigger;
+    }
+    for (let i = 0; i < ids.length; i++) this.ids[this.length++] = ids[i];
   }
   result(): Int32Array {
     return this.ids.slice(0, this.length);
@@ -190,18 +195,8 @@ class FastEncoder {
     const start = out.length;
     let unknown = false;
     for (const token of preTokens) {
-      if (this.bpe.ignore_merges && this.bpe.tokens_to_ids.has(token)) {
-        unknown = this.piece(token, out) || unknown;
-        continue;
-      }
-      let from = 0;
-      for (let i = 1; i < token.length; i++) {
-        if (this.cuts.beginsRight[token.charCodeAt(i)] !== MANY && !isLowSurrogate(token.charCodeAt(i)) && this.cutBefore(token, i)) {
-          unknown = this.piece(token.slice(from, i), out) || unknown;
-          from = i;
-        }
-      }
-      unknown = this.piece(token.slice(from), out) || unknown;
+      if (this.bpe.ignore_merges && this.bpe.tokens_to_ids.has(token)) unknown = this.piece(token, out) || unknown;
+      else unknown = this.pieces(token, out) || unknown;
     }
     if (unknown && this.bpe.fuse_unk) {
       out.length = start;
@@ -209,13 +204,24 @@ class FastEncoder {
     }
   }
 
-  /** Whether no merge can join the code points before and at code unit i (a code point start, not MANY). */
-  private cutBefore(token: string, i: number): boolean {
-    const b = token.codePointAt(i) as number;
+  /** A pre-token's ids, piece by piece: cut before each code point that no merge joins to the one before it. The
+   *  hot loop of the encoder (one pass over every code unit): typed-array looks-ups, the pair set only for FEW. */
+  private pieces(token: string, out: IdBuffer): boolean {
     const { endsLeft, beginsRight, joins } = this.cuts;
-    const right = beginsRight[b];
-    const a = token.codePointAt(isLowSurrogate(token.charCodeAt(i - 1)) && i >= 2 ? i - 2 : i - 1) as number;
-    return right === 0 || endsLeft[a] === 0 || !joins.has(a * CODE_POINTS + b);
+    let unknown = false;
+    let from = 0;
+    let a = token.codePointAt(0) ?? 0;
+    for (let i = a > 0xffff ? 2 : 1; i < token.length; ) {
+      const b = token.codePointAt(i) as number;
+      const right = beginsRight[b];
+      if (right !== MANY && (right === 0 || endsLeft[a] === 0 || !joins.has(a * CODE_POINTS + b))) {
+        unknown = this.piece(token.slice(from, i), out) || unknown;
+        from = i;
+      }
+      a = b;
+      i += b > 0xffff ? 2 : 1;
+    }
+    return this.piece(from === 0 ? token : token.slice(from), out) || unknown;
   }
 
   /** Pushes a piece's ids; says whether one of its tokens is unknown to the model (what fuse_unk joins). */
