@@ -22,6 +22,10 @@ interface AddedTokenInternals {
 interface BpeInternals {
   (tokens: string[]): string[];
   encode(tokens: string[]): string[];
+  /** One word's merges (no vocabulary look-up). */
+  bpe(token: string): string[];
+  byte_fallback: boolean;
+  unk_token: string | null | undefined;
   tokens_to_ids: Map<string, number>;
   unk_token_id: number | undefined;
   fuse_unk: boolean;
@@ -50,6 +54,9 @@ interface TokenizerInternals {
   do_lowercase_and_remove_accent: boolean;
 }
 
+/** Pieces up to this many code units are merged here (rank look-ups in a Map of Maps, O(n²) in the piece); longer
+ *  ones by the library's priority queue, which is O(n log n) but builds a JSON key per pair. */
+const OWN_MERGE_MAX = 48;
 /** Pieces longer than this are merged but not memoized (text with no safe cut, e.g. one long run of letters). */
 const MEMO_MAX_PIECE = 256;
 /** Distinct pieces memoized at most (then the memo starts over): bounds memory on hostile text. */
@@ -142,17 +149,24 @@ function isLowSurrogate(c: number): boolean {
 }
 
 class FastEncoder {
-  private readonly memo = new Map<string, { ids: Int32Array; unknown: boolean }>();
+  private readonly memo = new Map<string, { ids: number[]; unknown: boolean }>();
   private readonly bpe: BpeInternals;
   private readonly unnormalized: string[];
 
   private readonly normalize: ((text: string) => string) | null;
+  /** Merge rank by left token, then right token (the library's bpe_ranks: a pair listed twice keeps its last rank). */
+  private readonly ranks = new Map<string, Map<string, number>>();
+  private readonly utf8 = new TextEncoder();
 
   constructor(
     private readonly t: TokenizerInternals,
     private readonly cuts: CutTable,
   ) {
     this.bpe = t.model;
+    t.model.merges.forEach(([left, right], rank) => {
+      const byLeft = this.ranks.get(left) ?? new Map<string, number>();
+      this.ranks.set(left, byLeft.set(right, rank));
+    });
     this.normalize = t.normalizer && fastNormalizer(t.normalizer);
     this.unnormalized = t.added_tokens.filter((a) => !(a.normalized && t.normalizer !== null)).map((a) => a.content);
   }
@@ -195,7 +209,7 @@ class FastEncoder {
     const start = out.length;
     let unknown = false;
     for (const token of preTokens) {
-      if (this.bpe.ignore_merges && this.bpe.tokens_to_ids.has(token)) unknown = this.piece(token, out) || unknown;
+      if (this.bpe.ignore_merges && this.bpe.tokens_to_ids.has(token)) out.push(this.idOf(token));
       else unknown = this.pieces(token, out) || unknown;
     }
     if (unknown && this.bpe.fuse_unk) {
@@ -228,9 +242,10 @@ class FastEncoder {
   private piece(piece: string, out: IdBuffer): boolean {
     let m = this.memo.get(piece);
     if (!m) {
-      const tokens = this.bpe.encode([piece]);
+      // Plain arrays: a memo of ~10⁵ small typed arrays costs more to allocate and collect than the merges.
+      const tokens = this.vocabularyTokens(piece.length <= OWN_MERGE_MAX ? this.merge(piece) : this.bpe.bpe(piece));
       const unk = this.bpe.unk_token_id;
-      m = { ids: Int32Array.from(tokens, (tk) => this.idOf(tk)), unknown: tokens.some((tk) => (this.bpe.tokens_to_ids.get(tk) ?? unk) === unk) };
+      m = { ids: tokens.map((tk) => this.idOf(tk)), unknown: tokens.some((tk) => (this.bpe.tokens_to_ids.get(tk) ?? unk) === unk) };
       if (piece.length <= MEMO_MAX_PIECE) {
         if (this.memo.size >= MEMO_MAX_ENTRIES) this.memo.clear();
         this.memo.set(piece, m);
@@ -238,6 +253,42 @@ class FastEncoder {
     }
     out.pushAll(m.ids);
     return m.unknown;
+  }
+
+  /** BPE.bpe's merges of one piece: the pair of lowest rank, leftmost first (its queue's score is rank + position /
+   *  length), until no pair has a rank. */
+  private merge(piece: string): string[] {
+    const word = Array.from(piece);
+    for (;;) {
+      let best = Infinity;
+      let at = -1;
+      for (let i = 0; i + 1 < word.length; i++) {
+        const rank = this.ranks.get(word[i])?.get(word[i + 1]);
+        if (rank !== undefined && rank < best) {
+          best = rank;
+          at = i;
+        }
+      }
+      if (at < 0) return word;
+      word.splice(at, 2, word[at] + word[at + 1]);
+    }
+  }
+
+  /** BPE.encode's step after the merges: a token outside the vocabulary becomes its UTF-8 bytes' tokens
+   *  (byte_fallback, when the vocabulary has them all) or the unknown token. */
+  private vocabularyTokens(merged: string[]): string[] {
+    const { tokens_to_ids: vocab, byte_fallback: byteFallback, unk_token: unk } = this.bpe;
+    const out: string[] = [];
+    for (const token of merged) {
+      if (vocab.has(token)) {
+        out.push(token);
+        continue;
+      }
+      const bytes = byteFallback ? Array.from(this.utf8.encode(token), (x) => `<0x${x.toString(16).toUpperCase().padStart(2, '0')}>`) : null;
+      if (bytes && bytes.every((x) => vocab.has(x))) out.push(...bytes);
+      else if (unk !== null && unk !== undefined) out.push(unk);
+    }
+    return out;
   }
 
   /** Tokenizer.encode's token → id (an id the library leaves undefined becomes 0, as Int32Array.from made it). */
