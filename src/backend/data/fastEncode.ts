@@ -299,11 +299,13 @@ class FastEncoder {
 }
 
 /** The normalizer, with each Replace of a plain string done by split / join: the library's "gu" RegExp
- *  replaceAll costs ~100 ms a MB, split / join a third of it, with the same result for a literal without surrogates. */
+ *  replaceAll costs ~100 ms a MB, split / join a third of it, with the same result for a literal without surrogates;
+ *  one code unit for another (Llama's " " → "▁") is swapped in place in the UTF-16 bytes, ~10× faster still. */
 function fastNormalizer(n: NormalizerInternals): (text: string) => string {
   const literal = n.config?.type === 'Replace' ? n.config.pattern?.String : undefined;
   if (typeof literal === 'string' && literal.length > 0 && !/[\ud800-\udfff]/.test(literal)) {
     const content = n.config?.content ?? '';
+    if (literal.length === 1 && content.length === 1 && !/[\ud800-\udfff]/.test(content)) return swapCodeUnit(literal.charCodeAt(0), content.charCodeAt(0));
     return (text) => text.split(literal).join(content);
   }
   if (n.config?.type === 'Sequence' && Array.isArray(n.normalizers)) {
@@ -311,6 +313,17 @@ function fastNormalizer(n: NormalizerInternals): (text: string) => string {
     return (text) => steps.reduce((t, step) => step(t), text);
   }
   return (text) => n.normalize(text);
+}
+
+/** text.replaceAll(from, to) for two code units that are not surrogates, over the text's UTF-16 bytes. */
+function swapCodeUnit(from: number, to: number): (text: string) => string {
+  return (text) => {
+    const bytes = Buffer.from(text, 'utf16le');
+    if (bytes.byteOffset % 2 !== 0) return text.split(String.fromCharCode(from)).join(String.fromCharCode(to)); // a pooled Buffer is 8-aligned: never, in fact
+    const units = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2);
+    for (let i = units.indexOf(from); i >= 0; i = units.indexOf(from, i + 1)) units[i] = to;
+    return bytes.toString('utf16le');
+  };
 }
 
 /** encode_text's lstrip / rstrip: an added token that strips trims the whitespace of its neighbours. */
