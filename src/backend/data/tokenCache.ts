@@ -31,7 +31,8 @@ export interface CacheOptions {
   warn?: (message: string) => void;
   /** A cache file not trusted, or no folder to write one in. */
   cacheWarn?: (message: string) => void;
-  /** The user cache folder (default: the platform's, see userCacheDir); tests point it elsewhere. */
+  /** The user cache folder (default: the platform's, see userCacheDir, when the home folder exists); tests point
+   *  it elsewhere. */
   userDir?: string;
 }
 
@@ -42,7 +43,8 @@ export function cachedTokens(file: string, tokenizer: TextTokenizer | undefined,
   if (path.extname(file).toLowerCase() === '.json') return { ids: readTokens(file, tokenizer, warn), from: { source: 'ids', cacheFile: null } };
   if (!options.enabled || !tokenizer || !existsSync(file)) return { ids: readTokens(file, tokenizer, warn), from: { source: 'tokenized', cacheFile: null } };
   const key = cacheKey(file, tokenizer);
-  const places = [path.join(path.dirname(file), CACHE_FOLDER), options.userDir ?? userCacheDir()];
+  const userDir = options.userDir ?? (existsSync(homedir()) ? userCacheDir() : null); // never creates a missing $HOME
+  const places = [path.join(path.dirname(file), CACHE_FOLDER), ...(userDir === null ? [] : [userDir])];
   for (const dir of places) {
     const hit = readCacheFile(path.join(dir, key.name), key, cacheWarn);
     if (hit) {
