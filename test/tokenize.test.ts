@@ -5,10 +5,11 @@
 import { Tokenizer } from '@huggingface/tokenizers';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { fastEncoder } from '../src/backend/data/fastEncode';
 import { cachedTokens, CACHE_FOLDER, CacheOptions } from '../src/backend/data/tokenCache';
 import { loadTokenizer, readTokens, TextTokenizer } from '../src/backend/data/tokens';
 import { runPrune } from '../src/backend/pipeline/run';
@@ -16,7 +17,7 @@ import { resolveConfig } from '../src/protocol/config';
 import { Event, EventOf } from '../src/protocol/events';
 
 const fixtures = path.resolve(__dirname, '..', '..', 'shared', 'fixtures');
-const texts = readdirSync(path.join(fixtures, 'data')).map((name) => path.join(fixtures, 'data', name));
+const texts = readdirSync(path.join(fixtures, 'data')).map((name) => path.join(fixtures, 'data', name)).filter((f) => statSync(f).isFile());
 /** Every fixture tokenizer.json, one per distinct content (the fixtures share one today). */
 const tokenizerFiles = [...new Map(readdirSync(fixtures)
   .map((d) => path.join(fixtures, d, 'tokenizer.json'))
@@ -68,20 +69,77 @@ describe('fast encoder', () => {
   }
 });
 
+/** GPT-2's bytes_to_unicode: each byte as a printable character. */
+const BYTE_CHARS = (() => {
+  const printable = (b: number) => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+  let extra = 0;
+  return Array.from({ length: 256 }, (_, b) => String.fromCodePoint(printable(b) ? b : 256 + extra++));
+})();
+
+/**
+ * A GPT-2-style tokenizer.json (ByteLevel pre-tokenizer, no normalizer, byte-level BPE) with `merges` merges learned
+ * from `sample` by plain BPE training: the fixtures' tokenizers are all one SentencePiece-style file, and this
+ * exercises the encoder's pre-tokenizer path (and ignore_merges, which Llama 3's tokenizer sets).
+ */
+function byteLevelTokenizer(sample: string, merges: number, ignoreMerges: boolean): Record<string, unknown> {
+  const words = (sample.match(/ ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+/gu) ?? []).map((w) => Array.from(Buffer.from(w, 'utf8'), (b) => BYTE_CHARS[b]));
+  const vocab = new Map(BYTE_CHARS.map((c, i) => [c, i]));
+  const learned: [string, string][] = [];
+  while (learned.length < merges) {
+    const counts = new Map<string, number>();
+    for (const w of words) for (let i = 0; i + 1 < w.length; i++) counts.set(`${w[i]}\n${w[i + 1]}`, (counts.get(`${w[i]}\n${w[i + 1]}`) ?? 0) + 1); // no byte character is \n
+    const best = [...counts].reduce((a, b) => (b[1] > a[1] ? b : a), ['', 0] as [string, number]);
+    if (best[1] < 2) break;
+    const [l, r] = best[0].split('\n') as [string, string];
+    learned.push([l, r]);
+    vocab.set(l + r, vocab.size);
+    for (const w of words) for (let i = 0; i + 1 < w.length; i++) if (w[i] === l && w[i + 1] === r) w.splice(i, 2, l + r);
+  }
+  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
+  return {
+    version: '1.0', truncation: null, padding: null, normalizer: null, pre_tokenizer: byteLevel, post_processor: byteLevel, decoder: byteLevel,
+    added_tokens: [{ id: vocab.size, content: '<|endoftext|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: ignoreMerges, vocab: Object.fromEntries(vocab), merges: learned },
+  };
+}
+
+describe('fast encoder on a byte-level BPE tokenizer (GPT-2 style, trained here)', () => {
+  const work = mkdtempSync(path.join(tmpdir(), 'prunekit-bytelevel-'));
+  after(() => rmSync(work, { recursive: true, force: true }));
+  const sample = slice(texts.find((f) => f.includes('tinyshakespeare'))!, 0).slice(0, 8_000) + slice(texts.find((f) => f.includes('wikitext'))!, 0).slice(0, 8_000);
+  for (const ignoreMerges of [false, true]) {
+    test(`ignore_merges ${ignoreMerges}: ids identical to Tokenizer.encode on every fixture text and the edge cases`, () => {
+      const json = byteLevelTokenizer(sample, 200, ignoreMerges);
+      const file = path.join(work, `ignore-${ignoreMerges}`, 'tokenizer.json');
+      mkdirSync(path.dirname(file));
+      writeFileSync(file, JSON.stringify(json));
+      assert.ok(fastEncoder(new Tokenizer(json, {}), json), 'the fast encoder takes this tokenizer (else this test compares the library with itself)');
+      const tok = loadTokenizer(file);
+      for (const f of texts) {
+        const text = slice(f, 0.5).slice(0, 10_000);
+        assert.deepEqual(Array.from(tok.encode(text)), libraryIds(file, text), path.basename(f));
+      }
+      for (const [what, text] of [...EDGE_CASES, ['an added token', 'a<|endoftext|>b <|endoftext|>'] as [string, string]]) {
+        assert.deepEqual(Array.from(tok.encode(text)), libraryIds(file, text), what);
+      }
+    });
+  }
+});
+
 describe('token cache', () => {
   const work = mkdtempSync(path.join(tmpdir(), 'prunekit-tokenize-'));
   after(() => rmSync(work, { recursive: true, force: true }));
   const tok = loadTokenizer(path.join(fixtures, 'stories260K-hf', 'tokenizer.json'));
   const story = slice(texts.find((f) => f.includes('tinystories_valid'))!, 0);
   let n = 0;
-  /** A fresh folder holding a text file (and a user cache folder that tests look into). */
+  /** A fresh folder holding a text file, and a user cache folder of its own. */
   function setup(text = story, name = 'calib.txt') {
     const dir = path.join(work, `case-${n++}`);
     mkdirSync(dir);
     const file = path.join(dir, name);
     writeFileSync(file, text);
     const warnings: string[] = [];
-    const options: CacheOptions = { enabled: true, warn: (m) => warnings.push(m), cacheWarn: (m) => warnings.push(`cache: ${m}`), userDir: path.join(dir, 'user-cache') };
+    const options: CacheOptions = { enabled: true, warn: (m) => warnings.push(m), cacheWarn: (m) => warnings.push(`cache: ${m}`), userDir: path.join(work, `user-cache-${n}`) };
     return { dir, file, warnings, options, load: (t: TextTokenizer = tok) => cachedTokens(file, t, options) };
   }
 
@@ -153,12 +211,20 @@ describe('token cache', () => {
     });
   }
 
-  test('beside a folder that cannot hold the cache, the user cache folder is used; off, nothing is written', () => {
+  test('beside a folder that cannot hold the cache, or a read-only one, the user cache folder is used; off, nothing is written', () => {
     const s = setup();
     writeFileSync(path.join(s.dir, CACHE_FOLDER), 'a file where the folder would be');
     const first = s.load();
     assert.equal(path.dirname(first.from.cacheFile!), s.options.userDir);
     assert.deepEqual(s.load().from, { source: 'cache', cacheFile: first.from.cacheFile });
+    const readOnly = setup();
+    chmodSync(readOnly.dir, 0o555); // no write bit: read-only, to root too
+    try {
+      assert.equal(path.dirname(readOnly.load().from.cacheFile!), readOnly.options.userDir);
+      assert.ok(!existsSync(path.join(readOnly.dir, CACHE_FOLDER)), 'nothing written in the read-only folder');
+    } finally {
+      chmodSync(readOnly.dir, 0o755);
+    }
     const off = setup();
     const got = cachedTokens(off.file, tok, { ...off.options, enabled: false });
     assert.deepEqual(got.from, { source: 'tokenized', cacheFile: null });
