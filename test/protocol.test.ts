@@ -52,7 +52,9 @@ const SAMPLES: { [T in EventType]: EventOf<T> } = {
     ],
     config,
   }),
-  'data.loaded': makeEvent('data.loaded', { role: 'calibration', file: '/w/data/c.txt', tokens: 200000, windows: 128, seqlen: 256 }),
+  'data.loaded': makeEvent('data.loaded', {
+    role: 'calibration', file: '/w/data/c.txt', tokens: 200000, windows: 128, seqlen: 256, source: 'cache', cacheFile: '/w/data/.prunekit-cache/c.txt.0123456789abcdef.fedcba9876543210.json', seconds: 0.05,
+  }),
   'calibration.progressed': makeEvent('calibration.progressed', { phase: 'hessian', block: 2, done: 64, total: 128 }),
   'layer.pruned': makeEvent('layer.pruned', {
     block: 0, layer: '/model/layers.0/mlp/down_proj/MatMul', shape: [64, 172], method: 'sparsegpt', pattern: '2:4', targetSparsity: 0.5,
@@ -238,12 +240,12 @@ describe('prune-config.schema.json', () => {
 const CONFIG_KEYS: Record<keyof PruneConfig, true> = {
   $schema: true, checkpoint: true, output: true, variant: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true,
   dampening: true, nmMask: true, magnitudeGroup: true, calibration: true, evaluation: true, layers: true, keepDense: true,
-  blockPattern: true, device: true, threads: true, overwrite: true, allocation: true, owl: true, refine: true,
+  blockPattern: true, device: true, threads: true, overwrite: true, allocation: true, owl: true, refine: true, tokenCache: true,
 };
 const RESOLVED_KEYS: Record<keyof ResolvedConfig, true> = {
   checkpoint: true, output: true, variant: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true, dampening: true,
   nmMask: true, magnitudeGroup: true, calibration: true, evaluation: true, layers: true, keepDense: true, blockPattern: true,
-  device: true, threads: true, overwrite: true, allocation: true, owl: true, refine: true,
+  device: true, threads: true, overwrite: true, allocation: true, owl: true, refine: true, tokenCache: true,
 };
 const CALIBRATION_KEYS: Record<keyof CalibrationConfig, true> = { path: true, nsamples: true, seqlen: true, seed: true, skipTokens: true };
 const EVALUATION_KEYS: Record<keyof EvaluationConfig, true> = { path: true, seqlen: true, maxWindows: true };
@@ -323,6 +325,7 @@ describe('resolveConfig', () => {
       device: 'auto',
       threads: 0,
       overwrite: false,
+      tokenCache: true,
     });
   });
 

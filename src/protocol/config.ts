@@ -48,6 +48,7 @@ export interface PruneConfig {
   device?: DeviceName;
   threads?: number;
   overwrite?: boolean;
+  tokenCache?: boolean;
 }
 
 /** OWL's parameters (Yin et al. 2024): outlier threshold M and maximum deviation λ. */
@@ -125,6 +126,7 @@ export interface ResolvedConfig {
   device: DeviceName;
   threads: number;
   overwrite: boolean;
+  tokenCache: boolean;
 }
 
 export type ResolvedCalibration = Required<CalibrationConfig>;

@@ -106,6 +106,7 @@ export const WARNING_CODES = [
   'partial-group', // N:M with M not dividing the columns: the trailing group stays dense
   'block-dense', // a block (or quantized layers) with no prunable linear layer: it stays dense
   'data-encoding', // calibration or evaluation text that is not valid UTF-8 (bytes replaced by U+FFFD)
+  'token-cache', // a token cache file not trusted (corrupt, another format), or no folder to write one in
   'leftovers-removed', // temporaries of a killed earlier run beside the output were removed
   'expert-few-tokens', // an MoE expert routed fewer calibration tokens than its inputs: pruned by magnitude
   'other',
@@ -158,6 +159,12 @@ export interface DataLoaded {
   /** Windows actually used, and their length (may be below what was asked: a warning then says why). */
   windows: number;
   seqlen: number;
+  /** Where the ids came from: a token-id file, the text tokenized, or the token cache (tokenCache.ts). */
+  source: 'ids' | 'tokenized' | 'cache';
+  /** The token cache file read (source "cache") or written (source "tokenized"); null when none was. */
+  cacheFile: string | null;
+  /** Seconds spent reading (and tokenizing) the file. */
+  seconds: number;
 }
 
 export interface CalibrationProgressed {
@@ -414,6 +421,9 @@ const CHECKS: { [T in EventType]: Check<EventOf<T>> } = {
     tokens: count,
     windows: count,
     seqlen: count,
+    source: oneOf('ids', 'tokenized', 'cache'),
+    cacheFile: nullable(str),
+    seconds: nonNeg,
   }),
   'calibration.progressed': obj<CalibrationProgressed>({
     v: version,

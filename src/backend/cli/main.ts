@@ -45,6 +45,7 @@ prune options (flags override the config file):
   --out DIR            output folder (default beside the input)
   --variant V          in a repository folder (onnx/model.onnx, onnx/model_fp16.onnx, …): the float variant to prune
   --overwrite          replace an existing output folder
+  --no-token-cache     tokenize the texts again and keep no ids (default: ids cached in .prunekit-cache/ beside each text)
   --json               NDJSON events on stdout (logs on stderr)
 common options:
   --debug              add the stack trace to error messages (for a bug report)
@@ -69,6 +70,7 @@ const OPTIONS = {
   out: { type: 'string' },
   variant: { type: 'string' },
   overwrite: { type: 'boolean' },
+  'no-token-cache': { type: 'boolean' },
   json: { type: 'boolean' },
   debug: { type: 'boolean' },
   device: { type: 'string' },
@@ -108,6 +110,7 @@ function buildConfig(checkpoint: string | undefined, f: Flags) {
   set(raw, 'output', abs(f.out));
   set(raw, 'variant', f.variant);
   set(raw, 'overwrite', f.overwrite);
+  if (f['no-token-cache']) raw.tokenCache = false;
   set(raw, 'device', f.device);
   set(raw, 'threads', num(f.threads));
   if (f.calibration || f.nsamples || f.seqlen || f.seed || f['skip-tokens']) {
@@ -144,7 +147,7 @@ function textPrinter(): (e: Event) => void {
         out(`model ${e.model.file} (${e.blocks.length} blocks, ${e.layers.length} prunable layers) on ${e.device}`);
         break;
       case 'data.loaded':
-        out(`${e.role}: ${e.windows} windows of ${e.seqlen} tokens from ${e.file}`);
+        out(`${e.role}: ${e.windows} windows of ${e.seqlen} tokens from ${e.file}${e.source === 'cache' ? ` (token ids from ${e.cacheFile})` : ''}`);
         break;
       case 'evaluation.finished':
         out(`${e.model} perplexity ${e.perplexity.toFixed(4)} (${e.windows} windows of ${e.seqlen})`);

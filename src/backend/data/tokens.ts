@@ -6,9 +6,11 @@
 // from that stream; evaluation uses non-overlapping windows from its start.
 
 import { Tokenizer } from '@huggingface/tokenizers';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { mulberry32 } from '../random';
+import { fastEncoder } from './fastEncode';
 
 /** A data problem with the protocol code the CLI reports and the file it concerns. */
 export class DataError extends Error {
@@ -19,11 +21,14 @@ export class DataError extends Error {
 }
 
 export interface TextTokenizer {
-  encode(text: string): number[];
+  /** The ids of `encode(text, { add_special_tokens: false })`, fast (fastEncode.ts) where the tokenizer allows. */
+  encode(text: string): Int32Array;
   /** Prepended to every document; undefined when the tokenizer has none. */
   bosId: number | undefined;
   /** The tokenizer.json that was loaded. */
   file: string;
+  /** sha256 (hex) of what decides the ids: tokenizer.json, tokenizer_config.json and the BOS id. */
+  fingerprint: string;
 }
 
 /** Loads tokenizer.json (and tokenizer_config.json / config.json beside it for the BOS token). */
@@ -31,15 +36,20 @@ export function loadTokenizer(file: string): TextTokenizer {
   if (!existsSync(file)) throw new DataError('tokenizer-missing', file, `${file}: tokenizer.json not found (set "tokenizer" in the prune config to its path)`);
   const dir = path.dirname(file);
   let json: Record<string, unknown>;
+  const bytes = readFileSync(file);
   try {
-    json = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    json = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
   } catch (e) {
     throw new DataError('tokenizer-invalid', file, `${file}: not a valid tokenizer.json (${e instanceof RangeError ? 'nested too deeply' : (e as Error).message})`);
   }
+  const hash = createHash('sha256').update(bytes);
   const readJson = (name: string): Record<string, unknown> => {
     const p = path.join(dir, name);
     try {
-      return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>) : {};
+      if (!existsSync(p)) return {};
+      const text = readFileSync(p, 'utf8');
+      if (name === 'tokenizer_config.json') hash.update(text);
+      return JSON.parse(text) as Record<string, unknown>;
     } catch (e) {
       throw new DataError('tokenizer-invalid', p, `${p}: not valid JSON (${(e as Error).message})`);
     }
@@ -59,7 +69,9 @@ export function loadTokenizer(file: string): TextTokenizer {
     const added = (json.added_tokens as { id: number; content: string }[] | undefined) ?? [];
     bosId = added.find((t) => t.content === (bosToken ?? '<s>'))?.id;
   }
-  return { encode: (text) => tok.encode(text, { add_special_tokens: false }).ids, bosId, file };
+  const fast = fastEncoder(tok, json);
+  const fingerprint = hash.update(`bos=${bosId}`).digest('hex');
+  return { encode: fast ?? ((text) => Int32Array.from(tok.encode(text, { add_special_tokens: false }).ids)), bosId, file, fingerprint };
 }
 
 /**
@@ -74,7 +86,7 @@ export function readTokens(file: string, tokenizer: TextTokenizer | undefined, w
   const bos = tokenizer.bosId === undefined ? [] : [tokenizer.bosId];
   const text = decodeText(file, warn);
   if (ext === '.jsonl') {
-    const out: number[] = [];
+    const out: Int32Array[] = [];
     text.split('\n').forEach((line, i) => {
       if (!line.trim()) return;
       let rec: unknown;
@@ -85,11 +97,25 @@ export function readTokens(file: string, tokenizer: TextTokenizer | undefined, w
       }
       const t = (rec as { text?: unknown }).text;
       if (typeof t !== 'string') throw new DataError('data-invalid', file, `${file}:${i + 1}: no "text" string field`);
-      for (const id of [...bos, ...tokenizer.encode(t)]) out.push(id);
+      out.push(withBos(bos, tokenizer.encode(t)));
     });
-    return Int32Array.from(out);
+    return concatIds(out);
   }
-  return Int32Array.from([...bos, ...tokenizer.encode(text)]);
+  return withBos(bos, tokenizer.encode(text));
+}
+
+function withBos(bos: number[], ids: Int32Array): Int32Array {
+  return bos.length ? concatIds([Int32Array.from(bos), ids]) : ids;
+}
+
+function concatIds(parts: Int32Array[]): Int32Array {
+  const out = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /** A JSON array of token ids (or {"ids": [...]}): each must be an integer in [0, 2³¹), never wrapped into another id. */
@@ -100,7 +126,11 @@ function tokenIdFile(file: string): Int32Array {
   } catch (e) {
     throw new DataError('data-invalid', file, `${file}: not valid JSON (${e instanceof RangeError ? 'nested too deeply' : (e as Error).message})`);
   }
-  const ids = Array.isArray(v) ? v : (v as { ids?: unknown } | null)?.ids;
+  return tokenIdsOf(file, Array.isArray(v) ? v : (v as { ids?: unknown } | null)?.ids);
+}
+
+/** The ids of a parsed token-id file: an array of integers in [0, 2³¹); `file` names it in the error. */
+export function tokenIdsOf(file: string, ids: unknown): Int32Array {
   if (!Array.isArray(ids)) throw new DataError('data-invalid', file, `${file}: a token-id file must be a JSON array of non-negative integers (or {"ids": [...]})`);
   const out = new Int32Array(ids.length);
   for (let i = 0; i < ids.length; i++) {

@@ -19,7 +19,8 @@ import { version as PRUNEKIT_VERSION } from '../../../package.json';
 import { Event, EventBody, EventOf, EventType, formatEvent, LayerInfo, makeEvent, RunTotals, WarningCode } from '../../protocol/events';
 import { layerSelector, ResolvedConfig, unmatchedLayerPatterns } from '../../protocol/config';
 import { formatPattern } from '../../protocol/pruning';
-import { calibrationWindows, evaluationWindows, readTokens, TextTokenizer } from '../data/tokens';
+import { cachedTokens, TokenSource } from '../data/tokenCache';
+import { calibrationWindows, evaluationWindows, TextTokenizer } from '../data/tokens';
 import { perplexity } from '../eval/perplexity';
 import { spillFileOf } from '../formats/atomicFolder';
 import { readJson } from '../formats/hfCheckpoint';
@@ -212,25 +213,25 @@ function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog): Run
   const tooBig = runMemoryProblem(config, model.discovery.layers, autoSeqlen, run.micro);
   if (tooBig) throw new RunError('out-of-memory', tooBig);
   checkPositionLimit(config, model.ckpt);
-  const tokensOf = tokenReader(model, run);
+  const tokensOf = tokenReader(config, model, run);
   let calib: { windows: Int32Array[]; seqlen: number } | null = null;
   if (config.calibration) {
     const c = config.calibration;
-    const ids = tokensOf(c.path);
+    const { ids, from, seconds } = tokensOf(c.path);
     const w = calibrationWindows(ids, c.nsamples, c.seqlen ?? autoSeqlen, c.seed, c.skipTokens, c.path);
     calib = w;
-    run.emit('data.loaded', { role: 'calibration', file: c.path, tokens: Math.max(0, ids.length - c.skipTokens), windows: w.windows.length, seqlen: w.seqlen });
+    run.emit('data.loaded', { role: 'calibration', file: c.path, tokens: Math.max(0, ids.length - c.skipTokens), windows: w.windows.length, seqlen: w.seqlen, ...from, seconds });
     for (const n of w.notes) run.warn('data-short', n, { file: c.path });
   }
   let evaluation: Int32Array[] | null = null;
   let evalSeqlen = 0;
   if (config.evaluation) {
     const e = config.evaluation;
-    const ids = tokensOf(e.path);
+    const { ids, from, seconds } = tokensOf(e.path);
     evalSeqlen = e.seqlen ?? calib?.seqlen ?? autoSeqlen;
     evaluation = evaluationWindows(ids, evalSeqlen, e.maxWindows ?? Infinity);
     if (evaluation.length === 0) throw new RunError('data-invalid', `${e.path}: ${ids.length} tokens, fewer than one window of ${evalSeqlen}`, { file: e.path });
-    run.emit('data.loaded', { role: 'evaluation', file: e.path, tokens: ids.length, windows: evaluation.length, seqlen: evalSeqlen });
+    run.emit('data.loaded', { role: 'evaluation', file: e.path, tokens: ids.length, windows: evaluation.length, seqlen: evalSeqlen, ...from, seconds });
   }
   const batches: Int32Array[][] = [];
   if (calib) for (let i = 0; i < calib.windows.length; i += run.micro) batches.push(calib.windows.slice(i, i + run.micro));
@@ -253,21 +254,30 @@ function checkPositionLimit(config: ResolvedConfig, ckpt: Checkpoint): void {
   }
 }
 
+/** A data file's ids, where they came from, and the seconds they took (what data.loaded reports). */
+type LoadedTokens = { ids: Int32Array; from: TokenSource; seconds: number };
+
 /**
- * Token ids of a data file, read once per file (calibration and evaluation often share one) and checked against the
- * model's vocabulary.
+ * Token ids of a data file, read once per file (calibration and evaluation often share one), through the token
+ * cache unless the config turns it off, and checked against the model's vocabulary.
  */
-function tokenReader(model: OpenModel, run: RunLog): (file: string) => Int32Array {
-  const cache = new Map<string, Int32Array>();
+function tokenReader(config: ResolvedConfig, model: OpenModel, run: RunLog): (file: string) => LoadedTokens {
+  const cache = new Map<string, LoadedTokens>();
   const vocab = vocabularySize(model.ckpt.model);
   return (file) => {
-    let ids = cache.get(file);
-    if (!ids) {
-      ids = readTokens(file, model.tokenizer, (m) => run.warn('data-encoding', m, { file }));
+    let got = cache.get(file);
+    if (!got) {
+      const start = performance.now();
+      const { ids, from } = cachedTokens(file, model.tokenizer, {
+        enabled: config.tokenCache,
+        warn: (m) => run.warn('data-encoding', m, { file }),
+        cacheWarn: (m) => run.warn('token-cache', m, { file }),
+      });
       if (vocab) checkVocabulary(ids, vocab, file);
-      cache.set(file, ids);
+      got = { ids, from, seconds: (performance.now() - start) / 1000 };
+      cache.set(file, got);
     }
-    return ids;
+    return got;
   };
 }
 

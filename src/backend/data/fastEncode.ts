@@ -1,0 +1,338 @@
+// Why hand-written: @huggingface/tokenizers runs BPE on each pre-token whole (a tokenizer without a pre-tokenizer,
+// like Llama's, merges the whole file as one word) and builds strings per token: ~50 KB/s. This drives its own stages.
+//
+// Fast ids for a whole text, identical to `Tokenizer.encode(text, { add_special_tokens: false }).ids`.
+//
+// The library's stages are called as they are (added-token splitting, normalizer, pre-tokenizer, the BPE model);
+// only the model step is cut smaller. A BPE merge joins a token ending in code point a with one starting with b;
+// between two code points (a, b) that no merge can join, no merge ever crosses, so the pre-token's BPE is the
+// concatenation of its pieces' BPE (its priority queue orders merges by rank, then position, within each piece
+// as in the whole). Pieces are mostly words, and each distinct piece is merged once: its ids are memoized.
+// Tokenizers this does not cover (another model, word suffixes, lower-casing options, an unknown post-processor)
+// use the library's own encode.
+
+import type { Tokenizer } from '@huggingface/tokenizers';
+
+/** The library's internals this module drives (`@huggingface/tokenizers` 0.2: Tokenizer, BPE, Callable). */
+interface AddedTokenInternals {
+  id: number;
+  lstrip: boolean;
+  rstrip: boolean;
+}
+interface BpeInternals {
+  (tokens: string[]): string[];
+  encode(tokens: string[]): string[];
+  /** One word's merges (no vocabulary look-up). */
+  bpe(token: string): string[];
+  byte_fallback: boolean;
+  unk_token: string | null | undefined;
+  tokens_to_ids: Map<string, number>;
+  unk_token_id: number | undefined;
+  fuse_unk: boolean;
+  ignore_merges: boolean;
+  merges: [string, string][];
+  end_of_word_suffix?: string;
+  continuing_subword_suffix: string | null;
+}
+interface NormalizerInternals {
+  (text: string): string;
+  normalize(text: string): string;
+  config?: { type?: string; pattern?: { String?: string }; content?: string };
+  /** A Sequence's steps. */
+  normalizers?: (NormalizerInternals | null)[];
+}
+interface TokenizerInternals {
+  splitter_unnormalized: { split(text: string): string[]; trie: Record<string, unknown> };
+  splitter_normalized: { split(text: string): string[]; trie: Record<string, unknown> };
+  added_tokens: { content: string; normalized: boolean }[];
+  added_tokens_map: Map<string, AddedTokenInternals>;
+  normalizer: NormalizerInternals | null;
+  pre_tokenizer: ((text: string, options: { section_index: number }) => string[]) | null;
+  model: BpeInternals;
+  post_processor: unknown;
+  remove_space?: boolean;
+  do_lowercase_and_remove_accent: boolean;
+}
+
+/** Pieces up to this many code units are merged here (rank look-ups in a Map of Maps, O(n²) in the piece); longer
+ *  ones by the library's priority queue, which is O(n log n) but builds a JSON key per pair. */
+const OWN_MERGE_MAX = 48;
+/** Pieces longer than this are merged but not memoized (text with no safe cut, e.g. one long run of letters). */
+const MEMO_MAX_PIECE = 256;
+/** Distinct pieces memoized at most (then the memo starts over): bounds memory on hostile text. */
+const MEMO_MAX_ENTRIES = 1 << 20;
+
+/** A growable Int32Array. */
+class IdBuffer {
+  ids = new Int32Array(1 << 16);
+  length = 0;
+  push(id: number): void {
+    if (this.length === this.ids.length) {
+      const bigger = new Int32Array(this.ids.length * 2);
+      bigger.set(this.ids);
+      this.ids = bigger;
+    }
+    this.ids[this.length++] = id;
+  }
+  pushAll(ids: ArrayLike<number>): void {
+    if (this.length + ids.length > this.ids.length) {
+      const bigger = new Int32Array(Math.max(this.ids.length * 2, this.length + ids.length));
+      bigger.set(this.ids);
+      this.ids = bigger;
+    }
+    for (let i = 0; i < ids.length; i++) this.ids[this.length++] = ids[i];
+  }
+  result(): Int32Array {
+    return this.ids.slice(0, this.length);
+  }
+}
+
+/** The fast encoder for `tok` (built from `json`, its tokenizer.json), or null when the library must do it all. */
+export function fastEncoder(tok: Tokenizer, json: Record<string, unknown>): ((text: string) => Int32Array) | null {
+  const t = tok as unknown as TokenizerInternals;
+  const model = (json.model ?? {}) as { type?: string };
+  if (model.type !== 'BPE' || !t.model || !Array.isArray(t.model.merges)) return null;
+  if (t.model.end_of_word_suffix || t.model.continuing_subword_suffix) return null; // both depend on where a word ends
+  if (t.remove_space === true || t.do_lowercase_and_remove_accent) return null;
+  if (!identityWithoutSpecials(json.post_processor)) return null;
+  const cuts = cutTable(t.model.merges);
+  if (!cuts) return null;
+  return new FastEncoder(t, cuts).encode;
+}
+
+/** With add_special_tokens false these post-processors return the tokens unchanged. */
+function identityWithoutSpecials(p: unknown): boolean {
+  if (p === null || p === undefined) return true;
+  const pp = p as { type?: string; single?: unknown[]; processors?: unknown[] };
+  if (pp.type === 'ByteLevel') return true;
+  if (pp.type === 'Sequence') return Array.isArray(pp.processors) && pp.processors.every(identityWithoutSpecials);
+  if (pp.type !== 'TemplateProcessing' || !Array.isArray(pp.single)) return false;
+  return pp.single.every((item) => {
+    const i = item as { SpecialToken?: unknown; Sequence?: { id?: string } };
+    return i.SpecialToken !== undefined || i.Sequence?.id === 'A';
+  });
+}
+
+/** Which code points end a merge's left token; for each code point beginning a right token, how many distinct
+ *  code points end a left token it is merged with (FEW: few, so look the pair up in `joins`; MANY: never cut). */
+interface CutTable {
+  endsLeft: Uint8Array;
+  beginsRight: Uint8Array;
+  joins: Set<number>;
+}
+
+const CODE_POINTS = 0x110000;
+const FEW = 1;
+const MANY = 2;
+/** Up to this many left partners a right start counts as FEW; letters, with dozens, are never cut between. */
+const FEW_PARTNERS = 8;
+
+function cutTable(merges: [string, string][]): CutTable | null {
+  const endsLeft = new Uint8Array(CODE_POINTS);
+  const partners = new Map<number, Set<number>>();
+  const joins = new Set<number>();
+  for (const [left, right] of merges) {
+    const a = left ? left.codePointAt(left.length - (isLowSurrogate(left.charCodeAt(left.length - 1)) ? 2 : 1)) : undefined;
+    const b = right ? right.codePointAt(0) : undefined;
+    if (a === undefined || b === undefined) return null; // an empty side: no safe cut can be proved
+    endsLeft[a] = 1;
+    joins.add(a * CODE_POINTS + b);
+    partners.set(b, (partners.get(b) ?? new Set()).add(a));
+  }
+  const beginsRight = new Uint8Array(CODE_POINTS);
+  for (const [b, as] of partners) beginsRight[b] = as.size <= FEW_PARTNERS ? FEW : MANY;
+  return { endsLeft, beginsRight, joins };
+}
+
+function isLowSurrogate(c: number): boolean {
+  return c >= 0xdc00 && c <= 0xdfff;
+}
+
+class FastEncoder {
+  private readonly memo = new Map<string, { ids: number[]; unknown: boolean }>();
+  private readonly bpe: BpeInternals;
+  private readonly unnormalized: string[];
+
+  private readonly normalize: ((text: string) => string) | null;
+  /** Merge rank by left token, then right token (the library's bpe_ranks: a pair listed twice keeps its last rank). */
+  private readonly ranks = new Map<string, Map<string, number>>();
+  private readonly utf8 = new TextEncoder();
+
+  constructor(
+    private readonly t: TokenizerInternals,
+    private readonly cuts: CutTable,
+  ) {
+    this.bpe = t.model;
+    t.model.merges.forEach(([left, right], rank) => {
+      const byLeft = this.ranks.get(left) ?? new Map<string, number>();
+      this.ranks.set(left, byLeft.set(right, rank));
+    });
+    this.normalize = t.normalizer && fastNormalizer(t.normalizer);
+    this.unnormalized = t.added_tokens.filter((a) => !(a.normalized && t.normalizer !== null)).map((a) => a.content);
+  }
+
+  readonly encode = (text: string): Int32Array => {
+    const out = new IdBuffer();
+    const sections = this.addedTokenSplit(text);
+    sections.forEach((section, sectionIndex) => this.section(section, sectionIndex, out));
+    return out.result();
+  };
+
+  /** The library's split at added tokens, with their lstrip / rstrip; skipped when the text holds none of them. */
+  private addedTokenSplit(text: string): string[] {
+    const t = this.t;
+    if (!this.unnormalized.some((c) => text.includes(c))) return text.length ? [text] : [];
+    return stripAround(t.splitter_unnormalized.split(text), t.added_tokens_map);
+  }
+
+  /** encode_text's work on one section, in ids. */
+  private section(section: string, sectionIndex: number, out: IdBuffer): void {
+    const t = this.t;
+    if (section.length === 0) return;
+    const added = t.added_tokens_map.get(section);
+    if (added) return out.push(added.id);
+    const normalized = this.normalize ? this.normalize(section) : section;
+    if (normalized.length === 0) return;
+    const hasNormalized = Object.keys(t.splitter_normalized.trie).length > 0;
+    const subsections = hasNormalized ? stripAround(t.splitter_normalized.split(normalized), t.added_tokens_map) : [normalized];
+    for (const sub of subsections) {
+      if (sub.length === 0) continue;
+      const a = t.added_tokens_map.get(sub);
+      if (a) out.push(a.id);
+      else this.model(t.pre_tokenizer ? t.pre_tokenizer(sub, { section_index: sectionIndex }) : [sub], out);
+    }
+  }
+
+  /** The model's ids for one subsection's pre-tokens. fuse_unk joins unknown tokens across pre-tokens: a
+   *  subsection that gave one is redone by the library's model. */
+  private model(preTokens: string[], out: IdBuffer): void {
+    const start = out.length;
+    let unknown = false;
+    for (const token of preTokens) {
+      if (this.bpe.ignore_merges && this.bpe.tokens_to_ids.has(token)) out.push(this.idOf(token));
+      else unknown = this.pieces(token, out) || unknown;
+    }
+    if (unknown && this.bpe.fuse_unk) {
+      out.length = start;
+      out.pushAll(this.bpe(preTokens).map((tk) => this.idOf(tk)));
+    }
+  }
+
+  /** A pre-token's ids, piece by piece: cut before each code point that no merge joins to the one before it. The
+   *  hot loop of the encoder (one pass over every code unit): typed-array looks-ups, the pair set only for FEW. */
+  private pieces(token: string, out: IdBuffer): boolean {
+    const { endsLeft, beginsRight, joins } = this.cuts;
+    let unknown = false;
+    let from = 0;
+    let a = token.codePointAt(0) ?? 0;
+    for (let i = a > 0xffff ? 2 : 1; i < token.length; ) {
+      const b = token.codePointAt(i) as number;
+      const right = beginsRight[b];
+      if (right !== MANY && (right === 0 || endsLeft[a] === 0 || !joins.has(a * CODE_POINTS + b))) {
+        unknown = this.piece(token.slice(from, i), out) || unknown;
+        from = i;
+      }
+      a = b;
+      i += b > 0xffff ? 2 : 1;
+    }
+    return this.piece(from === 0 ? token : token.slice(from), out) || unknown;
+  }
+
+  /** Pushes a piece's ids; says whether one of its tokens is unknown to the model (what fuse_unk joins). */
+  private piece(piece: string, out: IdBuffer): boolean {
+    let m = this.memo.get(piece);
+    if (!m) {
+      // Plain arrays: a memo of ~10⁵ small typed arrays costs more to allocate and collect than the merges.
+      const tokens = this.vocabularyTokens(piece.length <= OWN_MERGE_MAX ? this.merge(piece) : this.bpe.bpe(piece));
+      const unk = this.bpe.unk_token_id;
+      m = { ids: tokens.map((tk) => this.idOf(tk)), unknown: tokens.some((tk) => (this.bpe.tokens_to_ids.get(tk) ?? unk) === unk) };
+      if (piece.length <= MEMO_MAX_PIECE) {
+        if (this.memo.size >= MEMO_MAX_ENTRIES) this.memo.clear();
+        this.memo.set(piece, m);
+      }
+    }
+    out.pushAll(m.ids);
+    return m.unknown;
+  }
+
+  /** BPE.bpe's merges of one piece: the pair of lowest rank, leftmost first (its queue's score is rank + position /
+   *  length), until no pair has a rank. */
+  private merge(piece: string): string[] {
+    const word = Array.from(piece);
+    for (;;) {
+      let best = Infinity;
+      let at = -1;
+      for (let i = 0; i + 1 < word.length; i++) {
+        const rank = this.ranks.get(word[i])?.get(word[i + 1]);
+        if (rank !== undefined && rank < best) {
+          best = rank;
+          at = i;
+        }
+      }
+      if (at < 0) return word;
+      word.splice(at, 2, word[at] + word[at + 1]);
+    }
+  }
+
+  /** BPE.encode's step after the merges: a token outside the vocabulary becomes its UTF-8 bytes' tokens
+   *  (byte_fallback, when the vocabulary has them all) or the unknown token. */
+  private vocabularyTokens(merged: string[]): string[] {
+    const { tokens_to_ids: vocab, byte_fallback: byteFallback, unk_token: unk } = this.bpe;
+    const out: string[] = [];
+    for (const token of merged) {
+      if (vocab.has(token)) {
+        out.push(token);
+        continue;
+      }
+      const bytes = byteFallback ? Array.from(this.utf8.encode(token), (x) => `<0x${x.toString(16).toUpperCase().padStart(2, '0')}>`) : null;
+      if (bytes && bytes.every((x) => vocab.has(x))) out.push(...bytes);
+      else if (unk !== null && unk !== undefined) out.push(unk);
+    }
+    return out;
+  }
+
+  /** Tokenizer.encode's token → id (an id the library leaves undefined becomes 0, as Int32Array.from made it). */
+  private idOf(token: string): number {
+    const t = this.t;
+    return (t.added_tokens_map.get(token)?.id ?? this.bpe.tokens_to_ids.get(token) ?? this.bpe.unk_token_id ?? 0) | 0;
+  }
+}
+
+/** The normalizer, with each Replace of a plain string done by split / join: the library's "gu" RegExp
+ *  replaceAll costs ~100 ms a MB, split / join a third of it, with the same result for a literal without surrogates;
+ *  one code unit for another (Llama's " " → "▁") is swapped in place in the UTF-16 bytes, ~10× faster still. */
+function fastNormalizer(n: NormalizerInternals): (text: string) => string {
+  const literal = n.config?.type === 'Replace' ? n.config.pattern?.String : undefined;
+  if (typeof literal === 'string' && literal.length > 0 && !/[\ud800-\udfff]/.test(literal)) {
+    const content = n.config?.content ?? '';
+    if (literal.length === 1 && content.length === 1 && !/[\ud800-\udfff]/.test(content)) return swapCodeUnit(literal.charCodeAt(0), content.charCodeAt(0));
+    return (text) => text.split(literal).join(content);
+  }
+  if (n.config?.type === 'Sequence' && Array.isArray(n.normalizers)) {
+    const steps = n.normalizers.map((c) => (c ? fastNormalizer(c) : (text: string) => text));
+    return (text) => steps.reduce((t, step) => step(t), text);
+  }
+  return (text) => n.normalize(text);
+}
+
+/** text.replaceAll(from, to) for two code units that are not surrogates, over the text's UTF-16 bytes. */
+function swapCodeUnit(from: number, to: number): (text: string) => string {
+  return (text) => {
+    const bytes = Buffer.from(text, 'utf16le');
+    if (bytes.byteOffset % 2 !== 0) return text.split(String.fromCharCode(from)).join(String.fromCharCode(to)); // a pooled Buffer is 8-aligned: never, in fact
+    const units = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2);
+    for (let i = units.indexOf(from); i >= 0; i = units.indexOf(from, i + 1)) units[i] = to;
+    return bytes.toString('utf16le');
+  };
+}
+
+/** encode_text's lstrip / rstrip: an added token that strips trims the whitespace of its neighbours. */
+function stripAround(parts: string[], added: Map<string, AddedTokenInternals>): string[] {
+  parts.forEach((part, i) => {
+    const a = added.get(part);
+    if (!a) return;
+    if (a.lstrip && i > 0) parts[i - 1] = parts[i - 1].trimEnd();
+    if (a.rstrip && i < parts.length - 1) parts[i + 1] = parts[i + 1].trimStart();
+  });
+  return parts;
+}
