@@ -13,6 +13,7 @@ import {
   DeviceName, MagnitudeGroup, METHOD_NEEDS, MethodName, NmMask, parsePattern, Pattern, patternSparsity, PatternString,
 } from './pruning';
 import { childPath, JsonSchema, SchemaProblem, validateSchema, withDefaults } from './schema';
+import type { SweepConfig } from './sweep';
 import { compileGlob, compileUserRegex } from './userPatterns';
 
 export const PRUNE_CONFIG_SCHEMA = schemaJson as unknown as JsonSchema;
@@ -45,6 +46,8 @@ export interface PruneConfig {
   device?: DeviceName;
   threads?: number;
   overwrite?: boolean;
+  /** Lists of values to run every combination of (a sweep: src/protocol/sweep.ts); never part of a resolved run. */
+  sweep?: SweepConfig;
 }
 
 export interface CalibrationConfig {
@@ -199,10 +202,12 @@ export function resolveConfigLeniently(raw: unknown, baseDir: string): { config:
   if (problems.length > 0) throw new ConfigError(problems);
   const filled = withDefaults(PRUNE_CONFIG_SCHEMA, raw) as Omit<ResolvedConfig, 'output' | 'tokenizer'> & {
     $schema?: string;
+    sweep?: SweepConfig;
     output: string | null;
     tokenizer: string | null;
   };
   delete filled.$schema; // where an editor found the schema: not part of the run
+  delete filled.sweep; // a sweep's points are runs; the sweep itself is not (src/backend/sweep/)
 
   const paths = pathsOf(baseDir);
   const resolve = (p: string) => paths.resolve(baseDir, paths === path.posix && !p.startsWith('/') ? p.replace(/\\/g, '/') : p);
