@@ -50,6 +50,7 @@ export async function sweepCommand(configFile: string, raw: Record<string, unkno
     const script = batchScript(plan.folder, index, plan.slurm);
     if (script) {
       const scriptFile = path.join(plan.folder, 'sweep.sbatch');
+      mkdirSync(path.join(plan.folder, 'logs'), { recursive: true }); // Slurm writes its task logs there and creates no folder
       writeFileSync(scriptFile, script, { mode: 0o755 });
       const jobId = submit(plan.folder, scriptFile);
       index.slurm = { jobId, script: scriptFile };
