@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
 
-export type PanelKind = 'run' | 'compare';
+export type PanelKind = 'run' | 'compare' | 'sweep';
 
 /** What the host lets a panel load: the bundle and the stylesheet. */
 export function panelResourceRoots(extensionUri: vscode.Uri): vscode.Uri[] {
