@@ -2,15 +2,14 @@
 // keys), the dense model at sparsity 0, a linear/log toggle, and a table of every point (#sweep-table) with its status
 // and Slurm job id. Clicking a point (on the chart or in the table) asks the host for its run panel.
 
-import { Chart, ChartEvent, Legend, LinearScale, LineElement, LogarithmicScale, PointElement, ScatterController, Tooltip } from 'chart.js';
+import { Chart, ChartEvent } from 'chart.js';
 import type { SweepPoint } from '../src/protocol/sweep';
 import type { SweepSnapshot } from '../src/protocol/webview';
 import { el } from './dom';
 import { formatPercent, formatPerplexity, formatSeconds } from './format';
-import { readTheme, seriesColor, Theme, withAlpha } from './theme';
+import { applyChartTheme, CHART_BASE_OPTIONS } from './lossChart'; // registers the chart.js pieces both charts use
+import { readTheme, seriesColor, withAlpha } from './theme';
 import { toggle } from './toolkit';
-
-Chart.register(ScatterController, PointElement, LineElement, LinearScale, LogarithmicScale, Tooltip, Legend);
 
 type Scale = 'linear' | 'logarithmic';
 const SCALES = [
@@ -92,10 +91,7 @@ export class SweepPanel {
       type: 'scatter',
       data: { datasets: [] },
       options: {
-        animation: false,
-        responsive: true,
-        maintainAspectRatio: false,
-        parsing: false,
+        ...CHART_BASE_OPTIONS,
         scales: {
           x: { type: 'linear', min: 0, max: 1, title: { display: true, text: 'sparsity' }, ticks: { callback: (v) => formatPercent(Number(v), 0) } },
           y: { type: this.scale, title: { display: true, text: 'perplexity (evaluation text)' } },
@@ -105,7 +101,7 @@ export class SweepPanel {
       },
     });
     Object.defineProperty(canvas, 'chart', { value: this.chart, configurable: true });
-    this.applyTheme(readTheme());
+    applyChartTheme(this.chart, readTheme());
     this.draw();
   }
 
@@ -115,7 +111,7 @@ export class SweepPanel {
   }
 
   themeChanged(): void {
-    this.applyTheme(readTheme());
+    applyChartTheme(this.chart, readTheme());
     this.drawChart();
   }
 
@@ -165,15 +161,5 @@ export class SweepPanel {
     const hit = this.chart.getElementsAtEventForMode(e.native as Event, 'nearest', { intersect: true }, false)[0];
     const point = hit ? this.lines[hit.datasetIndex]?.points[hit.index]?.point : undefined;
     if (point) this.openPoint(point);
-  }
-
-  private applyTheme(t: Theme): void {
-    const scales = this.chart.options.scales!;
-    for (const axis of [scales.x!, scales.y!]) {
-      axis.ticks!.color = t.muted;
-      axis.grid!.color = withAlpha(t.grid, 0.6);
-      (axis as { title?: { color?: string } }).title!.color = t.muted;
-    }
-    this.chart.options.plugins!.legend!.labels!.color = t.foreground;
   }
 }

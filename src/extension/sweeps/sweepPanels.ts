@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { HostMessage, toSweepPanelMessage, toSweepPanelState } from '../../protocol/webview';
 import { pathKey } from '../backendInvocation';
-import { panelHtml, panelOptions } from '../panels/panelHtml';
+import { attachPanelPage, panelOptions } from '../panels/panelHtml';
 import type { SweepManager } from './sweepManager';
 
 export const SWEEP_VIEW_TYPE = 'prunekit.sweep';
@@ -60,18 +60,11 @@ export class SweepPanels implements vscode.Disposable {
     const open: OpenSweepPanel = { panel, dir, ready: false };
     this.open.set(pathKey(dir), open);
     panel.title = titleOf(dir);
-    panel.iconPath = vscode.Uri.joinPath(this.extensionUri, 'media', 'prunekit.svg');
-    panel.webview.options = panelOptions(this.extensionUri);
-    panel.webview.html = panelHtml(panel.webview, this.extensionUri, 'sweep', panel.title);
-    const subscriptions = [
-      panel.webview.onDidReceiveMessage((m: unknown) => this.onMessage(open, m)),
-      panel.onDidChangeViewState(() => {
-        if (!panel.visible) open.ready = false;
-      }),
-    ];
-    panel.onDidDispose(() => {
-      for (const s of subscriptions) s.dispose();
-      if (this.open.get(pathKey(dir)) === open) this.open.delete(pathKey(dir));
+    attachPanelPage(panel, this.extensionUri, 'sweep', open, {
+      onMessage: (m) => this.onMessage(open, m),
+      onDisposed: () => {
+        if (this.open.get(pathKey(dir)) === open) this.open.delete(pathKey(dir));
+      },
     });
   }
 
