@@ -81,7 +81,7 @@ after(async () => {
 });
 
 describe('extension host', () => {
-  test('activation registers every command of package.json and both panel serializers; checkpoint folders become a context key', async () => {
+  test('activation registers every command of package.json and the three panel serializers; checkpoint folders become a context key', async () => {
     main.activate(ctx as never);
     const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { contributes: { commands: { command: string }[] } };
     // Every declared command is registered; the only undeclared one is the CodeLens's internal command.
@@ -89,7 +89,7 @@ describe('extension host', () => {
     const registered = [...fake.commands.keys()];
     assert.deepEqual(declared.filter((c) => !registered.includes(c)), []);
     assert.deepEqual(registered.filter((c) => !declared.includes(c)), ['prunekit.config.runFromLens']);
-    assert.deepEqual([...fake.serializers.keys()].sort(), ['prunekit.compare', 'prunekit.run']);
+    assert.deepEqual([...fake.serializers.keys()].sort(), ['prunekit.compare', 'prunekit.run', 'prunekit.sweep']);
     await until('the checkpoint folders', () => fake.context.has('prunekit.checkpointFolders'));
     assert.deepEqual(fake.context.get('prunekit.checkpointFolders'), [path.join(ws, 'hf model'), path.join(ws, 'stories260K-onnx')]);
     assert.deepEqual(runs(), []);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A one-node Slurm on this machine, for the sweep tests (test/sweepSlurm.test.ts) and for trying the slurm executor:
-# installs Debian's slurm-wlm and munge when missing (as root), writes /etc/slurm/slurm.conf for localhost (state under
+# A one-node Slurm on this machine, for the sweep tests (test/slurm/, npm run test:slurm) and for trying the slurm
+# executor: installs Debian's slurm-wlm and munge when missing (as root), writes /etc/slurm/slurm.conf for localhost (state under
 # $PRUNEKIT_SLURM_DIR, default /tmp/prunekit-slurm), starts munged, slurmctld and slurmd, and waits until the node is idle.
 # No cgroups (containers have none to give): processes are tracked by process group. scripts/slurm/stop-local.sh undoes it.
 set -euo pipefail
