@@ -47,11 +47,12 @@ function sweepItem(node: SweepNode, s: SweepSnapshot | undefined, live: boolean)
   item.id = node.dir;
   if (!s) return item;
   const finished = s.index.points.filter((p) => p.status === 'finished').length;
-  const running = s.index.points.some((p) => p.status === 'running' || p.status === 'queued');
-  item.iconPath = new vscode.ThemeIcon(running && (live || s.index.slurm) ? 'sync~spin' : 'graph-line');
+  // Live: its process runs here, or its Slurm array still has points to run.
+  const active = live || (s.index.slurm !== null && s.index.points.some((p) => p.status === 'running' || p.status === 'queued'));
+  item.iconPath = new vscode.ThemeIcon(active ? 'sync~spin' : 'graph-line');
   item.description = `${finished}/${s.index.points.length} finished${s.index.slurm ? ` · Slurm job ${s.index.slurm.jobId}` : ''}`;
   item.tooltip = `${s.dir}\nfrom ${s.index.config}`;
-  item.contextValue = live || s.index.slurm ? 'prunekit.sweep.live' : 'prunekit.sweep';
+  item.contextValue = active ? 'prunekit.sweep.live' : 'prunekit.sweep';
   item.command = { command: 'prunekit.openSweep', title: 'Open Sweep', arguments: [node] };
   return item;
 }
