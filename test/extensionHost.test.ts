@@ -269,7 +269,9 @@ describe('extension host', () => {
   });
 
   test('Run Sweep: the backend runs each point; the Runs view shows the sweep and its points, the Sweep panel draws it, a point opens its run', async () => {
-    const text = path.join(fixturesDir, 'data', 'tinystories_valid_head.txt');
+    // The text's first 16 KiB: the points need 2 windows of 64 tokens, and the sweep tokenizes it before its first line.
+    const text = path.join(ws, 'head.txt');
+    writeFileSync(text, readFileSync(path.join(fixturesDir, 'data', 'tinystories_valid_head.txt')).subarray(0, 16384));
     const config = writeConfig('grid.prune.json', { checkpoint: 'stories260K-onnx', method: 'magnitude', evaluation: { path: text, seqlen: 64, maxWindows: 2 }, sweep: { sparsity: [0.3, 0.6] } });
     await fake.commands.get('prunekit.runSweep')?.(config);
     await until('the Sweep panel', () => fake.panels.some((p) => p.viewType === 'prunekit.sweep'));

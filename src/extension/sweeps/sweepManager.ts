@@ -68,6 +68,7 @@ export class SweepManager {
     const child = spawn(invocation.command, invocation.args, { env: invocation.env, cwd: path.dirname(configFile), stdio: ['pipe', 'pipe', 'pipe'], shell: false, windowsHide: true });
     child.stdin?.on('error', () => {}); // exited before a cancel was written
     const tag = `[sweep ${path.basename(configFile)}]`;
+    this.options.log(`${tag} started: ${invocation.command} ${invocation.args.join(' ')}`);
     let dir: string | null = null;
     const lines = new LineSplitter((line) => {
       const folder = sweepFolderOf(line);
