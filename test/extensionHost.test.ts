@@ -305,4 +305,27 @@ describe('extension host', () => {
     const reset = runPanel.webview.posted[0] as HostMessage;
     assert.ok(reset.type === 'run.reset' && reset.run.id === path.join(dir, 'magnitude-30') && reset.run.status === 'finished', 'the point\'s run folder, loaded as a finished run');
   });
+
+  test('after a reload the sweep is read back from its folder: the Runs view node, and the Sweep panel revived from its state', async () => {
+    await main.deactivate();
+    for (const d of ctx.subscriptions) d.dispose();
+    for (const p of fake.panels) p.dispose();
+    ctx = context();
+    main.activate(ctx as never);
+    const dir = path.join(ws, 'grid-sweep');
+    const view = fake.treeProviders.get('prunekit.runs') as unknown as { getChildren(e?: SweepNode): (SweepNode | Run)[]; getTreeItem(e: SweepNode): { description?: string } };
+    const sweepNode = () => view.getChildren().find((n): n is SweepNode => 'kind' in n && n.kind === 'sweep' && n.dir === dir);
+    await until('the sweep in the Runs view', () => sweepNode() !== undefined);
+    assert.equal(view.getTreeItem(sweepNode() as SweepNode).description, '2/2 finished');
+
+    const panel = new FakePanel('prunekit.sweep', 'restored', -1);
+    await fake.serializers.get('prunekit.sweep')?.deserializeWebviewPanel(panel, { kind: 'sweep', dir });
+    assert.equal(panel.disposed, false);
+    panel.webview.send({ type: 'ready' });
+    const reset = panel.webview.posted[0] as HostMessage;
+    assert.ok(reset.type === 'sweep.reset' && reset.sweep.dir === dir && reset.sweep.index.points.every((p) => reset.sweep.results[p.name]?.prunedPerplexity === readPointResult(dir, p.name)?.prunedPerplexity));
+    const gone = new FakePanel('prunekit.sweep', 'gone', -1);
+    await fake.serializers.get('prunekit.sweep')?.deserializeWebviewPanel(gone, { kind: 'sweep', dir: path.join(ws, 'no-such-sweep') });
+    assert.equal(gone.disposed, true, 'a deleted sweep\'s panel closes');
+  });
 });
