@@ -3,7 +3,8 @@
 // temporary extension folder) pruning stories260K. Checks what the UI contract promises: the commands of
 // package.json, the checkpoint-folder context key, Run Pruning Config → backend → run panel (strict CSP with a
 // nonce; `ready` → run.reset, then every event exactly once), config errors with their JSON path, cancel from
-// the panel, the serializer restoring a panel, Compare, delete, and runs coming back after a reload.
+// the panel, the serializer restoring a panel, Compare, delete, runs coming back after a reload, and a sweep (Run
+// Sweep → the Runs view's sweep node and points → the Sweep panel → a point's run panel).
 
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -11,7 +12,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Event } from '../src/protocol/events';
-import type { HostMessage } from '../src/protocol/webview';
+import type { HostMessage, SweepSnapshot } from '../src/protocol/webview';
+import { readPointResult } from '../src/protocol/sweep';
+import type { SweepNode } from '../src/extension/sweeps/sweepNodes';
 import type { Run } from '../src/extension/runs/run';
 import { bundleCli } from './helpers/cliProbe';
 import { FakePanel, FakeVscode, Uri } from './helpers/fakeVscode';
@@ -81,7 +84,7 @@ after(async () => {
 });
 
 describe('extension host', () => {
-  test('activation registers every command of package.json and both panel serializers; checkpoint folders become a context key', async () => {
+  test('activation registers every command of package.json and the three panel serializers; checkpoint folders become a context key', async () => {
     main.activate(ctx as never);
     const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { contributes: { commands: { command: string }[] } };
     // Every declared command is registered; the only undeclared one is the CodeLens's internal command.
@@ -89,7 +92,7 @@ describe('extension host', () => {
     const registered = [...fake.commands.keys()];
     assert.deepEqual(declared.filter((c) => !registered.includes(c)), []);
     assert.deepEqual(registered.filter((c) => !declared.includes(c)), ['prunekit.config.runFromLens']);
-    assert.deepEqual([...fake.serializers.keys()].sort(), ['prunekit.compare', 'prunekit.run']);
+    assert.deepEqual([...fake.serializers.keys()].sort(), ['prunekit.compare', 'prunekit.run', 'prunekit.sweep']);
     await until('the checkpoint folders', () => fake.context.has('prunekit.checkpointFolders'));
     assert.deepEqual(fake.context.get('prunekit.checkpointFolders'), [path.join(ws, 'hf model'), path.join(ws, 'stories260K-onnx')]);
     assert.deepEqual(runs(), []);
@@ -263,5 +266,66 @@ describe('extension host', () => {
     assert.equal(runs().length, 2);
     assert.match(fake.messages.at(-1)?.text ?? '', /Delete the run/);
     assert.ok(readdirSync(ws).includes('stories260K-onnx-magnitude-50'), 'the output folder is kept');
+  });
+
+  test('Run Sweep: the backend runs each point; the Runs view shows the sweep and its points, the Sweep panel draws it, a point opens its run', async () => {
+    // The text's first 16 KiB: the points need 2 windows of 64 tokens, and the sweep tokenizes it before its first line.
+    const text = path.join(ws, 'head.txt');
+    writeFileSync(text, readFileSync(path.join(fixturesDir, 'data', 'tinystories_valid_head.txt')).subarray(0, 16384));
+    const config = writeConfig('grid.prune.json', { checkpoint: 'stories260K-onnx', method: 'magnitude', evaluation: { path: text, seqlen: 64, maxWindows: 2 }, sweep: { sparsity: [0.3, 0.6] } });
+    await fake.commands.get('prunekit.runSweep')?.(config);
+    await until('the Sweep panel', () => fake.panels.some((p) => p.viewType === 'prunekit.sweep'));
+    const panel = fake.panels.find((p) => p.viewType === 'prunekit.sweep') as FakePanel;
+    assert.ok(panel.webview.html.includes('<div id="app" data-kind="sweep"></div>'));
+    panel.webview.send({ type: 'ready' });
+    const dir = path.join(ws, 'grid-sweep');
+    const drawn = () => (panel.webview.posted as HostMessage[]).filter((m): m is Extract<HostMessage, { type: 'sweep.reset' }> => m.type === 'sweep.reset').at(-1)?.sweep;
+    const done = (s: SweepSnapshot | undefined) => s !== undefined && s.index.points.every((p) => p.status === 'finished') && Object.values(s.results).every((r) => r !== null);
+    await until('both points drawn finished', () => done(drawn()));
+    const sweep = drawn() as SweepSnapshot;
+    assert.equal(sweep.dir, dir);
+    for (const p of sweep.index.points) assert.deepEqual(sweep.results[p.name], readPointResult(dir, p.name), `${p.name}: the panel gets its report's numbers`);
+
+    const view = fake.treeProviders.get('prunekit.runs') as unknown as { getChildren(e?: SweepNode): (SweepNode | Run)[]; getTreeItem(e: SweepNode): { description?: string; contextValue?: string; label?: string } };
+    const top = view.getChildren();
+    const node = top.find((n): n is SweepNode => 'kind' in n && n.kind === 'sweep') as SweepNode;
+    assert.equal(view.getTreeItem(node).description, '2/2 finished');
+    const points = view.getChildren(node);
+    assert.deepEqual(points.map((p) => (p as SweepNode & { point: string }).point), ['magnitude-30', 'magnitude-60']);
+    const ppl30 = readPointResult(dir, 'magnitude-30')?.prunedPerplexity as number;
+    assert.equal(view.getTreeItem(points[0] as SweepNode).description, `finished · ppl ${ppl30.toFixed(3)}`);
+    assert.ok(!top.some((n) => n instanceof Object && 'folder' in n && path.dirname((n as Run).folder) === dir), 'a point is listed under its sweep, not again as a run');
+
+    const runPanels = () => fake.panels.filter((p) => p.viewType === 'prunekit.run').length;
+    const before = runPanels();
+    panel.webview.send({ type: 'openPoint', point: 'magnitude-30' });
+    await until('the point\'s run panel', () => runPanels() === before + 1);
+    const runPanel = fake.panels.filter((p) => p.viewType === 'prunekit.run').at(-1) as FakePanel;
+    runPanel.webview.send({ type: 'ready' });
+    const reset = runPanel.webview.posted[0] as HostMessage;
+    assert.ok(reset.type === 'run.reset' && reset.run.id === path.join(dir, 'magnitude-30') && reset.run.status === 'finished', 'the point\'s run folder, loaded as a finished run');
+  });
+
+  test('after a reload the sweep is read back from its folder: the Runs view node, and the Sweep panel revived from its state', async () => {
+    await main.deactivate();
+    for (const d of ctx.subscriptions) d.dispose();
+    for (const p of fake.panels) p.dispose();
+    ctx = context();
+    main.activate(ctx as never);
+    const dir = path.join(ws, 'grid-sweep');
+    const view = fake.treeProviders.get('prunekit.runs') as unknown as { getChildren(e?: SweepNode): (SweepNode | Run)[]; getTreeItem(e: SweepNode): { description?: string } };
+    const sweepNode = () => view.getChildren().find((n): n is SweepNode => 'kind' in n && n.kind === 'sweep' && n.dir === dir);
+    await until('the sweep in the Runs view', () => sweepNode() !== undefined);
+    assert.equal(view.getTreeItem(sweepNode() as SweepNode).description, '2/2 finished');
+
+    const panel = new FakePanel('prunekit.sweep', 'restored', -1);
+    await fake.serializers.get('prunekit.sweep')?.deserializeWebviewPanel(panel, { kind: 'sweep', dir });
+    assert.equal(panel.disposed, false);
+    panel.webview.send({ type: 'ready' });
+    const reset = panel.webview.posted[0] as HostMessage;
+    assert.ok(reset.type === 'sweep.reset' && reset.sweep.dir === dir && reset.sweep.index.points.every((p) => reset.sweep.results[p.name]?.prunedPerplexity === readPointResult(dir, p.name)?.prunedPerplexity));
+    const gone = new FakePanel('prunekit.sweep', 'gone', -1);
+    await fake.serializers.get('prunekit.sweep')?.deserializeWebviewPanel(gone, { kind: 'sweep', dir: path.join(ws, 'no-such-sweep') });
+    assert.equal(gone.disposed, true, 'a deleted sweep\'s panel closes');
   });
 });

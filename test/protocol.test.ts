@@ -240,7 +240,7 @@ describe('prune-config.schema.json', () => {
 const CONFIG_KEYS: Record<keyof PruneConfig, true> = {
   $schema: true, checkpoint: true, output: true, variant: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true,
   dampening: true, nmMask: true, magnitudeGroup: true, calibration: true, evaluation: true, layers: true, keepDense: true,
-  blockPattern: true, device: true, threads: true, overwrite: true, allocation: true, owl: true, refine: true, tokenCache: true,
+  blockPattern: true, device: true, threads: true, overwrite: true, allocation: true, owl: true, refine: true, tokenCache: true, sweep: true,
 };
 const RESOLVED_KEYS: Record<keyof ResolvedConfig, true> = {
   checkpoint: true, output: true, variant: true, tokenizer: true, method: true, sparsity: true, pattern: true, blockSize: true, dampening: true,

@@ -4,13 +4,21 @@
 // must run without console errors or CSP violations.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as esbuild from 'esbuild';
 import { Browser, chromium, Page } from 'playwright-core';
 import type { EventOf } from '../src/protocol/events';
-import type { HostMessage, PanelMessage, PanelState } from '../src/protocol/webview';
+import type { HostMessage, PanelMessage, PanelState, SweepPanelMessage, SweepPanelState } from '../src/protocol/webview';
+import { readPointResult } from '../src/protocol/sweep';
+import { readSweep } from '../src/extension/sweeps/sweepManager';
+import { planSweep } from '../src/backend/sweep/expand';
+import { runLocally } from '../src/backend/sweep/local';
+import { shareTokens } from '../src/backend/sweep/shared';
+import { indexOf, writePointConfigs } from '../src/backend/sweep/sweepFolder';
+import { rowPool } from '../src/backend/methods/rowKernels';
 import { layerKind } from '../webview/model';
 import { RecordedRun, recordRun } from './helpers/recordedRuns';
 import { repoRoot } from './helpers/realLayers';
@@ -20,8 +28,8 @@ const NONCE = 'bm9uY2UtZm9yLXRlc3Rz';
 
 /** What the page's stand-in for VS Code recorded. */
 interface PageRecord {
-  posted: PanelMessage[];
-  state: PanelState | null;
+  posted: (PanelMessage | SweepPanelMessage)[];
+  state: PanelState | SweepPanelState | null;
   violations: string[];
 }
 
@@ -35,7 +43,7 @@ interface Point {
 // enforced (it must be blocked, and is the one expected violation). The toolkit (FAST) probes :focus-visible
 // support with a <style> element carrying the nonce of <meta property="csp-nonce">, so the host's page needs
 // that meta and the nonce in style-src too.
-function html(kind: 'run' | 'compare'): string {
+function html(kind: 'run' | 'compare' | 'sweep'): string {
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="UTF-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src ${ORIGIN} 'nonce-${NONCE}'; font-src ${ORIGIN}; img-src ${ORIGIN} data:; script-src 'nonce-${NONCE}';">
@@ -79,11 +87,12 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  await rowPool.close(); // the sweep's Wanda points started its workers
   for (const r of [apt, nm, failed]) r?.dispose();
 });
 
 /** A fresh page serving the bundle and panel.css, with console errors collected. */
-async function openPanel(kind: 'run' | 'compare'): Promise<{ page: Page; errors: string[] }> {
+async function openPanel(kind: 'run' | 'compare' | 'sweep'): Promise<{ page: Page; errors: string[] }> {
   const page = await browser.newPage();
   const errors: string[] = [];
   page.on('console', (m) => {
@@ -107,12 +116,12 @@ const send = (page: Page, m: HostMessage) => page.evaluate((msg) => window.postM
 const attr = (page: Page, selector: string, name: string) => page.getAttribute(selector, name);
 const text = async (page: Page, selector: string) => (await page.textContent(selector))?.trim();
 
-/** Every point of the chart.js instance drawn on #loss-chart, per dataset label. */
-function chartData(page: Page): Promise<{ label: string; data: Point[] }[]> {
-  return page.evaluate(() => {
-    const canvas = document.getElementById('loss-chart') as HTMLCanvasElement & { chart: { data: { datasets: { label: string; data: Point[] }[] } } };
+/** Every point of the chart.js instance drawn on #loss-chart (or another canvas), per dataset label. */
+function chartData(page: Page, id = 'loss-chart'): Promise<{ label: string; data: Point[] }[]> {
+  return page.evaluate((id) => {
+    const canvas = document.getElementById(id) as HTMLCanvasElement & { chart: { data: { datasets: { label: string; data: Point[] }[] } } };
     return canvas.chart.data.datasets.map((d) => ({ label: d.label, data: d.data.map((p) => ({ x: p.x, y: p.y })) }));
-  });
+  }, id);
 }
 
 /** The page is clean: the only CSP violation is the un-nonced script the page carries on purpose. */
@@ -302,5 +311,47 @@ describe('Compare panel in Chromium', () => {
     assert.equal(await attr(page, '#app', 'data-layers-charted'), '35');
     await assertClean(page, errors);
     await page.close();
+  });
+});
+
+describe('Sweep panel in Chromium, fed a real local sweep', () => {
+  test('one line per method through each finished point\'s perplexity, the dense point, a table; a row opens its point; log scale', async () => {
+    const work = mkdtempSync(path.join(os.tmpdir(), 'prunekit-sweep-page-'));
+    const fixtures = path.join(repoRoot, '..', 'shared', 'fixtures');
+    const data = path.join(fixtures, 'data', 'tinystories_valid_head.txt');
+    const plan = planSweep(path.join(work, 'grid.prune.json'), {
+      checkpoint: path.join(fixtures, 'stories260K-onnx'), threads: 1,
+      calibration: { path: data, nsamples: 4, seqlen: 64, skipTokens: 65536 }, evaluation: { path: data, maxWindows: 4 },
+      sweep: { method: ['magnitude', 'wanda'], sparsity: [0.3, 0.6] },
+    });
+    const points = shareTokens(plan.points, plan.folder, () => undefined);
+    writePointConfigs(plan, points);
+    await runLocally(plan.folder, indexOf(plan, 'local'), points, { onPoint: () => undefined });
+    const sweep = readSweep(plan.folder)!;
+    assert.deepEqual(sweep.index.points.map((p) => p.status), ['finished', 'finished', 'finished', 'finished']);
+
+    const { page, errors } = await openPanel('sweep');
+    await send(page, { type: 'sweep.reset', sweep });
+    await page.waitForSelector('#app[data-points-charted="4"]');
+    assert.deepEqual((await record(page)).state, { kind: 'sweep', dir: plan.folder });
+    const ppl = (name: string) => readPointResult(plan.folder, name)!;
+    assert.deepEqual(await chartData(page, 'sweep-chart'), [
+      { label: 'magnitude unstructured', data: [{ x: 0.3, y: ppl('magnitude-30').prunedPerplexity! }, { x: 0.6, y: ppl('magnitude-60').prunedPerplexity! }] },
+      { label: 'wanda unstructured', data: [{ x: 0.3, y: ppl('wanda-30').prunedPerplexity! }, { x: 0.6, y: ppl('wanda-60').prunedPerplexity! }] },
+      { label: 'dense', data: [{ x: 0, y: ppl('wanda-30').densePerplexity! }] },
+    ]);
+    assert.deepEqual(await page.locator('#sweep-table tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-point'))), ['magnitude-30', 'magnitude-60', 'wanda-30', 'wanda-60']);
+    assert.equal((await page.locator('#sweep-table tbody tr:nth-child(4) td').allTextContents())[5], ppl('wanda-60').prunedPerplexity!.toFixed(4));
+    await page.click('#sweep-table tbody tr:nth-child(3)');
+    assert.deepEqual((await record(page)).posted.at(-1), { type: 'openPoint', point: 'wanda-30' });
+
+    const yType = () => page.evaluate(() => (document.getElementById('sweep-chart') as HTMLCanvasElement & { chart: { options: { scales: { y: { type: string } } } } }).chart.options.scales.y.type);
+    assert.equal(await yType(), 'linear');
+    await page.focus('vscode-radio[value="linear"]');
+    await page.keyboard.press('ArrowRight');
+    assert.equal(await yType(), 'logarithmic');
+    await assertClean(page, errors);
+    await page.close();
+    rmSync(work, { recursive: true, force: true });
   });
 });

@@ -38,6 +38,26 @@ export interface LossChartInput {
   describe: (p: ChartPoint, dataset: LossDataset) => string[];
 }
 
+/** What every chart of the panels shares: drawn at once, sized by its box, fed parsed {x, y} points. */
+export const CHART_BASE_OPTIONS = { animation: false, responsive: true, maintainAspectRatio: false, parsing: false } as const;
+
+/** Colours a chart's axes, ticks and legend from the theme (chart.js draws on a canvas, which CSS cannot style). */
+export function applyChartTheme(chart: Chart<'scatter'>, t: Theme): void {
+  Chart.defaults.color = t.foreground;
+  Chart.defaults.borderColor = t.grid;
+  Chart.defaults.font.family = t.fontFamily;
+  Chart.defaults.font.size = t.fontSize;
+  const scales = chart.options.scales!;
+  for (const axis of Object.values(scales)) { // x, y and any second axis (the run panel's sparsity)
+    if (!axis) continue;
+    axis.ticks!.color = t.muted;
+    axis.grid!.color = withAlpha(t.grid, 0.6);
+    const title = (axis as { title?: { color?: string } }).title;
+    if (title) title.color = t.muted;
+  }
+  chart.options.plugins!.legend!.labels!.color = t.foreground;
+}
+
 /** The canvas carries its chart as `chart`, so tests (and devtools) read exactly what is drawn. */
 export type ChartCanvas = HTMLCanvasElement & { chart?: Chart<'scatter'> };
 
@@ -54,10 +74,7 @@ export class LossChart {
       type: 'scatter',
       data: { datasets: [] },
       options: {
-        animation: false,
-        responsive: true,
-        maintainAspectRatio: false,
-        parsing: false,
+        ...CHART_BASE_OPTIONS,
         normalized: true,
         interaction: { mode: 'nearest', intersect: false },
         scales: {
@@ -149,17 +166,7 @@ export class LossChart {
 
   private applyTheme(t: Theme): void {
     this.theme = t;
-    Chart.defaults.color = t.foreground;
-    Chart.defaults.borderColor = t.grid;
-    Chart.defaults.font.family = t.fontFamily;
-    Chart.defaults.font.size = t.fontSize;
-    const scales = this.chart.options.scales!;
-    for (const axis of [scales.x!, scales.y!, scales.sparsity!]) {
-      axis.ticks!.color = t.muted;
-      axis.grid!.color = withAlpha(t.grid, 0.6);
-      (axis as { title?: { color?: string } }).title!.color = t.muted;
-    }
-    this.chart.options.plugins!.legend!.labels!.color = t.foreground;
+    applyChartTheme(this.chart, t);
   }
 
   private pointAt(datasetIndex: number, index: number): ChartPoint | undefined {

@@ -1,17 +1,19 @@
 // Panel entry point (bundled by esbuild into dist/webview.js, loaded under the host's nonce CSP). Says `ready`,
-// then draws what the host sends: run.reset + run.events (the run panel) or compare.reset (the Compare panel).
+// then draws what the host sends: run.reset + run.events (the run panel), compare.reset (the Compare panel) or
+// sweep.reset (the Sweep panel).
 // It persists only which run(s) it shows (PanelState); after a reload the host sends everything again.
 
-import type { HostMessage, PanelMessage, PanelState } from '../src/protocol/webview';
+import type { HostMessage, PanelMessage, PanelState, SweepPanelMessage, SweepPanelState } from '../src/protocol/webview';
 import { ComparePanel } from './comparePanel';
 import { RunModel } from './model';
 import { RunPanel } from './runPanel';
+import { SweepPanel } from './sweepPanel';
 import { watchTheme } from './theme';
 import { registerToolkit } from './toolkit';
 
 interface VsCodeApi {
-  postMessage(message: PanelMessage): void;
-  setState(state: PanelState): void;
+  postMessage(message: PanelMessage | SweepPanelMessage): void;
+  setState(state: PanelState | SweepPanelState): void;
 }
 declare function acquireVsCodeApi(): VsCodeApi;
 
@@ -23,6 +25,7 @@ if (!app) throw new Error('PruneKit panel: #app missing from the page');
 
 let run: { model: RunModel; panel: RunPanel } | null = null;
 let compare: ComparePanel | null = null;
+let sweep: SweepPanel | null = null;
 
 // Events can arrive faster than frames; draw at most once per frame.
 let drawPending = false;
@@ -77,6 +80,11 @@ function handle(m: HostMessage): void {
       else compare = new ComparePanel(app!, m.runs);
       vscode.setState({ kind: 'compare', runIds: m.runs.map((r) => r.id) });
       break;
+    case 'sweep.reset':
+      if (sweep) sweep.setSweep(m.sweep);
+      else sweep = new SweepPanel(app!, m.sweep, (point) => vscode.postMessage({ type: 'openPoint', point }));
+      vscode.setState({ kind: 'sweep', dir: m.sweep.dir });
+      break;
   }
 }
 
@@ -88,6 +96,7 @@ window.addEventListener('message', (e: MessageEvent<unknown>) => {
 watchTheme(() => {
   run?.panel.themeChanged();
   compare?.themeChanged();
+  sweep?.themeChanged();
 });
 
 app.dataset.layersCharted = '0';

@@ -1,7 +1,7 @@
 // Extension host entry point: a thin client (in the style of rust-analyzer's editors/code). Pruning runs in
 // the bundled backend process (dist/backend.js); the host starts it, reads its NDJSON events
 // (runs/), and shows them: the Runs view and status bar (views/), the run and Compare panels (panels/), GPU
-// setup (gpu/) and the *.prune.json editor features (config/).
+// setup (gpu/), the *.prune.json editor features (config/) and sweeps (sweeps/).
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
@@ -11,6 +11,8 @@ import { registerConfigFeatures } from './config';
 import { RunPanels } from './panels/runPanels';
 import { REPORT_FILE, RunManager } from './runs/runManager';
 import { readSettings } from './settings';
+import { SweepManager } from './sweeps/sweepManager';
+import { registerSweeps } from './sweeps/sweepCommands';
 import { CheckpointFolders } from './views/checkpointFolders';
 import { notifyRunEnds } from './views/runNotifications';
 import { RunsTreeProvider } from './views/runsTree';
@@ -34,7 +36,8 @@ export function activate(context: vscode.ExtensionContext): void {
   const runsLoaded = findOutputRuns(runs, log);
 
   const panels = new RunPanels(context.extensionUri, runs, { cancel: (r) => cancelRun(runs, r), revealOutput, openReport }, log, runsLoaded);
-  const tree = new RunsTreeProvider(runs);
+  const sweeps = new SweepManager({ backend: (cliArgs) => backendInvocation(context.extensionPath, readSettings().nodePath, cliArgs), log });
+  const tree = new RunsTreeProvider(runs, sweeps);
   const view = vscode.window.createTreeView('prunekit.runs', { treeDataProvider: tree, canSelectMany: true });
   const updateBadge = () => {
     const live = runs.list().filter((r) => r.live).length;
@@ -47,6 +50,7 @@ export function activate(context: vscode.ExtensionContext): void {
 
   const host = { context, manager: runs, panels, checkpoints, output };
   registerRunCommands(host);
+  registerSweeps({ context, sweeps, runs, runPanels: panels, log });
   registerConfigFeatures(context, { runConfig: (uri) => runConfig(host, uri), nodePath: () => readSettings().nodePath });
   context.subscriptions.push(
     output, panels, tree, view, checkpoints, reports,

@@ -13,6 +13,7 @@ import {
   Allocation, DeviceName, MagnitudeGroup, METHOD_NEEDS, MethodName, NmMask, parsePattern, Pattern, patternSparsity, PatternString,
 } from './pruning';
 import { childPath, JsonSchema, SchemaProblem, validateSchema, withDefaults } from './schema';
+import type { SweepConfig } from './sweep';
 import { compileGlob, compileUserRegex } from './userPatterns';
 
 export const PRUNE_CONFIG_SCHEMA = schemaJson as unknown as JsonSchema;
@@ -49,6 +50,8 @@ export interface PruneConfig {
   threads?: number;
   overwrite?: boolean;
   tokenCache?: boolean;
+  /** Lists of values to run every combination of (a sweep: src/protocol/sweep.ts); never part of a resolved run. */
+  sweep?: SweepConfig;
 }
 
 /** OWL's parameters (Yin et al. 2024): outlier threshold M and maximum deviation λ. */
@@ -218,10 +221,12 @@ export function resolveConfigLeniently(raw: unknown, baseDir: string): { config:
   if (problems.length > 0) throw new ConfigError(problems);
   const filled = withDefaults(PRUNE_CONFIG_SCHEMA, raw) as Omit<ResolvedConfig, 'output' | 'tokenizer'> & {
     $schema?: string;
+    sweep?: SweepConfig;
     output: string | null;
     tokenizer: string | null;
   };
   delete filled.$schema; // where an editor found the schema: not part of the run
+  delete filled.sweep; // a sweep's points are runs; the sweep itself is not (src/backend/sweep/)
 
   const paths = pathsOf(baseDir);
   const resolve = (p: string) => paths.resolve(baseDir, paths === path.posix && !p.startsWith('/') ? p.replace(/\\/g, '/') : p);

@@ -373,12 +373,12 @@ const fraction: Check<number> = (v, path) => {
 };
 const shape = pair(count);
 
-/** A resolved config: valid against the schema, with every top-level field present. */
+/** A resolved config: valid against the schema, with every top-level field present (but `sweep`: a run is one point). */
 const resolvedConfig: Check<ResolvedConfig> = (v, path) => {
   const problems = validateSchema(PRUNE_CONFIG_SCHEMA, v, path);
   if (problems.length > 0) throw new ProtocolError(problems[0].path, problems[0].message);
   for (const key of Object.keys(PRUNE_CONFIG_SCHEMA.properties ?? {})) {
-    if (key !== '$schema' && !Object.hasOwn(v as object, key)) throw new ProtocolError(`${path}.${key}`, 'is required');
+    if (key !== '$schema' && key !== 'sweep' && !Object.hasOwn(v as object, key)) throw new ProtocolError(`${path}.${key}`, 'is required');
   }
   return v as ResolvedConfig;
 };

@@ -5,6 +5,7 @@
 
 import type { Event } from './events';
 import type { RunStatus } from './progress';
+import type { PointResult, SweepIndex } from './sweep';
 
 /** What the host knows of one run, enough to draw it from scratch. */
 export interface RunSnapshot {
@@ -31,7 +32,41 @@ export type HostMessage =
   /** The backend process ended without a terminal event. */
   | { type: 'run.interrupted'; runId: string; message: string }
   /** Draw these finished runs overlaid (the Compare panel). */
-  | { type: 'compare.reset'; runs: RunSnapshot[] };
+  | { type: 'compare.reset'; runs: RunSnapshot[] }
+  /** Draw this sweep from scratch (the Sweep panel: sent again at every change of the sweep's folder). */
+  | { type: 'sweep.reset'; sweep: SweepSnapshot };
+
+/** What the host knows of one sweep: its index (sweep.json) and each finished point's numbers. */
+export interface SweepSnapshot {
+  /** The sweep folder (absolute): the Sweep panel's id. */
+  dir: string;
+  label: string;
+  index: SweepIndex;
+  /** By point name; null until the point's run folder is complete. */
+  results: Record<string, PointResult | null>;
+}
+
+/** Sweep panel → host: `ready`, or open the run panel of one point. */
+export type SweepPanelMessage = { type: 'ready' } | { type: 'openPoint'; point: string };
+
+/** What the Sweep panel persists: its sweep folder. */
+export interface SweepPanelState {
+  kind: 'sweep';
+  dir: string;
+}
+
+export function toSweepPanelMessage(value: unknown): SweepPanelMessage | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const m = value as { type?: unknown; point?: unknown };
+  if (m.type === 'ready') return { type: 'ready' };
+  return m.type === 'openPoint' && typeof m.point === 'string' ? { type: 'openPoint', point: m.point } : null;
+}
+
+export function toSweepPanelState(value: unknown): SweepPanelState | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const s = value as { kind?: unknown; dir?: unknown };
+  return s.kind === 'sweep' && typeof s.dir === 'string' ? { kind: 'sweep', dir: s.dir } : null;
+}
 
 /** Panel → host. */
 export type PanelMessage =

@@ -20,6 +20,8 @@ const SETTINGS_SPARSITY = 0.6;
 // Configs the schema tests open. Their checkpoint is not the fixture model, so Prune Model… does not offer them.
 const KEYS_CONFIG = 'configs/keys.prune.json';
 const BROKEN_CONFIG = 'configs/broken.prune.json';
+/** A 2 × 2 local sweep on the fixture model (magnitude and Wanda at two sparsities), run from its CodeLens. */
+const SWEEP_CONFIG = 'configs/grid.prune.json';
 
 describe('PruneKit in a real VS Code (code-server)', { timeout: 20 * 60_000 }, () => {
   let vscode: VsCode | undefined;
@@ -34,6 +36,12 @@ describe('PruneKit in a real VS Code (code-server)', { timeout: 20 * 60_000 }, (
       files: {
         [KEYS_CONFIG]: '{\n  \n  "checkpoint": "elsewhere.onnx"\n}\n',
         [BROKEN_CONFIG]: '{\n  "checkpoint": "elsewhere.onnx",\n  "method": "nope"\n}\n',
+        [SWEEP_CONFIG]: `${JSON.stringify({
+          checkpoint: `../${WORKSPACE.model}`,
+          calibration: { path: `../${WORKSPACE.text}`, nsamples: 8, seqlen: 64 },
+          evaluation: { path: `../${WORKSPACE.text}`, seqlen: 64, maxWindows: 8 },
+          sweep: { method: ['magnitude', 'wanda'], sparsity: [0.3, 0.6] },
+        }, null, 2)}\n`,
       },
     });
   });
@@ -97,6 +105,8 @@ describe('PruneKit in a real VS Code (code-server)', { timeout: 20 * 60_000 }, (
     await vs.step('main flow', () => mainFlow(vs));
   });
 
+  test('a sweep: its config\'s Run sweep CodeLens runs four points locally; the Sweep panel charts each one', () => session().step('sweep', () => sweepFlow(session())));
+
   test('a Hugging Face folder: Explorer → Prune Model… → Run → both perplexities, a safetensors folder out', async () => {
     const vs = session();
     assertRunUi(vs);
@@ -116,6 +126,30 @@ describe('PruneKit in a real VS Code (code-server)', { timeout: 20 * 60_000 }, (
 });
 
 /** Prune Model… → config → Run → live run panel → Runs view → layer-name completions. */
+async function sweepFlow(vs: VsCode): Promise<void> {
+  await vs.tidy();
+  await vs.openFile(SWEEP_CONFIG);
+  await vs.step('click Run sweep', async () => {
+    const lens = vs.page.locator('.editor-group-container.active .monaco-editor .codelens-decoration a', { hasText: /Run sweep/ }).first();
+    await lens.waitFor({ state: 'visible', timeout: 30_000 });
+    await lens.click();
+  });
+  const panel = vs.webview();
+  await vs.step('the Sweep panel charts every point', async () => {
+    await panel.locator('#app[data-kind="sweep"]').waitFor({ state: 'attached', timeout: 60_000 });
+    await waitUntil('four points on the chart', 5 * 60_000, async () => (await panel.locator('#app').getAttribute('data-points-charted')) === '4');
+  });
+  const rows = await panel.locator('#sweep-table tbody tr').evaluateAll((els) => els.map((e) => `${e.getAttribute('data-point')} ${e.getAttribute('data-status')}`));
+  assert.deepEqual(rows, ['magnitude-30 finished', 'magnitude-60 finished', 'wanda-30 finished', 'wanda-60 finished']);
+  const sweepDir = path.join(path.dirname(vs.file(SWEEP_CONFIG)), 'grid-sweep');
+  for (const name of ['magnitude-30', 'magnitude-60', 'wanda-30', 'wanda-60']) {
+    const report = JSON.parse(fs.readFileSync(path.join(sweepDir, name, 'prune-report.json'), 'utf8')) as { totals: { prunedPerplexity: number } };
+    const cells = await panel.locator(`#sweep-table tbody tr[data-point="${name}"] td`).allTextContents();
+    assert.equal(cells[5], report.totals.prunedPerplexity.toFixed(4), `${name}: the table shows its report's perplexity`);
+  }
+  await vs.screenshot('e2e-sweep-panel');
+}
+
 async function mainFlow(vs: VsCode): Promise<void> {
   const modelDir = path.dirname(vs.file(WORKSPACE.model));
   const configFile = await pruneFromExplorer(vs, WORKSPACE.model, [vs.file(WORKSPACE.model), modelDir]);

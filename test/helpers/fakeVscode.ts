@@ -205,7 +205,7 @@ function vscodeApi(fake: FakeVscode): Record<string, unknown> {
     ViewColumn: { Active: -1, Beside: -2 },
     StatusBarAlignment: { Left: 1, Right: 2 },
     ProgressLocation: { Notification: 15 },
-    TreeItemCollapsibleState: { None: 0 },
+    TreeItemCollapsibleState: { None: 0, Collapsed: 1 },
     commands: {
       registerCommand(id: string, fn: (...args: unknown[]) => unknown) {
         if (fake.commands.has(id)) throw new Error(`command '${id}' already exists`);

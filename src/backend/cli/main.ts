@@ -20,6 +20,8 @@ import { discoverLayers } from '../pipeline/layers';
 import { RunCancelledError, RunError, runPrune } from '../pipeline/run';
 import { failureEvent, readUserFile } from './failures';
 import { inputSpecs } from '../models/inputs';
+import { sweepCommand } from '../sweep/command';
+import { fileDenseStore } from '../sweep/shared';
 
 const USAGE = `usage: prunekit <command> [options]
 
@@ -28,6 +30,13 @@ commands:
                        folder (config.json + safetensors; llama, mistral, qwen2, opt, mamba), written back in its own format
   inspect <checkpoint> list its blocks, prunable layers (with shapes) and model inputs
   demo                 generate a small random Llama-shaped ONNX model and prune it with APT (takes the prune options)
+  sweep <config>       run every point of the config's "sweep" (methods × sparsities × …), each into its own folder
+
+sweep options:
+  --executor E         local (one point after another, here; a re-run skips finished points) | slurm (one sbatch --array job)
+  --dry-run            print the points (and the Slurm batch script) without running anything
+  --detach             slurm: submit and return (a later prunekit sweep --cancel, or the extension, follows it)
+  --cancel             slurm: scancel the sweep's job array and wait for its tasks to end
 
 prune options (flags override the config file):
   --config FILE        a *.prune.json config
@@ -46,6 +55,7 @@ prune options (flags override the config file):
   --variant V          in a repository folder (onnx/model.onnx, onnx/model_fp16.onnx, …): the float variant to prune
   --overwrite          replace an existing output folder
   --no-token-cache     tokenize the texts again and keep no ids (default: ids cached in .prunekit-cache/ beside each text)
+  --sweep DIR          (set by a sweep's batch script) reuse what the sweep in DIR shares: its dense perplexity
   --json               NDJSON events on stdout (logs on stderr)
 common options:
   --debug              add the stack trace to error messages (for a bug report)
@@ -76,6 +86,11 @@ const OPTIONS = {
   device: { type: 'string' },
   threads: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  sweep: { type: 'string' },
+  executor: { type: 'string' },
+  'dry-run': { type: 'boolean' },
+  detach: { type: 'boolean' },
+  cancel: { type: 'boolean' },
 } as const;
 
 type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -99,6 +114,7 @@ function buildConfig(checkpoint: string | undefined, f: Flags) {
   if (f.config) {
     raw = parseConfigText(readConfigFile(path.resolve(f.config))) as Record<string, unknown>;
     baseDir = path.dirname(path.resolve(f.config));
+    if (raw.sweep !== undefined) throw new ConfigError([{ path: '$.sweep', message: `${f.config} is a sweep: run it with prunekit sweep ${f.config}` }]);
   }
   const set = (obj: Record<string, unknown>, key: string, v: unknown) => {
     if (v !== undefined) obj[key] = v;
@@ -207,7 +223,7 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
     const config = buildConfig(checkpoint, f);
     output = config.output;
     model = config.checkpoint;
-    await runPrune(config, { emit, signal: controller.signal });
+    await runPrune(config, { emit, signal: controller.signal, denseStore: f.sweep ? fileDenseStore(path.resolve(f.sweep)) : undefined });
     return 0;
   } catch (e) {
     if (e instanceof RunCancelledError || (e instanceof CheckpointError && e.code === 'cancelled') || controller.signal.aborted) {
@@ -216,6 +232,24 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
     }
     emit(failureEvent(e, { checkpoint: model, debug: f.debug }));
     return 1;
+  } finally {
+    stopWatching();
+  }
+}
+
+/** `prunekit sweep <config>`: SIGINT/SIGTERM (or a `cancel` line under --json) stop a local sweep's running point. */
+async function sweep(configFile: string, f: Flags): Promise<number> {
+  const file = path.resolve(configFile);
+  const raw = parseConfigText(readConfigFile(file)) as Record<string, unknown>;
+  if (f.device !== undefined) raw.device = f.device;
+  if (f.threads !== undefined) raw.threads = num(f.threads);
+  const controller = new AbortController();
+  const stop = () => (controller.signal.aborted ? process.exit(130) : controller.abort());
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  const stopWatching = f.json && !process.stdin.isTTY ? cancelOnRequest(process.stdin, () => controller.abort()) : () => {};
+  try {
+    return await sweepCommand(file, raw, { executor: f.executor, dryRun: f['dry-run'], detach: f.detach, cancel: f.cancel, json: f.json, signal: controller.signal });
   } finally {
     stopWatching();
   }
@@ -327,8 +361,11 @@ async function main(argv: string[]): Promise<number> {
         return await inspect(positionals[1], values);
       case 'demo':
         return await demo(values);
+      case 'sweep':
+        if (!positionals[1]) return fail(new RunError('bad-argument', 'sweep: which config? (prunekit sweep <x.prune.json>)'), 2);
+        return await sweep(positionals[1], values);
       default:
-        return fail(new RunError('bad-argument', `unknown command '${command}': use prune, inspect or demo (prunekit --help)`), 2);
+        return fail(new RunError('bad-argument', `unknown command '${command}': use prune, inspect, sweep or demo (prunekit --help)`), 2);
     }
   } catch (e) {
     return fail(e, 1);

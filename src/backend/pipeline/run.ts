@@ -50,6 +50,14 @@ export interface RunHooks {
   signal?: AbortSignal;
   /** Windows per onnxruntime run during calibration and evaluation (bounds activation memory). */
   microBatch?: number;
+  /** Dense perplexities measured before, by what they depend on (a sweep's points share one: sweep/shared.ts). */
+  denseStore?: DenseStore;
+}
+
+/** The dense model's evaluation.finished, kept by a key naming the model, the data and the windows. */
+export interface DenseStore {
+  get(key: string): EventBody<'evaluation.finished'> | undefined;
+  put(key: string, evaluation: EventBody<'evaluation.finished'>): void;
 }
 
 /** Weight (rows, cols) row-major from the stored layout, and back. */
@@ -92,7 +100,7 @@ async function prune(config: ResolvedConfig, hooks: RunHooks, spill: SpillFile):
   const model = await openModel(config);
   const data = prepareData(config, model, run);
   announce(config, model, data, run);
-  const densePpl = data.evaluation ? await evaluate(model, run, 'dense', model.ckpt.sessionSource(), data.evaluation) : null;
+  const densePpl = data.evaluation ? await evaluateDense(config, model, run, data.evaluation) : null;
   const allocated = config.allocation === 'owl' ? await owlAllocation(config, model, data, run) : model;
   const sums = await pruneSequentially(config, allocated, data, run, spill);
   return writeOutput(config, model, data, run, { ...sums, densePpl });
@@ -353,6 +361,18 @@ async function evaluate(model: OpenModel, run: RunLog, which: 'dense' | 'pruned'
   } finally {
     await session.release();
   }
+}
+
+/** The dense perplexity, from the hooks' store when an earlier run measured it on the same windows. */
+async function evaluateDense(config: ResolvedConfig, model: OpenModel, run: RunLog, windows: Int32Array[]): Promise<number> {
+  const store = run.hooks.denseStore;
+  const key = JSON.stringify([config.checkpoint, config.variant, model.engine.device, (config.evaluation || null)?.path, windows.length, windows[0].length]);
+  const known = store?.get(key);
+  if (known) return run.emit('evaluation.finished', { ...known, seconds: 0 }).perplexity;
+  const ppl = await evaluate(model, run, 'dense', model.ckpt.sessionSource(), windows);
+  const { v: _v, type: _type, ...body } = run.events[run.events.length - 1] as EventOf<'evaluation.finished'>; // evaluate's last event
+  store?.put(key, body);
+  return ppl;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

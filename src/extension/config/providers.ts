@@ -116,7 +116,7 @@ function toDiagnostic(doc: vscode.TextDocument, p: ConfigDiagnostic): vscode.Dia
   return d;
 }
 
-/** "▶ Run pruning" and the config's summary ("apt · 2:4 · 35 layers") on the first line. */
+/** "▶ Run pruning" (or "▶ Run sweep") and the config's summary ("apt · 2:4 · 35 layers") on the first line. */
 class RunLenses implements vscode.CodeLensProvider {
   readonly changed = new vscode.EventEmitter<void>();
   readonly onDidChangeCodeLenses = this.changed.event;
@@ -125,16 +125,21 @@ class RunLenses implements vscode.CodeLensProvider {
 
   async provideCodeLenses(doc: vscode.TextDocument): Promise<vscode.CodeLens[]> {
     const top = new vscode.Range(0, 0, 0, 0);
-    const lenses = [new vscode.CodeLens(top, { title: '▶ Run pruning', tooltip: 'Prune the checkpoint with this config (PruneKit)', command: RUN_FROM_LENS, arguments: [doc.uri] })];
     let summary: string;
+    let sweep = false;
     try {
-      const config = resolveConfig(parseConfigText(doc.getText()), configDir(doc));
+      const raw = parseConfigText(doc.getText());
+      // A config with a `sweep` runs as a sweep (prunekit prune refuses it).
+      sweep = typeof raw === 'object' && raw !== null && 'sweep' in raw;
+      const config = resolveConfig(raw, configDir(doc));
       const found = await this.services.inspectFor(doc);
       summary = configSummary(config, found && !('error' in found.info) ? found.info : undefined);
     } catch {
       summary = '⚠ not runnable yet: see Problems';
     }
-    lenses.push(new vscode.CodeLens(top, { title: summary, command: '' }));
-    return lenses;
+    const run = sweep
+      ? new vscode.CodeLens(top, { title: '▶ Run sweep', tooltip: 'Run every point of this sweep (PruneKit)', command: 'prunekit.runSweep', arguments: [doc.uri] })
+      : new vscode.CodeLens(top, { title: '▶ Run pruning', tooltip: 'Prune the checkpoint with this config (PruneKit)', command: RUN_FROM_LENS, arguments: [doc.uri] });
+    return [run, new vscode.CodeLens(top, { title: summary, command: '' })];
   }
 }

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
 
-export type PanelKind = 'run' | 'compare';
+export type PanelKind = 'run' | 'compare' | 'sweep';
 
 /** What the host lets a panel load: the bundle and the stylesheet. */
 export function panelResourceRoots(extensionUri: vscode.Uri): vscode.Uri[] {
@@ -15,6 +15,30 @@ export function panelResourceRoots(extensionUri: vscode.Uri): vscode.Uri[] {
 export function panelOptions(extensionUri: vscode.Uri): vscode.WebviewOptions & vscode.WebviewPanelOptions {
   // Not retained when hidden: the panel asks with `ready` when shown again and is sent a snapshot.
   return { enableScripts: true, localResourceRoots: panelResourceRoots(extensionUri), retainContextWhenHidden: false };
+}
+
+/** A panel's page and its wiring, as every panel has it: `open.ready` drops when the panel is hidden (not retained:
+ *  the reloaded page says `ready` again before it is sent anything), messages go to `onMessage`, `onDisposed` last. */
+export function attachPanelPage(
+  panel: vscode.WebviewPanel,
+  extensionUri: vscode.Uri,
+  kind: PanelKind,
+  open: { ready: boolean },
+  handlers: { onMessage(message: unknown): void; onDisposed(): void },
+): void {
+  panel.iconPath = vscode.Uri.joinPath(extensionUri, 'media', 'prunekit.svg');
+  panel.webview.options = panelOptions(extensionUri);
+  panel.webview.html = panelHtml(panel.webview, extensionUri, kind, panel.title);
+  const subscriptions = [
+    panel.webview.onDidReceiveMessage((m: unknown) => handlers.onMessage(m)),
+    panel.onDidChangeViewState(() => {
+      if (!panel.visible) open.ready = false;
+    }),
+  ];
+  panel.onDidDispose(() => {
+    for (const s of subscriptions) s.dispose();
+    handlers.onDisposed();
+  });
 }
 
 export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri, kind: PanelKind, title: string): string {

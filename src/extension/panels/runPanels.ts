@@ -7,7 +7,7 @@ import * as vscode from 'vscode';
 import { HostMessage, PanelState, toPanelMessage, toPanelState } from '../../protocol/webview';
 import type { Run } from '../runs/run';
 import type { RunChange, RunManager } from '../runs/runManager';
-import { PanelKind, panelHtml, panelOptions } from './panelHtml';
+import { attachPanelPage, PanelKind, panelOptions } from './panelHtml';
 
 export const RUN_VIEW_TYPE = 'prunekit.run';
 export const COMPARE_VIEW_TYPE = 'prunekit.compare';
@@ -96,23 +96,15 @@ export class RunPanels implements vscode.Disposable {
       this.compare = open;
       panel.title = compareTitle(state.runIds.length);
     }
-    panel.iconPath = vscode.Uri.joinPath(this.extensionUri, 'media', 'prunekit.svg');
-    panel.webview.options = panelOptions(this.extensionUri);
-    panel.webview.html = panelHtml(panel.webview, this.extensionUri, kind, panel.title);
-    const subscriptions = [
-      panel.webview.onDidReceiveMessage((m: unknown) => this.onMessage(open, m)),
-      // Hidden panels are not retained: the reloaded page says `ready` again before it gets events.
-      panel.onDidChangeViewState(() => {
-        if (!panel.visible) open.ready = false;
-      }),
-    ];
-    panel.onDidDispose(() => {
-      for (const s of subscriptions) s.dispose();
-      if (open.state.kind === 'run') {
-        if (this.runPanels.get(open.state.runId) === open) this.runPanels.delete(open.state.runId);
-      } else if (this.compare === open) {
-        this.compare = undefined;
-      }
+    attachPanelPage(panel, this.extensionUri, kind, open, {
+      onMessage: (m) => this.onMessage(open, m),
+      onDisposed: () => {
+        if (open.state.kind === 'run') {
+          if (this.runPanels.get(open.state.runId) === open) this.runPanels.delete(open.state.runId);
+        } else if (this.compare === open) {
+          this.compare = undefined;
+        }
+      },
     });
   }
 

@@ -1,12 +1,15 @@
 // The Runs view (`prunekit.runs`): every run the manager knows, newest first, each with its progress in
 // words ("apt 2:4 · 12/35 layers · ETA 40s"), an icon per status and a tooltip with the perplexities.
-// contextValue `prunekit.run.<status>` drives the inline and context menu items in package.json.
+// contextValue `prunekit.run.<status>` drives the inline and context menu items in package.json. Sweeps come first,
+// one node each with their points (sweeps/sweepNodes.ts); a point's run folder is not listed again as a run.
 
 import * as vscode from 'vscode';
 import type { RunStatus } from '../../protocol/progress';
 import { describeDetails, describeProgress } from '../runs/describe';
 import type { Run } from '../runs/run';
 import type { RunManager } from '../runs/runManager';
+import type { SweepManager } from '../sweeps/sweepManager';
+import { isSweepNode, SweepNode, sweepChildren, sweepTreeItem } from '../sweeps/sweepNodes';
 
 const ICONS: Record<RunStatus, vscode.ThemeIcon> = {
   running: new vscode.ThemeIcon('sync~spin'),
@@ -19,17 +22,32 @@ const ICONS: Record<RunStatus, vscode.ThemeIcon> = {
 /** Live events arrive many times a second; the view is redrawn at most this often. */
 const REFRESH_MS = 300;
 
-export class RunsTreeProvider implements vscode.TreeDataProvider<Run>, vscode.Disposable {
-  private readonly changed = new vscode.EventEmitter<Run | undefined>();
+export class RunsTreeProvider implements vscode.TreeDataProvider<Run | SweepNode>, vscode.Disposable {
+  private readonly changed = new vscode.EventEmitter<Run | SweepNode | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
-  private readonly subscription: { dispose(): void };
+  private readonly subscriptions: { dispose(): void }[];
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly manager: RunManager) {
-    this.subscription = manager.onDidChange((c) => (c.kind === 'event' ? this.refreshSoon() : this.changed.fire(undefined)));
+  constructor(
+    private readonly manager: RunManager,
+    private readonly sweeps: SweepManager,
+  ) {
+    this.subscriptions = [
+      manager.onDidChange((c) => (c.kind === 'event' ? this.refreshSoon() : this.changed.fire(undefined))),
+      sweeps.onDidChange(() => this.refreshSoon()),
+    ];
   }
 
-  getTreeItem(run: Run): vscode.TreeItem {
+  getTreeItem(node: Run | SweepNode): vscode.TreeItem {
+    return isSweepNode(node) ? sweepTreeItem(this.sweeps, node) : this.runItem(node);
+  }
+
+  getChildren(element?: Run | SweepNode): (Run | SweepNode)[] {
+    if (element) return isSweepNode(element) ? sweepChildren(this.sweeps, element) : [];
+    return [...sweepChildren(this.sweeps), ...this.manager.list().filter((r) => !this.sweeps.owns(r.folder))];
+  }
+
+  private runItem(run: Run): vscode.TreeItem {
     const item = new vscode.TreeItem(run.label, vscode.TreeItemCollapsibleState.None);
     item.id = run.id;
     item.description = describeProgress(run.progress);
@@ -43,13 +61,9 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<Run>, vscode.Di
     return item;
   }
 
-  getChildren(element?: Run): Run[] {
-    return element ? [] : this.manager.list();
-  }
-
   dispose(): void {
     clearTimeout(this.timer);
-    this.subscription.dispose();
+    for (const s of this.subscriptions) s.dispose();
     this.changed.dispose();
   }
 
