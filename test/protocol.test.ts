@@ -206,6 +206,8 @@ describe('prune-config.schema.json', () => {
       assert.ok(typeof p.description === 'string' && p.description.length > 10, `${path}: description`);
       if (name === 'checkpoint' || name === 'path' || name === 'match' || path.includes('overrides[]') || name === '$schema') {
         assert.ok(p.examples && p.examples.length > 0, `${path}: examples (no default: required or inherited)`);
+      } else if (path.startsWith('$.sweep')) { // a sweep's lists and Slurm options have no value to default to
+        assert.ok(Object.hasOwn(p, 'default') || (p.examples && p.examples.length > 0), `${path}: default or examples`);
       } else {
         assert.ok(Object.hasOwn(p, 'default'), `${path}: default`);
       }
