@@ -40,10 +40,19 @@ export class Kernel {
   }
 }
 
-function deviceToProvider(device: Device): ort.InferenceSession.ExecutionProviderConfig {
+/** What keeps fp32 math in fp32 on an NVIDIA GPU. onnxruntime's CUDA provider turns TF32 on by default (`use_tf32`:
+ *  10-bit mantissas in the Hessian products, the factor updates and the loss on Ampere and newer), and the
+ *  onnxruntime-node 1.30 binding hands the provider only `deviceId` (its other keys are dropped), so the option
+ *  cannot reach it: NVIDIA_TF32_OVERRIDE=0 makes cuBLAS and cuDNN refuse TF32 whatever their caller asks. It must be
+ *  in the environment before the provider loads them (the first CUDA session), which Engine ensures. */
+export const CUDA_FP32_ENV: Readonly<Record<string, string>> = { NVIDIA_TF32_OVERRIDE: '0' };
+
+/** The provider options a device's sessions are created with. `use_tf32: '0'` states the intent for a binding that
+ *  passes provider options through (onnxruntime's own spelling); with 1.30 CUDA_FP32_ENV is what takes effect. */
+export function deviceToProvider(device: Device): ort.InferenceSession.ExecutionProviderConfig {
   if (device === 'cpu') return 'cpu';
   if (device === 'webgpu') return 'webgpu';
-  return { name: 'cuda', deviceId: Number(device.slice(5)) } as ort.InferenceSession.ExecutionProviderConfig;
+  return { name: 'cuda', deviceId: Number(device.slice(5)), use_tf32: '0' } as ort.InferenceSession.ExecutionProviderConfig;
 }
 
 /** What `auto` asks of the machine (faked in tests to choose as on macOS or Windows). */
@@ -141,6 +150,7 @@ export class Engine {
     };
     if (this.options.threads > 0) opts.intraOpNumThreads = this.options.threads;
     if (externalData) opts.externalData = externalData;
+    if (device.startsWith('cuda')) Object.assign(process.env, CUDA_FP32_ENV);
     return typeof source === 'string' ? ort.InferenceSession.create(source, opts) : ort.InferenceSession.create(source, opts);
   }
 
