@@ -137,6 +137,9 @@ export interface RunStarted {
   device: string;
   /** Devices tried and not used, with why (e.g. "cuda: libonnxruntime_providers_cuda.so not found"). */
   deviceNotes: string[];
+  /** What the device is: the GPU's model ("NVIDIA A100-SXM4-80GB"), the WebGPU adapter ("llvmpipe (LLVM 15.0.6,
+   *  256 bits)") or the CPU's model; null when the machine does not say. Absent from logs of older versions. */
+  adapter?: string | null;
   /** Versions of prunekit, onnxruntime-node and Node. */
   versions: Record<string, string>;
   blocks: BlockInfo[];
@@ -352,6 +355,7 @@ const CHECKS: { [T in EventType]: Check<EventOf<T>> } = {
     }),
     device: str,
     deviceNotes: array(str),
+    adapter: optional(nullable(str)),
     versions: record(str),
     blocks: array(obj<BlockInfo>({ index: count, name: str, layers: array(str) })),
     layers: array(

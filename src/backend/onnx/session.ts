@@ -1,13 +1,14 @@
 // Session factory: one place that turns a graph into an onnxruntime session on the requested device.
-// `auto` tries CUDA, then WebGPU on a hardware adapter (Metal, D3D12, Vulkan), then CPU. onnxruntime-node THROWS
-// when a provider cannot load (even with 'cpu' listed after it), so each attempt is caught and the next one tried;
-// every session records the device it actually runs on.
+// `auto` tries CUDA, then WebGPU on a hardware adapter (Metal, D3D12, Vulkan), then CPU. A GPU device is checked
+// first (adapter.ts: the missing CUDA file, Dawn's refusal), and onnxruntime-node THROWS when a provider cannot load
+// (even with 'cpu' listed after it), so each attempt is caught and the next one tried; every session records the
+// device it actually runs on.
 
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
-import * as path from 'node:path';
+import { existsSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { DEVICE_RE, DeviceName } from '../../protocol/pruning';
+import { AdapterQuery, cpuName, cudaDeviceName, cudaProblem, cudaProviderPath, webgpuAdapterHere, webgpuProblem } from './adapter';
 import { encodeModel, ModelProto } from './proto';
 
 /** The `device` a run asks for (the protocol's DeviceName: one definition for config, CLI and engine). */
@@ -55,53 +56,58 @@ export function deviceToProvider(device: Device): ort.InferenceSession.Execution
   return { name: 'cuda', deviceId: Number(device.slice(5)), use_tf32: '0' } as ort.InferenceSession.ExecutionProviderConfig;
 }
 
-/** What `auto` asks of the machine (faked in tests to choose as on macOS or Windows). */
+/** What device choice asks of the machine (faked in tests to choose as on other machines). */
 export interface DeviceProbe {
   platform: NodeJS.Platform;
   /** onnxruntime's CUDA provider library is installed beside its binding. */
   cudaProviderInstalled(): boolean;
-  /** A hardware GPU adapter WebGPU can use. */
-  hardwareGpuAdapter(): boolean;
-}
-
-/** True when a Linux machine plausibly has a hardware GPU adapter for Vulkan: a DRM render node or the NVIDIA
- *  device files. Dawn may otherwise pick a software (SwiftShader/llvmpipe) adapter, slower than the CPU provider. */
-function linuxGpuAdapter(): boolean {
-  try {
-    if (existsSync('/dev/nvidia0')) return true;
-    return existsSync('/dev/dri') && readdirSync('/dev/dri').some((f) => f.startsWith('renderD'));
-  } catch {
-    return false;
-  }
-}
-
-/** Where onnxruntime-node looks for the CUDA provider library (Linux and Windows; macOS has no CUDA). */
-export function cudaProviderPath(platform: NodeJS.Platform = process.platform, arch: string = process.arch): string {
-  const pkg = path.dirname(require.resolve('onnxruntime-node/package.json'));
-  const file = platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
-  return path.join(pkg, 'bin', 'napi-v6', platform, arch, file);
+  /** The adapter WebGPU would use, and whether it is hardware. */
+  webgpuAdapter(): Promise<AdapterQuery>;
+  /** Why WebGPU cannot run a graph here (onnxruntime's and Dawn's reasons), or null. */
+  webgpuProblem(): Promise<string | null>;
+  /** Why CUDA's provider cannot load here (the missing file), or null. */
+  cudaProblem(): Promise<string | null>;
+  /** The model name of CUDA device `index`, or null. */
+  cudaDeviceName(index: number): Promise<string | null>;
 }
 
 export const THIS_MACHINE: DeviceProbe = {
   platform: process.platform,
   cudaProviderInstalled: () => process.platform !== 'darwin' && existsSync(cudaProviderPath()),
-  // Metal: every Apple Silicon Mac has a GPU. Windows: D3D12 on a hardware adapter (WARP only when asked for).
-  hardwareGpuAdapter: () => process.platform === 'darwin' || process.platform === 'win32' || (process.platform === 'linux' && linuxGpuAdapter()),
+  webgpuAdapter: () => webgpuAdapterHere(),
+  webgpuProblem: () => webgpuProblem(),
+  cudaProblem: () => cudaProblem(),
+  cudaDeviceName,
 };
 
 /** The devices `auto` tries, in order: CUDA (Linux, Windows), WebGPU on a hardware adapter (Metal on macOS, D3D12
- *  on Windows, Vulkan on Linux), the CPU; and why the ones left out were. */
-export function autoDeviceOrder(probe: DeviceProbe): { order: Device[]; skipped: string[] } {
+ *  on Windows, Vulkan on Linux; never a software one, slower than the CPU provider), the CPU; and why the ones left
+ *  out were. */
+export async function autoDeviceOrder(probe: DeviceProbe): Promise<{ order: Device[]; skipped: string[] }> {
   const order: Device[] = [];
   const skipped: string[] = [];
   if (probe.platform === 'darwin') skipped.push('cuda: not available on macOS');
   else if (probe.cudaProviderInstalled()) order.push('cuda:0');
   else skipped.push('cuda: provider libraries not installed (see README, "GPU")');
-  if (probe.hardwareGpuAdapter()) order.push('webgpu');
-  else skipped.push('webgpu: no hardware GPU adapter found');
+  const adapter = await probe.webgpuAdapter();
+  if ('unknown' in adapter) skipped.push(`webgpu: ${adapter.unknown}`);
+  else if (!adapter.hardware) skipped.push(`webgpu: only a software adapter, ${adapter.name} (slower than the CPU provider)`);
+  else order.push('webgpu');
   order.push('cpu');
   return { order, skipped };
 }
+
+/** A named device that cannot run here: the message says why, the hint what to do. */
+export class DeviceError extends Error {
+  constructor(message: string, readonly hint: string) {
+    super(message);
+  }
+}
+
+const DEVICE_HINTS: Record<'cuda' | 'webgpu', string> = {
+  cuda: 'install the CUDA provider, CUDA 12 and cuDNN 9 (README, "GPU (CUDA)"), or run with --device cpu',
+  webgpu: 'install a Vulkan driver for the GPU (a software one: Mesa 25 lavapipe, README "WebGPU"), or run with --device cpu',
+};
 
 export class Engine {
   private readonly cache = new Map<string, Kernel>();
@@ -120,14 +126,43 @@ export class Engine {
     return this.resolved;
   }
 
-  private candidates(): Device[] {
+  /** What the resolved device runs on: the GPU's or the CPU's model name, or the WebGPU adapter's (null if unknown). */
+  get adapter(): string | null {
+    return this.adapterName;
+  }
+
+  private adapterName: string | null = null;
+  private webgpuAdapter: AdapterQuery | undefined;
+
+  private async candidates(): Promise<Device[]> {
     const d = this.options.device;
     if (d === 'cpu' || d === 'webgpu') return [d];
     if (d === 'cuda') return ['cuda:0'];
     if (d.startsWith('cuda:')) return [d as Device];
-    const { order, skipped } = autoDeviceOrder(this.probe);
+    const { order, skipped } = await autoDeviceOrder({ ...this.probe, webgpuAdapter: () => this.queryAdapter() });
     this.fallbacks.push(...skipped);
     return order;
+  }
+
+  private async queryAdapter(): Promise<AdapterQuery> {
+    this.webgpuAdapter ??= await this.probe.webgpuAdapter();
+    return this.webgpuAdapter;
+  }
+
+  /** Why `device` cannot run here, found before onnxruntime tries (whose own messages omit the cause), or null. */
+  private problem(device: Device): Promise<string | null> {
+    if (device === 'webgpu') return this.probe.webgpuProblem();
+    if (device.startsWith('cuda')) return this.probe.cudaProblem();
+    return Promise.resolve(null);
+  }
+
+  private async nameOf(device: Device): Promise<string | null> {
+    if (device === 'cpu') return cpuName();
+    if (device === 'webgpu') {
+      const a = await this.queryAdapter();
+      return 'name' in a ? a.name : null;
+    }
+    return this.probe.cudaDeviceName(Number(device.slice(5)));
   }
 
   /** In-memory external data of sessions made by modelSession, kept alive with the session. */
@@ -197,10 +232,13 @@ export class Engine {
   private async open(source: Uint8Array | string, externalData?: { path: string; data: Uint8Array }[], arena = false): Promise<Kernel> {
     if (this.resolved) return new Kernel(await this.createOn(this.resolved, source, externalData, arena), this.resolved);
     const errors: string[] = [];
-    for (const device of this.candidates()) {
+    for (const device of await this.candidates()) {
       try {
+        const why = await this.problem(device);
+        if (why) throw new Error(why);
         const kernel = new Kernel(await this.createOn(device, source, externalData, arena), device);
         this.resolved = device;
+        this.adapterName = await this.nameOf(device);
         return kernel;
       } catch (e) {
         const msg = `${device}: ${(e as Error).message.split('\n')[0]}`;
@@ -208,8 +246,9 @@ export class Engine {
         if (this.options.device === 'auto') this.fallbacks.push(msg);
       }
     }
-    const hint = this.options.device.startsWith('cuda') ? ' (the CUDA provider is installed separately: see the README, "GPU")' : '';
-    throw new Error(`no onnxruntime device could run the graph: ${errors.join('; ')}${hint}`);
+    const asked = this.options.device;
+    const hint = asked === 'webgpu' ? DEVICE_HINTS.webgpu : asked.startsWith('cuda') ? DEVICE_HINTS.cuda : 'run with --device cpu';
+    throw new DeviceError(`no onnxruntime device could run the graph: ${errors.join('; ')}`, hint);
   }
 
   async release(): Promise<void> {

@@ -313,6 +313,7 @@ function announce(config: ResolvedConfig, model: OpenModel, data: RunData, run: 
     },
     device: engine.device ?? config.device,
     deviceNotes: [...engine.fallbacks],
+    adapter: engine.adapter,
     versions: { prunekit: PRUNEKIT_VERSION, 'onnxruntime-node': ort.env.versions.node ?? 'unknown', node: process.versions.node },
     blocks: discovery.blocks.map((b) => ({ index: b.index, name: b.name, layers: b.layers })),
     layers,
@@ -555,7 +556,7 @@ async function writeOutput(config: ResolvedConfig, model: OpenModel, data: RunDa
       // run.finished is logged before the rename (so events.ndjson is complete) and emitted after it.
       finished = makeEvent('run.finished', { output: config.output, totals });
       const report = {
-        prunekit: PRUNEKIT_VERSION, config: data.resolved, device: engine.device, deviceNotes: engine.fallbacks,
+        prunekit: PRUNEKIT_VERSION, config: data.resolved, device: engine.device, adapter: engine.adapter, deviceNotes: engine.fallbacks,
         layers: run.events.filter((e) => e.type === 'layer.pruned'),
         evaluation: run.events.filter((e) => e.type === 'evaluation.finished'),
         warnings: run.events.filter((e) => e.type === 'warning.raised'),
