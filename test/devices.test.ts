@@ -8,7 +8,8 @@ import { failureEvent } from '../src/backend/cli/failures';
 import { AdapterQuery, cpuName, cudaProblem, missingLibraries, parseVulkanSummary, vulkanAdapter, webgpuAdapterHere, webgpuProblem } from '../src/backend/onnx/adapter';
 import { GraphBuilder } from '../src/backend/onnx/graph';
 import { DataType, ModelProto } from '../src/backend/onnx/proto';
-import { CUDA_FP32_ENV, DeviceError, DeviceProbe, deviceToProvider, Engine, THIS_MACHINE } from '../src/backend/onnx/session';
+import { Kernels, mat } from '../src/backend/linalg/kernels';
+import { CUDA_FP32_ENV, DeviceError, DeviceProbe, deviceToProvider, Engine, THIS_MACHINE, transferSince } from '../src/backend/onnx/session';
 
 const negGraph = (): ModelProto => {
   const g = new GraphBuilder('neg');
@@ -138,5 +139,21 @@ describe('a named device that cannot run says why and what to do', () => {
     assert.deepEqual(missingLibraries(ldd), ['libcublasLt.so.12', 'libcudnn.so.9']);
     // A real library whose dependencies all resolve: nothing missing.
     assert.equal(await cudaProblem(path.join(path.dirname(require.resolve('onnxruntime-node/package.json')), 'bin/napi-v6/linux/x64/libonnxruntime.so.1')), null);
+  });
+});
+
+describe('bytes moved', () => {
+  test('each graph call counts its host inputs as sent and its host outputs as read back, exactly', async () => {
+    const engine = new Engine({ device: 'cpu', threads: 1 });
+    const kernels = new Kernels(engine);
+    const a = mat(3, 5, Float32Array.from({ length: 15 }, (_, i) => i));
+    const b = mat(5, 2, Float32Array.from({ length: 10 }, (_, i) => i - 4));
+    const before = { ...engine.moved };
+    const y = await kernels.ab(a, b);
+    assert.deepEqual(transferSince(engine.moved, before), { toDevice: (15 + 10) * 4, fromDevice: 3 * 2 * 4 });
+    assert.equal(y.data[0], [0, 1, 2, 3, 4].reduce((s, v, k) => s + v * (k * 2 - 4), 0)); // the product ran
+    await kernels.ab(a, b, mat(3, 2)); // written into a caller's array: still read back
+    assert.deepEqual(transferSince(engine.moved, before), { toDevice: 2 * (15 + 10) * 4, fromDevice: 2 * 3 * 2 * 4 });
+    await engine.release();
   });
 });

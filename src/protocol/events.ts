@@ -197,6 +197,15 @@ export interface LayerPruned {
   seconds: number;
   /** The method's notes (e.g. "trailing 2 columns of each row kept dense"). */
   notes: string[];
+  /** Bytes this layer's graph calls sent to the device and read back (on the CPU: what a GPU device would copy).
+   *  Absent from logs of older versions. */
+  transfer?: Transfer;
+}
+
+/** Host↔device bytes of a job's graph calls. */
+export interface Transfer {
+  toDevice: number;
+  fromDevice: number;
 }
 
 export interface BlockFinished {
@@ -402,6 +411,7 @@ const CHECKS: { [T in EventType]: Check<EventOf<T>> } = {
     dampening: nullable(nonNeg),
     seconds: nonNeg,
     notes: array(str),
+    transfer: optional(obj<Transfer>({ toDevice: count, fromDevice: count })),
   }),
   'block.finished': obj<BlockFinished>({
     v: version,

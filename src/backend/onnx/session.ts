@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
+import type { Transfer } from '../../protocol/events';
 import { DEVICE_RE, DeviceName } from '../../protocol/pruning';
 import { AdapterQuery, cpuName, cudaDeviceName, cudaProblem, cudaProviderPath, webgpuAdapterHere, webgpuProblem } from './adapter';
 import { encodeModel, ModelProto } from './proto';
@@ -32,12 +33,30 @@ export interface KernelOptions {
   arena?: boolean;
 }
 
+/** The bytes of the host tensors among `values`. Kernels count what their graph calls pass in and get back as host
+ *  tensors (a Transfer): on a GPU device each of them crosses host↔device (every `run` copies its host inputs to the
+ *  device and its host outputs back); on the CPU the same count crosses nothing. Tensors left on the device
+ *  (`location` 'gpu-buffer') do not cross and are not counted. */
+function hostBytes(values: Iterable<ort.Tensor>): number {
+  let n = 0;
+  for (const v of values) if (v.location === 'cpu') n += (v.data as ArrayBufferView).byteLength;
+  return n;
+}
+
+/** What moved between two readings of a Transfer counter. */
+export function transferSince(now: Transfer, before: Transfer): Transfer {
+  return { toDevice: now.toDevice - before.toDevice, fromDevice: now.fromDevice - before.fromDevice };
+}
+
 export class Kernel {
-  constructor(readonly session: ort.InferenceSession, readonly device: Device) {}
+  constructor(readonly session: ort.InferenceSession, readonly device: Device, private readonly moved: Transfer = { toDevice: 0, fromDevice: 0 }) {}
 
   /** Runs the graph; `outputs` may pre-allocate output tensors (onnxruntime writes into their memory). */
   async run(feeds: Feeds, outputs?: Feeds): Promise<Record<string, ort.Tensor>> {
-    return (await (outputs ? this.session.run(feeds, outputs) : this.session.run(feeds))) as Record<string, ort.Tensor>;
+    this.moved.toDevice += hostBytes(Object.values(feeds));
+    const result = (await (outputs ? this.session.run(feeds, outputs) : this.session.run(feeds))) as Record<string, ort.Tensor>;
+    this.moved.fromDevice += hostBytes(Object.values(result));
+    return result;
   }
 }
 
@@ -114,6 +133,8 @@ export class Engine {
   private resolved: Device | undefined;
   /** Why devices earlier in the `auto` order were not used (for the run report). */
   readonly fallbacks: string[] = [];
+  /** Host↔device bytes of every kernel's graph calls so far (read it before and after a job: transferSince). */
+  readonly moved: Transfer = { toDevice: 0, fromDevice: 0 };
 
   constructor(readonly options: EngineOptions = { device: 'auto', threads: 0 }, private readonly probe: DeviceProbe = THIS_MACHINE) {
     if (!DEVICE_RE.test(options.device)) {
@@ -230,13 +251,13 @@ export class Engine {
   }
 
   private async open(source: Uint8Array | string, externalData?: { path: string; data: Uint8Array }[], arena = false): Promise<Kernel> {
-    if (this.resolved) return new Kernel(await this.createOn(this.resolved, source, externalData, arena), this.resolved);
+    if (this.resolved) return new Kernel(await this.createOn(this.resolved, source, externalData, arena), this.resolved, this.moved);
     const errors: string[] = [];
     for (const device of await this.candidates()) {
       try {
         const why = await this.problem(device);
         if (why) throw new Error(why);
-        const kernel = new Kernel(await this.createOn(device, source, externalData, arena), device);
+        const kernel = new Kernel(await this.createOn(device, source, externalData, arena), device, this.moved);
         this.resolved = device;
         this.adapterName = await this.nameOf(device);
         return kernel;

@@ -16,7 +16,7 @@ import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { version as PRUNEKIT_VERSION } from '../../../package.json';
-import { Event, EventBody, EventOf, EventType, formatEvent, LayerInfo, makeEvent, RunTotals, WarningCode } from '../../protocol/events';
+import { Event, EventBody, EventOf, EventType, formatEvent, LayerInfo, makeEvent, RunTotals, Transfer, WarningCode } from '../../protocol/events';
 import { layerSelector, ResolvedConfig, unmatchedLayerPatterns } from '../../protocol/config';
 import { formatPattern } from '../../protocol/pruning';
 import { calibrationWindows, evaluationWindows, readTokens, TextTokenizer } from '../data/tokens';
@@ -31,7 +31,7 @@ import { pruneLayer } from '../methods';
 import { pruneDepthwise } from '../methods/depthwise';
 import { causalLmFeeds, InputSpec, inputSpecs, positionLimit, vocabularySize } from '../models/inputs';
 import { DataType, TensorProto } from '../onnx/proto';
-import { Engine, ModelSource } from '../onnx/session';
+import { Engine, ModelSource, transferSince } from '../onnx/session';
 import { RunCancelledError, RunError } from './errors';
 import { checkDataPaths, checkOutput, removeDeadTemporaries, tokenizerFor } from './preflight';
 import { inferTypesWithOrt } from './types';
@@ -461,7 +461,9 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     const method = methodFor(run, l, model.select(l.name) as LayerTarget, s);
     const W = toRowMajor(work.current.get(l.weight) as Float32Array, l);
     work.current.delete(l.weight); // W is the dense weight now: no second copy while the method runs
+    const before = { ...model.engine.moved };
     const res = await pruneOne(config, model, l, W, s, method);
+    const transfer = transferSince(model.engine.moved, before);
     // fp16/bf16 weights: pruned in fp32 (widened above), rounded to the stored type once, here, so the
     // propagate pass, the zero count and the written checkpoint all see the same values and pattern.
     const stored = roundToType(l.dataType, toStored(res.W, l), { keepNonZero: true });
@@ -477,7 +479,7 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     if (work.loss !== null) work.loss += res.loss;
     if (sums.loss !== null) sums.loss += res.loss;
     run.lastLayer = l.name;
-    reportLayer(run, l, model.select(l.name) as LayerTarget, res, method);
+    reportLayer(run, l, model.select(l.name) as LayerTarget, { ...res, transfer }, method);
   }
 }
 
@@ -504,7 +506,7 @@ function pruneOne(config: ResolvedConfig, model: OpenModel, l: PrunableLayer, W:
     : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options, model.engine);
 }
 
-function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: LayerResult, method: LayerTarget['method']): void {
+function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: LayerResult & { transfer: Transfer }, method: LayerTarget['method']): void {
   for (const n of res.notes) {
     if (/not a multiple of M/.test(n)) run.warn('partial-group', n, { layer: l.name });
     else if (/dampening/.test(n)) run.warn('dampening-raised', n, { layer: l.name });
@@ -513,7 +515,7 @@ function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: La
     block: l.block, layer: l.name, shape: [l.rows, l.cols], method, pattern: formatPattern(target.pattern),
     targetSparsity: target.sparsity, sparsity: res.sparsity,
     loss: Number.isFinite(res.loss) ? res.loss : null, relLoss: Number.isFinite(res.relLoss) ? res.relLoss : null,
-    dampening: res.dampening ?? null, seconds: res.seconds, notes: res.notes,
+    dampening: res.dampening ?? null, seconds: res.seconds, notes: res.notes, transfer: res.transfer,
   });
 }
 
