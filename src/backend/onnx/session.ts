@@ -31,6 +31,10 @@ export type ModelSource = string | { model: Uint8Array; externalData: { path: st
 export interface KernelOptions {
   /** A CPU memory arena for the session: for small graphs run many times whose intermediates are bounded. */
   arena?: boolean;
+  /** Outputs left in the device's memory (`location` 'gpu-buffer') when the kernel runs on WebGPU, to be fed to
+   *  later graph calls without crossing to the host; elsewhere they come back as host tensors (onnxruntime-node
+   *  1.30 binds device outputs for WebGPU only: its binding knows no CUDA memory). */
+  deviceOutputs?: readonly string[];
 }
 
 /** The bytes of the host tensors among `values`. Kernels count what their graph calls pass in and get back as host
@@ -51,7 +55,8 @@ export function transferSince(now: Transfer, before: Transfer): Transfer {
 export class Kernel {
   constructor(readonly session: ort.InferenceSession, readonly device: Device, private readonly moved: Transfer = { toDevice: 0, fromDevice: 0 }) {}
 
-  /** Runs the graph; `outputs` may pre-allocate output tensors (onnxruntime writes into their memory). */
+  /** Runs the graph; `outputs` may pre-allocate output tensors (onnxruntime writes into their memory, except in a
+   *  kernel with device outputs on WebGPU: read the results there). */
   async run(feeds: Feeds, outputs?: Feeds): Promise<Record<string, ort.Tensor>> {
     this.moved.toDevice += hostBytes(Object.values(feeds));
     const result = (await (outputs ? this.session.run(feeds, outputs) : this.session.run(feeds))) as Record<string, ort.Tensor>;
@@ -147,6 +152,11 @@ export class Engine {
     return this.resolved;
   }
 
+  /** Whether kernels with device outputs keep them in the device's memory (WebGPU; see KernelOptions). */
+  get keepsOnDevice(): boolean {
+    return this.resolved === 'webgpu';
+  }
+
   /** What the resolved device runs on: the GPU's or the CPU's model name, or the WebGPU adapter's (null if unknown). */
   get adapter(): string | null {
     return this.adapterName;
@@ -189,7 +199,7 @@ export class Engine {
   /** In-memory external data of sessions made by modelSession, kept alive with the session. */
   private readonly retained = new WeakMap<ort.InferenceSession, ModelSource>();
 
-  private async createOn(device: Device, source: Uint8Array | string, externalData?: { path: string; data: Uint8Array }[], arena = false): Promise<ort.InferenceSession> {
+  private async createOn(device: Device, source: Uint8Array | string, externalData?: { path: string; data: Uint8Array }[], options: KernelOptions = {}): Promise<ort.InferenceSession> {
     const opts: ort.InferenceSession.SessionOptions = {
       executionProviders: [deviceToProvider(device)],
       graphOptimizationLevel: 'all',
@@ -198,7 +208,7 @@ export class Engine {
       // of the run alive for good, so they allocate per run. Small kernels whose intermediates are bounded by
       // design ask for one (KernelOptions.arena): run thousands of times, their per-run allocations otherwise
       // churn the C allocator, which keeps the freed memory (≈ 80 MB more peak RSS on a 4096² layer).
-      enableCpuMemArena: arena,
+      enableCpuMemArena: options.arena ?? false,
       enableMemPattern: false,
       // onnxruntime's intra-op threads otherwise spin after each run, waiting for the next: our sessions
       // alternate with JavaScript work (worker threads solving rows), which the spinning threads would starve.
@@ -206,6 +216,7 @@ export class Engine {
     };
     if (this.options.threads > 0) opts.intraOpNumThreads = this.options.threads;
     if (externalData) opts.externalData = externalData;
+    if (device === 'webgpu' && options.deviceOutputs?.length) opts.preferredOutputLocation = Object.fromEntries(options.deviceOutputs.map((n) => [n, 'gpu-buffer' as const]));
     if (device.startsWith('cuda')) Object.assign(process.env, CUDA_FP32_ENV);
     return typeof source === 'string' ? ort.InferenceSession.create(source, opts) : ort.InferenceSession.create(source, opts);
   }
@@ -223,10 +234,10 @@ export class Engine {
       digest = createHash('sha1').update(bytes).digest('hex');
       this.keys.set(model, digest);
     }
-    const key = digest + (options.arena ? ':arena' : '');
+    const key = `${digest}${options.arena ? ':arena' : ''}:${options.deviceOutputs?.join(',') ?? ''}`;
     const hit = this.cache.get(key);
     if (hit) return hit;
-    const kernel = await this.open(bytes ?? encodeModel(model), undefined, options.arena);
+    const kernel = await this.open(bytes ?? encodeModel(model), undefined, options);
     this.cache.set(key, kernel);
     return kernel;
   }
@@ -250,14 +261,14 @@ export class Engine {
     return session;
   }
 
-  private async open(source: Uint8Array | string, externalData?: { path: string; data: Uint8Array }[], arena = false): Promise<Kernel> {
-    if (this.resolved) return new Kernel(await this.createOn(this.resolved, source, externalData, arena), this.resolved, this.moved);
+  private async open(source: Uint8Array | string, externalData?: { path: string; data: Uint8Array }[], options: KernelOptions = {}): Promise<Kernel> {
+    if (this.resolved) return new Kernel(await this.createOn(this.resolved, source, externalData, options), this.resolved, this.moved);
     const errors: string[] = [];
     for (const device of await this.candidates()) {
       try {
         const why = await this.problem(device);
         if (why) throw new Error(why);
-        const kernel = new Kernel(await this.createOn(device, source, externalData, arena), device, this.moved);
+        const kernel = new Kernel(await this.createOn(device, source, externalData, options), device, this.moved);
         this.resolved = device;
         this.adapterName = await this.nameOf(device);
         return kernel;
