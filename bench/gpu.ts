@@ -2,7 +2,8 @@
 // weights) calibrated on 128 × 2048 random token ids, on each GPU device this machine has (cuda, webgpu on a hardware
 // adapter), and prints seconds per phase, host↔device bytes moved per layer and the GPU memory used. Each device runs in
 // a child process of this script (`--child DEVICE`), so its memory and its onnxruntime state are its own.
-// docs/BENCHMARKS.md ("GPU") says how to run it on a GPU host without Node.js installed.
+// README ("WebGPU, device choice and data on the device") says how to run it on a GPU host without Node.js;
+// docs/BENCHMARKS.md ("GPU") holds its results.
 
 import { fork, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
