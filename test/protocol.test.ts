@@ -57,6 +57,7 @@ const SAMPLES: { [T in EventType]: EventOf<T> } = {
   'layer.pruned': makeEvent('layer.pruned', {
     block: 0, layer: '/model/layers.0/mlp/down_proj/MatMul', shape: [64, 172], method: 'sparsegpt', pattern: '2:4', targetSparsity: 0.5,
     sparsity: 0.4884, loss: 12.5, relLoss: 0.031, dampening: 0.01, seconds: 0.25, notes: ['trailing 0 columns of each row kept dense'],
+    transfer: { toDevice: 176128, fromDevice: 88064 },
   }),
   'block.finished': makeEvent('block.finished', { block: 0, name: 'layers.0', layers: 7, loss: 40.25, seconds: 1.5, peakRssBytes: 123456789 }),
   'evaluation.progressed': makeEvent('evaluation.progressed', { model: 'dense', done: 3, total: 256 }),
@@ -118,6 +119,7 @@ describe('events', () => {
       [bad({ ...good, pattern: '2/4' }), /\$\.pattern: must be "unstructured" or "N:M"/],
       [bad({ ...good, sparsity: 1.5 }), /\$\.sparsity: must be a number in \[0, 1\] \(got 1\.5\)/],
       [bad({ ...good, loss: 'big' }), /\$\.loss: must be a number >= 0 \(got "big"\)/],
+      [bad({ ...good, transfer: { toDevice: 1.5, fromDevice: 0 } }), /\$\.transfer\.toDevice: must be an integer >= 0 \(got 1\.5\)/],
       [bad({ ...good, extra: 1 }), /\$\.extra: unknown field/],
       [bad({ ...JSON.parse(formatEvent(SAMPLES['run.failed'])), code: 'oops' }), /\$\.code: must be one of "config-invalid"/],
       [bad({ ...JSON.parse(formatEvent(SAMPLES['run.failed'])), problems: [{ jsonPath: '$' }] }), /\$\.problems\[0\]\.message: is required/],
