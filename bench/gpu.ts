@@ -54,6 +54,8 @@ interface Result {
   phases: Phases;
   seconds: number;
   layers: { layer: string; shape: [number, number]; toDevice: number; fromDevice: number }[];
+  /** Bytes of each block's graph calls (calibration, its layers, propagation). */
+  blocks: { toDevice: number; fromDevice: number }[];
   gpuMemoryMiB: number | null;
   peakRssMiB: number;
 }
@@ -130,9 +132,10 @@ async function runOne(flags: Flags, work: string, device: string, method: string
   }));
   const started = events.find((e) => e.type === 'run.started');
   const layers = events.flatMap((e) => (e.type === 'layer.pruned' ? [{ layer: e.layer, shape: e.shape, toDevice: e.transfer?.toDevice ?? 0, fromDevice: e.transfer?.fromDevice ?? 0 }] : []));
+  const blocks = events.flatMap((e) => (e.type === 'block.finished' && e.transfer ? [e.transfer] : []));
   rmSync(config.output, { recursive: true, force: true });
   return {
-    device: started?.device ?? device, adapter: started?.adapter ?? null, method, phases, seconds: (performance.now() - t0) / 1000, layers,
+    device: started?.device ?? device, adapter: started?.adapter ?? null, method, phases, seconds: (performance.now() - t0) / 1000, layers, blocks,
     gpuMemoryMiB, peakRssMiB: process.resourceUsage().maxRSS / 1024,
   };
 }
@@ -161,15 +164,16 @@ const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
 
 function table(results: Result[]): string {
   const out = [
-    '| device | method | calibration s | Hessian s | solve s | loss s | propagation s | total s | MiB to device / back per layer (max) | max bytes ÷ (W + H) | GPU MiB | peak RSS MiB |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| device | method | calibration s | Hessian s | solve s | loss s | propagation s | total s | MiB to device / back per layer (max) | max bytes ÷ (W + H) | MiB to device / back per block (max) | GPU MiB | peak RSS MiB |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of results) {
     const p = r.phases;
     const worst = r.layers.reduce((a, l) => (l.toDevice + l.fromDevice > a.toDevice + a.fromDevice ? l : a), r.layers[0]);
     const ratio = Math.max(...r.layers.map((l) => (l.toDevice + l.fromDevice) / (4 * l.shape[1] * (l.shape[0] + l.shape[1]))));
+    const block = r.blocks.reduce((a, b) => (b.toDevice + b.fromDevice > a.toDevice + a.fromDevice ? b : a), { toDevice: 0, fromDevice: 0 });
     out.push(`| ${r.device} (${r.adapter ?? '?'}) | ${r.method} | ${[p.calibration, p.hessian, p.solve, p.loss, p.propagation, r.seconds].map((s) => s.toFixed(1)).join(' | ')} | ` +
-      `${mib(worst.toDevice)} / ${mib(worst.fromDevice)} (${worst.layer}) | ${ratio.toFixed(1)} | ${r.gpuMemoryMiB ?? '—'} | ${r.peakRssMiB.toFixed(0)} |`);
+      `${mib(worst.toDevice)} / ${mib(worst.fromDevice)} (${worst.layer}) | ${ratio.toFixed(1)} | ${mib(block.toDevice)} / ${mib(block.fromDevice)} | ${r.gpuMemoryMiB ?? '—'} | ${r.peakRssMiB.toFixed(0)} |`);
   }
   return out.join('\n');
 }

@@ -59,7 +59,9 @@ const SAMPLES: { [T in EventType]: EventOf<T> } = {
     sparsity: 0.4884, loss: 12.5, relLoss: 0.031, dampening: 0.01, seconds: 0.25, notes: ['trailing 0 columns of each row kept dense'],
     transfer: { toDevice: 176128, fromDevice: 88064 },
   }),
-  'block.finished': makeEvent('block.finished', { block: 0, name: 'layers.0', layers: 7, loss: 40.25, seconds: 1.5, peakRssBytes: 123456789 }),
+  'block.finished': makeEvent('block.finished', {
+    block: 0, name: 'layers.0', layers: 7, loss: 40.25, seconds: 1.5, peakRssBytes: 123456789, transfer: { toDevice: 9437184, fromDevice: 2359296 },
+  }),
   'evaluation.progressed': makeEvent('evaluation.progressed', { model: 'dense', done: 3, total: 256 }),
   'evaluation.finished': makeEvent('evaluation.finished', { model: 'pruned', perplexity: 17.62, seqlen: 256, windows: 256, predictions: 65280, seconds: 9.5 }),
   'warning.raised': makeEvent('warning.raised', { code: 'data-short', message: 'windows shortened from 2048 to 1000 tokens', file: '/w/data/c.txt' }),

@@ -221,6 +221,9 @@ export interface BlockFinished {
   seconds: number;
   /** Peak resident set size of the backend so far. */
   peakRssBytes: number;
+  /** Bytes its graph calls (calibration, its layers, propagation) sent to the device and read back. Absent from
+   *  logs of older versions. */
+  transfer?: Transfer;
 }
 
 export interface EvaluationProgressed {
@@ -337,6 +340,7 @@ const fraction: Check<number> = (v, path) => {
   return x;
 };
 const shape = pair(count);
+const transfer = optional(obj<Transfer>({ toDevice: count, fromDevice: count }));
 
 /** A resolved config: valid against the schema, with every top-level field present. */
 const resolvedConfig: Check<ResolvedConfig> = (v, path) => {
@@ -411,7 +415,7 @@ const CHECKS: { [T in EventType]: Check<EventOf<T>> } = {
     dampening: nullable(nonNeg),
     seconds: nonNeg,
     notes: array(str),
-    transfer: optional(obj<Transfer>({ toDevice: count, fromDevice: count })),
+    transfer,
   }),
   'block.finished': obj<BlockFinished>({
     v: version,
@@ -422,6 +426,7 @@ const CHECKS: { [T in EventType]: Check<EventOf<T>> } = {
     loss: nullable(nonNeg),
     seconds: nonNeg,
     peakRssBytes: count,
+    transfer,
   }),
   'evaluation.progressed': obj<EvaluationProgressed>({
     v: version,

@@ -386,6 +386,7 @@ async function pruneSequentially(config: ResolvedConfig, model: OpenModel, data:
     if (seg.index > lastNeeded) break;
     run.checkpoint();
     const s0 = performance.now();
+    const moved0 = { ...model.engine.moved };
     const work: SegmentWork = { seg, current: new Map(seg.layers.map((l) => [l.weight, model.ckpt.weightAsFloat32(l.weight)])), loss: data.batches.length ? 0 : null, layers: 0 };
     if (seg.layers.some((l) => select(l.name))) {
       const stats = data.batches.length ? await calibrate(model, run, work, cache, data.batches) : new Map<string, CalibrationSums>();
@@ -394,7 +395,7 @@ async function pruneSequentially(config: ResolvedConfig, model: OpenModel, data:
     if (data.batches.length) await propagate(model, run, work, cache, data.batches);
     for (const name of [...cache.keys()]) if (lastUse(plan, name) <= seg.index) cache.delete(name);
     if (seg.kind === 'block' && seg.block !== null) {
-      run.emit('block.finished', { block: seg.block, name: seg.name, layers: work.layers, loss: work.loss, seconds: (performance.now() - s0) / 1000, peakRssBytes: peakRss() });
+      run.emit('block.finished', { block: seg.block, name: seg.name, layers: work.layers, loss: work.loss, seconds: (performance.now() - s0) / 1000, peakRssBytes: peakRss(), transfer: transferSince(model.engine.moved, moved0) });
     }
   }
   cache.clear();
