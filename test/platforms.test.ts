@@ -99,22 +99,26 @@ describe('output folder replaced on Windows (a rename onto an existing folder fa
 
 // ------------------------------------------------------------------------------------------------------------
 
-const probe = (platform: NodeJS.Platform, cuda: boolean, gpu: boolean): DeviceProbe => ({ platform, cudaProviderInstalled: () => cuda, hardwareGpuAdapter: () => gpu });
+const probe = (platform: NodeJS.Platform, cuda: boolean, gpu: boolean): DeviceProbe => ({
+  platform, cudaProviderInstalled: () => cuda,
+  webgpuAdapter: () => Promise.resolve({ name: gpu ? 'a GPU' : 'llvmpipe (LLVM 15.0.6, 256 bits)', hardware: gpu }),
+  webgpuProblem: () => Promise.resolve(null), cudaProblem: () => Promise.resolve(null), cudaDeviceName: () => Promise.resolve(null),
+});
 
 describe('device `auto` by platform', () => {
-  test('macOS: WebGPU on Metal before the CPU, never CUDA', () => {
-    assert.deepEqual(autoDeviceOrder(probe('darwin', true, true)), { order: ['webgpu', 'cpu'], skipped: ['cuda: not available on macOS'] });
+  test('macOS: WebGPU on Metal before the CPU, never CUDA', async () => {
+    assert.deepEqual(await autoDeviceOrder(probe('darwin', true, true)), { order: ['webgpu', 'cpu'], skipped: ['cuda: not available on macOS'] });
   });
 
-  test('Windows: CUDA when its provider is installed, then WebGPU on D3D12, then the CPU', () => {
-    assert.deepEqual(autoDeviceOrder(probe('win32', true, true)).order, ['cuda:0', 'webgpu', 'cpu']);
-    const noCuda = autoDeviceOrder(probe('win32', false, true));
+  test('Windows: CUDA when its provider is installed, then WebGPU on D3D12, then the CPU', async () => {
+    assert.deepEqual((await autoDeviceOrder(probe('win32', true, true))).order, ['cuda:0', 'webgpu', 'cpu']);
+    const noCuda = await autoDeviceOrder(probe('win32', false, true));
     assert.deepEqual(noCuda.order, ['webgpu', 'cpu']);
     assert.match(noCuda.skipped[0], /^cuda: provider libraries not installed/);
   });
 
-  test('Linux: CUDA, WebGPU only on a hardware adapter (never a software one), the CPU', () => {
-    assert.deepEqual(autoDeviceOrder(probe('linux', true, false)), { order: ['cuda:0', 'cpu'], skipped: ['webgpu: no hardware GPU adapter found'] });
+  test('Linux: CUDA, WebGPU only on a hardware adapter (never a software one), the CPU', async () => {
+    assert.deepEqual(await autoDeviceOrder(probe('linux', true, false)), { order: ['cuda:0', 'cpu'], skipped: ['webgpu: only a software adapter, llvmpipe (LLVM 15.0.6, 256 bits) (slower than the CPU provider)'] });
   });
 
   test('a device in the order that cannot load is skipped with its reason, and the graph runs on the next', async () => {

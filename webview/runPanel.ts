@@ -6,6 +6,7 @@ import { formatBytes, formatCount, formatLoss, formatPercent, formatPerplexity, 
 import { LayerTable } from './layerTable';
 import { LOSS_MODES, LossChart, Y_TITLE } from './lossChart';
 import type { PointStyle } from 'chart.js';
+import { deviceLabel } from '../src/protocol/progress';
 import { LayerKind, LossMode, RunModel } from './model';
 import { familyColor, readTheme } from './theme';
 import { button, setDisabled, toggle } from './toolkit';
@@ -143,7 +144,7 @@ export class RunPanel {
     setField(this.app, 'method', p.method ?? '—');
     setField(this.app, 'pattern', p.pattern ?? '—');
     setField(this.app, 'sparsity', p.sparsity === null ? '—' : formatPercent(p.sparsity, 1));
-    setField(this.app, 'device', p.device ?? '—');
+    setField(this.app, 'device', deviceLabel(p) ?? '—');
     must(this.app, '#header [data-field="model"]').title = p.model ?? '';
 
     const progress = must(this.app, '#progress');

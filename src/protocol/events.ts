@@ -139,6 +139,9 @@ export interface RunStarted {
   device: string;
   /** Devices tried and not used, with why (e.g. "cuda: libonnxruntime_providers_cuda.so not found"). */
   deviceNotes: string[];
+  /** What the device is: the GPU's model ("NVIDIA A100-SXM4-80GB"), the WebGPU adapter ("llvmpipe (LLVM 15.0.6,
+   *  256 bits)") or the CPU's model; null when the machine does not say. Absent from logs of older versions. */
+  adapter?: string | null;
   /** Versions of prunekit, onnxruntime-node and Node. */
   versions: Record<string, string>;
   blocks: BlockInfo[];
@@ -205,6 +208,9 @@ export interface LayerPruned {
   /** APT refinement (refine.iterations > 0): the loss after the one-shot mask, after each iteration, and after
    *  the final refit; `kept` says which result the layer holds (the refined one only when its loss is lower). */
   refine?: LayerRefinement;
+  /** Bytes this layer's graph calls sent to the device and read back (on the CPU: what a GPU device would copy).
+   *  Absent from logs of older versions. */
+  transfer?: Transfer;
 }
 
 export interface LayerRefinement {
@@ -242,6 +248,12 @@ export interface AllocationComputed {
   seconds: number;
 }
 
+/** Host↔device bytes of a job's graph calls. */
+export interface Transfer {
+  toDevice: number;
+  fromDevice: number;
+}
+
 export interface BlockFinished {
   v: typeof PROTOCOL_VERSION;
   type: 'block.finished';
@@ -255,6 +267,9 @@ export interface BlockFinished {
   seconds: number;
   /** Peak resident set size of the backend so far. */
   peakRssBytes: number;
+  /** Bytes its graph calls (calibration, its layers, propagation) sent to the device and read back. Absent from
+   *  logs of older versions. */
+  transfer?: Transfer;
 }
 
 export interface EvaluationProgressed {
@@ -372,6 +387,7 @@ const fraction: Check<number> = (v, path) => {
   return x;
 };
 const shape = pair(count);
+const transfer = optional(obj<Transfer>({ toDevice: count, fromDevice: count }));
 
 /** A resolved config: valid against the schema, with every top-level field present (but `sweep`: a run is one point). */
 const resolvedConfig: Check<ResolvedConfig> = (v, path) => {
@@ -399,6 +415,7 @@ const CHECKS: { [T in EventType]: Check<EventOf<T>> } = {
     }),
     device: str,
     deviceNotes: array(str),
+    adapter: optional(nullable(str)),
     versions: record(str),
     blocks: array(obj<BlockInfo>({ index: count, name: str, layers: array(str) })),
     layers: array(
@@ -451,6 +468,7 @@ const CHECKS: { [T in EventType]: Check<EventOf<T>> } = {
     refine: optional(obj<LayerRefinement>({
       oneShotLoss: nonNeg, iterationLosses: array(nonNeg), refitLoss: nonNeg, kept: oneOf('refined', 'one-shot'), maskChanges: count,
     })),
+    transfer,
   }),
   'allocation.computed': obj<AllocationComputed>({
     v: version,
@@ -470,6 +488,7 @@ const CHECKS: { [T in EventType]: Check<EventOf<T>> } = {
     loss: nullable(nonNeg),
     seconds: nonNeg,
     peakRssBytes: count,
+    transfer,
   }),
   'evaluation.progressed': obj<EvaluationProgressed>({
     v: version,

@@ -17,6 +17,8 @@ export interface RunProgress {
   /** The .onnx file, once run.started arrived. */
   model: string | null;
   device: string | null;
+  /** What the device is (GPU, WebGPU adapter or CPU model), when the run says. */
+  adapter: string | null;
   method: MethodName | null;
   pattern: PatternString | null;
   sparsity: number | null;
@@ -48,11 +50,17 @@ export interface RunProgress {
   warnings: number;
 }
 
+/** The device with what it is, for display: "webgpu (llvmpipe (LLVM 15.0.6, 256 bits))", or just the device. */
+export function deviceLabel(p: RunProgress): string | null {
+  return p.device !== null && p.adapter ? `${p.device} (${p.adapter})` : p.device;
+}
+
 export function emptyProgress(): RunProgress {
   return {
     status: 'running',
     model: null,
     device: null,
+    adapter: null,
     method: null,
     pattern: null,
     sparsity: null,
@@ -93,6 +101,7 @@ export function foldProgress(p: RunProgress, e: Event, now: number): RunProgress
       const targeted = e.layers.filter((l) => l.target !== null);
       q.model = e.model.file;
       q.device = e.device;
+      q.adapter = e.adapter ?? null;
       q.method = e.config.method;
       q.pattern = e.config.pattern;
       q.sparsity = e.config.sparsity;

@@ -7,6 +7,7 @@ import { ErrorCode, EventOf, makeEvent } from '../../protocol/events';
 import { DataError } from '../data/tokens';
 import { CheckpointError, errnoCode } from '../formats/errors';
 import { PruneError } from '../methods/types';
+import { DeviceError } from '../onnx/session';
 import { RunError } from '../pipeline/errors';
 
 type Failure = Omit<EventOf<'run.failed'>, 'v' | 'type'>;
@@ -53,6 +54,7 @@ function describeFailure(e: unknown, context: FailureContext): Failure {
   const errno = fileFailure(e);
   if (errno) return errno;
   const msg = e instanceof Error ? e.message : String(e);
+  if (e instanceof DeviceError) return { code: 'device-unavailable', message: msg, hint: e.hint };
   if (/no onnxruntime device could run/.test(msg)) return { code: 'device-unavailable', message: msg };
   const graph = onnxruntimeGraphFailure(msg, context.checkpoint);
   if (graph) return graph;

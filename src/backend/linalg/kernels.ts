@@ -73,6 +73,23 @@ function sweepBlockGraph() {
 }
 const SWEEP_BLOCK = sweepBlockGraph();
 
+/** The sweep's compensation of block b appended to the finished blocks' on the device: ft' = [ft; gᵀ·eᵀ − dt]
+ *  (Fᵀ[:i2] from Fᵀ[:i1], as aTbTMinusC computes the block's rows). */
+function appendBlockGraph() {
+  const g = new GraphBuilder('appendBlock');
+  const G = g.input('g', F, ['b', 'b']);
+  const e = g.input('e', F, ['rows', 'b']);
+  const dt = g.input('dt', F, ['b', 'rows']);
+  const ft = g.input('ft', F, ['i', 'rows']);
+  const fb = g.op('Gemm', [G, e, dt], { transA: 1, transB: 1, beta: { f: -1 } });
+  g.output(g.op('Concat', [ft, fb], { axis: 0 }), 'y', F, ['i2', 'rows']);
+  return g.build();
+}
+const APPEND_BLOCK = appendBlockGraph();
+
+/** y = x, to move a matrix onto the device (a kernel with device output y) or back. */
+const IDENTITY = matrixGraph('identity', 1, (g, [x]) => g.op('Identity', [x]));
+
 /** The quadratic form 0.5·Σ_i (x_i H x_iᵀ) = 0.5·tr(X H Xᵀ) of a stack of rows X. */
 function halfTraceGraph() {
   const g = new GraphBuilder('halfTrace');
@@ -131,5 +148,46 @@ export class Kernels {
     const k = await this.engine.kernel(HALF_TRACE, ARENA);
     const r = await k.run({ x: t(x), h: t(h) });
     return (r.y.data as Float32Array)[0];
+  }
+
+  // The sweep with its operands on the device (Engine.keepsOnDevice): W and Fᵀ stay in the device's memory between
+  // blocks; each block's panel comes back for the CPU solvers and its E goes up. On other devices the tensors these
+  // return are host tensors and the same calls work (each then crosses, as the host path's do).
+
+  /** `m` as a tensor in the device's memory. */
+  async upload(m: Mat): Promise<ort.Tensor> {
+    const k = await this.engine.kernel(IDENTITY, { ...ARENA, deviceOutputs: ['y'] });
+    return (await k.run({ a: t(m) })).y;
+  }
+
+  /** A device tensor's values into `into` (its size). */
+  async download(x: ort.Tensor, into: Mat): Promise<void> {
+    const k = await this.engine.kernel(IDENTITY, ARENA);
+    into.data.set((await k.run({ a: x })).y.data as Float32Array);
+  }
+
+  /** sweepBlock with W (rows × cols) and the finished blocks' Fᵀ[:i1] on the device: the block's weights into `wb`,
+   *  and its Dᵀ returned, left on the device. */
+  async sweepBlockOnDevice(G: Mat, r: Mat, ft: ort.Tensor, W: ort.Tensor, start: number, live: Float32Array, wb: Mat): Promise<ort.Tensor> {
+    const k = await this.engine.kernel(SWEEP_BLOCK, { ...ARENA, deviceOutputs: ['dt'] });
+    const width = G.rows;
+    const r0 = await k.run({
+      g: t(G), r: t(r), ft, w: W,
+      start: new ort.Tensor('int64', BigInt64Array.of(BigInt(start)), [1]),
+      end: new ort.Tensor('int64', BigInt64Array.of(BigInt(start + width)), [1]),
+      live: f32(live, [1, width]),
+    });
+    wb.data.set(r0.wb.data as Float32Array);
+    return r0.dt;
+  }
+
+  /** Fᵀ[:i2] = [Fᵀ[:i1]; Gᵀ·Eᵀ − Dᵀ] on the device (ft null for the first block). */
+  async appendBlock(G: Mat, E: Mat, dt: ort.Tensor, ft: ort.Tensor | null): Promise<ort.Tensor> {
+    if (ft === null) {
+      const k = await this.engine.kernel(GRAPHS.aTbTMinusC, { ...ARENA, deviceOutputs: ['y'] });
+      return (await k.run({ a: t(G), b: t(E), c: dt })).y;
+    }
+    const k = await this.engine.kernel(APPEND_BLOCK, { ...ARENA, deviceOutputs: ['y'] });
+    return (await k.run({ g: t(G), e: t(E), dt, ft })).y;
   }
 }

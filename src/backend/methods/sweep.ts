@@ -22,9 +22,10 @@
 // ½·w_P S_PP⁻¹ w_Pᵀ: no second pass over H.
 
 import { dampedCholeskyFactor, invertUpper } from '../linalg/cholesky';
-import { Kernels, mat } from '../linalg/kernels';
+import type * as ort from 'onnxruntime-node';
+import { Kernels, Mat, mat } from '../linalg/kernels';
 import { sharedF64, sharedU8 } from '../parallel/rowPool';
-import type { Engine } from '../onnx/session';
+import { Engine, f32 } from '../onnx/session';
 import { kthSmallest, sampleBracket } from './masks';
 import { rowPool } from './rowKernels';
 import { LayerProblem, MethodName, MethodOutput, PruneOptions, PruningMethod } from './types';
@@ -81,6 +82,58 @@ function keepSharedBuffers(s: SharedBlockBuffers): void {
   if (!spare || spare.w.length < s.w.length) spare = s;
 }
 
+/** Where the sweep keeps W and Fᵀ between blocks: in the host's arrays (each block's graph call sends W and the
+ *  finished Fᵀ[:i1] again), or where the engine keeps device outputs (WebGPU: Engine.keepsOnDevice) in the device's
+ *  memory: W goes up once, each block's panel (its weights, then its E) crosses, and Fᵀ comes back once, at the end. */
+class SweepOperands {
+  private W: ort.Tensor | null = null;
+  private ft: ort.Tensor | null = null;
+  private dt: ort.Tensor | null = null;
+
+  private readonly onDevice: boolean;
+
+  constructor(private readonly kernels: Kernels, private readonly Wh: Mat, private readonly Ft: Float32Array) {
+    this.onDevice = kernels.engine.keepsOnDevice;
+  }
+
+  /** The block [i1, i1 + width)'s weights into wb and its Dᵀ (into Dt on the host path), for i1 ≥ 1 (the first
+   *  block's weights are W's columns: no graph call, so W goes up only for a second block). */
+  async blockWeights(G: Mat, r: Mat, i1: number, live: Float32Array, Dt: Mat, wb: Mat): Promise<void> {
+    const { rows } = this.Wh;
+    if (!this.onDevice) {
+      await this.kernels.sweepBlock(G, r, mat(i1, rows, this.Ft.subarray(0, i1 * rows)), this.Wh, i1, live, Dt, wb);
+      return;
+    }
+    this.W ??= await this.kernels.upload(this.Wh);
+    this.dt = await this.kernels.sweepBlockOnDevice(G, r, this.ft as ort.Tensor, this.W, i1, live, wb); // ft: block 0's on
+  }
+
+  /** Fᵀ[i1:i1 + width] = Gᵀ·Eᵀ − Dᵀ (Dt: the host's Dᵀ, zero for the first block). */
+  async addBlock(G: Mat, E: Mat, Dt: Mat, i1: number): Promise<void> {
+    const rows = this.Wh.rows;
+    if (!this.onDevice) {
+      await this.kernels.aTbTMinusC(G, E, Dt, mat(G.rows, rows, this.Ft.subarray(i1 * rows, (i1 + G.rows) * rows)));
+      return;
+    }
+    const next = await this.kernels.appendBlock(G, E, this.dt ?? f32(Dt.data, [G.rows, rows]), this.ft);
+    this.dt?.dispose();
+    this.ft?.dispose();
+    this.dt = null;
+    this.ft = next;
+  }
+
+  /** Fᵀ complete in the host's array; the device's tensors released. */
+  async finish(): Promise<void> {
+    if (this.ft) await this.kernels.download(this.ft, mat(this.Wh.cols, this.Wh.rows, this.Ft));
+    this.release();
+  }
+
+  release(): void {
+    for (const x of [this.W, this.ft, this.dt]) x?.dispose();
+    this.W = this.ft = this.dt = null;
+  }
+}
+
 /** Fills the block's mask (unless fixed) and E. The block's arrays live in shared memory, so a solver may
  *  hand rows to worker threads. */
 export type BlockSolver = (block: Block) => void | Promise<void>;
@@ -113,6 +166,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   // One set of block buffers, reused by every block (zeroed where the solvers expect zeros); the shared ones also
   // by the next layers.
   const shared = takeSharedBuffers(rows, blockSize);
+  const operands = new SweepOperands(kernels, mat(rows, cols, W), Ft);
   const { w: wBuf, E: EBuf, G: GBuf, mask: maskBuf, parts } = shared;
   const Rbb = new Float64Array(blockSize * blockSize);
   const G32 = new Float32Array(blockSize * blockSize);
@@ -144,8 +198,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
       } else {
         for (let p = 0; p < i1; p++) R.row(p, i1, i2, Rcol, p * width);
         const wb = mat(rows, width, X32.subarray(0, rows * width));
-        await kernels.sweepBlock(g32, mat(i1, width, Rcol.subarray(0, i1 * width)), mat(i1, rows, Ft.subarray(0, i1 * rows)),
-          mat(rows, cols, W), i1, live.subarray(i1, i2), Dt, wb);
+        await operands.blockWeights(g32, mat(i1, width, Rcol.subarray(0, i1 * width)), i1, live.subarray(i1, i2), Dt, wb);
         w.set(wb.data);
       }
 
@@ -162,10 +215,12 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
       // F_b = E·G − D, written transposed into Ft[i1:i2] as Gᵀ·Eᵀ − Dᵀ.
       const E = mat(rows, width, X32.subarray(0, rows * width));
       E.data.set(block.E);
-      await kernels.aTbTMinusC(g32, E, Dt, mat(width, rows, Ft.subarray(i1 * rows, i2 * rows)));
+      await operands.addBlock(g32, E, Dt, i1);
       copyColumns(blockMask, mask, cols, i1, rows, width);
     }
+    await operands.finish();
   } finally {
+    operands.release();
     keepSharedBuffers(shared);
   }
 

@@ -1,13 +1,15 @@
 // Session factory: one place that turns a graph into an onnxruntime session on the requested device.
-// `auto` tries CUDA, then WebGPU on a hardware adapter (Metal, D3D12, Vulkan), then CPU. onnxruntime-node THROWS
-// when a provider cannot load (even with 'cpu' listed after it), so each attempt is caught and the next one tried;
-// every session records the device it actually runs on.
+// `auto` tries CUDA, then WebGPU on a hardware adapter (Metal, D3D12, Vulkan), then CPU. A GPU device is checked
+// first (adapter.ts: the missing CUDA file, Dawn's refusal), and onnxruntime-node THROWS when a provider cannot load
+// (even with 'cpu' listed after it), so each attempt is caught and the next one tried; every session records the
+// device it actually runs on.
 
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
-import * as path from 'node:path';
+import { existsSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
+import type { Transfer } from '../../protocol/events';
 import { DEVICE_RE, DeviceName } from '../../protocol/pruning';
+import { AdapterQuery, cpuName, cudaDeviceName, cudaProblem, cudaProviderPath, webgpuAdapterHere, webgpuProblem } from './adapter';
 import { encodeModel, ModelProto } from './proto';
 
 /** The `device` a run asks for (the protocol's DeviceName: one definition for config, CLI and engine). */
@@ -29,76 +31,115 @@ export type ModelSource = string | { model: Uint8Array; externalData: { path: st
 export interface KernelOptions {
   /** A CPU memory arena for the session: for small graphs run many times whose intermediates are bounded. */
   arena?: boolean;
+  /** Outputs left in the device's memory (`location` 'gpu-buffer') when the kernel runs on WebGPU, to be fed to
+   *  later graph calls without crossing to the host; elsewhere they come back as host tensors (onnxruntime-node
+   *  1.30 binds device outputs for WebGPU only: its binding knows no CUDA memory). */
+  deviceOutputs?: readonly string[];
+}
+
+/** The bytes of the host tensors among `values`. Kernels count what their graph calls pass in and get back as host
+ *  tensors (a Transfer): on a GPU device each of them crosses host↔device (every `run` copies its host inputs to the
+ *  device and its host outputs back); on the CPU the same count crosses nothing. Tensors left on the device
+ *  (`location` 'gpu-buffer') do not cross and are not counted. */
+function hostBytes(values: Iterable<ort.Tensor>): number {
+  let n = 0;
+  for (const v of values) if (v.location === 'cpu') n += (v.data as ArrayBufferView).byteLength;
+  return n;
+}
+
+/** What moved between two readings of a Transfer counter. */
+export function transferSince(now: Transfer, before: Transfer): Transfer {
+  return { toDevice: now.toDevice - before.toDevice, fromDevice: now.fromDevice - before.fromDevice };
 }
 
 export class Kernel {
-  constructor(readonly session: ort.InferenceSession, readonly device: Device) {}
+  constructor(readonly session: ort.InferenceSession, readonly device: Device, private readonly moved: Transfer = { toDevice: 0, fromDevice: 0 }) {}
 
-  /** Runs the graph; `outputs` may pre-allocate output tensors (onnxruntime writes into their memory). */
+  /** Runs the graph; `outputs` may pre-allocate output tensors (onnxruntime writes into their memory, except in a
+   *  kernel with device outputs on WebGPU: read the results there). */
   async run(feeds: Feeds, outputs?: Feeds): Promise<Record<string, ort.Tensor>> {
-    return (await (outputs ? this.session.run(feeds, outputs) : this.session.run(feeds))) as Record<string, ort.Tensor>;
+    this.moved.toDevice += hostBytes(Object.values(feeds));
+    const result = (await (outputs ? this.session.run(feeds, outputs) : this.session.run(feeds))) as Record<string, ort.Tensor>;
+    this.moved.fromDevice += hostBytes(Object.values(result));
+    return result;
   }
 }
 
-function deviceToProvider(device: Device): ort.InferenceSession.ExecutionProviderConfig {
+/** What keeps fp32 math in fp32 on an NVIDIA GPU. onnxruntime's CUDA provider turns TF32 on by default (`use_tf32`:
+ *  10-bit mantissas in the Hessian products, the factor updates and the loss on Ampere and newer), and the
+ *  onnxruntime-node 1.30 binding hands the provider only `deviceId` (its other keys are dropped), so the option
+ *  cannot reach it: NVIDIA_TF32_OVERRIDE=0 makes cuBLAS and cuDNN refuse TF32 whatever their caller asks. It must be
+ *  in the environment before the provider loads them (the first CUDA session), which Engine ensures. */
+export const CUDA_FP32_ENV: Readonly<Record<string, string>> = { NVIDIA_TF32_OVERRIDE: '0' };
+
+/** The provider options a device's sessions are created with. `use_tf32: '0'` states the intent for a binding that
+ *  passes provider options through (onnxruntime's own spelling); with 1.30 CUDA_FP32_ENV is what takes effect. */
+export function deviceToProvider(device: Device): ort.InferenceSession.ExecutionProviderConfig {
   if (device === 'cpu') return 'cpu';
   if (device === 'webgpu') return 'webgpu';
-  return { name: 'cuda', deviceId: Number(device.slice(5)) } as ort.InferenceSession.ExecutionProviderConfig;
+  return { name: 'cuda', deviceId: Number(device.slice(5)), use_tf32: '0' } as ort.InferenceSession.ExecutionProviderConfig;
 }
 
-/** What `auto` asks of the machine (faked in tests to choose as on macOS or Windows). */
+/** What device choice asks of the machine (faked in tests to choose as on other machines). */
 export interface DeviceProbe {
   platform: NodeJS.Platform;
   /** onnxruntime's CUDA provider library is installed beside its binding. */
   cudaProviderInstalled(): boolean;
-  /** A hardware GPU adapter WebGPU can use. */
-  hardwareGpuAdapter(): boolean;
-}
-
-/** True when a Linux machine plausibly has a hardware GPU adapter for Vulkan: a DRM render node or the NVIDIA
- *  device files. Dawn may otherwise pick a software (SwiftShader/llvmpipe) adapter, slower than the CPU provider. */
-function linuxGpuAdapter(): boolean {
-  try {
-    if (existsSync('/dev/nvidia0')) return true;
-    return existsSync('/dev/dri') && readdirSync('/dev/dri').some((f) => f.startsWith('renderD'));
-  } catch {
-    return false;
-  }
-}
-
-/** Where onnxruntime-node looks for the CUDA provider library (Linux and Windows; macOS has no CUDA). */
-export function cudaProviderPath(platform: NodeJS.Platform = process.platform, arch: string = process.arch): string {
-  const pkg = path.dirname(require.resolve('onnxruntime-node/package.json'));
-  const file = platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
-  return path.join(pkg, 'bin', 'napi-v6', platform, arch, file);
+  /** The adapter WebGPU would use, and whether it is hardware. */
+  webgpuAdapter(): Promise<AdapterQuery>;
+  /** Why WebGPU cannot run a graph here (onnxruntime's and Dawn's reasons), or null. */
+  webgpuProblem(): Promise<string | null>;
+  /** Why CUDA's provider cannot load here (the missing file), or null. */
+  cudaProblem(): Promise<string | null>;
+  /** The model name of CUDA device `index`, or null. */
+  cudaDeviceName(index: number): Promise<string | null>;
 }
 
 export const THIS_MACHINE: DeviceProbe = {
   platform: process.platform,
   cudaProviderInstalled: () => process.platform !== 'darwin' && existsSync(cudaProviderPath()),
-  // Metal: every Apple Silicon Mac has a GPU. Windows: D3D12 on a hardware adapter (WARP only when asked for).
-  hardwareGpuAdapter: () => process.platform === 'darwin' || process.platform === 'win32' || (process.platform === 'linux' && linuxGpuAdapter()),
+  webgpuAdapter: () => webgpuAdapterHere(),
+  webgpuProblem: () => webgpuProblem(),
+  cudaProblem: () => cudaProblem(),
+  cudaDeviceName,
 };
 
 /** The devices `auto` tries, in order: CUDA (Linux, Windows), WebGPU on a hardware adapter (Metal on macOS, D3D12
- *  on Windows, Vulkan on Linux), the CPU; and why the ones left out were. */
-export function autoDeviceOrder(probe: DeviceProbe): { order: Device[]; skipped: string[] } {
+ *  on Windows, Vulkan on Linux; never a software one, slower than the CPU provider), the CPU; and why the ones left
+ *  out were. */
+export async function autoDeviceOrder(probe: DeviceProbe): Promise<{ order: Device[]; skipped: string[] }> {
   const order: Device[] = [];
   const skipped: string[] = [];
   if (probe.platform === 'darwin') skipped.push('cuda: not available on macOS');
   else if (probe.cudaProviderInstalled()) order.push('cuda:0');
   else skipped.push('cuda: provider libraries not installed (see README, "GPU")');
-  if (probe.hardwareGpuAdapter()) order.push('webgpu');
-  else skipped.push('webgpu: no hardware GPU adapter found');
+  const adapter = await probe.webgpuAdapter();
+  if ('unknown' in adapter) skipped.push(`webgpu: ${adapter.unknown}`);
+  else if (!adapter.hardware) skipped.push(`webgpu: only a software adapter, ${adapter.name} (slower than the CPU provider)`);
+  else order.push('webgpu');
   order.push('cpu');
   return { order, skipped };
 }
+
+/** A named device that cannot run here: the message says why, the hint what to do. */
+export class DeviceError extends Error {
+  constructor(message: string, readonly hint: string) {
+    super(message);
+  }
+}
+
+const DEVICE_HINTS: Record<'cuda' | 'webgpu', string> = {
+  cuda: 'install the CUDA provider, CUDA 12 and cuDNN 9 (README, "GPU (CUDA)"), or run with --device cpu',
+  webgpu: 'install a Vulkan driver for the GPU (a software one: Mesa 25 lavapipe, README "WebGPU"), or run with --device cpu',
+};
 
 export class Engine {
   private readonly cache = new Map<string, Kernel>();
   private resolved: Device | undefined;
   /** Why devices earlier in the `auto` order were not used (for the run report). */
   readonly fallbacks: string[] = [];
+  /** Host↔device bytes of every kernel's graph calls so far (read it before and after a job: transferSince). */
+  readonly moved: Transfer = { toDevice: 0, fromDevice: 0 };
 
   constructor(readonly options: EngineOptions = { device: 'auto', threads: 0 }, private readonly probe: DeviceProbe = THIS_MACHINE) {
     if (!DEVICE_RE.test(options.device)) {
@@ -111,20 +152,54 @@ export class Engine {
     return this.resolved;
   }
 
-  private candidates(): Device[] {
+  /** Whether kernels with device outputs keep them in the device's memory (WebGPU; see KernelOptions). */
+  get keepsOnDevice(): boolean {
+    return this.resolved === 'webgpu';
+  }
+
+  /** What the resolved device runs on: the GPU's or the CPU's model name, or the WebGPU adapter's (null if unknown). */
+  get adapter(): string | null {
+    return this.adapterName;
+  }
+
+  private adapterName: string | null = null;
+  private webgpuAdapter: AdapterQuery | undefined;
+
+  private async candidates(): Promise<Device[]> {
     const d = this.options.device;
     if (d === 'cpu' || d === 'webgpu') return [d];
     if (d === 'cuda') return ['cuda:0'];
     if (d.startsWith('cuda:')) return [d as Device];
-    const { order, skipped } = autoDeviceOrder(this.probe);
+    const { order, skipped } = await autoDeviceOrder({ ...this.probe, webgpuAdapter: () => this.queryAdapter() });
     this.fallbacks.push(...skipped);
     return order;
+  }
+
+  private async queryAdapter(): Promise<AdapterQuery> {
+    this.webgpuAdapter ??= await this.probe.webgpuAdapter();
+    return this.webgpuAdapter;
+  }
+
+  /** Why `device` cannot run here, found before onnxruntime tries (whose own messages omit the cause), or null. */
+  private problem(device: Device): Promise<string | null> {
+    if (device === 'webgpu') return this.probe.webgpuProblem();
+    if (device.startsWith('cuda')) return this.probe.cudaProblem();
+    return Promise.resolve(null);
+  }
+
+  private async nameOf(device: Device): Promise<string | null> {
+    if (device === 'cpu') return cpuName();
+    if (device === 'webgpu') {
+      const a = await this.queryAdapter();
+      return 'name' in a ? a.name : null;
+    }
+    return this.probe.cudaDeviceName(Number(device.slice(5)));
   }
 
   /** In-memory external data of sessions made by modelSession, kept alive with the session. */
   private readonly retained = new WeakMap<ort.InferenceSession, ModelSource>();
 
-  private async createOn(device: Device, source: Uint8Array | string, externalData?: { path: string; data: Uint8Array }[], arena = false): Promise<ort.InferenceSession> {
+  private async createOn(device: Device, source: Uint8Array | string, externalData?: { path: string; data: Uint8Array }[], options: KernelOptions = {}): Promise<ort.InferenceSession> {
     const opts: ort.InferenceSession.SessionOptions = {
       executionProviders: [deviceToProvider(device)],
       graphOptimizationLevel: 'all',
@@ -133,7 +208,7 @@ export class Engine {
       // of the run alive for good, so they allocate per run. Small kernels whose intermediates are bounded by
       // design ask for one (KernelOptions.arena): run thousands of times, their per-run allocations otherwise
       // churn the C allocator, which keeps the freed memory (≈ 80 MB more peak RSS on a 4096² layer).
-      enableCpuMemArena: arena,
+      enableCpuMemArena: options.arena ?? false,
       enableMemPattern: false,
       // onnxruntime's intra-op threads otherwise spin after each run, waiting for the next: our sessions
       // alternate with JavaScript work (worker threads solving rows), which the spinning threads would starve.
@@ -141,6 +216,8 @@ export class Engine {
     };
     if (this.options.threads > 0) opts.intraOpNumThreads = this.options.threads;
     if (externalData) opts.externalData = externalData;
+    if (device === 'webgpu' && options.deviceOutputs?.length) opts.preferredOutputLocation = Object.fromEntries(options.deviceOutputs.map((n) => [n, 'gpu-buffer' as const]));
+    if (device.startsWith('cuda')) Object.assign(process.env, CUDA_FP32_ENV);
     return typeof source === 'string' ? ort.InferenceSession.create(source, opts) : ort.InferenceSession.create(source, opts);
   }
 
@@ -157,10 +234,10 @@ export class Engine {
       digest = createHash('sha1').update(bytes).digest('hex');
       this.keys.set(model, digest);
     }
-    const key = digest + (options.arena ? ':arena' : '');
+    const key = `${digest}${options.arena ? ':arena' : ''}:${options.deviceOutputs?.join(',') ?? ''}`;
     const hit = this.cache.get(key);
     if (hit) return hit;
-    const kernel = await this.open(bytes ?? encodeModel(model), undefined, options.arena);
+    const kernel = await this.open(bytes ?? encodeModel(model), undefined, options);
     this.cache.set(key, kernel);
     return kernel;
   }
@@ -184,13 +261,16 @@ export class Engine {
     return session;
   }
 
-  private async open(source: Uint8Array | string, externalData?: { path: string; data: Uint8Array }[], arena = false): Promise<Kernel> {
-    if (this.resolved) return new Kernel(await this.createOn(this.resolved, source, externalData, arena), this.resolved);
+  private async open(source: Uint8Array | string, externalData?: { path: string; data: Uint8Array }[], options: KernelOptions = {}): Promise<Kernel> {
+    if (this.resolved) return new Kernel(await this.createOn(this.resolved, source, externalData, options), this.resolved, this.moved);
     const errors: string[] = [];
-    for (const device of this.candidates()) {
+    for (const device of await this.candidates()) {
       try {
-        const kernel = new Kernel(await this.createOn(device, source, externalData, arena), device);
+        const why = await this.problem(device);
+        if (why) throw new Error(why);
+        const kernel = new Kernel(await this.createOn(device, source, externalData, options), device, this.moved);
         this.resolved = device;
+        this.adapterName = await this.nameOf(device);
         return kernel;
       } catch (e) {
         const msg = `${device}: ${(e as Error).message.split('\n')[0]}`;
@@ -198,8 +278,9 @@ export class Engine {
         if (this.options.device === 'auto') this.fallbacks.push(msg);
       }
     }
-    const hint = this.options.device.startsWith('cuda') ? ' (the CUDA provider is installed separately: see the README, "GPU")' : '';
-    throw new Error(`no onnxruntime device could run the graph: ${errors.join('; ')}${hint}`);
+    const asked = this.options.device;
+    const hint = asked === 'webgpu' ? DEVICE_HINTS.webgpu : asked.startsWith('cuda') ? DEVICE_HINTS.cuda : 'run with --device cpu';
+    throw new DeviceError(`no onnxruntime device could run the graph: ${errors.join('; ')}`, hint);
   }
 
   async release(): Promise<void> {

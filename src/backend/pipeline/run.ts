@@ -16,7 +16,7 @@ import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { version as PRUNEKIT_VERSION } from '../../../package.json';
-import { Event, EventBody, EventOf, EventType, formatEvent, LayerInfo, makeEvent, RunTotals, WarningCode } from '../../protocol/events';
+import { Event, EventBody, EventOf, EventType, formatEvent, LayerInfo, makeEvent, RunTotals, Transfer, WarningCode } from '../../protocol/events';
 import { layerSelector, ResolvedConfig, unmatchedLayerPatterns } from '../../protocol/config';
 import { formatPattern } from '../../protocol/pruning';
 import { cachedTokens, TokenSource } from '../data/tokenCache';
@@ -34,7 +34,7 @@ import { outlierRatio, owlOffsets } from '../methods/owl';
 import { causalLmFeeds, InputSpec, inputSpecs, positionLimit, vocabularySize } from '../models/inputs';
 import { transpose } from '../models/emitter';
 import { DataType, TensorProto } from '../onnx/proto';
-import { Engine, ModelSource } from '../onnx/session';
+import { Engine, ModelSource, transferSince } from '../onnx/session';
 import { RunCancelledError, RunError } from './errors';
 import { checkDataPaths, checkOutput, removeDeadTemporaries, tokenizerFor } from './preflight';
 import { inferTypesWithOrt } from './types';
@@ -328,6 +328,7 @@ function announce(config: ResolvedConfig, model: OpenModel, data: RunData, run: 
     },
     device: engine.device ?? config.device,
     deviceNotes: [...engine.fallbacks],
+    adapter: engine.adapter,
     versions: { prunekit: PRUNEKIT_VERSION, 'onnxruntime-node': ort.env.versions.node ?? 'unknown', node: process.versions.node },
     blocks: discovery.blocks.map((b) => ({ index: b.index, name: b.name, layers: b.layers })),
     layers,
@@ -412,6 +413,7 @@ async function pruneSequentially(config: ResolvedConfig, model: OpenModel, data:
     if (seg.index > lastNeeded) break;
     run.checkpoint();
     const s0 = performance.now();
+    const moved0 = { ...model.engine.moved };
     const work: SegmentWork = { seg, current: new Map(seg.layers.map((l) => [l.weight, model.ckpt.weightAsFloat32(l.weight)])), loss: data.batches.length ? 0 : null, layers: 0 };
     if (seg.layers.some((l) => select(l.name))) {
       const stats = data.batches.length ? await calibrate(model, run, work, cache, data.batches) : new Map<string, CalibrationSums>();
@@ -420,7 +422,7 @@ async function pruneSequentially(config: ResolvedConfig, model: OpenModel, data:
     if (data.batches.length) await propagate(model, run, work, cache, data.batches);
     for (const name of [...cache.keys()]) if (lastUse(plan, name) <= seg.index) cache.delete(name);
     if (seg.kind === 'block' && seg.block !== null) {
-      run.emit('block.finished', { block: seg.block, name: seg.name, layers: work.layers, loss: work.loss, seconds: (performance.now() - s0) / 1000, peakRssBytes: peakRss() });
+      run.emit('block.finished', { block: seg.block, name: seg.name, layers: work.layers, loss: work.loss, seconds: (performance.now() - s0) / 1000, peakRssBytes: peakRss(), transfer: transferSince(model.engine.moved, moved0) });
     }
   }
   cache.clear();
@@ -493,7 +495,9 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     const method = methodFor(run, l, model.select(l.name) as LayerTarget, s);
     const W = toRowMajor(work.current.get(l.weight) as Float32Array, l);
     work.current.delete(l.weight); // W is the dense weight now: no second copy while the method runs
+    const before = { ...model.engine.moved };
     const res = await pruneOne(config, model, l, W, s, method);
+    const transfer = transferSince(model.engine.moved, before);
     // fp16/bf16 weights: pruned in fp32 (widened above), rounded to the stored type once, here, so the
     // propagate pass, the zero count and the written checkpoint all see the same values and pattern.
     const stored = roundToType(l.dataType, toStored(res.W, l), { keepNonZero: true });
@@ -509,7 +513,7 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     if (work.loss !== null) work.loss += res.loss;
     if (sums.loss !== null) sums.loss += res.loss;
     run.lastLayer = l.name;
-    reportLayer(run, l, model.select(l.name) as LayerTarget, res, method);
+    reportLayer(run, l, model.select(l.name) as LayerTarget, { ...res, transfer }, method);
   }
 }
 
@@ -536,7 +540,7 @@ function pruneOne(config: ResolvedConfig, model: OpenModel, l: PrunableLayer, W:
     : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2(), reference: s?.reference(l.name) }, options, model.engine);
 }
 
-function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: LayerResult, method: LayerTarget['method']): void {
+function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: LayerResult & { transfer: Transfer }, method: LayerTarget['method']): void {
   for (const n of res.notes) {
     if (/not a multiple of M/.test(n)) run.warn('partial-group', n, { layer: l.name });
     else if (/dampening/.test(n)) run.warn('dampening-raised', n, { layer: l.name });
@@ -545,7 +549,7 @@ function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: La
     block: l.block, layer: l.name, shape: [l.rows, l.cols], method, pattern: formatPattern(target.pattern),
     targetSparsity: target.sparsity, sparsity: res.sparsity,
     loss: Number.isFinite(res.loss) ? res.loss : null, relLoss: Number.isFinite(res.relLoss) ? res.relLoss : null,
-    dampening: res.dampening ?? null, seconds: res.seconds, notes: res.notes, ...(res.refine ? { refine: res.refine } : {}),
+    dampening: res.dampening ?? null, seconds: res.seconds, notes: res.notes, transfer: res.transfer, ...(res.refine ? { refine: res.refine } : {}),
   });
 }
 
@@ -639,7 +643,7 @@ async function writeOutput(config: ResolvedConfig, model: OpenModel, data: RunDa
       // run.finished is logged before the rename (so events.ndjson is complete) and emitted after it.
       finished = makeEvent('run.finished', { output: config.output, totals });
       const report = {
-        prunekit: PRUNEKIT_VERSION, config: data.resolved, device: engine.device, deviceNotes: engine.fallbacks,
+        prunekit: PRUNEKIT_VERSION, config: data.resolved, device: engine.device, adapter: engine.adapter, deviceNotes: engine.fallbacks,
         layers: run.events.filter((e) => e.type === 'layer.pruned'),
         allocation: run.events.find((e) => e.type === 'allocation.computed') ?? null,
         evaluation: run.events.filter((e) => e.type === 'evaluation.finished'),

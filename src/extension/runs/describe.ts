@@ -2,7 +2,7 @@
 // every surface says the same "12/35 layers · ETA 40s").
 
 import { pathsOf } from '../../protocol/config';
-import type { RunProgress } from '../../protocol/progress';
+import { deviceLabel, RunProgress } from '../../protocol/progress';
 
 /** "40s", "3m 05s", "1h 02m". */
 export function formatDuration(seconds: number): string {
@@ -58,7 +58,7 @@ export function describeProgress(p: RunProgress): string {
 export function describeDetails(p: RunProgress): string[] {
   const lines = [`Status: ${p.status}${p.status === 'running' ? ` (${p.phase})` : ''}`];
   if (p.model !== null) lines.push(`Model: ${p.model}`);
-  if (p.device !== null) lines.push(`Device: ${p.device}`);
+  if (p.device !== null) lines.push(`Device: ${deviceLabel(p)}`);
   if (p.layersTotal > 0) lines.push(`Layers: ${p.layersDone}/${p.layersTotal}, blocks ${p.blocksDone}/${p.blocksTotal}`);
   if (p.status === 'running') lines.push(`Progress: ${Math.round(p.fraction * 100)}%${p.etaSeconds !== null ? `, ETA ${formatDuration(p.etaSeconds)}` : ''}`);
   if (p.densePerplexity !== null || p.prunedPerplexity !== null) {
