@@ -13,7 +13,6 @@
 //  - the LM head is tied to wte (tie_word_embeddings, default true), else lm_head.weight [vocab, n_embd].
 // Tensor names: `h.N.…`, `wte`, `wpe`, `ln_f` (the hub's gpt2 checkpoints) or the same under `transformer.`.
 
-import { KERNEL_OPSET } from '../onnx/graph';
 import type { ModelProto } from '../onnx/proto';
 import { attention, decoderInputs, DecoderSizes, flatten, gelu, geluForm, layerNorm, lmHead, logitsOutput, splitHeads } from './decoderParts';
 import { configPositiveInt } from './configFields';
@@ -160,16 +159,6 @@ export function buildGpt2Model(config: Gpt2Config, weights: LlamaWeights, prefix
 
   hidden = layerNorm(e, w, `${scope}/ln_f`, hidden, `${t}ln_f`, c.eps);
   logitsOutput(e, inputs, lmHead(e, w, hidden, c.tied, wte, 'lm_head.weight'), c.vocabSize);
-  return causalLmModel({
-    builder: 'gpt2',
-    graphName: 'gpt2',
-    opset: KERNEL_OPSET,
-    docString: `GPT2LMHeadModel built by PruneKit from a Hugging Face config (${c.layers} layers, n_embd ${h}, ${H} heads, inner ${c.inner})`,
-    nodes: e.nodes,
-    initializers: e.initializers,
-    vocabSize: c.vocabSize,
-    weightLayout: 'in_out',
-    tied: c.tied,
-    positionLimit: c.positions,
-  });
+  return causalLmModel(e, 'gpt2', `GPT2LMHeadModel (${c.layers} layers, n_embd ${h}, ${H} heads, inner ${c.inner})`,
+    { vocabSize: c.vocabSize, weightLayout: 'in_out', tied: c.tied, positionLimit: c.positions });
 }

@@ -12,7 +12,6 @@
 //  - LayerNorm eps layer_norm_eps; final_layer_norm; the untied head embed_out (tie_word_embeddings default false).
 // Ops: ai.onnx opset 17, as the other builders.
 
-import { KERNEL_OPSET } from '../onnx/graph';
 import { DataType, ModelProto } from '../onnx/proto';
 import { attention, decoderInputs, DecoderInputs, DecoderSizes, flatten, gelu, geluForm, layerNorm, lmHead, logitsOutput } from './decoderParts';
 import { configPositiveInt } from './configFields';
@@ -188,15 +187,6 @@ export function buildNeoxModel(config: NeoxConfig, weights: LlamaWeights): Model
 
   hidden = layerNorm(e, w, `${scope}/final_layer_norm`, hidden, 'gpt_neox.final_layer_norm', c.eps);
   logitsOutput(e, inputs, lmHead(e, w, hidden, c.tied, embedName, 'embed_out.weight'), c.vocabSize);
-  return causalLmModel({
-    builder: 'gpt_neox',
-    graphName: 'gpt_neox',
-    opset: KERNEL_OPSET,
-    docString: `GPTNeoXForCausalLM built by PruneKit from a Hugging Face config (${c.layers} layers, hidden ${h}, ${H} heads, rotary ${c.rotaryDims}/${D})`,
-    nodes: e.nodes,
-    initializers: e.initializers,
-    vocabSize: c.vocabSize,
-    weightLayout: 'out_in',
-    tied: c.tied,
-  });
+  return causalLmModel(e, 'gpt_neox', `GPTNeoXForCausalLM (${c.layers} layers, hidden ${h}, ${H} heads, rotary ${c.rotaryDims}/${D})`,
+    { vocabSize: c.vocabSize, weightLayout: 'out_in', tied: c.tied });
 }

@@ -25,7 +25,7 @@
 // keepDense.depthwiseConv false prunes it per channel (methods/depthwise.ts); nothing here is Mamba-specific for
 // that. A_log and D (per-channel/state dynamics: zeros in A_log make decay exp(−Δ), not "no connection") stay dense.
 
-import { KERNEL_OPSET, valueInfo } from '../onnx/graph';
+import { valueInfo } from '../onnx/graph';
 import { AttributeType, DataType, GraphProto, ModelProto, NodeProto } from '../onnx/proto';
 import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
 import { configPositiveInt } from './configFields';
@@ -269,15 +269,6 @@ export function buildMambaModel(config: MambaConfig, weights: LlamaWeights, opti
   const shape = e.op1('/lm_head', 'Concat', [batchSeq, e.ints('/lm_head', [c.vocabSize])], { axis: 0 });
   e.nodes.push({ name: '/lm_head/Reshape', opType: 'Reshape', input: [flat, shape], output: ['logits'], attribute: [] });
 
-  return causalLmModel({
-    builder: 'mamba',
-    graphName: 'mamba',
-    opset: KERNEL_OPSET,
-    docString: `MambaForCausalLM built by PruneKit from a Hugging Face config (${c.layers} layers, hidden ${h}, d_inner ${d}, d_state ${n}, dt_rank ${c.dtRank})`,
-    nodes: e.nodes,
-    initializers: e.initializers,
-    vocabSize: c.vocabSize,
-    weightLayout: 'out_in',
-    tied: c.tied,
-  });
+  return causalLmModel(e, 'mamba', `MambaForCausalLM (${c.layers} layers, hidden ${h}, d_inner ${d}, d_state ${n}, dt_rank ${c.dtRank})`,
+    { vocabSize: c.vocabSize, weightLayout: 'out_in', tied: c.tied });
 }

@@ -12,7 +12,6 @@
 //    embedding by default, no bias).
 // Ops: ai.onnx opset 17 (LayerNormalization, Gemm, Gather, CumSum, ...), all with CPU, CUDA and WebGPU kernels.
 
-import { KERNEL_OPSET } from '../onnx/graph';
 import { DataType, ModelProto } from '../onnx/proto';
 import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
 import { configPositiveInt } from './configFields';
@@ -200,16 +199,6 @@ export function buildOptModel(config: OptConfig, weights: LlamaWeights, prefix =
   const shape = e.op1('/lm_head', 'Concat', [batchSeq, e.ints('/lm_head', [c.vocabSize])], { axis: 0 });
   e.nodes.push({ name: '/lm_head/Reshape', opType: 'Reshape', input: [flat, shape], output: ['logits'], attribute: [] });
 
-  return causalLmModel({
-    builder: 'opt',
-    graphName: 'opt',
-    opset: KERNEL_OPSET,
-    docString: `OPTForCausalLM built by PruneKit from a Hugging Face config (${c.layers} layers, hidden ${h}, ${H} heads, ffn ${c.ffnDim})`,
-    nodes: e.nodes,
-    initializers: e.initializers,
-    vocabSize: c.vocabSize,
-    weightLayout: 'out_in',
-    tied: c.tied,
-    positionLimit: c.maxPositions,
-  });
+  return causalLmModel(e, 'opt', `OPTForCausalLM (${c.layers} layers, hidden ${h}, ${H} heads, ffn ${c.ffnDim})`,
+    { vocabSize: c.vocabSize, weightLayout: 'out_in', tied: c.tied, positionLimit: c.maxPositions });
 }
