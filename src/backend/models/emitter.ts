@@ -5,7 +5,7 @@
 import { KERNEL_OPSET, tensorFromValues, valueInfo } from '../onnx/graph';
 import { AttributeProto, AttributeType, DataType, ModelProto, NodeProto, TensorProto } from '../onnx/proto';
 import { POSITION_LIMIT_KEY } from './inputs';
-import { isTensorRef, LlamaTensor, TensorRef } from './weights';
+import { checkWeights, isTensorRef, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './weights';
 
 function attr(name: string, v: number | number[] | { f: number } | TensorProto): AttributeProto {
   if (typeof v === 'number') return { name, type: AttributeType.INT, i: v };
@@ -88,6 +88,18 @@ export function transpose(data: Float32Array, rows: number, cols: number): Float
     }
   }
   return out;
+}
+
+/** A family builder's start: `weights` checked against the family's `shapes` (throwing, naming each missing or
+ *  misshapen tensor), an emitter, the weight lookup `w`, and `linear`: the layer `name` (`name.weight` [out, in],
+ *  `name.bias` when `bias`) applied to `x` as a Gemm on the weight as stored. */
+export function familyBuilder(family: string, shapes: ReadonlyMap<string, number[]>, weights: LlamaWeights) {
+  checkWeights(family, shapes, weights);
+  const e = new Emitter();
+  const w = (name: string): LlamaTensor | TensorRef => weightOf(weights, name);
+  const linear = (scope: string, x: string, name: string, bias: boolean): string =>
+    e.gemm(scope, x, `${name}.weight`, w(`${name}.weight`), bias ? { name: `${name}.bias`, t: w(`${name}.bias`) } : undefined);
+  return { e, w, linear };
 }
 
 /** The float32 lowest value: masked attention scores (exp underflows to exactly 0, never NaN). */

@@ -16,9 +16,9 @@
 import type { ModelProto } from '../onnx/proto';
 import { attention, decoderInputs, DecoderSizes, flatten, gelu, geluForm, layerNorm, lmHead, logitsOutput, splitHeads } from './decoderParts';
 import { configPositiveInt } from './configFields';
-import { causalLmModel, Emitter } from './emitter';
+import { causalLmModel, familyBuilder } from './emitter';
 import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
-import { checkWeights, LlamaWeights, weightOf } from './weights';
+import type { LlamaWeights } from './weights';
 
 /** The fields of a Hugging Face GPT2Config the builder reads; optional ones take HF's defaults. */
 export interface Gpt2Config {
@@ -124,9 +124,7 @@ export const gpt2TensorShapes = (config: Gpt2Config, prefix = ''): Map<string, n
  */
 export function buildGpt2Model(config: Gpt2Config, weights: LlamaWeights, prefix = ''): ModelProto {
   const c = resolveGpt2Config(config, prefix);
-  checkWeights('GPT-2', gpt2TensorShapes(config, prefix), weights);
-  const w = (name: string) => weightOf(weights, name);
-  const e = new Emitter();
+  const { e, w } = familyBuilder('GPT-2', gpt2TensorShapes(config, prefix), weights);
   const h = c.hidden;
   const H = c.heads;
   const D = c.headDim;

@@ -16,9 +16,9 @@ import { DataType, ModelProto } from '../onnx/proto';
 import { attention, decoderInputs, DecoderInputs, DecoderSizes, flatten, gelu, geluForm, layerNorm, lmHead, logitsOutput } from './decoderParts';
 import { configPositiveInt } from './configFields';
 import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
-import { causalLmModel, Emitter } from './emitter';
+import { causalLmModel, Emitter, familyBuilder } from './emitter';
 import { RopeScaling, ropeInvFreq } from './rope';
-import { checkWeights, LlamaWeights, weightOf } from './weights';
+import type { LlamaWeights } from './weights';
 
 /** The fields of a Hugging Face GPTNeoXConfig the builder reads; optional ones take HF's defaults. */
 export interface NeoxConfig {
@@ -149,15 +149,11 @@ export function partialRope(e: Emitter, scope: string, x: string, rot: { cos: st
  */
 export function buildNeoxModel(config: NeoxConfig, weights: LlamaWeights): ModelProto {
   const c = resolveNeoxConfig(config);
-  checkWeights('GPT-NeoX', neoxTensorShapes(config), weights);
-  const w = (name: string) => weightOf(weights, name);
-  const e = new Emitter();
+  const { e, w, linear } = familyBuilder('GPT-NeoX', neoxTensorShapes(config), weights);
   const h = c.hidden;
   const H = c.heads;
   const D = c.headDim;
   const scope = '/gpt_neox';
-  const linear = (sc: string, x: string, name: string, bias: boolean): string =>
-    e.gemm(sc, x, `${name}.weight`, w(`${name}.weight`), bias ? { name: `${name}.bias`, t: w(`${name}.bias`) } : undefined);
 
   const inputs = decoderInputs(e, scope);
   const rot = rotaryCosSin(e, `${scope}/rotary_emb`, inputs, c.invFreq);

@@ -29,8 +29,8 @@ import { valueInfo } from '../onnx/graph';
 import { AttributeType, DataType, GraphProto, ModelProto, NodeProto } from '../onnx/proto';
 import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
 import { configPositiveInt } from './configFields';
-import { causalLmModel, Emitter } from './emitter';
-import { checkWeights, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './weights';
+import { causalLmModel, Emitter, familyBuilder } from './emitter';
+import type { LlamaWeights } from './weights';
 
 /** The fields of a Hugging Face MambaConfig the builder reads; optional ones take HF's defaults. */
 export interface MambaConfig {
@@ -181,17 +181,13 @@ function scanBody(scope: string, d: number, n: number, fused: { A: string } | nu
 export function buildMambaModel(config: MambaConfig, weights: LlamaWeights, options: BuildMambaOptions = {}): ModelProto {
   const fused = options.scan === 'fused';
   const c = resolveMambaConfig(config);
-  checkWeights('Mamba', mambaTensorShapes(c), weights);
-  const w = (name: string): LlamaTensor | TensorRef => weightOf(weights, name);
-  const e = new Emitter();
+  const { e, w, linear } = familyBuilder('Mamba', mambaTensorShapes(c), weights);
   const h = c.hiddenSize;
   const d = c.inner;
   const n = c.stateSize;
   const K = c.convKernel;
   const scope = '/backbone';
 
-  const linear = (sc: string, x: string, name: string, bias: boolean): string =>
-    e.gemm(sc, x, `${name}.weight`, w(`${name}.weight`), bias ? { name: `${name}.bias`, t: w(`${name}.bias`) } : undefined);
   const rmsNorm = (sc: string, x: string, name: string): string => {
     const mean = e.op1(sc, 'ReduceMean', [e.op1(sc, 'Mul', [x, x])], { axes: [-1], keepdims: 1 });
     const inv = e.op1(sc, 'Reciprocal', [e.op1(sc, 'Sqrt', [e.op1(sc, 'Add', [mean, e.scalar(sc, c.eps)])])]);
