@@ -357,6 +357,28 @@ function repeatedBlock(model: ModelProto, times: number, form: 'loop' | 'unrolle
 }
 
 describe('Loop bodies (a block applied twice with the same weights)', () => {
+  test('layers in the branches of an If on another input, or in a subgraph nested in a Loop body: listed as left dense, naming the node', () => {
+    const merged = mergedDecoder(fixture());
+    const onFlag = { ...merged, graph: { ...merged.graph, node: merged.graph.node.map((n) => ({ ...n, input: ['flag'] })), input: merged.graph.input.map((v) => (v.name === 'use_cache_branch' ? { ...v, name: 'flag' } : v)) } };
+    const d = discoverLayers(openCheckpoint(save(onFlag, 'if-on-flag')).model);
+    assert.equal(d.layers.length, 0);
+    const inBranch = d.skipped.filter((s) => /^inside a branch of If optimum::if: how often each of its runs counts is not known/.test(s.reason));
+    const plain = discoverLayers(fixture());
+    assert.equal(inBranch.length, 2 * (plain.layers.length + plain.skipped.length), 'every layer of both branches, the LM head too');
+    // The Loop's body holding the If: the layers are one level deeper.
+    const loop = repeatedBlock(fixture(), 2, 'loop');
+    const body = (loop.graph.node.find((n) => n.opType === 'Loop') as NodeProto).attribute[0].g as GraphProto;
+    const wrapped: NodeProto = { name: 'body/if', opType: 'If', domain: '', input: ['cond_in'], output: ['body/out'], attribute: ['then_branch', 'else_branch'].map((name) => ({
+      name, type: AttributeType.GRAPH, g: { name, initializer: [], input: [], valueInfo: [], node: body.node.slice(0, -1).map((n) => ({ ...n, output: n.output.map((t) => (t === 'body/out' ? `${name}/out` : t)) })), output: [{ name: `${name}/out`, type: { tensorType: { elemType: DataType.FLOAT } } }] },
+    })) };
+    body.node = [wrapped, body.node[body.node.length - 1]];
+    const nested = discoverLayers(openCheckpoint(save(loop, 'loop-nested-if')).model);
+    assert.ok(nested.skipped.some((s) => s.reason.startsWith('inside If body/if in the body of Loop /model/layers.1/Loop:')));
+    assert.ok(!nested.layers.some((l) => l.name.startsWith('layers.1.')));
+    assert.match(nested.warnings.join('\n'), /block layers\.1 has no prunable layer/);
+  });
+
+
   test('its layers are found in the Loop\'s block and pruned once from every iteration\'s inputs; the Loop stays and computes its unrolled form', async () => {
     const dir = save(repeatedBlock(fixture(), 2, 'loop'), 'loop');
     const plain = discoverLayers(fixture());
