@@ -325,7 +325,8 @@ function layerCandidates(graph: GraphProto, order: number[], dense: ReadonlyMap<
       // A layer in a subgraph: its readers are the body's plus the top level's other than this node.
       const c = linearCandidate(sub.node, i, inits.get(sub.weight) as TensorProto, {}, sub.readers + (readers.get(sub.weight) ?? 1) - 1, dense, tokenWeights);
       const input = loopInputName(node, sub.node.input[0]);
-      c.unsupported ??= sub.unsupported ?? (node.output.includes(input) ? undefined : `inside the body of Loop ${node.name || '(unnamed)'}, whose inputs per iteration this graph does not expose`);
+      // Where it sits says more than that the branches share it.
+      c.unsupported = sub.unsupported ?? c.unsupported ?? (node.output.includes(input) ? undefined : `inside the body of Loop ${node.name || '(unnamed)'}, whose inputs per iteration this graph does not expose`);
       out.push({ ...c, inSubgraph: true, layer: { ...c.layer, input } });
     }
     if (node.opType !== 'MatMul' && node.opType !== 'Gemm') continue;
