@@ -17,8 +17,8 @@ import { layerPatternSuggestions, parseInspectOutput } from '../src/extension/co
 import type { LlamaTensor } from '../src/backend/models/llama';
 import { buildMoeModel, MoeConfig, moeTensorShapes } from '../src/backend/models/moe';
 import { Engine } from '../src/backend/onnx/session';
-import { discoverLayers } from '../src/backend/pipeline/layers';
-import { calibrationKey, calibrationModel, planSegments, segmentModel } from '../src/backend/pipeline/segments';
+import { discoverLayers, PrunableLayer } from '../src/backend/pipeline/layers';
+import { calibrationBytes, calibrationGroups, calibrationKey, calibrationModel, HESSIAN_GROUP_FACTOR, planSegments, segmentModel } from '../src/backend/pipeline/segments';
 import type { EventOf } from '../src/protocol/events';
 import { groupExpertRows, LayerRow, RunModel } from '../webview/model';
 import { checkFamily, IDS, randomTensors } from './helpers/familyCheck';
@@ -175,6 +175,46 @@ describe('Mixture-of-experts families from generated Hugging Face folders', () =
     assert.ok(worst < 1e-4, `worst ${worst}`);
     // Unweighted statistics would not match: the routing weights are well below 1.
     assert.ok(routed.every((t) => t.g.reduce((a, v) => a + v, 0) > 0.999 && Math.max(...t.g) < 1));
+  });
+
+  test('calibration in passes of at most 2× the largest Hessian: the same sums as one pass over the whole block', async () => {
+    const shapes = moeTensorShapes('mixtral', MIXTRAL);
+    const W = new Map(randomTensors(shapes, 5).map((t) => [t.name, t.data]));
+    const model = buildMoeModel('mixtral', MIXTRAL, new Map([...W].map(([n, data]) => [n, { data, dims: shapes.get(n) as number[] } as LlamaTensor])));
+    const plan = await planSegments(model, discoverLayers(model));
+    const mask = IDS.map((row) => row.map(() => 1));
+    const feeds: Record<string, ort.Tensor> = { input_ids: int64(IDS), attention_mask: int64(mask) };
+    const prefix = segmentModel(plan, plan.segments[0]);
+    Object.assign(feeds, await (await engine.kernel(prefix.model)).run(Object.fromEntries(prefix.inputs.map((n) => [n, feeds[n]]))));
+    const block0 = plan.segments[1];
+    for (const w of block0.weights) feeds[w] = new ort.Tensor('float32', W.get(w) as Float32Array, shapes.get(w) as number[]);
+    const calibrate = async (layers?: PrunableLayer[]) => {
+      const cg = calibrationModel(plan, block0, { layers });
+      const out = await (await engine.kernel(cg.model)).run(Object.fromEntries([...cg.inputs, ...cg.weights].map((n) => [n, feeds[n]])));
+      return new Map(cg.stats.map((s) => [s.key, [s.xtx, s.colSq, ...(s.routed ? [s.routed] : [])].map((o) => out[o].data as Float32Array)]));
+    };
+    const whole = await calibrate();
+    const groups = calibrationGroups(block0.layers);
+    // Hidden 32, intermediate 48: the largest Hessian is a w2 input's (48²); passes filled in layer order up to
+    // 2 × 48² hold the attention's two (2 × 32²) and one w1/w3 input (32²), then a w2 input and the next w1/w3 one.
+    const largest = calibrationBytes(block0.layers.filter((l) => l.name.endsWith('.w2')).slice(0, 1));
+    const expert = (j: number, p: string[]) => p.map((x) => `block_sparse_moe.experts.${j}.${x}`);
+    assert.deepEqual(groups.map((g) => g.map((l) => l.name.replace(/^layers\.0\./, ''))), [
+      ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', ...expert(0, ['w1', 'w3'])],
+      ...[1, 2, 3].map((j) => [...expert(j - 1, ['w2']), ...expert(j, ['w1', 'w3'])]),
+      expert(3, ['w2']),
+    ]);
+    const seen = new Set<string>();
+    for (const g of groups) {
+      assert.ok(calibrationBytes(g) <= HESSIAN_GROUP_FACTOR * largest, `${calibrationBytes(g)} > ${HESSIAN_GROUP_FACTOR} × ${largest}`);
+      for (const [key, sums] of await calibrate(g)) {
+        assert.ok(!seen.has(key), `${key} in two passes`);
+        seen.add(key);
+        const want = whole.get(key) as Float32Array[];
+        sums.forEach((got, i) => got.forEach((v, k) => assert.ok(Math.abs(v - want[i][k]) <= 1e-6 * Math.max(1, Math.abs(want[i][k])), `${key}[${i}][${k}]: ${v} vs ${want[i][k]}`)));
+      }
+    }
+    assert.deepEqual([...seen].sort(), [...whole.keys()].sort());
   });
 
   test('an expert routed fewer calibration tokens than its inputs: a warning naming it, pruned by magnitude', async () => {

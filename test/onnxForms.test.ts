@@ -1,7 +1,7 @@
 // ONNX checkpoints in the forms the hubs ship, each built here from the stories260K fixture with the project's own
 // proto code: dynamo-style exports (no scopes in node names, weights [out, in] reached through a Transpose),
 // quantized graphs (MatMulNBits, MatMulInteger, QDQ), transformers.js / onnx-community repository folders, Optimum's
-// merged decoders (the layers inside the two branches of an If on use_cache_branch). Each is pruned or refused as README "ONNX forms" says, and a
+// merged decoders (the layers inside the two branches of an If on use_cache_branch), a block repeated in a Loop. Each is pruned or refused as README "ONNX forms" says, and a
 // pruned form must give the plain fixture's result where the math is the same.
 
 import assert from 'node:assert/strict';
@@ -13,7 +13,7 @@ import * as ort from 'onnxruntime-node';
 import { openCheckpoint } from '../src/backend/formats/checkpoint';
 import { openOnnxCheckpoint, writeOnnxCheckpoint } from '../src/backend/formats/onnxCheckpoint';
 import { AttributeType, DataType, decodeModel, encodeModel, GraphProto, ModelProto, NodeProto, TensorProto } from '../src/backend/onnx/proto';
-import { discoverLayers } from '../src/backend/pipeline/layers';
+import { discoverLayers, PrunableLayer } from '../src/backend/pipeline/layers';
 import { configModelPath } from '../src/extension/config/discovery';
 import { modelFileOf } from '../src/extension/config/inspectCache';
 import { quickRun, QuickRun } from './helpers/quickRun';
@@ -316,3 +316,127 @@ describe('merged decoders (If on use_cache_branch)', () => {
     for (const useCache of [false, true]) assert.deepEqual(await logits(path.join(work, 'merged-out', 'model.onnx'), feeds(useCache)), want, `use_cache_branch ${useCache}`);
   });
 });
+
+/**
+ * The fixture with block `layers.1` applied `times` times with the same weights (as a weight-shared export writes
+ * it): as a Loop on a constant trip count whose body is the block (its own tensors renamed), or `unrolled` into
+ * copies of the block at the top level, each renamed, reading the same initializers.
+ */
+function repeatedBlock(model: ModelProto, times: number, form: 'loop' | 'unrolled'): ModelProto {
+  const g = model.graph;
+  const inBlock = (n: NodeProto) => n.name.includes('/layers.1/');
+  const block = g.node.filter(inBlock);
+  const own = new Set(block.flatMap((n) => n.output));
+  const stream = '/model/layers.0/Add_1_output_0';
+  const out = '/model/layers.1/Add_1_output_0';
+  const copy = (prefix: string, from: string, to: string): NodeProto[] => {
+    const r = (t: string) => (t === stream ? from : t === out ? to : own.has(t) ? prefix + t : t);
+    return block.map((n) => ({ ...n, name: prefix + n.name, input: n.input.map(r), output: n.output.map(r) }));
+  };
+  let replacement: NodeProto[];
+  let initializer = g.initializer;
+  if (form === 'unrolled') {
+    replacement = Array.from({ length: times }, (_, k) => copy(`it${k}/`, k ? `it${k - 1}/out` : stream, k === times - 1 ? out : `it${k}/out`)).flat();
+  } else {
+    const hidden = (name: string) => ({ name, type: { tensorType: { elemType: DataType.FLOAT } } });
+    const cond = (name: string) => ({ name, type: { tensorType: { elemType: DataType.BOOL, shape: { dim: [] } } } });
+    const body: GraphProto = {
+      name: 'repeated_block', initializer: [], valueInfo: [],
+      input: [{ name: 'iter', type: { tensorType: { elemType: DataType.INT64, shape: { dim: [] } } } }, cond('cond_in'), hidden('body/in')],
+      node: [...copy('body/', 'body/in', 'body/out'), { name: 'body/cond', opType: 'Identity', domain: '', input: ['cond_in'], output: ['cond_out'], attribute: [] }],
+      output: [cond('cond_out'), hidden('body/out')],
+    };
+    const trips: TensorProto = { name: 'repeat_trips', dims: [], dataType: DataType.INT64, rawData: new Uint8Array(BigInt64Array.of(BigInt(times)).buffer) };
+    const loop: NodeProto = { name: '/model/layers.1/Loop', opType: 'Loop', domain: '', input: ['repeat_trips', '', stream], output: [out], attribute: [{ name: 'body', type: AttributeType.GRAPH, g: body }] };
+    replacement = [loop];
+    initializer = [...g.initializer, trips];
+  }
+  const last = g.node.reduce((k, n, i) => (inBlock(n) ? i : k), -1);
+  const node = g.node.flatMap((n, i) => (i === last ? replacement : inBlock(n) ? [] : [n]));
+  return { ...model, graph: { ...g, node, initializer, valueInfo: [] } };
+}
+
+describe('Loop bodies (a block applied twice with the same weights)', () => {
+  test('layers in the branches of an If on another input, or in a subgraph nested in a Loop body: listed as left dense, naming the node', () => {
+    const merged = mergedDecoder(fixture());
+    const onFlag = { ...merged, graph: { ...merged.graph, node: merged.graph.node.map((n) => ({ ...n, input: ['flag'] })), input: merged.graph.input.map((v) => (v.name === 'use_cache_branch' ? { ...v, name: 'flag' } : v)) } };
+    const d = discoverLayers(openCheckpoint(save(onFlag, 'if-on-flag')).model);
+    assert.equal(d.layers.length, 0);
+    const inBranch = d.skipped.filter((s) => /^inside a branch of If optimum::if: how often each of its runs counts is not known/.test(s.reason));
+    const plain = discoverLayers(fixture());
+    assert.equal(inBranch.length, 2 * (plain.layers.length + plain.skipped.length), 'every layer of both branches, the LM head too');
+    // The Loop's body holding the If: the layers are one level deeper.
+    const loop = repeatedBlock(fixture(), 2, 'loop');
+    const body = (loop.graph.node.find((n) => n.opType === 'Loop') as NodeProto).attribute[0].g as GraphProto;
+    const wrapped: NodeProto = { name: 'body/if', opType: 'If', domain: '', input: ['cond_in'], output: ['body/out'], attribute: ['then_branch', 'else_branch'].map((name) => ({
+      name, type: AttributeType.GRAPH, g: { name, initializer: [], input: [], valueInfo: [], node: body.node.slice(0, -1).map((n) => ({ ...n, output: n.output.map((t) => (t === 'body/out' ? `${name}/out` : t)) })), output: [{ name: `${name}/out`, type: { tensorType: { elemType: DataType.FLOAT } } }] },
+    })) };
+    body.node = [wrapped, body.node[body.node.length - 1]];
+    const nested = discoverLayers(openCheckpoint(save(loop, 'loop-nested-if')).model);
+    assert.ok(nested.skipped.some((s) => s.reason.startsWith('inside If body/if in the body of Loop /model/layers.1/Loop:')));
+    assert.ok(!nested.layers.some((l) => l.name.startsWith('layers.1.')));
+    assert.match(nested.warnings.join('\n'), /block layers\.1 has no prunable layer/);
+  });
+
+
+  test('its layers are found in the Loop\'s block and pruned once from every iteration\'s inputs; the Loop stays and computes its unrolled form', async () => {
+    const dir = save(repeatedBlock(fixture(), 2, 'loop'), 'loop');
+    const plain = discoverLayers(fixture());
+    const d = discoverLayers(openCheckpoint(dir).model);
+    const block1 = plain.layers.filter((l) => l.name.startsWith('layers.1.'));
+    assert.equal(block1.length, 7);
+    assert.deepEqual(d.layers.map((l) => [l.name, l.weight, l.block]), plain.layers.map((l) => [l.name, l.weight, l.block]));
+    for (const l of d.layers.filter((x) => x.name.startsWith('layers.1.'))) assert.match(l.input, /^\/model\/layers\.1\/Loop\/every_iteration\/body\//);
+    // Without the exposed inputs (the raw graph), the body's layers are reported, naming the Loop, and left dense.
+    const raw = discoverLayers(repeatedBlock(fixture(), 2, 'loop'));
+    assert.deepEqual(raw.skipped.filter((s) => /Loop \/model\/layers\.1\/Loop/.test(s.reason)).map((s) => s.name), block1.map((l) => l.name));
+
+    // What calibration reads for a body layer: its input of each iteration, stacked ([2, batch, seq, hidden]).
+    const x = (block1[0] as PrunableLayer).input;
+    const withOutputs = (m: ModelProto, names: string[]): string => {
+      const file = path.join(work, `probe-${names.length}.onnx`);
+      writeFileSync(file, encodeModel({ ...m, graph: { ...m.graph, output: [...m.graph.output, ...names.map((name) => ({ name, type: { tensorType: { elemType: DataType.FLOAT } } }))] } }));
+      return file;
+    };
+    const stacked = (await run1(withOutputs(openCheckpoint(dir).model, [`/model/layers.1/Loop/every_iteration/body/${x}`]))).at(-1) as ort.Tensor;
+    const each = (await run1(withOutputs(repeatedBlock(fixture(), 2, 'unrolled'), [`it0/${x}`, `it1/${x}`]))).slice(-2);
+    assert.deepEqual(stacked.dims, [2, ...each[0].dims]);
+    const want = Float32Array.from([...(each[0].data as Float32Array), ...(each[1].data as Float32Array)]);
+    (stacked.data as Float32Array).forEach((v, k) => assert.ok(Math.abs(v - want[k]) <= 1e-5 * Math.max(1, Math.abs(want[k])), `X[${k}]: ${v} vs ${want[k]}`));
+
+    const run = await quickRun({ checkpoint: dir, output: path.join(work, 'loop-out') }, text, work);
+    assert.ifError(run.error);
+    const outFile = path.join(work, 'loop-out', 'model.onnx');
+    const pruned = decodeModel(readFileSync(outFile));
+    const loops = pruned.graph.node.filter((n) => n.opType === 'Loop');
+    assert.deepEqual(loops.map((n) => n.output), [['/model/layers.1/Add_1_output_0']], 'the Loop as it was, its exposed inputs gone');
+    for (const l of block1) {
+      const w = weightOf(path.join(work, 'loop-out'), l.weight);
+      const zeros = w.filter((v) => v === 0).length; // the update may zero a kept weight too, exceptionally
+      assert.ok(zeros >= w.length / 2 && zeros <= w.length / 2 + 4, `${l.weight} pruned to 50%: ${zeros} of ${w.length} zeros`);
+    }
+    // The reference: the output's weights in the unrolled form, where each copy of the block reads them at the top level.
+    const prunedInits = new Map(pruned.graph.initializer.map((t) => [t.name, t]));
+    const reference = repeatedBlock(fixture(), 2, 'unrolled');
+    reference.graph.initializer = reference.graph.initializer.map((t) => prunedInits.get(t.name) ?? t);
+    const unrolled = path.join(save(reference, 'loop-unrolled'), 'model.onnx');
+    const got = (await run1(outFile))[0].data as Float32Array;
+    const ref = (await run1(unrolled))[0].data as Float32Array;
+    got.forEach((v, k) => assert.ok(Math.abs(v - ref[k]) <= 1e-5 * Math.max(1, Math.abs(ref[k])), `logit ${k}: ${v} vs ${ref[k]}`));
+  });
+});
+
+/** Every output of the model in `file` on the fixture's first reference case. */
+async function run1(file: string): Promise<ort.Tensor[]> {
+  const ids = (JSON.parse(readFileSync(path.join(fixtures, 'stories260K-reference.json'), 'utf8')) as { cases: { input_ids: number[][] }[] }).cases[0].input_ids;
+  const session = await ort.InferenceSession.create(file);
+  try {
+    const out = await session.run({
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.flat(), BigInt), [ids.length, ids[0].length]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(ids.flat().length).fill(1n), [ids.length, ids[0].length]),
+    });
+    return session.outputNames.map((n) => out[n]);
+  } finally {
+    await session.release();
+  }
+}

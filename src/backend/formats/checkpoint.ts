@@ -9,6 +9,7 @@ import type { DataType, ModelProto } from '../onnx/proto';
 import type { ModelSource } from '../onnx/session';
 import type { WriteHooks } from './atomicFolder';
 import { HfCheckpoint, isHfFolder, openHfCheckpoint } from './hfCheckpoint';
+import { exposeLoopInputs } from '../pipeline/loopLayers';
 import { noPastGraph } from './mergedDecoder';
 import { OnnxCheckpoint, openOnnxCheckpoint, OpenOptions } from './onnxReader';
 import { outputModelFile, writeOnnxCheckpoint } from './onnxWriter';
@@ -48,13 +49,14 @@ export interface Checkpoint {
 }
 
 /** The ONNX front end: an OnnxCheckpoint as it is; a merged decoder's graph is seen through its no-past branch
- *  (mergedDecoder.ts), while the file written is the merged one with the pruned weights. */
+ *  (mergedDecoder.ts), a Loop's with its body's layer inputs exposed (loopLayers.ts), while the file written is
+ *  the original one with the pruned weights. */
 export class OnnxFormat implements Checkpoint {
   readonly format = 'onnx' as const;
   readonly model: ModelProto;
 
   constructor(readonly onnx: OnnxCheckpoint) {
-    this.model = noPastGraph(onnx.model) ?? onnx.model;
+    this.model = exposeLoopInputs(noPastGraph(onnx.model) ?? onnx.model);
   }
 
   get path(): string { return this.onnx.modelPath; }

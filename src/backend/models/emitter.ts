@@ -2,10 +2,10 @@
 // segmentation treat a built graph like an exported one), weights as initializers, and the causal-LM model
 // wrapper with the metadata the Hugging Face front end reads back.
 
-import { tensorFromValues, valueInfo } from '../onnx/graph';
+import { KERNEL_OPSET, tensorFromValues, valueInfo } from '../onnx/graph';
 import { AttributeProto, AttributeType, DataType, ModelProto, NodeProto, TensorProto } from '../onnx/proto';
 import { POSITION_LIMIT_KEY } from './inputs';
-import { isTensorRef, LlamaTensor, TensorRef } from './weights';
+import { checkWeights, isTensorRef, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './weights';
 
 function attr(name: string, v: number | number[] | { f: number } | TensorProto): AttributeProto {
   if (typeof v === 'number') return { name, type: AttributeType.INT, i: v };
@@ -90,33 +90,42 @@ export function transpose(data: Float32Array, rows: number, cols: number): Float
   return out;
 }
 
+/** A family builder's start: `weights` checked against the family's `shapes` (throwing, naming each missing or
+ *  misshapen tensor), an emitter, the weight lookup `w`, and `linear`: the layer `name` (`name.weight` [out, in],
+ *  `name.bias` when `bias`) applied to `x` as a Gemm on the weight as stored. */
+export function familyBuilder(family: string, shapes: ReadonlyMap<string, number[]>, weights: LlamaWeights) {
+  checkWeights(family, shapes, weights);
+  const e = new Emitter();
+  const w = (name: string): LlamaTensor | TensorRef => weightOf(weights, name);
+  const linear = (scope: string, x: string, name: string, bias: boolean): string =>
+    e.gemm(scope, x, `${name}.weight`, w(`${name}.weight`), bias ? { name: `${name}.bias`, t: w(`${name}.bias`) } : undefined);
+  return { e, w, linear };
+}
+
 /** The float32 lowest value: masked attention scores (exp underflows to exactly 0, never NaN). */
 export const FLOAT32_LOWEST = -3.4028234663852886e38;
 
-/** What every causal-LM builder hands back: inputs input_ids and attention_mask [batch, seq] (int64), output
- *  logits [batch, seq, vocab], and the metadata the Hugging Face front end reads back. */
-export function causalLmModel(m: {
-  builder: string;
-  graphName: string;
-  opset: number;
-  docString: string;
-  nodes: NodeProto[];
-  initializers: TensorProto[];
+/** What every causal-LM builder hands back: the emitter's nodes and initializers with inputs input_ids and
+ *  attention_mask [batch, seq] (int64), output logits [batch, seq, vocab], and the metadata the Hugging Face
+ *  front end reads back. `docString` names the architecture and its sizes; the graph is named after the builder. */
+export function causalLmModel(e: Emitter, builder: string, docString: string, m: {
   vocabSize: number;
   weightLayout: 'out_in' | 'in_out';
   tied: boolean;
   /** The rows of a learned position table: the longest window the graph runs (POSITION_LIMIT_KEY). */
   positionLimit?: number;
+  graphName?: string;
+  opset?: number;
 }): ModelProto {
   return {
     irVersion: 8,
-    opsetImport: [{ domain: '', version: m.opset }],
+    opsetImport: [{ domain: '', version: m.opset ?? KERNEL_OPSET }],
     producerName: 'prunekit',
-    docString: m.docString,
+    docString: `${docString}, built by PruneKit from a Hugging Face config`,
     graph: {
-      name: m.graphName,
-      node: m.nodes,
-      initializer: m.initializers,
+      name: m.graphName ?? builder,
+      node: e.nodes,
+      initializer: e.initializers,
       input: [
         valueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']),
         valueInfo('attention_mask', DataType.INT64, ['batch_size', 'sequence_length']),
@@ -125,7 +134,7 @@ export function causalLmModel(m: {
       valueInfo: [],
     },
     metadataProps: [
-      { key: 'prunekit.builder', value: m.builder },
+      { key: 'prunekit.builder', value: builder },
       { key: 'prunekit.weight_layout', value: m.weightLayout },
       { key: 'prunekit.tied_lm_head', value: String(m.tied) },
       ...(m.positionLimit ? [{ key: POSITION_LIMIT_KEY, value: String(m.positionLimit) }] : []),

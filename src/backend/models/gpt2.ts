@@ -13,13 +13,12 @@
 //  - the LM head is tied to wte (tie_word_embeddings, default true), else lm_head.weight [vocab, n_embd].
 // Tensor names: `h.N.…`, `wte`, `wpe`, `ln_f` (the hub's gpt2 checkpoints) or the same under `transformer.`.
 
-import { KERNEL_OPSET } from '../onnx/graph';
 import type { ModelProto } from '../onnx/proto';
 import { attention, decoderInputs, DecoderSizes, flatten, gelu, geluForm, layerNorm, lmHead, logitsOutput, splitHeads } from './decoderParts';
 import { configPositiveInt } from './configFields';
-import { causalLmModel, Emitter } from './emitter';
+import { causalLmModel, familyBuilder } from './emitter';
 import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
-import { checkWeights, LlamaWeights, weightOf } from './weights';
+import type { LlamaWeights } from './weights';
 
 /** The fields of a Hugging Face GPT2Config the builder reads; optional ones take HF's defaults. */
 export interface Gpt2Config {
@@ -125,9 +124,7 @@ export const gpt2TensorShapes = (config: Gpt2Config, prefix = ''): Map<string, n
  */
 export function buildGpt2Model(config: Gpt2Config, weights: LlamaWeights, prefix = ''): ModelProto {
   const c = resolveGpt2Config(config, prefix);
-  checkWeights('GPT-2', gpt2TensorShapes(config, prefix), weights);
-  const w = (name: string) => weightOf(weights, name);
-  const e = new Emitter();
+  const { e, w } = familyBuilder('GPT-2', gpt2TensorShapes(config, prefix), weights);
   const h = c.hidden;
   const H = c.heads;
   const D = c.headDim;
@@ -160,16 +157,6 @@ export function buildGpt2Model(config: Gpt2Config, weights: LlamaWeights, prefix
 
   hidden = layerNorm(e, w, `${scope}/ln_f`, hidden, `${t}ln_f`, c.eps);
   logitsOutput(e, inputs, lmHead(e, w, hidden, c.tied, wte, 'lm_head.weight'), c.vocabSize);
-  return causalLmModel({
-    builder: 'gpt2',
-    graphName: 'gpt2',
-    opset: KERNEL_OPSET,
-    docString: `GPT2LMHeadModel built by PruneKit from a Hugging Face config (${c.layers} layers, n_embd ${h}, ${H} heads, inner ${c.inner})`,
-    nodes: e.nodes,
-    initializers: e.initializers,
-    vocabSize: c.vocabSize,
-    weightLayout: 'in_out',
-    tied: c.tied,
-    positionLimit: c.positions,
-  });
+  return causalLmModel(e, 'gpt2', `GPT2LMHeadModel (${c.layers} layers, n_embd ${h}, ${H} heads, inner ${c.inner})`,
+    { vocabSize: c.vocabSize, weightLayout: 'in_out', tied: c.tied, positionLimit: c.positions });
 }

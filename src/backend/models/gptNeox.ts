@@ -12,14 +12,13 @@
 //  - LayerNorm eps layer_norm_eps; final_layer_norm; the untied head embed_out (tie_word_embeddings default false).
 // Ops: ai.onnx opset 17, as the other builders.
 
-import { KERNEL_OPSET } from '../onnx/graph';
 import { DataType, ModelProto } from '../onnx/proto';
 import { attention, decoderInputs, DecoderInputs, DecoderSizes, flatten, gelu, geluForm, layerNorm, lmHead, logitsOutput } from './decoderParts';
 import { configPositiveInt } from './configFields';
 import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
-import { causalLmModel, Emitter } from './emitter';
+import { causalLmModel, Emitter, familyBuilder } from './emitter';
 import { RopeScaling, ropeInvFreq } from './rope';
-import { checkWeights, LlamaWeights, weightOf } from './weights';
+import type { LlamaWeights } from './weights';
 
 /** The fields of a Hugging Face GPTNeoXConfig the builder reads; optional ones take HF's defaults. */
 export interface NeoxConfig {
@@ -150,15 +149,11 @@ export function partialRope(e: Emitter, scope: string, x: string, rot: { cos: st
  */
 export function buildNeoxModel(config: NeoxConfig, weights: LlamaWeights): ModelProto {
   const c = resolveNeoxConfig(config);
-  checkWeights('GPT-NeoX', neoxTensorShapes(config), weights);
-  const w = (name: string) => weightOf(weights, name);
-  const e = new Emitter();
+  const { e, w, linear } = familyBuilder('GPT-NeoX', neoxTensorShapes(config), weights);
   const h = c.hidden;
   const H = c.heads;
   const D = c.headDim;
   const scope = '/gpt_neox';
-  const linear = (sc: string, x: string, name: string, bias: boolean): string =>
-    e.gemm(sc, x, `${name}.weight`, w(`${name}.weight`), bias ? { name: `${name}.bias`, t: w(`${name}.bias`) } : undefined);
 
   const inputs = decoderInputs(e, scope);
   const rot = rotaryCosSin(e, `${scope}/rotary_emb`, inputs, c.invFreq);
@@ -188,15 +183,6 @@ export function buildNeoxModel(config: NeoxConfig, weights: LlamaWeights): Model
 
   hidden = layerNorm(e, w, `${scope}/final_layer_norm`, hidden, 'gpt_neox.final_layer_norm', c.eps);
   logitsOutput(e, inputs, lmHead(e, w, hidden, c.tied, embedName, 'embed_out.weight'), c.vocabSize);
-  return causalLmModel({
-    builder: 'gpt_neox',
-    graphName: 'gpt_neox',
-    opset: KERNEL_OPSET,
-    docString: `GPTNeoXForCausalLM built by PruneKit from a Hugging Face config (${c.layers} layers, hidden ${h}, ${H} heads, rotary ${c.rotaryDims}/${D})`,
-    nodes: e.nodes,
-    initializers: e.initializers,
-    vocabSize: c.vocabSize,
-    weightLayout: 'out_in',
-    tied: c.tied,
-  });
+  return causalLmModel(e, 'gpt_neox', `GPTNeoXForCausalLM (${c.layers} layers, hidden ${h}, ${H} heads, rotary ${c.rotaryDims}/${D})`,
+    { vocabSize: c.vocabSize, weightLayout: 'out_in', tied: c.tied });
 }

@@ -54,7 +54,6 @@
 //    reads the embedding itself. Same maths: only the GEMM kernel's summation order differs.
 
 import { roundToType } from '../formats/dtype';
-import { KERNEL_OPSET } from '../onnx/graph';
 import { DataType, ModelProto } from '../onnx/proto';
 import { causalLmModel, Emitter, FLOAT32_LOWEST, transpose } from './emitter';
 import { LlamaConfig, resolveLlamaConfig, llamaTensorShapes, transposedName } from './llamaConfig';
@@ -264,17 +263,8 @@ export function buildLlamaModel(config: LlamaConfig, weights: LlamaWeights, opti
     finish('/lm_head', 'MatMul', [normed, headWeight]);
   }
 
-  return causalLmModel({
-    builder: 'llama',
-    graphName: options.name ?? 'llama',
-    opset: options.opset ?? KERNEL_OPSET,
-    docString: `LlamaForCausalLM built by PruneKit from a Hugging Face config (${c.layers} layers, hidden ${hd}, ${H} heads, ${KV} kv heads)`,
-    nodes: e.nodes,
-    initializers: e.initializers,
-    vocabSize: c.vocabSize,
-    weightLayout: hfLayout ? 'out_in' : 'in_out',
-    tied: c.tied,
-  });
+  return causalLmModel(e, 'llama', `LlamaForCausalLM (${c.layers} layers, hidden ${hd}, ${H} heads, ${KV} kv heads)`,
+    { vocabSize: c.vocabSize, weightLayout: hfLayout ? 'out_in' : 'in_out', tied: c.tied, graphName: options.name, opset: options.opset });
 }
 
 /** cos and sin [B, S, 1, r.dim] of the positions [B, S] for rotary embedding `r`, × its attention factor. */

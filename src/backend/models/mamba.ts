@@ -25,12 +25,12 @@
 // keepDense.depthwiseConv false prunes it per channel (methods/depthwise.ts); nothing here is Mamba-specific for
 // that. A_log and D (per-channel/state dynamics: zeros in A_log make decay exp(−Δ), not "no connection") stay dense.
 
-import { KERNEL_OPSET, valueInfo } from '../onnx/graph';
+import { valueInfo } from '../onnx/graph';
 import { AttributeType, DataType, GraphProto, ModelProto, NodeProto } from '../onnx/proto';
 import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
 import { configPositiveInt } from './configFields';
-import { causalLmModel, Emitter } from './emitter';
-import { checkWeights, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './weights';
+import { causalLmModel, Emitter, familyBuilder } from './emitter';
+import type { LlamaWeights } from './weights';
 
 /** The fields of a Hugging Face MambaConfig the builder reads; optional ones take HF's defaults. */
 export interface MambaConfig {
@@ -181,17 +181,13 @@ function scanBody(scope: string, d: number, n: number, fused: { A: string } | nu
 export function buildMambaModel(config: MambaConfig, weights: LlamaWeights, options: BuildMambaOptions = {}): ModelProto {
   const fused = options.scan === 'fused';
   const c = resolveMambaConfig(config);
-  checkWeights('Mamba', mambaTensorShapes(c), weights);
-  const w = (name: string): LlamaTensor | TensorRef => weightOf(weights, name);
-  const e = new Emitter();
+  const { e, w, linear } = familyBuilder('Mamba', mambaTensorShapes(c), weights);
   const h = c.hiddenSize;
   const d = c.inner;
   const n = c.stateSize;
   const K = c.convKernel;
   const scope = '/backbone';
 
-  const linear = (sc: string, x: string, name: string, bias: boolean): string =>
-    e.gemm(sc, x, `${name}.weight`, w(`${name}.weight`), bias ? { name: `${name}.bias`, t: w(`${name}.bias`) } : undefined);
   const rmsNorm = (sc: string, x: string, name: string): string => {
     const mean = e.op1(sc, 'ReduceMean', [e.op1(sc, 'Mul', [x, x])], { axes: [-1], keepdims: 1 });
     const inv = e.op1(sc, 'Reciprocal', [e.op1(sc, 'Sqrt', [e.op1(sc, 'Add', [mean, e.scalar(sc, c.eps)])])]);
@@ -269,15 +265,6 @@ export function buildMambaModel(config: MambaConfig, weights: LlamaWeights, opti
   const shape = e.op1('/lm_head', 'Concat', [batchSeq, e.ints('/lm_head', [c.vocabSize])], { axis: 0 });
   e.nodes.push({ name: '/lm_head/Reshape', opType: 'Reshape', input: [flat, shape], output: ['logits'], attribute: [] });
 
-  return causalLmModel({
-    builder: 'mamba',
-    graphName: 'mamba',
-    opset: KERNEL_OPSET,
-    docString: `MambaForCausalLM built by PruneKit from a Hugging Face config (${c.layers} layers, hidden ${h}, d_inner ${d}, d_state ${n}, dt_rank ${c.dtRank})`,
-    nodes: e.nodes,
-    initializers: e.initializers,
-    vocabSize: c.vocabSize,
-    weightLayout: 'out_in',
-    tied: c.tied,
-  });
+  return causalLmModel(e, 'mamba', `MambaForCausalLM (${c.layers} layers, hidden ${h}, d_inner ${d}, d_state ${n}, dt_rank ${c.dtRank})`,
+    { vocabSize: c.vocabSize, weightLayout: 'out_in', tied: c.tied });
 }

@@ -12,12 +12,11 @@
 //    embedding by default, no bias).
 // Ops: ai.onnx opset 17 (LayerNormalization, Gemm, Gather, CumSum, ...), all with CPU, CUDA and WebGPU kernels.
 
-import { KERNEL_OPSET } from '../onnx/graph';
 import { DataType, ModelProto } from '../onnx/proto';
 import { Dim, expected, ExpectedTensor, shapesOf } from './expected';
 import { configPositiveInt } from './configFields';
-import { causalLmModel, Emitter, FLOAT32_LOWEST } from './emitter';
-import { checkWeights, LlamaTensor, LlamaWeights, TensorRef, weightOf } from './weights';
+import { causalLmModel, FLOAT32_LOWEST, familyBuilder } from './emitter';
+import type { LlamaWeights } from './weights';
 
 /** The fields of a Hugging Face OPTConfig the builder reads; optional ones take HF's defaults. */
 export interface OptConfig {
@@ -135,17 +134,13 @@ export function optTensorShapes(config: OptConfig | ResolvedOptConfig, prefix = 
  */
 export function buildOptModel(config: OptConfig, weights: LlamaWeights, prefix = 'model.'): ModelProto {
   const c = resolveOptConfig(config, prefix);
-  checkWeights('OPT', optTensorShapes(c), weights);
-  const w = (name: string): LlamaTensor | TensorRef => weightOf(weights, name);
-  const e = new Emitter();
+  const { e, w, linear } = familyBuilder('OPT', optTensorShapes(c), weights);
   const h = c.hiddenSize;
   const H = c.heads;
   const D = c.headDim;
   const d = `${c.prefix}decoder`;
   const scope = '/model/decoder';
 
-  const linear = (sc: string, x: string, name: string, bias = c.bias): string =>
-    e.gemm(sc, x, `${name}.weight`, w(`${name}.weight`), bias ? { name: `${name}.bias`, t: w(`${name}.bias`) } : undefined);
   const layerNorm = (sc: string, x: string, name: string): string =>
     e.op1(sc, 'LayerNormalization', [x, e.weight(`${name}.weight`, w(`${name}.weight`)), e.weight(`${name}.bias`, w(`${name}.bias`))], { axis: -1, epsilon: { f: 1e-5 } });
 
@@ -175,21 +170,21 @@ export function buildOptModel(config: OptConfig, weights: LlamaWeights, prefix =
     const as = `${ls}/self_attn`;
     const p = `${d}.layers.${i}`;
     let x = c.layerNormBefore ? layerNorm(`${ls}/self_attn_layer_norm`, hidden, `${p}.self_attn_layer_norm`) : hidden;
-    const q = e.op1(as, 'Mul', [linear(`${as}/q_proj`, x, `${p}.self_attn.q_proj`), e.scalar(as, 1 / Math.sqrt(D))]);
-    const k = linear(`${as}/k_proj`, x, `${p}.self_attn.k_proj`);
-    const v = linear(`${as}/v_proj`, x, `${p}.self_attn.v_proj`);
+    const q = e.op1(as, 'Mul', [linear(`${as}/q_proj`, x, `${p}.self_attn.q_proj`, c.bias), e.scalar(as, 1 / Math.sqrt(D))]);
+    const k = linear(`${as}/k_proj`, x, `${p}.self_attn.k_proj`, c.bias);
+    const v = linear(`${as}/v_proj`, x, `${p}.self_attn.v_proj`, c.bias);
     const q4 = e.op1(as, 'Transpose', [split(as, q)], { perm: [0, 2, 1, 3] }); // [B, H, S, D]
     const kT = e.op1(as, 'Transpose', [split(as, k)], { perm: [0, 2, 3, 1] }); // [B, H, D, S]
     const v4 = e.op1(as, 'Transpose', [split(as, v)], { perm: [0, 2, 1, 3] }); // [B, H, S, D]
     const scores = e.op1(as, 'Where', [allowed, e.op1(as, 'MatMul', [q4, kT]), e.scalar(as, FLOAT32_LOWEST)]);
     const ctx4 = e.op1(as, 'MatMul', [e.op1(as, 'Softmax', [scores], { axis: -1 }), v4]);
     const ctx = merge(as, e.op1(as, 'Transpose', [ctx4], { perm: [0, 2, 1, 3] }), h);
-    hidden = e.op1(ls, 'Add', [hidden, linear(`${as}/out_proj`, ctx, `${p}.self_attn.out_proj`)]);
+    hidden = e.op1(ls, 'Add', [hidden, linear(`${as}/out_proj`, ctx, `${p}.self_attn.out_proj`, c.bias)]);
     if (!c.layerNormBefore) hidden = layerNorm(`${ls}/self_attn_layer_norm`, hidden, `${p}.self_attn_layer_norm`);
 
     x = c.layerNormBefore ? layerNorm(`${ls}/final_layer_norm`, hidden, `${p}.final_layer_norm`) : hidden;
-    const up = e.op1(`${ls}/activation_fn`, 'Relu', [linear(`${ls}/fc1`, x, `${p}.fc1`)]);
-    hidden = e.op1(ls, 'Add', [hidden, linear(`${ls}/fc2`, up, `${p}.fc2`)]);
+    const up = e.op1(`${ls}/activation_fn`, 'Relu', [linear(`${ls}/fc1`, x, `${p}.fc1`, c.bias)]);
+    hidden = e.op1(ls, 'Add', [hidden, linear(`${ls}/fc2`, up, `${p}.fc2`, c.bias)]);
     if (!c.layerNormBefore) hidden = layerNorm(`${ls}/final_layer_norm`, hidden, `${p}.final_layer_norm`);
   }
 
@@ -200,16 +195,6 @@ export function buildOptModel(config: OptConfig, weights: LlamaWeights, prefix =
   const shape = e.op1('/lm_head', 'Concat', [batchSeq, e.ints('/lm_head', [c.vocabSize])], { axis: 0 });
   e.nodes.push({ name: '/lm_head/Reshape', opType: 'Reshape', input: [flat, shape], output: ['logits'], attribute: [] });
 
-  return causalLmModel({
-    builder: 'opt',
-    graphName: 'opt',
-    opset: KERNEL_OPSET,
-    docString: `OPTForCausalLM built by PruneKit from a Hugging Face config (${c.layers} layers, hidden ${h}, ${H} heads, ffn ${c.ffnDim})`,
-    nodes: e.nodes,
-    initializers: e.initializers,
-    vocabSize: c.vocabSize,
-    weightLayout: 'out_in',
-    tied: c.tied,
-    positionLimit: c.maxPositions,
-  });
+  return causalLmModel(e, 'opt', `OPTForCausalLM (${c.layers} layers, hidden ${h}, ${H} heads, ffn ${c.ffnDim})`,
+    { vocabSize: c.vocabSize, weightLayout: 'out_in', tied: c.tied, positionLimit: c.maxPositions });
 }

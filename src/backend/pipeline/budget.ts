@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import type { ResolvedConfig } from '../../protocol/config';
 import type { PrunableLayer } from './layers';
+import { calibrationBytes, calibrationGroups } from './segmentGraph';
 
 export interface RunSizes {
   /** Calibration windows and their length (0 windows without calibration). */
@@ -30,17 +31,13 @@ export interface MemoryEstimate {
 /** The big terms of a run's memory, in bytes. */
 export function estimateRunMemory(layers: readonly PrunableLayer[], s: RunSizes): MemoryEstimate {
   if (layers.length === 0) return { activations: 0, hessians: 0, largestLayer: 0, batch: 0, total: 0 };
-  const blocks = new Map<number | null, Map<string, number>>();
-  for (const l of layers) {
-    const inputs = blocks.get(l.block) ?? new Map<string, number>();
-    inputs.set(l.input, l.cols);
-    blocks.set(l.block, inputs);
-  }
+  const blocks = new Map<number | null, PrunableLayer[]>();
+  for (const l of layers) blocks.set(l.block, [...(blocks.get(l.block) ?? []), l]);
   // A block's input (and output) stream: the narrowest layer input of the first block (the hidden size).
-  const width = Math.min(...(blocks.values().next().value as Map<string, number>).values());
+  const width = Math.min(...(blocks.values().next().value as PrunableLayer[]).map((l) => l.cols));
   const activations = s.nsamples * s.seqlen * width * 4 * 2;
-  // float64 XᵀX per distinct layer input of a block; the largest block counts.
-  const hessians = Math.max(...[...blocks.values()].map((inputs) => [...inputs.values()].reduce((a, c) => a + c * c * 8, 0)));
+  // The calibration pass holding the most Hessians (segmentGraph.ts's calibrationGroups) counts.
+  const hessians = Math.max(...[...blocks.values()].flatMap((b) => calibrationGroups(b).map(calibrationBytes)));
   // The weight, its update and the method's float64 copies.
   const largestLayer = Math.max(...layers.map((l) => l.rows * l.cols * 8 * 4));
   // One micro-batch: the widest activation (logits, an MLP) and one attention score map per window.

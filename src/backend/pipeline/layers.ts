@@ -28,6 +28,7 @@ import type { GraphProto, ModelProto, NodeProto, TensorProto } from '../onnx/pro
 import { AttributeType, DataType } from '../onnx/proto';
 import { compileUserRegex, UserRegex } from '../../protocol/userPatterns';
 import { describeQuantized, findQuantizedLayers, QUANTIZED_ADVICE, QuantizedLayer } from './quantized';
+import { loopInputName, subgraphLinears } from './loopLayers';
 import { structuralBlocks } from './structuralBlocks';
 
 /** How the weight initializer is stored. MatMul and Gemm(transB=0): [in, out] = [cols, rows];
@@ -247,6 +248,8 @@ interface Candidate {
   layer: Omit<PrunableLayer, 'name' | 'block'>;
   /** Why it cannot be pruned at all (independent of the options). */
   unsupported?: string;
+  /** `node` is in a subgraph of the top-level node `nodeIndex` (loopLayers.ts). */
+  inSubgraph?: boolean;
 }
 
 /** The name a candidate's block and layer name come from: its node's, or its weight's without `.weight`. */
@@ -318,50 +321,63 @@ function layerCandidates(graph: GraphProto, order: number[], dense: ReadonlyMap<
       });
       continue;
     }
+    for (const sub of subgraphLinears(node, (t) => inits.get(t)?.dims.length === 2)) {
+      // A layer in a subgraph: its readers are the body's plus the top level's other than this node.
+      const c = linearCandidate(sub.node, i, inits.get(sub.weight) as TensorProto, {}, sub.readers + (readers.get(sub.weight) ?? 1) - 1, dense, tokenWeights);
+      const input = loopInputName(node, sub.node.input[0]);
+      // Where it sits says more than that the branches share it.
+      c.unsupported = sub.unsupported ?? c.unsupported ?? (node.output.includes(input) ? undefined : `inside the body of Loop ${node.name || '(unnamed)'}, whose inputs per iteration this graph does not expose`);
+      out.push({ ...c, inSubgraph: true, layer: { ...c.layer, input } });
+    }
     if (node.opType !== 'MatMul' && node.opType !== 'Gemm') continue;
     const via = weightOf(node.input[1]);
-    const w = via?.w;
-    if (!w || w.dims.length !== 2) continue;
-    const d0 = Number(w.dims[0]);
-    const d1 = Number(w.dims[1]);
-    // The node reads [in, out] unless Gemm transposes B; a Transpose node in between flips what is stored.
-    const transB = node.opType === 'Gemm' && intAttr(node, 'transB', 0) !== 0;
-    const layout: WeightLayout = transB !== (via?.transposeNode !== undefined) ? 'out_in' : 'in_out';
-    let unsupported: string | undefined;
-    if (node.opType === 'Gemm') {
-      if (intAttr(node, 'transA', 0)) unsupported = 'Gemm with transA=1 (activations transposed)';
-      else if (floatAttr(node, 'alpha', 1) !== 1) unsupported = `Gemm with alpha=${floatAttr(node, 'alpha', 1)}`;
-    }
-    const rows = layout === 'in_out' ? d1 : d0;
-    const cols = layout === 'in_out' ? d0 : d1;
-    if (!unsupported && !FLOAT_TYPES.has(w.dataType)) unsupported = `weight ${w.name} is ${tensorKind(w)}, not a floating-point type`;
-    if (!unsupported && (readers.get(w.name) ?? 0) > 1) unsupported = `weight ${w.name} is shared with ${(readers.get(w.name) ?? 0) - 1} other reader(s)`;
-    unsupported ??= dense.get(w.name);
-    const tokenWeight = tokenWeights.get(w.name);
-    out.push({
-      node,
-      nodeIndex: i,
-      unsupported,
-      layer: {
-        kind: 'linear',
-        node: node.name,
-        nodeIndex: i,
-        op: node.opType as 'MatMul' | 'Gemm',
-        weight: w.name,
-        rows,
-        cols,
-        layout,
-        weightDims: [d0, d1],
-        dataType: w.dataType,
-        ...(via?.castNode !== undefined ? { castNode: via.castNode } : {}),
-        ...(via?.transposeNode !== undefined ? { transposeNode: via.transposeNode } : {}),
-        ...(tokenWeight ? { tokenWeight } : {}),
-        input: node.input[0],
-        output: node.output[0],
-      },
-    });
+    if (via && via.w.dims.length === 2) out.push(linearCandidate(node, i, via.w, via, readers.get(via.w.name) ?? 0, dense, tokenWeights));
   }
   return out;
+}
+
+/** The linear-layer candidate of the MatMul/Gemm `node` (at top-level index `nodeIndex`) reading weight `w`
+ *  (through `via`'s Cast/Transpose nodes), which `readerCount` nodes read in all. */
+function linearCandidate(node: NodeProto, nodeIndex: number, w: TensorProto, via: { castNode?: number; transposeNode?: number },
+  readerCount: number, dense: ReadonlyMap<string, string>, tokenWeights: ReadonlyMap<string, string>): Candidate {
+  const d0 = Number(w.dims[0]);
+  const d1 = Number(w.dims[1]);
+  // The node reads [in, out] unless Gemm transposes B; a Transpose node in between flips what is stored.
+  const transB = node.opType === 'Gemm' && intAttr(node, 'transB', 0) !== 0;
+  const layout: WeightLayout = transB !== (via.transposeNode !== undefined) ? 'out_in' : 'in_out';
+  let unsupported: string | undefined;
+  if (node.opType === 'Gemm') {
+    if (intAttr(node, 'transA', 0)) unsupported = 'Gemm with transA=1 (activations transposed)';
+    else if (floatAttr(node, 'alpha', 1) !== 1) unsupported = `Gemm with alpha=${floatAttr(node, 'alpha', 1)}`;
+  }
+  const rows = layout === 'in_out' ? d1 : d0;
+  const cols = layout === 'in_out' ? d0 : d1;
+  if (!unsupported && !FLOAT_TYPES.has(w.dataType)) unsupported = `weight ${w.name} is ${tensorKind(w)}, not a floating-point type`;
+  if (!unsupported && readerCount > 1) unsupported = `weight ${w.name} is shared with ${readerCount - 1} other reader(s)`;
+  unsupported ??= dense.get(w.name);
+  const tokenWeight = tokenWeights.get(w.name);
+  return {
+    node,
+    nodeIndex,
+    unsupported,
+    layer: {
+      kind: 'linear',
+      node: node.name,
+      nodeIndex,
+      op: node.opType as 'MatMul' | 'Gemm',
+      weight: w.name,
+      rows,
+      cols,
+      layout,
+      weightDims: [d0, d1],
+      dataType: w.dataType,
+      ...(via.castNode !== undefined ? { castNode: via.castNode } : {}),
+      ...(via.transposeNode !== undefined ? { transposeNode: via.transposeNode } : {}),
+      ...(tokenWeight ? { tokenWeight } : {}),
+      input: node.input[0],
+      output: node.output[0],
+    },
+  };
 }
 
 /** A node-name pattern: the built-in RegExps, or the user's blockPattern compiled to RE2 (linear-time). */
@@ -465,7 +481,8 @@ export function discoverLayers(model: ModelProto, options: DiscoverOptions = {})
     ids.forEach((id, k) => blocks.push({ index: k, id, name: nameOf.get(id) as string, layers: [] }));
     for (const c of all) {
       const m = matches[c.nodeIndex];
-      const from = m ? m.start : 0;
+      // A subgraph's node is named in its own scope: where its block scope starts is found in its own name.
+      const from = (c.inSubgraph && nameScope === 'node' ? matchBlock(re, c.node.name, builtIn)?.start : m?.start) ?? 0;
       const name = uniqueName(friendlyLayerName(scopeName(c, nameScope), c.node.opType, from), c.node, c.layer.weight, from);
       const block = m ? (indexOf.get(m.id) as number) : null;
       const layer: PrunableLayer = { ...c.layer, name, block };

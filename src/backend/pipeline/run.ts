@@ -40,7 +40,7 @@ import { checkDataPaths, checkOutput, removeDeadTemporaries, tokenizerFor } from
 import { inferTypesWithOrt } from './types';
 import { Discovery, discoverLayers, PrunableLayer } from './layers';
 import { describeQuantized, quantizedRefusal } from './quantized';
-import { CalibrationSums, calibrationKey, calibrationModel, lastUse, planSegments, Segment, SegmentPlan, segmentModel } from './segments';
+import { CalibrationSums, calibrationGroups, calibrationKey, calibrationModel, lastUse, planSegments, Segment, SegmentPlan, segmentModel } from './segments';
 
 export { RunCancelledError, RunError } from './errors';
 
@@ -395,6 +395,8 @@ interface SegmentWork {
   seg: Segment;
   /** Stored layout, dense until the layer is pruned. */
   current: Map<string, Float32Array>;
+  /** The weights of `current` that are pruned. */
+  pruned: Set<string>;
   loss: number | null;
   layers: number;
 }
@@ -414,10 +416,11 @@ async function pruneSequentially(config: ResolvedConfig, model: OpenModel, data:
     run.checkpoint();
     const s0 = performance.now();
     const moved0 = { ...model.engine.moved };
-    const work: SegmentWork = { seg, current: new Map(seg.layers.map((l) => [l.weight, model.ckpt.weightAsFloat32(l.weight)])), loss: data.batches.length ? 0 : null, layers: 0 };
-    if (seg.layers.some((l) => select(l.name))) {
-      const stats = data.batches.length ? await calibrate(model, run, work, cache, data.batches) : new Map<string, CalibrationSums>();
-      await pruneSegmentLayers(config, model, run, work, stats, spill, replacements, sums);
+    const work: SegmentWork = { seg, current: new Map(seg.layers.map((l) => [l.weight, model.ckpt.weightAsFloat32(l.weight)])), pruned: new Set(), loss: data.batches.length ? 0 : null, layers: 0 };
+    // A pass per group of Hessians (an MoE block's experts a few at a time), each pruned before the next is calibrated.
+    for (const layers of calibrationGroups(seg.layers.filter((l) => select(l.name)))) {
+      const stats = data.batches.length ? await calibrate(model, run, work, cache, data.batches, layers) : new Map<string, CalibrationSums>();
+      await pruneSegmentLayers(config, model, run, work, layers, stats, spill, replacements, sums);
     }
     if (data.batches.length) await propagate(model, run, work, cache, data.batches);
     for (const name of [...cache.keys()]) if (lastUse(plan, name) <= seg.index) cache.delete(name);
@@ -458,15 +461,17 @@ function runSegment(kernel: Kernel, cache: ActivationCache, inputs: string[], we
   return kernel.run(feeds);
 }
 
-/** Hessians (XᵀX, Σx² inside onnxruntime) from the dense segment on its (already pruned-upstream) inputs. With
- *  `outliers` (OWL's dense pass), the same run also produces the next segments' inputs. */
-async function calibrate(model: OpenModel, run: RunLog, work: SegmentWork, cache: ActivationCache, batches: Int32Array[][], outliers = false): Promise<Map<string, CalibrationSums>> {
+/** Hessians (XᵀX, Σx² inside onnxruntime) of `layers` from the dense segment on its (already pruned-upstream) inputs.
+ *  With `outliers` (OWL's dense pass), the same run also produces the next segments' inputs. */
+async function calibrate(model: OpenModel, run: RunLog, work: SegmentWork, cache: ActivationCache, batches: Int32Array[][], layers: PrunableLayer[], outliers = false): Promise<Map<string, CalibrationSums>> {
   const { seg } = work;
   const stats = new Map<string, CalibrationSums>();
-  const cg = calibrationModel(model.plan, seg, { mapInitializer: model.mapInitializer, keepOutputs: outliers });
+  const cg = calibrationModel(model.plan, seg, { mapInitializer: model.mapInitializer, layers, keepOutputs: outliers });
   const kernel = await model.engine.kernel(cg.model);
   for (const st of cg.stats) stats.set(st.key, new CalibrationSums(st.cols, st.groups));
+  // Dense weights throughout, also those an earlier pass of this segment has pruned (attention before the experts).
   const weights = weightFeeds(work, new Set(cg.weights));
+  for (const l of seg.layers) if (weights[l.weight] && work.pruned.has(l.weight)) weights[l.weight] = weightTensor(model.ckpt.weightAsFloat32(l.weight), l);
   for (let b = 0; b < batches.length; b++) {
     run.checkpoint();
     const out = await runSegment(kernel, cache, cg.inputs, weights, b);
@@ -482,9 +487,8 @@ async function calibrate(model: OpenModel, run: RunLog, work: SegmentWork, cache
   return stats;
 }
 
-/** Prunes the segment's selected layers in order; each input's H is dropped after the last layer that reads it (q/k/v share one, gate/up another). */
-async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run: RunLog, work: SegmentWork, stats: Map<string, CalibrationSums>, spill: SpillFile, replacements: Map<string, TensorSource>, sums: PruneSums): Promise<void> {
-  const selected = work.seg.layers.filter((l) => model.select(l.name));
+/** Prunes `selected` (layers of the segment) in order; each input's H is dropped after the last layer that reads it (q/k/v share one, gate/up another). */
+async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run: RunLog, work: SegmentWork, selected: PrunableLayer[], stats: Map<string, CalibrationSums>, spill: SpillFile, replacements: Map<string, TensorSource>, sums: PruneSums): Promise<void> {
   const lastReader = new Map<string, string>();
   for (const l of selected) lastReader.set(calibrationKey(l), l.name);
   for (const l of selected) {
@@ -502,6 +506,7 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     // propagate pass, the zero count and the written checkpoint all see the same values and pattern.
     const stored = roundToType(l.dataType, toStored(res.W, l), { keepNonZero: true });
     work.current.set(l.weight, stored);
+    work.pruned.add(l.weight);
     // Exact: `stored` already holds values of l.dataType, and the checkpoint's storedType is that type or
     // (a Hugging Face fp16/bf16 weight the graph widens) the one the writer would round to anyway.
     const type = model.ckpt.storedType(l.weight);
@@ -589,12 +594,12 @@ async function owlAllocation(config: ResolvedConfig, model: OpenModel, data: Run
   for (const seg of model.plan.segments) {
     if (seg.index > last) break;
     run.checkpoint();
-    const work: SegmentWork = { seg, current: new Map(seg.layers.map((l) => [l.weight, model.ckpt.weightAsFloat32(l.weight)])), loss: null, layers: 0 };
+    const work: SegmentWork = { seg, current: new Map(seg.layers.map((l) => [l.weight, model.ckpt.weightAsFloat32(l.weight)])), pruned: new Set(), loss: null, layers: 0 };
     const layers = owlLayers(seg);
     if (layers.length === 0) {
       await propagate(model, run, work, cache, data.batches, 'outliers');
     } else {
-      const stats = await calibrate(model, run, work, cache, data.batches, true);
+      const stats = await calibrate(model, run, work, cache, data.batches, layers, true);
       const scored = layers.map((l) => ({
         W: work.current.get(l.weight) as Float32Array, rows: l.rows, cols: l.cols, transposed: l.layout !== 'out_in',
         colNorm2: (stats.get(calibrationKey(l)) as CalibrationSums).colNorm2(),

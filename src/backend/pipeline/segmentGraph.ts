@@ -63,6 +63,50 @@ export interface CalibrationGraph extends SegmentGraph {
   stats: CalibrationStat[];
 }
 
+/** How many times the largest Hessian of a segment one calibration pass may hold (see calibrationGroups). */
+export const HESSIAN_GROUP_FACTOR = 2;
+
+/** Bytes of a layer's calibration sums in one pass: the float32 XᵀX onnxruntime outputs per batch and the
+ *  float32 running sum it is added to. */
+function hessianBytes(l: PrunableLayer): number {
+  return (l.kind === 'linear' ? 1 : l.rows) * l.cols * l.cols * 4 * 2;
+}
+
+/** Bytes of the calibration sums of `layers` (those sharing a key count once). */
+export function calibrationBytes(layers: readonly PrunableLayer[]): number {
+  const keyBytes = new Map(layers.map((l) => [calibrationKey(l), hessianBytes(l)]));
+  return [...keyBytes.values()].reduce((a, b) => a + b, 0);
+}
+
+/**
+ * The segment's layers cut into calibration passes, in layer order, each holding the Hessians of at most
+ * HESSIAN_GROUP_FACTOR × the segment's largest (a pass of one key may hold just that one): an MoE block's
+ * 8–128 expert Hessians are never all alive at once (Mixtral-8x7B: 7 GB a block), while a dense block fits in
+ * one pass. Each key's sums are the same whichever pass computes them: a pass runs the same dense block on the
+ * same inputs.
+ */
+export function calibrationGroups(layers: readonly PrunableLayer[], factor = HESSIAN_GROUP_FACTOR): PrunableLayer[][] {
+  const keyBytes = new Map<string, number>();
+  for (const l of layers) keyBytes.set(calibrationKey(l), hessianBytes(l));
+  const limit = factor * Math.max(0, ...keyBytes.values());
+  const groups: PrunableLayer[][] = [];
+  const groupOf = new Map<string, PrunableLayer[]>();
+  let bytes = Infinity;
+  for (const l of layers) {
+    const key = calibrationKey(l);
+    let g = groupOf.get(key);
+    if (!g) {
+      const b = keyBytes.get(key) as number;
+      if (bytes + b > limit) { groups.push([]); bytes = 0; }
+      g = groups[groups.length - 1];
+      bytes += b;
+      groupOf.set(key, g);
+    }
+    g.push(l);
+  }
+  return groups;
+}
+
 function typed(name: string, elemType: DataType): ValueInfoProto {
   return { name, type: { tensorType: { elemType } } };
 }
@@ -168,6 +212,13 @@ export function segmentModel(plan: SegmentPlan, s: Segment | number, options: Se
   return buildSegmentGraph(plan, segment, segment.outputs.map((t) => outputInfo(plan, t)), [], [], options.mapInitializer);
 }
 
+export interface CalibrationModelOptions extends SegmentModelOptions {
+  /** Also output the segment's own outputs. */
+  keepOutputs?: boolean;
+  /** Calibrate only these of the segment's layers (a pass of calibrationGroups); default all. */
+  layers?: readonly PrunableLayer[];
+}
+
 /**
  * The calibration variant of a segment: for each distinct input X of its linear layers, outputs XᵀX (FLOAT
  * [cols, cols]) and Σ x² per column (FLOAT [cols]) summed over every token of the batch; for each depthwise
@@ -178,11 +229,12 @@ export function segmentModel(plan: SegmentPlan, s: Segment | number, options: Se
  * Layers with a token scale g (an MoE expert's routing weight) get Σ_t g_t²·x_t·x_tᵀ and Σ_t g_t²·x_t², keyed by
  * (X, g), and the count of tokens with g_t > 0.
  */
-export function calibrationModel(plan: SegmentPlan, s: Segment | number, options: SegmentModelOptions & { keepOutputs?: boolean } = {}): CalibrationGraph {
+export function calibrationModel(plan: SegmentPlan, s: Segment | number, options: CalibrationModelOptions = {}): CalibrationGraph {
   const segment = segmentOf(plan, s);
-  if (segment.layers.length === 0) throw new Error(`segment ${segment.name} has no prunable layers to calibrate`);
+  const layers = options.layers ?? segment.layers;
+  if (layers.length === 0) throw new Error(`segment ${segment.name} has no prunable layers to calibrate`);
   const byKey = new Map<string, PrunableLayer[]>();
-  for (const l of segment.layers) {
+  for (const l of layers) {
     let a = byKey.get(calibrationKey(l));
     if (!a) byKey.set(calibrationKey(l), (a = []));
     a.push(l);
