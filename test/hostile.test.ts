@@ -339,12 +339,13 @@ describe('leftovers of killed runs and telemetry', () => {
     const d = caseDir('telemetry');
     const home = path.join(d, 'home');
     mkdirSync(home);
-    const r1 = runCli(cli, ['prune', onnxDir, ...tiny, '--out', path.join(d, 'out1'), '--json'], { cwd: d, env: { HOME: home } });
+    // The token cache is off: its user folder under $HOME is a documented write (test/tokenize.test.ts); this is about onnxruntime.
+    const r1 = runCli(cli, ['prune', onnxDir, ...tiny, '--no-token-cache', '--out', path.join(d, 'out1'), '--json'], { cwd: d, env: { HOME: home } });
     assert.equal(r1.code, 0, r1.stderr);
     assert.deepEqual(readdirSync(home), [], 'nothing written under $HOME');
     const cwd = path.join(d, 'cwd');
     mkdirSync(cwd);
-    const r2 = runCli(cli, ['prune', onnxDir, ...tiny, '--out', path.join(d, 'out2'), '--json'], { cwd, env: { HOME: path.join(d, 'no-such-home') } });
+    const r2 = runCli(cli, ['prune', onnxDir, ...tiny, '--no-token-cache', '--out', path.join(d, 'out2'), '--json'], { cwd, env: { HOME: path.join(d, 'no-such-home') } });
     assert.equal(r2.code, 0, r2.stderr);
     assert.deepEqual(readdirSync(cwd), [], 'nothing written in the working folder');
     assert.deepEqual(readdirSync(d).sort(), ['cwd', 'home', 'out1', 'out2'], 'only the outputs');

@@ -36,8 +36,9 @@ export function loadTokenizer(file: string): TextTokenizer {
   if (!existsSync(file)) throw new DataError('tokenizer-missing', file, `${file}: tokenizer.json not found (set "tokenizer" in the prune config to its path)`);
   const dir = path.dirname(file);
   let json: Record<string, unknown>;
-  const bytes = readFileSync(file);
+  let bytes: Buffer;
   try {
+    bytes = readFileSync(file);
     json = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
   } catch (e) {
     throw new DataError('tokenizer-invalid', file, `${file}: not a valid tokenizer.json (${e instanceof RangeError ? 'nested too deeply' : (e as Error).message})`);
