@@ -21,7 +21,7 @@ import { RunCancelledError, RunError, runPrune } from '../pipeline/run';
 import { failureEvent, readUserFile } from './failures';
 import { inputSpecs } from '../models/inputs';
 import { sweepCommand } from '../sweep/command';
-import { fileDenseStore } from '../sweep/shared';
+import { fileCalibrationStore, fileDenseStore } from '../sweep/shared';
 
 const USAGE = `usage: prunekit <command> [options]
 
@@ -223,7 +223,8 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
     const config = buildConfig(checkpoint, f);
     output = config.output;
     model = config.checkpoint;
-    await runPrune(config, { emit, signal: controller.signal, denseStore: f.sweep ? fileDenseStore(path.resolve(f.sweep)) : undefined });
+    const sweep = f.sweep ? path.resolve(f.sweep) : null;
+    await runPrune(config, { emit, signal: controller.signal, ...(sweep ? { denseStore: fileDenseStore(sweep), calibrationStore: fileCalibrationStore(sweep) } : {}) });
     return 0;
   } catch (e) {
     if (e instanceof RunCancelledError || (e instanceof CheckpointError && e.code === 'cancelled') || controller.signal.aborted) {
