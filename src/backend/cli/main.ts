@@ -55,7 +55,8 @@ prune options (flags override the config file):
   --variant V          in a repository folder (onnx/model.onnx, onnx/model_fp16.onnx, …): the float variant to prune
   --overwrite          replace an existing output folder
   --no-token-cache     tokenize the texts again and keep no ids (default: ids cached in .prunekit-cache/ beside each text)
-  --sweep DIR          (set by a sweep's batch script) reuse what the sweep in DIR shares: its dense perplexity
+  --sweep DIR          (set by a sweep's batch script) reuse what the sweep in DIR shares: its dense perplexity and
+                       the first block's calibration sums
   --json               NDJSON events on stdout (logs on stderr)
 common options:
   --debug              add the stack trace to error messages (for a bug report)
