@@ -14,6 +14,7 @@ import { Event, EventOf, parseEvent } from '../src/protocol/events';
 import { pointPaths, readPointResult, readSweepIndex, SweepIndex } from '../src/protocol/sweep';
 import { loadTokenizer, readTokens } from '../src/backend/data/tokens';
 import { rowPool } from '../src/backend/methods/rowKernels';
+import { CalibrationSums } from '../src/backend/pipeline/calibrationSums';
 import { runPrune } from '../src/backend/pipeline/run';
 import { planSweep } from '../src/backend/sweep/expand';
 import { runLocally } from '../src/backend/sweep/local';
@@ -261,6 +262,27 @@ describe('a local sweep on stories260K', () => {
     assert.deepEqual(bindex.points.map((p) => p.status), ['failed', 'finished']);
     assert.match(bindex.points[0].message ?? '', /^the run needs about \d+(\.\d+)? GiB/);
     assert.ok(!existsSync(pointPaths(bplan.folder, bindex.points[0].name).output), 'no output of the failed point');
+  });
+
+  test('the calibration store keeps sums bit for bit (float64 Σx², counts, output sums); one it cannot write is a warning', () => {
+    const sums = new CalibrationSums(3, 2);
+    sums.add(Float32Array.from({ length: 18 }, (_, i) => Math.fround(Math.PI * (i + 1))), Float32Array.from([1, 2, 3, 4, 5, 6], (v) => Math.fround(v / 7)), 5, 11);
+    sums.add(new Float32Array(18).fill(1e-7), Float32Array.from([1, 2, 3, 4, 5, 6], (v) => Math.fround(v / 3)), 2, 4);
+    sums.addOutput('q', Float32Array.from([0.1, 0.2, 0.3]));
+    const dir = path.join(work, 'store');
+    const store = fileCalibrationStore(dir);
+    store.put('k', new Map([['x', sums.saved()]]), () => assert.fail('no warning'));
+    const back = store.get('k', () => assert.fail('no warning'))?.get('x');
+    assert.ok(back);
+    assert.deepEqual({ ...back, xtx: Array.from(back.xtx), colSq: Array.from(back.colSq) }, { ...sums.saved(), xtx: Array.from(sums.xtx), colSq: Array.from(sums.colSq) });
+    assert.deepEqual(CalibrationSums.restore(back).hessian(), sums.hessian());
+    assert.equal(store.get('other', () => assert.fail('no warning')), undefined, 'none kept for another key');
+
+    const blocked = path.join(work, 'blocked');
+    writeFileSync(blocked, ''); // shared/ cannot be made under a file
+    const heard: string[] = [];
+    fileCalibrationStore(blocked).put('k', new Map([['x', new CalibrationSums(3).saved()]]), (m) => heard.push(m));
+    assert.match(heard.join('\n'), /^\S+calibration-[0-9a-f]{16}\.bin: not written \(ENOTDIR.*\); the other points calibrate the first block themselves$/);
   });
 
   test('--dry-run prints the points and writes nothing', () => {

@@ -68,7 +68,8 @@ export interface DenseStore {
 export interface CalibrationStore {
   /** undefined when none is kept; `warn` hears of a kept one that is not trusted (corrupt, another key): computed again. */
   get(key: string, warn: (message: string, file: string) => void): Map<string, SavedSums> | undefined;
-  put(key: string, sums: Map<string, SavedSums>): void;
+  /** `warn` hears of sums that could not be kept (the run goes on). */
+  put(key: string, sums: Map<string, SavedSums>, warn: (message: string, file: string) => void): void;
 }
 
 /** Weight (rows, cols) row-major from the stored layout, and back. */
@@ -509,10 +510,11 @@ async function calibrateFirst(config: ResolvedConfig, model: OpenModel, run: Run
   const store = run.hooks.calibrationStore;
   if (!store) return calibrate(model, run, work, cache, batches, layers);
   const key = firstPassKey(config, model, work.seg, batches, layers);
-  const kept = store.get(key, (message, file) => run.warn('sweep-shared', message, { file }));
+  const warn = (message: string, file: string) => run.warn('sweep-shared', message, { file });
+  const kept = store.get(key, warn);
   if (kept && layers.every((l) => kept.has(calibrationKey(l)))) return new Map([...kept].map(([k, s]) => [k, CalibrationSums.restore(s)]));
   const stats = await calibrate(model, run, work, cache, batches, layers);
-  store.put(key, new Map([...stats].map(([k, s]) => [k, s.saved()])));
+  store.put(key, new Map([...stats].map(([k, s]) => [k, s.saved()])), warn);
   return stats;
 }
 

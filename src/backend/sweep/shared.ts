@@ -4,8 +4,8 @@
 // by the others; concurrent Slurm tasks that start before it exists measure it themselves), and the first block's
 // dense calibration sums (shared/calibration-<hash>.bin, one per calibration pass of that block, same rule).
 
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { createHash, randomUUID } from 'node:crypto';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 import { ResolvedConfig } from '../../protocol/config';
 import { EventBody } from '../../protocol/events';
@@ -21,9 +21,14 @@ export function sharedDir(sweepDir: string): string {
 /** Writes `text` to `file` under a temporary name and renames it into place (readers never see half a file). */
 export function writeFileAtomically(file: string, text: string): void {
   mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
+  const tmp = temporaryName(file);
   writeFileSync(tmp, text);
   renameSync(tmp, file);
+}
+
+/** Unique across the machines of a cluster sharing the folder (a process id alone is not). */
+function temporaryName(file: string): string {
+  return `${file}.tmp-${randomUUID()}`;
 }
 
 /**
@@ -83,7 +88,7 @@ const SUMS_FORMAT = 'prunekit-calibration-sums/1';
 interface SumsHeader {
   format: string;
   key: string;
-  /** sha256 of the data. */
+  /** sha256 of the arrays (as `stats` orders them, each padded to 8 bytes) and then of `stats` as JSON. */
   sha256: string;
   bytes: number;
   stats: (Omit<SavedSums, 'xtx' | 'colSq'> & { key: string; xtx: number; colSq: number })[];
@@ -93,7 +98,7 @@ interface SumsHeader {
  * The first block's calibration sums of a sweep, one file per pass: a uint32 header length, the JSON header, then
  * each statistic's XᵀX (float32) and Σx² (float64, as CalibrationSums keeps it: bit-identical results), 8-byte aligned.
  * Read and written array by array (no copy of the whole file in memory); a file that fails any check (the key, the
- * sizes, a sha256 of the arrays) is not used.
+ * sizes, a sha256 of the arrays and counts) is not used.
  */
 export function fileCalibrationStore(sweepDir: string): CalibrationStore {
   const fileOf = (key: string) => path.join(sharedDir(sweepDir), `calibration-${createHash('sha256').update(key).digest('hex').slice(0, 16)}.bin`);
@@ -108,7 +113,14 @@ export function fileCalibrationStore(sweepDir: string): CalibrationStore {
         return undefined;
       }
     },
-    put: (key, sums) => writeSums(fileOf(key), key, sums),
+    put: (key, sums, warn) => {
+      const file = fileOf(key);
+      try {
+        writeSums(file, key, sums);
+      } catch (e) {
+        warn(`${file}: not written (${(e as Error).message}); the other points calibrate the first block themselves`, file);
+      }
+    },
   };
 }
 
@@ -129,10 +141,12 @@ function writeSums(file: string, key: string, sums: Map<string, SavedSums>): voi
     return offset;
   };
   for (const [k, { xtx, colSq, ...rest }] of sums) stats.push({ key: k, ...rest, xtx: place(xtx), colSq: place(colSq) });
+  hash.update(JSON.stringify(stats));
   const header = Buffer.from(JSON.stringify({ format: SUMS_FORMAT, key, sha256: hash.digest('hex'), bytes: at, stats } satisfies SumsHeader));
   mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
+  const tmp = temporaryName(file);
   const fd = openSync(tmp, 'w');
+  let written = false;
   try {
     const lead = Buffer.alloc(align8(4 + header.length));
     lead.writeUInt32LE(header.length, 0);
@@ -142,8 +156,10 @@ function writeSums(file: string, key: string, sums: Map<string, SavedSums>): voi
       writeSync(fd, bytesOf(a));
       writeSync(fd, padding(a));
     }
+    written = true;
   } finally {
     closeSync(fd);
+    if (!written) rmSync(tmp, { force: true });
   }
   renameSync(tmp, file);
 }
@@ -173,9 +189,10 @@ function readSums(file: string, key: string): Map<string, SavedSums> {
     const out = new Map<string, SavedSums>();
     for (const { key: k, xtx, colSq, ...rest } of h.stats) {
       const n = rest.groups * rest.cols;
+      if (!Number.isSafeInteger(n) || n <= 0 || n * (rest.cols * 4 + 8) > h.bytes) throw new Error(`statistic ${k}: ${rest.groups} × ${rest.cols} columns do not fit the data`);
       out.set(k, { ...rest, xtx: arrayAt(new Float32Array(n * rest.cols), xtx), colSq: arrayAt(new Float64Array(n), colSq) });
     }
-    if (hash.digest('hex') !== h.sha256) throw new Error('checksum mismatch');
+    if (hash.update(JSON.stringify(h.stats)).digest('hex') !== h.sha256) throw new Error('checksum mismatch');
     return out;
   } finally {
     closeSync(fd);
