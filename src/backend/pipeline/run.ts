@@ -42,7 +42,7 @@ import { checkDataPaths, checkOutput, removeDeadTemporaries, tokenizerFor } from
 import { inferTypesWithOrt } from './types';
 import { Discovery, discoverLayers, PrunableLayer } from './layers';
 import { describeQuantized, quantizedRefusal } from './quantized';
-import { CalibrationSums, calibrationGroups, SavedSums, calibrationKey, calibrationModel, lastUse, planSegments, Segment, SegmentPlan, segmentModel } from './segments';
+import { CalibrationSums, calibrationGroups, calibrationKey, calibrationModel, lastUse, planSegments, SavedSums, Segment, SegmentPlan, segmentModel } from './segments';
 
 export { RunCancelledError, RunError } from './errors';
 
