@@ -1,22 +1,24 @@
 // Sweeps (src/backend/sweep/): point expansion and its errors, what the points share (token ids, the dense
-// perplexity) without changing any result, resume, the Slurm batch script, and the CLI. The real Slurm runs are in
+// perplexity, the first block's calibration sums) without changing any result, resume, the Slurm batch script, and the CLI. The real Slurm runs are in
 // test/slurm/ (npm run test:slurm, after scripts/slurm/start-local.sh).
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ConfigError, resolveConfig } from '../src/protocol/config';
-import { EventOf, parseEvent } from '../src/protocol/events';
+import { Event, EventOf, parseEvent } from '../src/protocol/events';
 import { pointPaths, readPointResult, readSweepIndex, SweepIndex } from '../src/protocol/sweep';
 import { loadTokenizer, readTokens } from '../src/backend/data/tokens';
 import { rowPool } from '../src/backend/methods/rowKernels';
+import { CalibrationSums } from '../src/backend/pipeline/calibrationSums';
 import { runPrune } from '../src/backend/pipeline/run';
 import { planSweep } from '../src/backend/sweep/expand';
 import { runLocally } from '../src/backend/sweep/local';
-import { shareTokens } from '../src/backend/sweep/shared';
+import { fileCalibrationStore, shareTokens } from '../src/backend/sweep/shared';
 import { arraySpec, batchScript, shellQuote } from '../src/backend/sweep/slurm';
 import { indexOf, saveIndex, writePointConfigs } from '../src/backend/sweep/sweepFolder';
 import { bundleCli, runCli } from './helpers/cliProbe';
@@ -49,6 +51,12 @@ function tinyConfig(sweep: Record<string, unknown>, extra: Record<string, unknow
 function sweepCli(args: string[]) {
   return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 180_000 });
 }
+
+function logOf(sweepDir: string, name: string): Event[] {
+  return readFileSync(pointPaths(sweepDir, name).log, 'utf8').trim().split('\n').map(parseEvent);
+}
+
+const layerLosses = (events: Event[]) => events.flatMap((e) => (e.type === 'layer.pruned' ? [[e.layer, e.loss]] : []));
 
 function problemsOf(f: () => unknown): string[] {
   try {
@@ -164,20 +172,66 @@ describe('a local sweep on stories260K', () => {
     assert.deepEqual(seen, ['wanda-50 running', 'wanda-50 finished', 'sparsegpt-50 running', 'sparsegpt-50 finished']);
     assert.deepEqual(readSweepIndex(plan.folder)?.points.map((p) => p.status), ['finished', 'finished']);
 
-    const dense = (name: string) => {
-      const lines = readFileSync(pointPaths(plan.folder, name).log, 'utf8').trim().split('\n').map(parseEvent);
-      return lines.find((e) => e.type === 'evaluation.finished' && e.model === 'dense') as EventOf<'evaluation.finished'>;
-    };
+    const dense = (name: string) => logOf(plan.folder, name).find((e) => e.type === 'evaluation.finished' && e.model === 'dense') as EventOf<'evaluation.finished'>;
     assert.ok(dense('wanda-50').seconds > 0, 'the first point measures the dense model');
     assert.equal(dense('sparsegpt-50').seconds, 0, 'the second reads it');
     assert.equal(dense('sparsegpt-50').perplexity, dense('wanda-50').perplexity);
 
+    // The second point read the first block's dense calibration sums the first one wrote: no Hessian pass there.
+    const firstBlock = (logOf(plan.folder, 'wanda-50').find((e) => e.type === 'block.finished') as EventOf<'block.finished'>).block;
+    const hessianBlocks = (name: string) => new Set(logOf(plan.folder, name).flatMap((e) => (e.type === 'calibration.progressed' && e.phase === 'hessian' ? [e.block] : [])));
+    assert.ok(hessianBlocks('wanda-50').has(firstBlock), 'the first point calibrates the first block');
+    assert.ok(!hessianBlocks('sparsegpt-50').has(firstBlock) && hessianBlocks('sparsegpt-50').size > 0, 'the second reads its sums and calibrates the others');
+    assert.ok(readdirSync(path.join(plan.folder, 'shared')).some((f) => /^calibration-[0-9a-f]{16}\.bin$/.test(f)));
+
     for (const p of plan.points) {
-      const alone: number[] = [];
-      await runPrune({ ...p.config, output: path.join(work, `alone-${p.name}`) }, { emit: (e) => e.type === 'evaluation.finished' && alone.push(e.perplexity) });
+      const alone: Event[] = [];
+      await runPrune({ ...p.config, output: path.join(work, `alone-${p.name}`) }, { emit: (e) => alone.push(e) });
       const r = readPointResult(plan.folder, p.name);
-      assert.deepEqual([r?.densePerplexity, r?.prunedPerplexity], alone, `${p.name}: the same numbers as a run on the text itself`);
+      const ppl = alone.flatMap((e) => (e.type === 'evaluation.finished' ? [e.perplexity] : []));
+      assert.deepEqual([r?.densePerplexity, r?.prunedPerplexity], ppl, `${p.name}: the same numbers as a run on the text itself`);
+      assert.deepEqual(layerLosses(logOf(plan.folder, p.name)), layerLosses(alone), `${p.name}: the same per-layer losses, bit for bit`);
     }
+  });
+
+  test('a corrupt or mismatched shared calibration file is not used: a warning, computed again, the same results', async () => {
+    const plan = planSweep(file, raw);
+    const shared = path.join(plan.folder, 'shared');
+    const [bin] = readdirSync(shared).filter((f) => f.startsWith('calibration-')).map((f) => path.join(shared, f));
+    const good = readFileSync(bin);
+    const store = fileCalibrationStore(plan.folder);
+    const key = (JSON.parse(good.subarray(4, 4 + good.readUInt32LE(0)).toString('utf8')) as { key: string }).key;
+    /** The reasons the store gives for not using `bytes` as the file. */
+    const reasons = (bytes: Buffer): string[] => {
+      writeFileSync(bin, bytes);
+      const heard: string[] = [];
+      assert.equal(store.get(key, (m, f) => heard.push(`${f === bin} ${m}`)), undefined);
+      return heard.map((m) => m.replace(/^true .*: not used \((.*)\); the first block is calibrated again$/, '$1'));
+    };
+    assert.ok(store.get(key, () => assert.fail('no warning')), 'the intact file is read');
+    const flipped = Buffer.from(good);
+    flipped[good.length - 3] ^= 1;
+    assert.deepEqual(reasons(flipped), ['checksum mismatch']);
+    assert.deepEqual(reasons(good.subarray(0, good.length - 8)), [`${good.length - 8} bytes, the header says ${good.length}`]);
+    assert.deepEqual(reasons(Buffer.from('not a sums file')), ['bad header length']);
+    const other = JSON.stringify([...(JSON.parse(key) as unknown[]).slice(0, -1), 'other windows']);
+    const otherFile = path.join(shared, `calibration-${createHash('sha256').update(other).digest('hex').slice(0, 16)}.bin`);
+    writeFileSync(otherFile, good);
+    const heard: string[] = [];
+    assert.equal(store.get(other, (m) => heard.push(m)), undefined);
+    assert.match(heard.join('\n'), /^\S+calibration-[0-9a-f]{16}\.bin: not used \(made for other settings\)/);
+    rmSync(otherFile);
+
+    // A run meeting the corrupt file warns, calibrates the first block itself, rewrites the file, and prunes as before.
+    writeFileSync(bin, flipped);
+    const p = plan.points[1];
+    const events: Event[] = [];
+    await runPrune({ ...p.config, output: path.join(work, 'corrupt-shared') }, { emit: (e) => events.push(e), calibrationStore: store });
+    const w = events.filter((e) => e.type === 'warning.raised') as EventOf<'warning.raised'>[];
+    assert.deepEqual(w.map((e) => [e.code, e.file]), [['sweep-shared', bin]]);
+    assert.match(w[0].message, /not used \(checksum mismatch\); the first block is calibrated again$/);
+    assert.deepEqual(layerLosses(events), layerLosses(logOf(plan.folder, p.name)));
+    assert.deepEqual(readFileSync(bin), good, 'rewritten as it was');
   });
 
   test('a re-run skips finished points and runs the rest; a failing point does not stop the others', async () => {
@@ -208,6 +262,27 @@ describe('a local sweep on stories260K', () => {
     assert.deepEqual(bindex.points.map((p) => p.status), ['failed', 'finished']);
     assert.match(bindex.points[0].message ?? '', /^the run needs about \d+(\.\d+)? GiB/);
     assert.ok(!existsSync(pointPaths(bplan.folder, bindex.points[0].name).output), 'no output of the failed point');
+  });
+
+  test('the calibration store keeps sums bit for bit (float64 Σx², counts, output sums); one it cannot write is a warning', () => {
+    const sums = new CalibrationSums(3, 2);
+    sums.add(Float32Array.from({ length: 18 }, (_, i) => Math.fround(Math.PI * (i + 1))), Float32Array.from([1, 2, 3, 4, 5, 6], (v) => Math.fround(v / 7)), 5, 11);
+    sums.add(new Float32Array(18).fill(1e-7), Float32Array.from([1, 2, 3, 4, 5, 6], (v) => Math.fround(v / 3)), 2, 4);
+    sums.addOutput('q', Float32Array.from([0.1, 0.2, 0.3]));
+    const dir = path.join(work, 'store');
+    const store = fileCalibrationStore(dir);
+    store.put('k', new Map([['x', sums.saved()]]), () => assert.fail('no warning'));
+    const back = store.get('k', () => assert.fail('no warning'))?.get('x');
+    assert.ok(back);
+    assert.deepEqual({ ...back, xtx: Array.from(back.xtx), colSq: Array.from(back.colSq) }, { ...sums.saved(), xtx: Array.from(sums.xtx), colSq: Array.from(sums.colSq) });
+    assert.deepEqual(CalibrationSums.restore(back).hessian(), sums.hessian());
+    assert.equal(store.get('other', () => assert.fail('no warning')), undefined, 'none kept for another key');
+
+    const blocked = path.join(work, 'blocked');
+    writeFileSync(blocked, ''); // shared/ cannot be made under a file
+    const heard: string[] = [];
+    fileCalibrationStore(blocked).put('k', new Map([['x', new CalibrationSums(3).saved()]]), (m) => heard.push(m));
+    assert.match(heard.join('\n'), /^\S+calibration-[0-9a-f]{16}\.bin: not written \(ENOTDIR.*\); the other points calibrate the first block themselves$/);
   });
 
   test('--dry-run prints the points and writes nothing', () => {

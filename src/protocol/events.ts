@@ -109,6 +109,7 @@ export const WARNING_CODES = [
   'token-cache', // a token cache file not trusted (corrupt, another format), or no folder to write one in
   'leftovers-removed', // temporaries of a killed earlier run beside the output were removed
   'expert-few-tokens', // an MoE expert routed fewer calibration tokens than its inputs: pruned by magnitude
+  'sweep-shared', // a sweep's shared file (shared/) not trusted (corrupt, made for other settings) or not written
   'other',
 ] as const;
 export type WarningCode = (typeof WARNING_CODES)[number];

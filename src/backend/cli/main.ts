@@ -21,7 +21,7 @@ import { RunCancelledError, RunError, runPrune } from '../pipeline/run';
 import { failureEvent, readUserFile } from './failures';
 import { inputSpecs } from '../models/inputs';
 import { sweepCommand } from '../sweep/command';
-import { fileDenseStore } from '../sweep/shared';
+import { fileCalibrationStore, fileDenseStore } from '../sweep/shared';
 
 const USAGE = `usage: prunekit <command> [options]
 
@@ -55,7 +55,8 @@ prune options (flags override the config file):
   --variant V          in a repository folder (onnx/model.onnx, onnx/model_fp16.onnx, …): the float variant to prune
   --overwrite          replace an existing output folder
   --no-token-cache     tokenize the texts again and keep no ids (default: ids cached in .prunekit-cache/ beside each text)
-  --sweep DIR          (set by a sweep's batch script) reuse what the sweep in DIR shares: its dense perplexity
+  --sweep DIR          (set by a sweep's batch script) reuse what the sweep in DIR shares: its dense perplexity and
+                       the first block's calibration sums
   --json               NDJSON events on stdout (logs on stderr)
 common options:
   --debug              add the stack trace to error messages (for a bug report)
@@ -223,7 +224,8 @@ async function prune(checkpoint: string | undefined, f: Flags): Promise<number> 
     const config = buildConfig(checkpoint, f);
     output = config.output;
     model = config.checkpoint;
-    await runPrune(config, { emit, signal: controller.signal, denseStore: f.sweep ? fileDenseStore(path.resolve(f.sweep)) : undefined });
+    const sweep = f.sweep ? path.resolve(f.sweep) : null;
+    await runPrune(config, { emit, signal: controller.signal, ...(sweep ? { denseStore: fileDenseStore(sweep), calibrationStore: fileCalibrationStore(sweep) } : {}) });
     return 0;
   } catch (e) {
     if (e instanceof RunCancelledError || (e instanceof CheckpointError && e.code === 'cancelled') || controller.signal.aborted) {

@@ -56,8 +56,37 @@ export class CalibrationSums {
     return this.xtx;
   }
 
+  /** The unscaled sums (before hessian()), to be kept and restored bit for bit (a sweep's shared first block). */
+  saved(): SavedSums {
+    if (this.scaled) throw new Error('calibration sums: saved() after hessian()');
+    return { cols: this.cols, groups: this.groups, sequences: this.sequences, routedTokens: this.routedTokens, outSq: [...this.outSq], xtx: this.xtx, colSq: this.colSq };
+  }
+
+  static restore(s: SavedSums): CalibrationSums {
+    const sums = new CalibrationSums(s.cols, s.groups);
+    if (s.xtx.length !== sums.xtx.length || s.colSq.length !== sums.colSq.length) throw new Error(`calibration sums: expected ${s.groups} × ${s.cols} columns`);
+    sums.xtx.set(s.xtx);
+    sums.colSq.set(s.colSq);
+    sums.sequences = s.sequences;
+    sums.routedTokens = s.routedTokens;
+    for (const [layer, v] of s.outSq) sums.outSq.set(layer, v);
+    return sums;
+  }
+
   /** (groups, cols) (1/N)·Σ_tokens x_j². */
   colNorm2(): Float32Array {
     return Float32Array.from(this.colSq, (v) => v / this.sequences);
   }
+}
+
+/** CalibrationSums' state before scaling: what a calibration store keeps. */
+export interface SavedSums {
+  cols: number;
+  groups: number;
+  sequences: number;
+  routedTokens?: number;
+  /** Per layer, Σ_tokens ‖y‖². */
+  outSq: [string, number][];
+  xtx: Float32Array;
+  colSq: Float64Array;
 }

@@ -12,7 +12,9 @@
 //
 // Everything the user sees travels as protocol events through `emit`. `prune` below is this list, one function per phase.
 
+import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { version as PRUNEKIT_VERSION } from '../../../package.json';
@@ -40,7 +42,7 @@ import { checkDataPaths, checkOutput, removeDeadTemporaries, tokenizerFor } from
 import { inferTypesWithOrt } from './types';
 import { Discovery, discoverLayers, PrunableLayer } from './layers';
 import { describeQuantized, quantizedRefusal } from './quantized';
-import { CalibrationSums, calibrationGroups, calibrationKey, calibrationModel, lastUse, planSegments, Segment, SegmentPlan, segmentModel } from './segments';
+import { CalibrationSums, calibrationGroups, calibrationKey, calibrationModel, lastUse, planSegments, SavedSums, Segment, SegmentPlan, segmentModel } from './segments';
 
 export { RunCancelledError, RunError } from './errors';
 
@@ -52,12 +54,22 @@ export interface RunHooks {
   microBatch?: number;
   /** Dense perplexities measured before, by what they depend on (a sweep's points share one: sweep/shared.ts). */
   denseStore?: DenseStore;
+  /** The first block's dense calibration sums computed before, by what they depend on (a sweep's points share them). */
+  calibrationStore?: CalibrationStore;
 }
 
 /** The dense model's evaluation.finished, kept by a key naming the model, the data and the windows. */
 export interface DenseStore {
   get(key: string): EventBody<'evaluation.finished'> | undefined;
   put(key: string, evaluation: EventBody<'evaluation.finished'>): void;
+}
+
+/** A dense calibration pass's unscaled sums per statistic key, kept by a key naming everything that determines them. */
+export interface CalibrationStore {
+  /** undefined when none is kept; `warn` hears of a kept one that is not trusted (corrupt, another key): computed again. */
+  get(key: string, warn: (message: string, file: string) => void): Map<string, SavedSums> | undefined;
+  /** `warn` hears of sums that could not be kept (the run goes on). */
+  put(key: string, sums: Map<string, SavedSums>, warn: (message: string, file: string) => void): void;
 }
 
 /** Weight (rows, cols) row-major from the stored layout, and back. */
@@ -411,6 +423,7 @@ async function pruneSequentially(config: ResolvedConfig, model: OpenModel, data:
   const cache = modelInputs(model, data.batches);
   // Segments after the last one with a layer to prune only matter for evaluation.
   const lastNeeded = Math.max(-1, ...plan.segments.filter((s) => s.layers.some((l) => select(l.name))).map((s) => s.index));
+  const first = plan.segments.find((s) => s.layers.some((l) => select(l.name)));
   for (const seg of plan.segments) {
     if (seg.index > lastNeeded) break;
     run.checkpoint();
@@ -419,7 +432,9 @@ async function pruneSequentially(config: ResolvedConfig, model: OpenModel, data:
     const work: SegmentWork = { seg, current: new Map(seg.layers.map((l) => [l.weight, model.ckpt.weightAsFloat32(l.weight)])), pruned: new Set(), loss: data.batches.length ? 0 : null, layers: 0 };
     // A pass per group of Hessians (an MoE block's experts a few at a time), each pruned before the next is calibrated.
     for (const layers of calibrationGroups(seg.layers.filter((l) => select(l.name)))) {
-      const stats = data.batches.length ? await calibrate(model, run, work, cache, data.batches, layers) : new Map<string, CalibrationSums>();
+      const stats = !data.batches.length ? new Map<string, CalibrationSums>()
+        : seg === first ? await calibrateFirst(config, model, run, work, cache, data.batches, layers)
+          : await calibrate(model, run, work, cache, data.batches, layers);
       await pruneSegmentLayers(config, model, run, work, layers, stats, spill, replacements, sums);
     }
     if (data.batches.length) await propagate(model, run, work, cache, data.batches);
@@ -485,6 +500,36 @@ async function calibrate(model: OpenModel, run: RunLog, work: SegmentWork, cache
   }
   await model.engine.forget(kernel); // each block's graphs run for that block only
   return stats;
+}
+
+/**
+ * calibrate() for the first segment with layers to prune: its inputs are the dense model's, so its sums depend only on
+ * the model, the windows and the pass, and the hooks' store keeps them for runs with the same (a sweep's points).
+ */
+async function calibrateFirst(config: ResolvedConfig, model: OpenModel, run: RunLog, work: SegmentWork, cache: ActivationCache, batches: Int32Array[][], layers: PrunableLayer[]): Promise<Map<string, CalibrationSums>> {
+  const store = run.hooks.calibrationStore;
+  if (!store) return calibrate(model, run, work, cache, batches, layers);
+  const key = firstPassKey(config, model, work.seg, batches, layers);
+  const warn = (message: string, file: string) => run.warn('sweep-shared', message, { file });
+  const kept = store.get(key, warn);
+  if (kept && layers.every((l) => kept.has(calibrationKey(l)))) return new Map([...kept].map(([k, s]) => [k, CalibrationSums.restore(s)]));
+  const stats = await calibrate(model, run, work, cache, batches, layers);
+  store.put(key, new Map([...stats].map(([k, s]) => [k, s.saved()])), warn);
+  return stats;
+}
+
+/** What the first segment's dense sums depend on: the model and how it is cut, the device and threads (onnxruntime's
+ *  summation order), the segment and the pass's layers, and the windows as they are grouped into batches. */
+function firstPassKey(config: ResolvedConfig, model: OpenModel, seg: Segment, batches: Int32Array[][], layers: PrunableLayer[]): string {
+  const windows = createHash('sha256');
+  for (const group of batches) {
+    windows.update(`${group.length}:`);
+    for (const w of group) windows.update(`${w.length};`).update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength));
+  }
+  return JSON.stringify([
+    config.checkpoint, config.variant, model.engine.device, config.threads || availableParallelism(), config.blockPattern, config.keepDense,
+    seg.index, seg.name, layers.map((l) => l.name), windows.digest('hex'),
+  ]);
 }
 
 /** Prunes `selected` (layers of the segment) in order; each input's H is dropped after the last layer that reads it (q/k/v share one, gate/up another). */

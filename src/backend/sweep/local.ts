@@ -10,7 +10,7 @@ import { failureEvent } from '../cli/failures';
 import { CheckpointError } from '../formats/onnxCheckpoint';
 import { RunCancelledError, runPrune } from '../pipeline/run';
 import { PlannedPoint } from './expand';
-import { fileDenseStore } from './shared';
+import { fileCalibrationStore, fileDenseStore } from './shared';
 import { saveIndex } from './sweepFolder';
 
 export interface SweepHooks {
@@ -21,6 +21,7 @@ export interface SweepHooks {
 
 export async function runLocally(sweepDir: string, index: SweepIndex, points: PlannedPoint[], hooks: SweepHooks): Promise<SweepIndex> {
   const denseStore = fileDenseStore(sweepDir);
+  const calibrationStore = fileCalibrationStore(sweepDir);
   const update = (p: SweepPoint, change: Partial<SweepPoint>) => {
     Object.assign(p, change);
     saveIndex(sweepDir, index);
@@ -36,7 +37,7 @@ export async function runLocally(sweepDir: string, index: SweepIndex, points: Pl
     const t0 = performance.now();
     update(p, { status: 'running', message: undefined });
     try {
-      await runPrune(points[p.index].config, { emit: write, signal: hooks.signal, denseStore });
+      await runPrune(points[p.index].config, { emit: write, signal: hooks.signal, denseStore, calibrationStore });
       update(p, { status: 'finished' });
     } catch (e) {
       if (e instanceof RunCancelledError || (e instanceof CheckpointError && e.code === 'cancelled') || hooks.signal?.aborted) {
