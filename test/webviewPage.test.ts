@@ -148,7 +148,7 @@ describe('run panel in Chromium, fed a real APT run', () => {
       await send(page, { type: 'run.event', runId, event, time: apt.times[i] });
       if (event.type === 'run.started') {
         await page.waitForSelector('#progress[data-layers-total="35"]');
-        assert.equal(await text(page, '#header [data-field="device"]'), started.device);
+        assert.equal(await text(page, '#header [data-field="device"]'), started.adapter ? `${started.device} (${started.adapter})` : started.device);
         assert.equal(await text(page, '#header [data-field="method"]'), 'apt');
       }
       if (event.type === 'layer.pruned') {
