@@ -49,8 +49,10 @@ function checkFinite(a: Float32Array, layer: string, field: string): void {
   }
 }
 
-/** Rows per GEMM of halfTrace: 32 MiB of X. onnxruntime packs H again for every call, so a call of few rows reads H
- *  (cols² floats) for little arithmetic: 2·rows·cols² flops per cols² floats packed. */
+/** Rows per GEMM of halfTrace: up to 32 MiB of X. onnxruntime packs H again for every call, so a call of few rows reads
+ *  H (cols² floats) for little arithmetic: 2·rows·cols² flops per cols² floats packed. But a call holds about three
+ *  chunks (X, X·H, their product), so a chunk is also at most 1/16 of the layer's W and H: the pass adds under 0.2×
+ *  (W + H) to the peak (the solvers' memory target is 4×). */
 const HALF_TRACE_CHUNK = 1 << 23;
 
 /** 0.5·tr(X H Xᵀ) as fp32 GEMMs on the engine, X (rows, cols) given row chunk by row chunk (to bound memory) by
@@ -58,7 +60,7 @@ const HALF_TRACE_CHUNK = 1 << 23;
 async function halfTrace(rows: number, cols: number, H: Float32Array, engine: Engine, rowsOf: (r0: number, r1: number) => Float32Array): Promise<number> {
   const kernels = new Kernels(engine);
   const h = mat(cols, cols, H);
-  const chunk = Math.max(1, Math.floor(HALF_TRACE_CHUNK / cols));
+  const chunk = Math.max(1, Math.floor(Math.min(HALF_TRACE_CHUNK, (rows * cols + cols * cols) / 16) / cols));
   let sum = 0;
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const r1 = Math.min(rows, r0 + chunk);
