@@ -46,9 +46,9 @@ export function vulkanAdapter(summary: string | Error): AdapterQuery {
 }
 
 /** `cmd args` with a time limit: its stdout, or the error (ENOENT when it is not installed). */
-export function commandOutput(cmd: string, args: string[], timeoutMs = 15_000): Promise<string | Error> {
+export function commandOutput(cmd: string, args: string[], timeoutMs = 15_000, env: NodeJS.ProcessEnv = process.env): Promise<string | Error> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 1 << 20 }, (err, stdout) => resolve(err ? err : stdout));
+    execFile(cmd, args, { encoding: 'utf8', env, timeout: timeoutMs, maxBuffer: 1 << 20 }, (err, stdout) => resolve(err ? err : stdout));
   });
 }
 
@@ -56,8 +56,12 @@ export function commandOutput(cmd: string, args: string[], timeoutMs = 15_000): 
 export async function webgpuAdapterHere(platform: NodeJS.Platform = process.platform): Promise<AdapterQuery> {
   if (platform === 'darwin') return { name: 'Metal (the Mac\'s GPU)', hardware: true };
   if (platform === 'win32') return { name: 'D3D12 (the default adapter)', hardware: true };
-  return vulkanAdapter(await commandOutput('vulkaninfo', ['--summary']));
+  return vulkanAdapter(await commandOutput('vulkaninfo', ['--summary'], undefined, { ...process.env, ...PROBE_CACHES_OFF }));
 }
+
+/** A question about the adapter leaves nothing behind: Vulkan drivers otherwise start their shader caches under
+ *  $HOME (Mesa's mesa_shader_cache_db, NVIDIA's GLCache) for a run that may not use the GPU at all. */
+const PROBE_CACHES_OFF = { MESA_SHADER_CACHE_DISABLE: 'true', __GL_SHADER_DISK_CACHE: '0' };
 
 /** The name of CUDA device `index` (nvidia-smi), or null when it cannot be asked. */
 export async function cudaDeviceName(index: number): Promise<string | null> {
