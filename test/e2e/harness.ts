@@ -320,16 +320,17 @@ export class VsCode {
    * prefix: Ctrl+P and Ctrl+G get lost once a webview had the focus.
    */
   private async openQuickInput(value: string): Promise<void> {
-    await this.page.keyboard.press('Escape');
-    await this.page.keyboard.press('F1');
-    if (!(await this.quickInput().waitFor({ state: 'visible', timeout: 3_000 }).then(() => true, () => false))) {
+    for (let attempt = 1; ; attempt++) {
+      await this.page.keyboard.press('Escape');
+      await this.page.keyboard.press('F1');
+      if (await this.quickInput().waitFor({ state: 'visible', timeout: 3_000 }).then(() => true, () => false)) break;
+      if (attempt === 5) throw new Error(`F1 did not open the quick input in ${attempt} tries`);
+      log(`F1 did not open the quick input (try ${attempt}): the workbench gets the focus back`);
       // A webview that took focus as it updated (a finished run's panel) can swallow the key: give the
       // workbench the focus back (the status bar's empty middle does nothing when clicked) and ask again.
       const bar = await this.page.locator('.part.statusbar').boundingBox();
       if (bar) await this.page.mouse.click(bar.x + bar.width / 2, bar.y + bar.height / 2);
-      await this.page.keyboard.press('F1');
     }
-    await this.quickInput().waitFor({ state: 'visible' });
     await this.quickInput().fill(value);
   }
 

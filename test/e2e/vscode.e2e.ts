@@ -17,7 +17,8 @@ const MAMBA_LAYERS = 16;
 /** Not the schema's default (0.5), so the test sees whether Prune Model… prefills from the settings. */
 const SETTINGS_SPARSITY = 0.6;
 
-// Configs the schema tests open. Their checkpoint is not the fixture model, so Prune Model… does not offer them.
+// Configs the schema tests open. Their checkpoint is not the fixture model, so Prune Model… does not offer them
+// (the sweep's config, below, does point at it: Prune Model… on the model offers it, or a new config).
 const KEYS_CONFIG = 'configs/keys.prune.json';
 const BROKEN_CONFIG = 'configs/broken.prune.json';
 /** A 2 × 2 local sweep on the fixture model (magnitude and Wanda at two sparsities), run from its CodeLens. */
@@ -125,7 +126,7 @@ describe('PruneKit in a real VS Code (code-server)', { timeout: 20 * 60_000 }, (
   });
 });
 
-/** Prune Model… → config → Run → live run panel → Runs view → layer-name completions. */
+/** The sweep config's Run sweep CodeLens → four local points → the Sweep panel's chart and table match their reports. */
 async function sweepFlow(vs: VsCode): Promise<void> {
   await vs.tidy();
   await vs.openFile(SWEEP_CONFIG);
@@ -150,9 +151,11 @@ async function sweepFlow(vs: VsCode): Promise<void> {
   await vs.screenshot('e2e-sweep-panel');
 }
 
+/** Prune Model… → config → Run → live run panel → Runs view → layer-name completions. */
 async function mainFlow(vs: VsCode): Promise<void> {
   const modelDir = path.dirname(vs.file(WORKSPACE.model));
-  const configFile = await pruneFromExplorer(vs, WORKSPACE.model, [vs.file(WORKSPACE.model), modelDir]);
+  // Four times the other flows' calibration: the pruning then lasts long enough to be watched after the panel loads.
+  const configFile = await pruneFromExplorer(vs, WORKSPACE.model, [vs.file(WORKSPACE.model), modelDir], 256);
   const configRel = path.relative(vs.workspace, configFile);
 
   const panel = vs.webview();
@@ -207,19 +210,27 @@ async function mainFlow(vs: VsCode): Promise<void> {
 
 /**
  * Right-click `target` → Prune Model… → the new *.prune.json (prefilled from the settings, pointing at one of
- * `checkpoints`) → calibration shrunk to seconds → its Run CodeLens (or the notification's Run) clicked.
+ * `checkpoints`) → calibration shrunk to `nsamples` windows of 128 tokens → its Run CodeLens (or the notification's Run) clicked.
  * Returns the config file.
  */
-async function pruneFromExplorer(vs: VsCode, target: string, checkpoints: string[]): Promise<string> {
+async function pruneFromExplorer(vs: VsCode, target: string, checkpoints: string[], nsamples = 64): Promise<string> {
   await vs.tidy();
   const before = new Set(pruneConfigs(vs.workspace));
   let configFile = '';
   await vs.step(`Prune Model… on ${target} creates and opens a config`, async () => {
     await vs.explorerAction(target, 'Prune Model…');
-    await waitUntil('a new *.prune.json', 30_000, () => {
+    // A checkpoint that configs already point at (the sweep's grid.prune.json) first gets a quick pick of them.
+    const createNew = vs.page.locator('.quick-input-list .monaco-list-row').filter({ hasText: 'Create new config…' }).first();
+    let offered = false;
+    await waitUntil('a new *.prune.json', 30_000, async () => {
+      if (!offered && (await createNew.isVisible())) {
+        offered = true;
+        await createNew.click();
+      }
       configFile = pruneConfigs(vs.workspace).find((f) => !before.has(f)) ?? '';
       return configFile !== '';
     });
+    if (target === WORKSPACE.model) assert.ok(offered, `Prune Model… on ${target} did not offer ${SWEEP_CONFIG}, which points at it`);
     await vs.activeTab(path.basename(configFile)).waitFor({ state: 'visible', timeout: 30_000 });
   });
   const created = parseConfigText(fs.readFileSync(configFile, 'utf8')) as Record<string, unknown>;
@@ -233,11 +244,11 @@ async function pruneFromExplorer(vs: VsCode, target: string, checkpoints: string
     const text = vs.file(WORKSPACE.text);
     const small = {
       ...created,
-      calibration: { ...asObject(created.calibration), path: text, nsamples: 64, seqlen: 128 },
+      calibration: { ...asObject(created.calibration), path: text, nsamples, seqlen: 128 },
       evaluation: { ...asObject(created.evaluation), path: text, seqlen: 128, maxWindows: 16 },
     };
     fs.writeFileSync(configFile, `${JSON.stringify(small, null, 2)}\n`);
-    await waitUntil('the editor to show the new config', 20_000, async () => (await vs.editorText()).includes('"nsamples": 64'));
+    await waitUntil('the editor to show the new config', 20_000, async () => (await vs.editorText()).includes(`"nsamples": ${nsamples}`));
   });
 
   await vs.step('click Run', async () => {
