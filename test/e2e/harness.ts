@@ -320,18 +320,25 @@ export class VsCode {
    * prefix: Ctrl+P and Ctrl+G get lost once a webview had the focus.
    */
   private async openQuickInput(value: string): Promise<void> {
+    const input = this.quickInput();
+    const succeeds = (p: Promise<unknown>) => p.then(() => true, () => false);
     for (let attempt = 1; ; attempt++) {
       await this.page.keyboard.press('Escape');
       await this.page.keyboard.press('F1');
-      if (await this.quickInput().waitFor({ state: 'visible', timeout: 3_000 }).then(() => true, () => false)) break;
-      if (attempt === 5) throw new Error(`F1 did not open the quick input in ${attempt} tries`);
-      log(`F1 did not open the quick input (try ${attempt}): the workbench gets the focus back`);
-      // A webview that took focus as it updated (a finished run's panel) can swallow the key: give the
-      // workbench the focus back (the status bar's empty middle does nothing when clicked) and ask again.
+      // The quick input closes when it loses the focus, so it can vanish between opening and the fill:
+      // a fill that waits for it (30 s by default) would outlast every retry around it.
+      if (await succeeds(input.waitFor({ state: 'visible', timeout: 3_000 }))) {
+        if (await succeeds(input.fill(value, { timeout: 3_000 }))) return;
+        log(`the quick input closed before "${value}" was typed (try ${attempt})`);
+      } else {
+        log(`F1 did not open the quick input (try ${attempt})`);
+      }
+      if (attempt === 5) throw new Error(`the quick input did not stay open for "${value}" in ${attempt} tries`);
+      // A webview that took the focus as it updated (a run's panel) swallows keys and closes the quick input:
+      // give the workbench the focus back (the status bar's empty middle does nothing when clicked).
       const bar = await this.page.locator('.part.statusbar').boundingBox();
       if (bar) await this.page.mouse.click(bar.x + bar.width / 2, bar.y + bar.height / 2);
     }
-    await this.quickInput().fill(value);
   }
 
   private async openPalette(text: string): Promise<void> {
