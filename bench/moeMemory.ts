@@ -12,7 +12,7 @@ import { buildMoeModel, MoeConfig, moeTensorShapes } from '../src/backend/models
 import type { LlamaTensor } from '../src/backend/models/weights';
 import { Engine } from '../src/backend/onnx/session';
 import { discoverLayers, PrunableLayer } from '../src/backend/pipeline/layers';
-import { CalibrationSums, calibrationBytes, calibrationGroups, calibrationModel, planSegments, Segment, SegmentPlan, segmentModel } from '../src/backend/pipeline/segments';
+import { calibrationBytes, calibrationGroups, calibrationModel, emptySums, planSegments, runCalibration, Segment, SegmentPlan, segmentModel } from '../src/backend/pipeline/segments';
 import { mulberry32 } from '../src/backend/random';
 
 const MODES = ['one pass', 'passes'] as const;
@@ -66,9 +66,7 @@ async function measure(mode: Mode, family: Family, experts: number): Promise<Row
 async function calibratePass(engine: Engine, plan: SegmentPlan, block: Segment, layers: PrunableLayer[], feeds: Record<string, ort.Tensor>, sequences: number): Promise<void> {
   const cg = calibrationModel(plan, block, { layers });
   const kernel = await engine.kernel(cg.model);
-  const sums = new Map(cg.stats.map((s) => [s.key, new CalibrationSums(s.cols, s.groups)]));
-  const out = await kernel.run(Object.fromEntries([...cg.inputs, ...cg.weights].map((n) => [n, feeds[n]])));
-  for (const s of cg.stats) (sums.get(s.key) as CalibrationSums).add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, sequences);
+  await runCalibration(kernel, cg, Object.fromEntries([...cg.inputs, ...cg.weights].map((n) => [n, feeds[n]])), emptySums(cg), sequences);
   await engine.forget(kernel);
 }
 

@@ -27,7 +27,7 @@ import { causalLmFeeds, inputSpecs } from '../src/backend/models/inputs';
 import { encodeModel, ModelProto } from '../src/backend/onnx/proto';
 import { Engine } from '../src/backend/onnx/session';
 import { discoverLayers } from '../src/backend/pipeline/layers';
-import { CalibrationSums, calibrationModel, planSegments, segmentModel } from '../src/backend/pipeline/segments';
+import { CalibrationSums, calibrationModel, emptySums, planSegments, runCalibration, segmentModel } from '../src/backend/pipeline/segments';
 import { resolveConfig } from '../src/protocol/config';
 import { EventOf } from '../src/protocol/events';
 import { configSummary, layerHover, layerPatternSuggestions, parseInspectOutput, patternTargets } from '../src/extension/config/layerInfo';
@@ -315,12 +315,9 @@ async function realConvs(model: ModelProto, nsamples: number, seqlen: number): P
     const feeds = (inputs: string[], ws: string[]) => Object.fromEntries([...inputs.map((t) => [t, cache.get(t) as ort.Tensor]), ...ws.map((t) => [t, weightFeed(t)])]);
     if (seg.layers.length) {
       const cg = calibrationModel(plan, seg);
-      const out = await (await engine.kernel(cg.model)).run(feeds(cg.inputs, cg.weights));
-      for (const st of cg.stats.filter((s) => s.kind === 'depthwiseConv')) {
-        const s = new CalibrationSums(st.cols, st.groups);
-        s.add(out[st.xtx].data as Float32Array, out[st.colSq].data as Float32Array, windows.length);
-        sums.set(st.layers[0], s);
-      }
+      const segSums = emptySums(cg);
+      await runCalibration(await engine.kernel(cg.model), cg, feeds(cg.inputs, cg.weights), segSums, windows.length);
+      for (const st of cg.stats.filter((s) => s.kind === 'depthwiseConv')) sums.set(st.layers[0], segSums.get(st.key) as CalibrationSums);
     }
     const sg = segmentModel(plan, seg);
     const out = await (await engine.kernel(sg.model)).run(feeds(sg.inputs, sg.weights));

@@ -18,7 +18,7 @@ import type { LlamaTensor } from '../src/backend/models/llama';
 import { buildMoeModel, MoeConfig, moeTensorShapes } from '../src/backend/models/moe';
 import { Engine } from '../src/backend/onnx/session';
 import { discoverLayers, PrunableLayer } from '../src/backend/pipeline/layers';
-import { calibrationBytes, calibrationGroups, calibrationKey, calibrationModel, HESSIAN_GROUP_FACTOR, planSegments, segmentModel } from '../src/backend/pipeline/segments';
+import { calibrationBytes, calibrationGroups, calibrationKey, calibrationModel, CalibrationSums, emptySums, HESSIAN_GROUP_FACTOR, planSegments, runCalibration, segmentModel } from '../src/backend/pipeline/segments';
 import type { EventOf } from '../src/protocol/events';
 import { groupExpertRows, LayerRow, RunModel } from '../webview/model';
 import { checkFamily, IDS, randomTensors } from './helpers/familyCheck';
@@ -153,7 +153,8 @@ describe('Mixture-of-experts families from generated Hugging Face folders', () =
     const block0 = plan.segments[1];
     const cg = calibrationModel(plan, block0);
     for (const w of cg.weights) feeds[w] = new ort.Tensor('float32', W.get(w) as Float32Array, shapes.get(w) as number[]);
-    const out = await (await engine.kernel(cg.model)).run(Object.fromEntries([...cg.inputs, ...cg.weights].map((n) => [n, feeds[n]])));
+    const sums = emptySums(cg);
+    await runCalibration(await engine.kernel(cg.model), cg, Object.fromEntries([...cg.inputs, ...cg.weights].map((n) => [n, feeds[n]])), sums, IDS.length);
 
     const h = MIXTRAL.hidden_size;
     let worst = 0;
@@ -164,12 +165,12 @@ describe('Mixture-of-experts families from generated Hugging Face folders', () =
       assert.ok(stat?.routed);
       assert.deepEqual(stat.layers, [`layers.0.block_sparse_moe.experts.${j}.w1`, `layers.0.block_sparse_moe.experts.${j}.w3`]);
       const mine = routed.filter((t) => t.g[j] > 0);
-      assert.equal((out[stat.routed].data as Float32Array)[0], mine.length, `expert ${j}: routed tokens`);
+      const got = sums.get(stat.key) as CalibrationSums;
+      assert.equal(got.routedTokens, mine.length, `expert ${j}: routed tokens`);
       const ref = new Float64Array(h * h);
       for (const t of mine) for (let a = 0; a < h; a++) for (let b = 0; b < h; b++) ref[a * h + b] += t.g[j] ** 2 * t.x[a] * t.x[b];
-      const got = out[stat.xtx].data as Float32Array;
       const scale = Math.max(...ref.map(Math.abs));
-      for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(got[i] - ref[i]) / scale);
+      for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(got.xtx[i] - ref[i]) / scale);
     }
     console.log(`expert Hessians vs float64: worst relative error ${worst.toExponential(2)}`);
     assert.ok(worst < 1e-4, `worst ${worst}`);
@@ -190,8 +191,9 @@ describe('Mixture-of-experts families from generated Hugging Face folders', () =
     for (const w of block0.weights) feeds[w] = new ort.Tensor('float32', W.get(w) as Float32Array, shapes.get(w) as number[]);
     const calibrate = async (layers?: PrunableLayer[]) => {
       const cg = calibrationModel(plan, block0, { layers });
-      const out = await (await engine.kernel(cg.model)).run(Object.fromEntries([...cg.inputs, ...cg.weights].map((n) => [n, feeds[n]])));
-      return new Map(cg.stats.map((s) => [s.key, [s.xtx, s.colSq, ...(s.routed ? [s.routed] : [])].map((o) => out[o].data as Float32Array)]));
+      const sums = emptySums(cg);
+      await runCalibration(await engine.kernel(cg.model), cg, Object.fromEntries([...cg.inputs, ...cg.weights].map((n) => [n, feeds[n]])), sums, IDS.length);
+      return new Map([...sums].map(([key, s]) => [key, [s.xtx, s.colSq, Float64Array.of(s.routedTokens ?? -1)]]));
     };
     const whole = await calibrate();
     const groups = calibrationGroups(block0.layers);
@@ -210,7 +212,7 @@ describe('Mixture-of-experts families from generated Hugging Face folders', () =
       for (const [key, sums] of await calibrate(g)) {
         assert.ok(!seen.has(key), `${key} in two passes`);
         seen.add(key);
-        const want = whole.get(key) as Float32Array[];
+        const want = whole.get(key) as (Float32Array | Float64Array)[];
         sums.forEach((got, i) => got.forEach((v, k) => assert.ok(Math.abs(v - want[i][k]) <= 1e-6 * Math.max(1, Math.abs(want[i][k])), `${key}[${i}][${k}]: ${v} vs ${want[i][k]}`)));
       }
     }

@@ -10,7 +10,7 @@ import * as ort from 'onnxruntime-node';
 import { DataType, decodeModel, ModelProto, TensorProto } from '../src/backend/onnx/proto';
 import { Engine } from '../src/backend/onnx/session';
 import { discoverLayers, Discovery, DiscoverOptions, PrunableLayer } from '../src/backend/pipeline/layers';
-import { calibrationModel, CalibrationSums, planSegments, segmentModel, SegmentPlan } from '../src/backend/pipeline/segments';
+import { calibrationModel, CalibrationSums, emptySums, planSegments, runCalibration, segmentModel, SegmentPlan } from '../src/backend/pipeline/segments';
 import { maxAbsDiff } from './helpers/reference';
 
 const repoRoot = path.resolve(__dirname, '..');
@@ -90,7 +90,7 @@ function scaledDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 /** Worst error of XᵀX (relative to sqrt(H_ii·H_jj), the largest |H_ij| can be) and of Σx² (relative)
  *  against float64 sums over the rows of X (tokens, cols). */
-function statsError(X: Float32Array, n: number, xtx: Float32Array, colSq: Float32Array): number {
+function statsError(X: Float32Array, n: number, xtx: Float32Array, colSq: Float64Array): number {
   const tokens = X.length / n;
   const ref = new Float64Array(n * n);
   const sq = new Float64Array(n);
@@ -281,17 +281,18 @@ describe('segmentation', () => {
         const f: Record<string, ort.Tensor> = {};
         for (const n of cg.inputs) f[n] = cache.get(n) as ort.Tensor;
         for (const w of cg.weights) { const i = initializer(model, w); f[w] = new ort.Tensor('float32', floats(i), i.dims.map(Number)); }
-        const out = await (await engine.kernel(cg.model)).run(f);
+        const sums = emptySums(cg);
+        await runCalibration(await engine.kernel(cg.model), cg, f, sums, c.input_ids.length);
         for (const s of cg.stats) {
           const X = full[s.input].data as Float32Array;
           assert.equal(X.length / s.cols, c.input_ids.length * c.input_ids[0].length);
-          assert.deepEqual(out[s.xtx].dims, [s.cols, s.cols]);
-          worst = Math.max(worst, statsError(X, s.cols, out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array));
-          for (const [name, o] of Object.entries(s.outSq)) {
+          const got = sums.get(s.key) as CalibrationSums;
+          worst = Math.max(worst, statsError(X, s.cols, got.xtx, got.colSq));
+          for (const name of Object.keys(s.outSq)) {
             const l = seg.layers.find((x) => x.name === name) as PrunableLayer;
-            const got = (out[o].data as Float32Array).reduce((a, v) => a + v, 0);
+            const out = (got.reference(name) as number) * c.input_ids.length;
             const want = outputSquares(X, floats(initializer(model, l.weight)), l.cols, l.rows);
-            worstOut = Math.max(worstOut, Math.abs(got - want) / want);
+            worstOut = Math.max(worstOut, Math.abs(out - want) / want);
           }
         }
       }
@@ -304,6 +305,38 @@ describe('segmentation', () => {
     t.diagnostic(`worst relative error of XᵀX and Σx² vs float64: ${worst.toExponential(2)}; of Σ‖y‖²: ${worstOut.toExponential(2)}`);
     assert.ok(worst < 1e-5, `calibration statistics off by ${worst}`);
     assert.ok(worstOut < 1e-5, `output sums of squares off by ${worstOut}`);
+  });
+
+  test('calibration runs add XᵀX in place: after two batches the sums\' own arrays hold XᵀX of all their tokens', async () => {
+    const model = load(MODELS.stories260K.file);
+    const { d, p } = await plan(model);
+    const seg = p.segments.filter((s) => s.kind === 'block')[1];
+    const cg = calibrationModel(p, seg);
+    const kernel = await engine.kernel(cg.model);
+    const sums = emptySums(cg);
+    const running = new Map([...sums].map(([k, s]) => [k, s.xtx]));
+    const X = new Map<string, Float32Array[]>();
+    const batches = cases(MODELS.stories260K.ref).slice(0, 2);
+    for (const c of batches) {
+      const feeds = modelFeeds(c);
+      const full = await runFull(model, feeds, [...new Set(d.layers.map((l) => l.input))]);
+      const cache = await runSegments(p, feeds);
+      const f: Record<string, ort.Tensor> = {};
+      for (const n of cg.inputs) f[n] = cache.get(n) as ort.Tensor;
+      for (const w of cg.weights) { const i = initializer(model, w); f[w] = new ort.Tensor('float32', floats(i), i.dims.map(Number)); }
+      await runCalibration(kernel, cg, f, sums, c.input_ids.length);
+      for (const st of cg.stats) X.set(st.key, [...(X.get(st.key) ?? []), full[st.input].data as Float32Array]);
+    }
+    for (const st of cg.stats) {
+      const got = sums.get(st.key) as CalibrationSums;
+      assert.equal(got.xtx, running.get(st.key)); // nothing but the graph wrote into it
+      assert.equal(got.sequences, batches.reduce((a, c) => a + c.input_ids.length, 0));
+      const all = X.get(st.key) as Float32Array[];
+      const joined = new Float32Array(all.reduce((a, x) => a + x.length, 0));
+      all.reduce((at, x) => (joined.set(x, at), at + x.length), 0);
+      const err = statsError(joined, st.cols, got.xtx, got.colSq);
+      assert.ok(err < 1e-5, `${st.key}: two batches' sums off by ${err}`);
+    }
   });
 
   test('CalibrationSums scales as HessianAccumulator: H = (2/N)·ΣXᵀX, colNorm2 = (1/N)·Σx²', () => {
@@ -384,9 +417,11 @@ describe('block patterns', () => {
       const f: Record<string, ort.Tensor> = {};
       for (const n of cg.inputs) f[n] = cache.get(n) as ort.Tensor;
       for (const w of cg.weights) { const i = initializer(model, w); f[w] = new ort.Tensor('float32', floats(i), i.dims.map(Number)); }
-      const out = await (await engine.kernel(cg.model)).run(f);
+      const sums = emptySums(cg);
+      await runCalibration(await engine.kernel(cg.model), cg, f, sums, 1);
       const st = cg.stats[0];
-      worst = Math.max(worst, statsError(full[st.input].data as Float32Array, st.cols, out[st.xtx].data as Float32Array, out[st.colSq].data as Float32Array));
+      const got = sums.get(st.key) as CalibrationSums;
+      worst = Math.max(worst, statsError(full[st.input].data as Float32Array, st.cols, got.xtx, got.colSq));
     }
     assert.ok(worst < 1e-5, `per-layer calibration statistics off by ${worst}`);
   });

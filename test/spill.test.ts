@@ -1,6 +1,7 @@
-// Bounded memory for the pruned weights: each one is spilled (in its stored type) to a scratch file beside the
+// Bounded memory: each pruned weight is spilled (in its stored type) to a scratch file beside the
 // output as it is made, the writers read it back only when they write that tensor, and the file is gone after
-// the run however it ends. Real runs on the stories260K fixtures (ONNX fp32 and fp16, Hugging Face F32).
+// the run however it ends. Real runs on the stories260K fixtures (ONNX fp32 and fp16, Hugging Face F32). And
+// what the pipeline drops (calibration copies, activations past their last reader) is collected, not left to pile up.
 
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { openHfCheckpoint, writeHfCheckpoint } from '../src/backend/formats/hfCh
 import { openOnnxCheckpoint, writeOnnxCheckpoint, DATA_FILE } from '../src/backend/formats/onnxCheckpoint';
 import { readTensorBytes } from '../src/backend/formats/safetensors';
 import { replacementBytes, SpillFile, TensorSource } from '../src/backend/formats/tensorSource';
+import { dropped } from '../src/backend/fullCollection';
 import { rowPool } from '../src/backend/methods/rowKernels';
 import { DataType } from '../src/backend/onnx/proto';
 import { RunCancelledError, runPrune } from '../src/backend/pipeline/run';
@@ -199,5 +201,19 @@ describe('pipeline runs spill their pruned weights and leave no scratch file', (
     assert.equal(existsSync(spillFileOf(out)), false);
     assert.equal(existsSync(out), false);
     assert.equal(existsSync(temporaryFolderOf(out)), false);
+  });
+});
+
+describe('memory the pipeline lets go', () => {
+  test('dropped(): once 256 MiB of dropped buffers add up, a full collection frees them', () => {
+    const MiB = 2 ** 20;
+    const before = process.memoryUsage().arrayBuffers;
+    let big: Float32Array | undefined = new Float32Array((300 * MiB) / 4);
+    big[0] = 1; // touched, so it is resident
+    assert.ok(process.memoryUsage().arrayBuffers >= before + 300 * MiB);
+    big = undefined;
+    dropped(300 * MiB);
+    const after = process.memoryUsage().arrayBuffers;
+    assert.ok(after < before + 16 * MiB, `${((after - before) / MiB).toFixed(0)} MiB still held after dropped()`);
   });
 });

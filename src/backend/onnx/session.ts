@@ -56,8 +56,9 @@ export class Kernel {
   constructor(readonly session: ort.InferenceSession, readonly device: Device, private readonly moved: Transfer = { toDevice: 0, fromDevice: 0 }) {}
 
   /** Runs the graph; `outputs` may pre-allocate output tensors (onnxruntime writes into their memory, except in a
-   *  kernel with device outputs on WebGPU: read the results there). */
-  async run(feeds: Feeds, outputs?: Feeds): Promise<Record<string, ort.Tensor>> {
+   *  kernel with device outputs on WebGPU: read the results there). Given, it names every output wanted (null: one
+   *  onnxruntime allocates). */
+  async run(feeds: Feeds, outputs?: Record<string, ort.Tensor | null>): Promise<Record<string, ort.Tensor>> {
     this.moved.toDevice += hostBytes(Object.values(feeds));
     const result = (await (outputs ? this.session.run(feeds, outputs) : this.session.run(feeds))) as Record<string, ort.Tensor>;
     this.moved.fromDevice += hostBytes(Object.values(result));

@@ -2,7 +2,7 @@
 // checked against the memory this process can get (free memory, and the cgroup's limit when there is one): a run
 // asking for 10⁸ calibration windows fails at once with the numbers instead of growing until the kernel kills it.
 // An estimate, not a bound: it counts the big terms (the cached calibration activations, the Hessians of the
-// largest block, the largest layer's float64 working set, one micro-batch through the graph).
+// largest calibration pass, the largest layer's float64 working set, one micro-batch through the graph).
 
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -33,11 +33,14 @@ export function estimateRunMemory(layers: readonly PrunableLayer[], s: RunSizes)
   if (layers.length === 0) return { activations: 0, hessians: 0, largestLayer: 0, batch: 0, total: 0 };
   const blocks = new Map<number | null, PrunableLayer[]>();
   for (const l of layers) blocks.set(l.block, [...(blocks.get(l.block) ?? []), l]);
-  // A block's input (and output) stream: the narrowest layer input of the first block (the hidden size).
+  // A block's input stream: the narrowest layer input of the first block (the hidden size). Its outputs replace its
+  // inputs batch by batch as they are made (run.ts, dropLastRead), so the two are held whole only once.
   const width = Math.min(...(blocks.values().next().value as PrunableLayer[]).map((l) => l.cols));
-  const activations = s.nsamples * s.seqlen * width * 4 * 2;
-  // The calibration pass holding the most Hessians (segmentGraph.ts's calibrationGroups) counts.
-  const hessians = Math.max(...[...blocks.values()].flatMap((b) => calibrationGroups(b).map(calibrationBytes)));
+  const activations = s.nsamples * s.seqlen * width * 4;
+  // The calibration pass holding the most running sums (segmentGraph.ts's calibrationGroups), and one batch's XᵀX of
+  // the largest: onnxruntime computes it before adding it in, and hands back a copy (calibrationSums.ts).
+  const hessians = Math.max(...[...blocks.values()].flatMap((b) => calibrationGroups(b).map(calibrationBytes)))
+    + Math.max(...layers.map((l) => calibrationBytes([l])));
   // The weight, its update and the method's float64 copies.
   const largestLayer = Math.max(...layers.map((l) => l.rows * l.cols * 8 * 4));
   // One micro-batch: the widest activation (logits, an MLP) and one attention score map per window.

@@ -1,6 +1,53 @@
 // Calibration sums: the per-batch XᵀX and Σx² a calibration variant (segmentGraph.ts) outputs, accumulated over
 // micro-batches and scaled into the Hessian and the column norms the pruning methods read.
 
+import * as ort from 'onnxruntime-node';
+import { dropped } from '../fullCollection';
+import type { Kernel } from '../onnx/session';
+import type { CalibrationGraph } from './segmentGraph';
+
+/**
+ * Runs one micro-batch (`sequences` windows) through a calibration graph and adds its statistics to `sums` (one
+ * per stat key; the graph's other outputs, e.g. keepOutputs' activations, are returned). XᵀX is added by the graph
+ * itself: each running sum is fed as its stat's `sumIn` and pre-allocated as its `xtx` output on the same memory
+ * (an elementwise Add reads each element before writing it), so a batch's XᵀX is a cols² matrix (485 MB at 11008
+ * columns) only inside onnxruntime, freed as the run ends. onnxruntime-node 1.30 still returns a copy of every
+ * output, a pre-allocated one too: those of XᵀX are dropped at once (fullCollection.ts).
+ */
+export async function runCalibration(kernel: Kernel, cg: CalibrationGraph, feeds: Record<string, ort.Tensor>, sums: Map<string, CalibrationSums>, sequences: number): Promise<Record<string, ort.Tensor>> {
+  const inPlace: Record<string, ort.Tensor> = {};
+  const fetches: Record<string, ort.Tensor | null> = Object.fromEntries(cg.outputs.map((o) => [o, null]));
+  for (const s of cg.stats) {
+    const running = sumsOf(sums, s.key).xtx;
+    const t = new ort.Tensor('float32', running, s.groups === 1 ? [s.cols, s.cols] : [s.groups, s.cols, s.cols]);
+    inPlace[s.sumIn] = t;
+    fetches[s.xtx] = t;
+  }
+  const out = await kernel.run({ ...feeds, ...inPlace }, fetches);
+  for (const s of cg.stats) {
+    const into = sumsOf(sums, s.key);
+    into.count(out[s.colSq].data as Float32Array, sequences, s.routed ? (out[s.routed].data as Float32Array)[0] : undefined);
+    for (const [layer, name] of Object.entries(s.outSq)) into.addOutput(layer, out[name].data as Float32Array);
+  }
+  for (const s of cg.stats) {
+    dropped(s.groups * s.cols * s.cols * 4);
+    delete out[s.xtx];
+  }
+  return out;
+}
+
+/** Empty sums for every statistic of a calibration graph, by stat key (runCalibration's `sums`). */
+export function emptySums(cg: CalibrationGraph): Map<string, CalibrationSums> {
+  return new Map(cg.stats.map((s) => [s.key, new CalibrationSums(s.cols, s.groups)]));
+}
+
+function sumsOf(sums: Map<string, CalibrationSums>, key: string): CalibrationSums {
+  const s = sums.get(key);
+  if (!s) throw new Error(`calibration sums: none for ${key}`);
+  if (s.isScaled) throw new Error('calibration sums: a run after hessian()');
+  return s;
+}
+
 /**
  * Running sums of a calibration variant's outputs over micro-batches, scaled as HessianAccumulator does:
  * H = (2/N)·Σ_tokens xᵀx and colNorm2 = (1/N)·Σ_tokens x² (Wanda's scaler_row), N = sequences seen.
@@ -22,14 +69,26 @@ export class CalibrationSums {
     this.colSq = new Float64Array(groups * cols);
   }
 
-  /** Adds one batch's XᵀX and Σx² (from the calibration variant) for `sequences` sequences, and its `routed` count. */
+  /** Adds one batch's XᵀX and Σx² for `sequences` sequences, and its `routed` count (runCalibration has the
+   *  graph add XᵀX in place, then counts the rest). */
   add(xtx: Float32Array, colSq: Float32Array, sequences: number, routed?: number): void {
-    if (routed !== undefined) this.routedTokens = (this.routedTokens ?? 0) + routed;
-    if (xtx.length !== this.xtx.length || colSq.length !== this.colSq.length) throw new Error(`calibration sums: expected ${this.groups} × ${this.cols} columns`);
+    if (xtx.length !== this.xtx.length) throw new Error(`calibration sums: expected ${this.groups} × ${this.cols} columns`);
     if (this.scaled) throw new Error('calibration sums: add() after hessian()');
     for (let i = 0; i < xtx.length; i++) this.xtx[i] += xtx[i];
+    this.count(colSq, sequences, routed);
+  }
+
+  /** Adds one batch's Σx², sequences and `routed` count: all of a batch but XᵀX, which `xtx` has already taken. */
+  count(colSq: Float32Array, sequences: number, routed?: number): void {
+    if (colSq.length !== this.colSq.length) throw new Error(`calibration sums: expected ${this.groups} × ${this.cols} columns`);
+    if (this.scaled) throw new Error('calibration sums: count() after hessian()');
+    if (routed !== undefined) this.routedTokens = (this.routedTokens ?? 0) + routed;
     for (let j = 0; j < this.colSq.length; j++) this.colSq[j] += colSq[j];
     this.sequences += sequences;
+  }
+
+  get isScaled(): boolean {
+    return this.scaled;
   }
 
   /** Adds one batch's per-token Σ y² of `layer`'s output (its sequences are counted by add()). */

@@ -42,7 +42,8 @@ import { checkDataPaths, checkOutput, removeDeadTemporaries, tokenizerFor } from
 import { inferTypesWithOrt } from './types';
 import { Discovery, discoverLayers, PrunableLayer } from './layers';
 import { describeQuantized, quantizedRefusal } from './quantized';
-import { CalibrationSums, calibrationGroups, calibrationKey, calibrationModel, lastUse, planSegments, SavedSums, Segment, SegmentPlan, segmentModel } from './segments';
+import { dropped } from '../fullCollection';
+import { CalibrationSums, calibrationGroups, calibrationKey, calibrationModel, emptySums, lastUse, planSegments, runCalibration, SavedSums, Segment, SegmentPlan, segmentModel } from './segments';
 
 export { RunCancelledError, RunError } from './errors';
 
@@ -391,8 +392,6 @@ async function evaluateDense(config: ResolvedConfig, model: OpenModel, run: RunL
 // ---------------------------------------------------------------------------------------------------------------
 // Sequential calibration and pruning: per segment, calibrate → prune → propagate
 
-type Kernel = Awaited<ReturnType<Engine['kernel']>>;
-
 /** What the pruning adds up for run.finished. */
 interface PruneSums {
   layers: number;
@@ -405,8 +404,10 @@ interface PruneSums {
 /** One segment's state: its weights as the next pass feeds them. */
 interface SegmentWork {
   seg: Segment;
-  /** Stored layout, dense until the layer is pruned. */
+  /** Stored layout, dense until the layer is pruned; each read from the checkpoint when a pass first needs it
+   *  (weightOf): the calibration pass does not read the block's last layer (a 7B down_proj: 180 MB). */
   current: Map<string, Float32Array>;
+  load: (weight: string) => Float32Array;
   /** The weights of `current` that are pruned. */
   pruned: Set<string>;
   loss: number | null;
@@ -429,7 +430,7 @@ async function pruneSequentially(config: ResolvedConfig, model: OpenModel, data:
     run.checkpoint();
     const s0 = performance.now();
     const moved0 = { ...model.engine.moved };
-    const work: SegmentWork = { seg, current: new Map(seg.layers.map((l) => [l.weight, model.ckpt.weightAsFloat32(l.weight)])), pruned: new Set(), loss: data.batches.length ? 0 : null, layers: 0 };
+    const work = segmentWork(model, seg, data.batches.length ? 0 : null);
     // A pass per group of Hessians (an MoE block's experts a few at a time), each pruned before the next is calibrated.
     for (const layers of calibrationGroups(seg.layers.filter((l) => select(l.name)))) {
       const stats = !data.batches.length ? new Map<string, CalibrationSums>()
@@ -447,6 +448,17 @@ async function pruneSequentially(config: ResolvedConfig, model: OpenModel, data:
   return { ...sums, replacements };
 }
 
+function segmentWork(model: OpenModel, seg: Segment, loss: number | null): SegmentWork {
+  return { seg, current: new Map(), load: (w) => model.ckpt.weightAsFloat32(w), pruned: new Set(), loss, layers: 0 };
+}
+
+/** The weight as the segment's next pass feeds it (read from the checkpoint the first time). */
+function weightOf(work: SegmentWork, weight: string): Float32Array {
+  let w = work.current.get(weight);
+  if (!w) work.current.set(weight, (w = work.load(weight)));
+  return w;
+}
+
 /** The model's own inputs (ids, mask, …) per calibration batch: what the prefix segment reads. */
 function modelInputs(model: OpenModel, batches: Int32Array[][]): ActivationCache {
   const cache: ActivationCache = new Map();
@@ -462,40 +474,38 @@ function modelInputs(model: OpenModel, batches: Int32Array[][]): ActivationCache
 /** The segment's weights as onnxruntime feeds (all, or those named). */
 function weightFeeds(work: SegmentWork, only?: Set<string>): Record<string, ort.Tensor> {
   const f: Record<string, ort.Tensor> = {};
-  for (const l of work.seg.layers) if (!only || only.has(l.weight)) f[l.weight] = weightTensor(work.current.get(l.weight) as Float32Array, l);
+  for (const l of work.seg.layers) if (!only || only.has(l.weight)) f[l.weight] = weightTensor(weightOf(work, l.weight), l);
   return f;
 }
 
-function runSegment(kernel: Kernel, cache: ActivationCache, inputs: string[], weights: Record<string, ort.Tensor>, b: number) {
+/** A segment graph's feeds for batch `b`: its inputs from the cache, and `weights`. */
+function segmentFeeds(cache: ActivationCache, inputs: string[], weights: Record<string, ort.Tensor>, b: number): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = { ...weights };
   for (const name of inputs) {
     const t = cache.get(name)?.[b];
     if (!t) throw new RunError('internal', `segment input ${name} of batch ${b} is not available`);
     feeds[name] = t;
   }
-  return kernel.run(feeds);
+  return feeds;
 }
 
 /** Hessians (XᵀX, Σx² inside onnxruntime) of `layers` from the dense segment on its (already pruned-upstream) inputs.
  *  With `outliers` (OWL's dense pass), the same run also produces the next segments' inputs. */
 async function calibrate(model: OpenModel, run: RunLog, work: SegmentWork, cache: ActivationCache, batches: Int32Array[][], layers: PrunableLayer[], outliers = false): Promise<Map<string, CalibrationSums>> {
   const { seg } = work;
-  const stats = new Map<string, CalibrationSums>();
   const cg = calibrationModel(model.plan, seg, { mapInitializer: model.mapInitializer, layers, keepOutputs: outliers });
   const kernel = await model.engine.kernel(cg.model);
-  for (const st of cg.stats) stats.set(st.key, new CalibrationSums(st.cols, st.groups));
+  const stats = emptySums(cg);
   // Dense weights throughout, also those an earlier pass of this segment has pruned (attention before the experts).
   const weights = weightFeeds(work, new Set(cg.weights));
   for (const l of seg.layers) if (weights[l.weight] && work.pruned.has(l.weight)) weights[l.weight] = weightTensor(model.ckpt.weightAsFloat32(l.weight), l);
   for (let b = 0; b < batches.length; b++) {
     run.checkpoint();
-    const out = await runSegment(kernel, cache, cg.inputs, weights, b);
-    for (const s of cg.stats) {
-      const sums = stats.get(s.key) as CalibrationSums;
-      sums.add(out[s.xtx].data as Float32Array, out[s.colSq].data as Float32Array, batches[b].length, s.routed ? (out[s.routed].data as Float32Array)[0] : undefined);
-      for (const [layer, name] of Object.entries(s.outSq)) sums.addOutput(layer, out[name].data as Float32Array);
+    const out = await runCalibration(kernel, cg, segmentFeeds(cache, cg.inputs, weights, b), stats, batches[b].length);
+    if (outliers) {
+      keepActivations(cache, seg.outputs, out, b);
+      dropLastRead(model.plan, seg, cache, cg.inputs, b);
     }
-    if (outliers) keepActivations(cache, seg.outputs, out, b);
     run.emit('calibration.progressed', { phase: outliers ? 'outliers' : 'hessian', block: seg.block, done: b + 1, total: batches.length });
   }
   await model.engine.forget(kernel); // each block's graphs run for that block only
@@ -542,7 +552,7 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     const s = stats.get(key);
     if (lastReader.get(key) === l.name) stats.delete(key);
     const method = methodFor(run, l, model.select(l.name) as LayerTarget, s);
-    const W = toRowMajor(work.current.get(l.weight) as Float32Array, l);
+    const W = toRowMajor(weightOf(work, l.weight), l);
     work.current.delete(l.weight); // W is the dense weight now: no second copy while the method runs
     const before = { ...model.engine.moved };
     const res = await pruneOne(config, model, l, W, s, method);
@@ -611,10 +621,23 @@ async function propagate(model: OpenModel, run: RunLog, work: SegmentWork, cache
   const weights = weightFeeds(work);
   for (let b = 0; b < batches.length; b++) {
     run.checkpoint();
-    keepActivations(cache, sg.outputs, await runSegment(kernel, cache, sg.inputs, weights, b), b);
+    keepActivations(cache, sg.outputs, await kernel.run(segmentFeeds(cache, sg.inputs, weights, b)), b);
+    dropLastRead(model.plan, seg, cache, sg.inputs, b);
     run.emit('calibration.progressed', { phase: phase ?? (seg.kind === 'prefix' ? 'prefix' : 'propagate'), block: seg.block, done: b + 1, total: batches.length });
   }
   await model.engine.forget(kernel);
+}
+
+/** After the segment's last pass over batch `b`: drops that batch of the inputs no later segment reads, so a block's
+ *  inputs and outputs are never both held whole (at 128 × 2048 tokens of a 7B model, 4.3 GB each). */
+function dropLastRead(plan: SegmentPlan, seg: Segment, cache: ActivationCache, inputs: string[], b: number): void {
+  for (const name of inputs) {
+    const batches = cache.get(name);
+    if (!batches?.[b] || lastUse(plan, name) > seg.index) continue;
+    const t = batches[b];
+    if (t.location === 'cpu') dropped((t.data as ArrayBufferView).byteLength);
+    delete batches[b];
+  }
 }
 
 function keepActivations(cache: ActivationCache, names: string[], out: Record<string, ort.Tensor>, b: number): void {
@@ -639,14 +662,14 @@ async function owlAllocation(config: ResolvedConfig, model: OpenModel, data: Run
   for (const seg of model.plan.segments) {
     if (seg.index > last) break;
     run.checkpoint();
-    const work: SegmentWork = { seg, current: new Map(seg.layers.map((l) => [l.weight, model.ckpt.weightAsFloat32(l.weight)])), pruned: new Set(), loss: null, layers: 0 };
+    const work = segmentWork(model, seg, null);
     const layers = owlLayers(seg);
     if (layers.length === 0) {
       await propagate(model, run, work, cache, data.batches, 'outliers');
     } else {
       const stats = await calibrate(model, run, work, cache, data.batches, layers, true);
       const scored = layers.map((l) => ({
-        W: work.current.get(l.weight) as Float32Array, rows: l.rows, cols: l.cols, transposed: l.layout !== 'out_in',
+        W: weightOf(work, l.weight), rows: l.rows, cols: l.cols, transposed: l.layout !== 'out_in',
         colNorm2: (stats.get(calibrationKey(l)) as CalibrationSums).colNorm2(),
       }));
       measured.push({ seg, layers, ratio: outlierRatio(scored, config.owl.outlierThreshold), parameters: layers.reduce((n, l) => n + l.rows * l.cols, 0) });

@@ -5,7 +5,7 @@
 // activations never leave onnxruntime; for a depthwise conv, per channel, the same sums over its K-tap input
 // windows (one K×K XᵀX per channel).
 
-import { GraphBuilder, Value } from '../onnx/graph';
+import { GraphBuilder, Value, valueInfo } from '../onnx/graph';
 import { DataType, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto } from '../onnx/proto';
 import { LayerKind, nodeInputs, PrunableLayer } from './layers';
 import { BoundaryTensor, isConstantNode, Segment, SegmentPlan } from './segmentPlan';
@@ -33,7 +33,10 @@ export interface CalibrationStat {
   groups: number;
   /** The layers reading X (q/k/v share one, gate/up share one). */
   layers: string[];
-  /** Output name of XᵀX summed over all tokens of the batch: FLOAT [cols, cols], or [C, K, K] for a conv. */
+  /** Input name of the running sum this batch's XᵀX is added to (the shape of `xtx`). */
+  sumIn: string;
+  /** Output name of sumIn + XᵀX summed over all tokens of the batch: FLOAT [cols, cols], or [C, K, K] for a conv.
+   *  Pre-allocated on sumIn's own memory, the graph accumulates in place (runCalibration). */
   xtx: string;
   /** Output name of Σ_tokens x_j²: FLOAT [cols], or [C, K]. */
   colSq: string;
@@ -66,10 +69,10 @@ export interface CalibrationGraph extends SegmentGraph {
 /** How many times the largest Hessian of a segment one calibration pass may hold (see calibrationGroups). */
 export const HESSIAN_GROUP_FACTOR = 2;
 
-/** Bytes of a layer's calibration sums in one pass: the float32 XᵀX onnxruntime outputs per batch and the
- *  float32 running sum it is added to. */
+/** Bytes of a layer's calibration sums in one pass: the float32 running sum of XᵀX, which the graph adds each
+ *  batch's XᵀX to in place (that one lasts a run: runCalibration). */
 function hessianBytes(l: PrunableLayer): number {
-  return (l.kind === 'linear' ? 1 : l.rows) * l.cols * l.cols * 4 * 2;
+  return (l.kind === 'linear' ? 1 : l.rows) * l.cols * l.cols * 4;
 }
 
 /** Bytes of the calibration sums of `layers` (those sharing a key count once). */
@@ -126,6 +129,7 @@ function buildSegmentGraph(
   extraNodes: NodeProto[] = [],
   extraInits: TensorProto[] = [],
   mapInitializer: (t: TensorProto) => TensorProto = (t) => t,
+  extraInputs: ValueInfoProto[] = [],
 ): SegmentGraph {
   const g = plan.model.graph;
   const all = [...segment.nodes.map((i) => g.node[i]), ...extraNodes];
@@ -142,7 +146,7 @@ function buildSegmentGraph(
   const initializers: TensorProto[] = [];
   const inputs: string[] = [];
   const weights: string[] = [];
-  const seen = new Set<string>();
+  const seen = new Set<string>(extraInputs.map((v) => v.name));
   const visit = (t: string): void => {
     if (produced.has(t) || seen.has(t)) return;
     seen.add(t);
@@ -163,6 +167,7 @@ function buildSegmentGraph(
   const inputInfos: ValueInfoProto[] = [
     ...inputs.map((t) => graphInputs.get(t) ?? typed(t, (plan.tensors.get(t) as BoundaryTensor).elemType)),
     ...weights.map((t) => weightInfo(inits.get(t) as TensorProto)),
+    ...extraInputs,
   ];
   const used = new Set([...needed, ...produced]);
   const graph: GraphProto = {
@@ -220,10 +225,10 @@ export interface CalibrationModelOptions extends SegmentModelOptions {
 }
 
 /**
- * The calibration variant of a segment: for each distinct input X of its linear layers, outputs XᵀX (FLOAT
- * [cols, cols]) and Σ x² per column (FLOAT [cols]) summed over every token of the batch; for each depthwise
- * conv, per channel c, the same over its input windows u_c[t] = the K inputs output t reads (FLOAT [C, K, K] and
- * [C, K]). Only the nodes
+ * The calibration variant of a segment: for each distinct input X of its linear layers, outputs a running sum
+ * plus XᵀX (FLOAT [cols, cols]; the sum is an input, see CalibrationStat.sumIn) and Σ x² per column (FLOAT [cols])
+ * over every token of the batch; for each depthwise conv, per channel c, the same over its input windows u_c[t] =
+ * the K inputs output t reads (FLOAT [C, K, K] and [C, K]). Only the nodes
  * those need are kept (so, e.g., the last layer's weight is not an input); with `keepOutputs`, the
  * segment's own outputs too. H = (2/N)·Σ_batches XᵀX with N the number of sequences (see CalibrationSums).
  * Layers with a token scale g (an MoE expert's routing weight) get Σ_t g_t²·x_t·x_tᵀ and Σ_t g_t²·x_t², keyed by
@@ -241,6 +246,7 @@ export function calibrationModel(plan: SegmentPlan, s: Segment | number, options
   }
   const b = new GraphBuilder(`prunekit_calib_${segment.index}`);
   const stats: CalibrationStat[] = [];
+  const sumInputs: ValueInfoProto[] = [];
   const reduceSum = (x: Value, axis: number): Value => plan.opset >= 13
     ? b.op('ReduceSum', [x, b.constant([BigInt(axis)], [1], DataType.INT64)], { keepdims: 0 })
     : b.op('ReduceSum', [x], { axes: [axis], keepdims: 0 });
@@ -261,10 +267,14 @@ export function calibrationModel(plan: SegmentPlan, s: Segment | number, options
     const elem = to === undefined ? first.dataType : (Number(to) as DataType);
     let x: Value = { name: first.input };
     if (elem !== DataType.FLOAT) x = b.op('Cast', [x], { to: DataType.FLOAT });
+    const groups = first.kind === 'linear' ? 1 : first.rows;
     const stat: CalibrationStat = {
-      key, kind: first.kind, input: first.input, cols, groups: first.kind === 'linear' ? 1 : first.rows,
-      layers: layers.map((l) => l.name), xtx: `prunekit::xtx::${k}`, colSq: `prunekit::colsq::${k}`, outSq: {},
+      key, kind: first.kind, input: first.input, cols, groups, layers: layers.map((l) => l.name),
+      sumIn: `prunekit::xtxsum::${k}`, xtx: `prunekit::xtx::${k}`, colSq: `prunekit::colsq::${k}`, outSq: {},
     };
+    const sumShape = first.kind === 'linear' ? [cols, cols] : [groups, cols, cols];
+    sumInputs.push(valueInfo(stat.sumIn, DataType.FLOAT, sumShape));
+    const sum: Value = { name: stat.sumIn };
     if (first.kind === 'linear') {
       const x2 = b.op('Reshape', [x, b.constant([-1n, BigInt(cols)], [2], DataType.INT64)]);
       let xw = x2; // x2 with row t scaled by g_t²: Σ_t g_t²·x_t·x_tᵀ = (g² ⊙ X)ᵀX
@@ -275,8 +285,10 @@ export function calibrationModel(plan: SegmentPlan, s: Segment | number, options
         const positive = b.op('Cast', [b.op('Greater', [w, b.constant([0], [], DataType.FLOAT)])], { to: DataType.FLOAT });
         b.output(b.op('ReduceSum', [positive], { keepdims: 0 }), stat.routed, DataType.FLOAT, []); // no axes: every element
       }
+      // The batch's XᵀX, then added to the running sum in float32: the rounding of an addition outside the graph,
+      // so the sums are those of earlier releases (Gemm's C input would round inside the product instead).
       const xtx = plan.opset >= 11 ? b.op('Gemm', [xw, x2], { transA: 1 }) : b.op('MatMul', [b.op('Transpose', [xw], { perm: [1, 0] }), x2]);
-      b.output(xtx, stat.xtx, DataType.FLOAT, [cols, cols]);
+      b.output(b.op('Add', [xtx, sum]), stat.xtx, DataType.FLOAT, sumShape);
       b.output(reduceSum(b.op('Mul', [xw, x2]), 0), stat.colSq, DataType.FLOAT, [cols]);
       layers.forEach((l, j) => {
         if (l.op !== 'MatMul' || l.tokenWeight || elem !== DataType.FLOAT || !computed.has(l.output)) return;
@@ -295,7 +307,7 @@ export function calibrationModel(plan: SegmentPlan, s: Segment | number, options
       windowConvs.set(windows.name, plan.model.graph.node[first.nodeIndex]);
       const perTap = b.op('Reshape', [windows, b.constant([0n, BigInt(C), BigInt(cols), -1n], [4], DataType.INT64)]); // [B, C, K, T]
       const u = b.op('Reshape', [b.op('Transpose', [perTap], { perm: [1, 0, 3, 2] }), b.constant([BigInt(C), -1n, BigInt(cols)], [3], DataType.INT64)]); // [C, N, K]
-      b.output(b.op('MatMul', [b.op('Transpose', [u], { perm: [0, 2, 1] }), u]), stat.xtx, DataType.FLOAT, [C, cols, cols]);
+      b.output(b.op('Add', [b.op('MatMul', [b.op('Transpose', [u], { perm: [0, 2, 1] }), u]), sum]), stat.xtx, DataType.FLOAT, sumShape);
       b.output(reduceSum(b.op('Mul', [u, u]), 1), stat.colSq, DataType.FLOAT, [C, cols]);
     }
     stats.push(stat);
@@ -317,5 +329,5 @@ export function calibrationModel(plan: SegmentPlan, s: Segment | number, options
     ...(options.keepOutputs ? segment.outputs.map((t) => outputInfo(plan, t)) : []),
     ...built.output,
   ];
-  return { ...buildSegmentGraph(plan, segment, outputs, extraNodes, extraInits, options.mapInitializer), stats };
+  return { ...buildSegmentGraph(plan, segment, outputs, extraNodes, extraInits, options.mapInitializer, sumInputs), stats };
 }
