@@ -25,13 +25,11 @@ export async function runCalibration(kernel: Kernel, cg: CalibrationGraph, feeds
   }
   const out = await kernel.run({ ...feeds, ...inPlace }, fetches);
   for (const s of cg.stats) {
-    const into = sumsOf(sums, s.key);
+    const into = sums.get(s.key) as CalibrationSums;
     into.count(out[s.colSq].data as Float32Array, sequences, s.routed ? (out[s.routed].data as Float32Array)[0] : undefined);
     for (const [layer, name] of Object.entries(s.outSq)) into.addOutput(layer, out[name].data as Float32Array);
-  }
-  for (const s of cg.stats) {
-    dropped(s.groups * s.cols * s.cols * 4);
     delete out[s.xtx];
+    dropped(into.xtx.byteLength);
   }
   return out;
 }
@@ -91,7 +89,7 @@ export class CalibrationSums {
     return this.scaled;
   }
 
-  /** Adds one batch's per-token Σ y² of `layer`'s output (its sequences are counted by add()). */
+  /** Adds one batch's per-token Σ y² of `layer`'s output (its sequences are counted by count()). */
   addOutput(layer: string, perToken: Float32Array): void {
     let s = this.outSq.get(layer) ?? 0;
     for (let i = 0; i < perToken.length; i++) s += perToken[i];
