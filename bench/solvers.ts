@@ -7,7 +7,7 @@
 // measurement (the factorisation alone, then each method) loads them, so each child's peak RSS covers
 // one job and not the data generation.
 
-import { fork } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -35,6 +35,9 @@ const USAGE = `usage: node --import tsx bench/solvers.ts [options]   (npm run be
   --tokens T          calibration tokens for H (default cols + 512)
   --device D          auto|cpu|cuda[:N]|webgpu (default auto)
   --threads N         onnxruntime intra-op threads (default 0 = one per core)
+  --block-windows N   then a whole Llama-7B-shaped block (hidden 4096, MLP 11008) of SparseGPT and APT through the
+                      pipeline, N calibration windows of 512 (bench/scale.ts): the layers' time, the loss and
+                      bookkeeping around them, and the propagation (default 8; 0: no block)
   -h, --help          this text
 `;
 
@@ -62,6 +65,7 @@ const OPTION_SPEC = {
   tokens: { type: 'string' },
   device: { type: 'string', default: 'auto' },
   threads: { type: 'string', default: '0' },
+  'block-windows': { type: 'string', default: '8' },
   help: { type: 'boolean', short: 'h' },
   // Internal: a child's job and its arguments.
   child: { type: 'string' },
@@ -632,8 +636,23 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  await parentMain(parseOptions(values), rawArgs);
+  const options = parseOptions(values);
+  await parentMain(options, rawArgs);
+  const windows = Number(values['block-windows']);
+  if (!Number.isInteger(windows) || windows < 0) throw new Error(`--block-windows: '${values['block-windows']}' is not an integer >= 0`);
+  if (windows > 0) return wholeBlock(options, windows);
   return 0;
+}
+
+/** The whole-block table: bench/scale.ts on one 7B-shaped block, its markdown appended to this script's. */
+function wholeBlock(options: Options, windows: number): number {
+  const methods = options.methods.filter((m) => m === 'sparsegpt' || m === 'apt');
+  if (methods.length === 0) return 0;
+  process.stdout.write(`\n### One block: the layers, the loss around them, the propagation\n\n` +
+    `*solves* is the seven layers' own seconds, *pruning* adds each layer's loss, checks and bookkeeping, *output forward* is the propagation ` +
+    `(bench/scale.ts; the same columns as in "One Llama block at the papers' protocol").\n\n`);
+  const args = [...process.execArgv, path.join(__dirname, 'scale.ts'), '--windows', String(windows), '--seqlen', '512', '--methods', methods.join(','), '--threads', String(options.threads)];
+  return spawnSync(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] }).status ?? 1;
 }
 
 main().then(

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { HessianAccumulator } from './helpers/hessian';
 import { choleskyWithInverse, dampedCholeskyFactor, invertUpper, NotPositiveDefiniteError } from '../src/backend/linalg/cholesky';
+import { DeviceFactor, dampedDeviceFactor, releaseDeviceFactor } from '../src/backend/linalg/deviceFactor';
 import { Kernels, mat } from '../src/backend/linalg/kernels';
 import { Engine } from '../src/backend/onnx/session';
 import {
@@ -140,6 +141,77 @@ describe('dampedCholeskyFactor', () => {
     let worst = 0;
     for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) worst = Math.max(worst, Math.abs(P[i * n + j] - (i === j ? 1 : 0)));
     assert.ok(worst < 1e-12, `max |X·U − I| = ${worst}`);
+  });
+});
+
+// (a'') dampedDeviceFactor: the same R, computed from the last block to the first with the trailing matrix and R's
+// columns left where the engine keeps outputs (WebGPU; here, on the CPU provider, the same graph calls on the host)
+
+/** R (n × n, float64) assembled from a device factor: R[b, b] = G_b⁻¹, R[:i1, b] its column tensor. */
+async function assembleR(f: DeviceFactor, n: number, B: number): Promise<Float64Array> {
+  const R = new Float64Array(n * n);
+  for (let b = 0; b * B < n; b++) {
+    const i1 = b * B;
+    const w = Math.min(B, n - i1);
+    const Rbb = new Float64Array(w * w);
+    invertUpper(f.inverses[b], w, Rbb);
+    for (let r = 0; r < w; r++) for (let c = 0; c < w; c++) R[(i1 + r) * n + i1 + c] = Rbb[r * w + c];
+    const col = f.columns[b];
+    if (b === 0) assert.equal(col, null);
+    else {
+      const data = mat(i1, w);
+      await kernels.download(col as NonNullable<typeof col>, data);
+      for (let p = 0; p < i1; p++) for (let c = 0; c < w; c++) R[p * n + i1 + c] = data.data[p * w + c];
+    }
+  }
+  return R;
+}
+
+describe('dampedDeviceFactor', () => {
+  // 300 in blocks of 128 (a narrow last block, factored first); 256 in blocks of 64; dead columns in a middle block.
+  for (const { n, B, dead } of [{ n: 300, B: 128, dead: [] }, { n: 256, B: 64, dead: [0, 70, 255] }]) {
+    test(`n=${n}, blocks of ${B}: R·Rᵀ = H_damped, and the host factor's R`, async (t) => {
+      const h = randomHessian(n, 4000 + n, { scaleDecades: 2, dead, sequences: Math.ceil((1.5 * n) / 16) });
+      const { Hd } = prepareHessian(h.H, n, 0.01);
+      const f = await dampedDeviceFactor(h.H, n, B, 0.01, kernels);
+      const host = await dampedCholeskyFactor(h.H, n, 0.01, kernels);
+      assert.deepEqual(f.dead, dead);
+      assert.equal(f.lambda, host.lambda);
+      const R = await assembleR(f, n, B);
+      releaseDeviceFactor(f);
+      assert.ok(isUpperTriangular(R, n), 'R is upper triangular');
+      const RRt = matmul(R, transposed(R, n), n, n, n);
+      let scale = 0;
+      for (const v of Hd) scale = Math.max(scale, Math.abs(v));
+      let worst = 0;
+      for (let i = 0; i < n * n; i++) worst = Math.max(worst, Math.abs(RRt[i] - Hd[i]) / scale);
+      const vsHost = relDiff(R, host.R.toMat().data);
+      t.diagnostic(`max|R·Rᵀ − Hd|/max|Hd| = ${worst.toExponential(2)}, ‖R − R_host‖/‖R_host‖ = ${vsHost.toExponential(2)}`);
+      assert.ok(worst < 1e-5, `R·Rᵀ vs H_damped: ${worst}`);
+      assert.ok(vsHost < 1e-5, `R vs the host factor's: ${vsHost}`);
+    });
+  }
+
+  test('retries with 10× the dampening, and names the failing column when even 100×mean is not enough', async () => {
+    const n = 200;
+    const H = Float32Array.from(matrixWithSpectrum(Array.from({ length: n }, (_, i) => (i === 60 ? -0.05 : 1)), 11));
+    const f = await dampedDeviceFactor(H, n, 64, 0.01, kernels);
+    releaseDeviceFactor(f);
+    assert.ok(Math.abs(f.dampening - 0.1) < 1e-12, `dampening ${f.dampening}`);
+    assert.match(f.notes[0], /not positive definite with dampening 0\.01; used 0\.1/);
+    // A tridiagonal with one diagonal entry −200 (mean diag 0.99: λ = 99 at 100×): the blocks after it (factored
+    // first) are fine, its own fails at that column, as on the host.
+    const A = new Float32Array(n * n);
+    for (let i = 0; i < n; i++) A[i * n + i] = 2;
+    for (let i = 0; i + 1 < n; i++) A[i * n + i + 1] = A[(i + 1) * n + i] = 0.5;
+    A[70 * n + 70] = -200;
+    for (const factor of [() => dampedDeviceFactor(A, n, 64, 0.01, kernels), () => dampedCholeskyFactor(A, n, 0.01, kernels)]) {
+      await assert.rejects(factor(), (e: unknown) => {
+        assert.ok(e instanceof NotPositiveDefiniteError, `got ${e}`);
+        assert.match(e.message, /even with dampening 100 \(pivot 70\)/);
+        return true;
+      });
+    }
   });
 });
 

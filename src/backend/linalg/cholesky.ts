@@ -283,6 +283,18 @@ export class UpperFactor {
   }
 }
 
+/** The dead inputs of H (zero diagonal) and the mean of its diagonal with those counted as 1: λ is a multiple of it. */
+export function dampingOf(H: Float32Array, n: number): { dead: number[]; mean: number } {
+  const dead: number[] = [];
+  let mean = 0;
+  for (let j = 0; j < n; j++) {
+    const d = H[j * n + j];
+    if (d === 0) dead.push(j);
+    mean += d === 0 ? 1 : d;
+  }
+  return { dead, mean: mean / n };
+}
+
 /** R, upper triangular, with H_damped = R·Rᵀ (R⁻¹ = U, H_damped⁻¹ = UᵀU). */
 export interface DampedCholesky {
   R: UpperFactor;
@@ -302,14 +314,7 @@ export interface DampedCholesky {
  * nearly singular H), dampening is multiplied by 10 and retried, up to 4 times.
  */
 export async function dampedCholeskyFactor(H: Float32Array, n: number, dampening: number, k: Kernels): Promise<DampedCholesky> {
-  const dead: number[] = [];
-  let mean = 0;
-  for (let j = 0; j < n; j++) {
-    const d = H[j * n + j];
-    if (d === 0) dead.push(j);
-    mean += d === 0 ? 1 : d;
-  }
-  mean /= n;
+  const { dead, mean } = dampingOf(H, n);
   const notes: string[] = [];
   let damp = dampening;
   for (let attempt = 0; ; attempt++) {

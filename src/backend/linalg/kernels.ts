@@ -22,6 +22,7 @@ export function mat(rows: number, cols: number, data: Float32Array = new Float32
 }
 
 const t = (m: Mat): ort.Tensor => f32(m.data, [m.rows, m.cols]);
+const int64 = (v: number): ort.Tensor => new ort.Tensor('int64', BigInt64Array.of(BigInt(v)), [1]);
 const out = (r: Record<string, ort.Tensor>, name: string): Mat => {
   const v = r[name];
   return mat(v.dims[0], v.dims[1], v.data as Float32Array);
@@ -48,6 +49,8 @@ const GRAPHS = {
   cPlusAB: matrixGraph('cPlusAB', 3, (g, [a, b, c]) => g.op('Gemm', [a, b, c], { beta: { f: 1 } })),
   /** y = −a·b */
   negAB: matrixGraph('negAB', 2, (g, [a, b]) => g.op('Gemm', [a, b], { alpha: { f: -1 } })),
+  /** y = aᵀ·bᵀ  (the first block's compensation, stored transposed: Gᵀ·Eᵀ) */
+  aTbT: matrixGraph('aTbT', 2, (g, [a, b]) => g.op('Gemm', [a, b], { transA: 1, transB: 1 })),
   /** y = aᵀ·bᵀ − c  (the sweep's compensation of one block, stored transposed: Gᵀ·Eᵀ − Dᵀ) */
   aTbTMinusC: matrixGraph('aTbTMinusC', 3, (g, [a, b, c]) => g.op('Gemm', [a, b, c], { transA: 1, transB: 1, beta: { f: -1 } })),
 };
@@ -73,6 +76,48 @@ function sweepBlockGraph() {
 }
 const SWEEP_BLOCK = sweepBlockGraph();
 
+/** The sweep's Dᵀ = (Gᵀ·R[:i1, b]ᵀ)·Fᵀ[:i1] alone, twice: `dt` for a device output and `dtHost` for the host. */
+function blockCompensationGraph() {
+  const g = new GraphBuilder('blockCompensation');
+  const G = g.input('g', F, ['b', 'b']);
+  const r = g.input('r', F, ['i', 'b']);
+  const ft = g.input('ft', F, ['i', 'rows']);
+  const dt = g.op('MatMul', [g.op('Gemm', [G, r], { transA: 1, transB: 1 }), ft]);
+  g.output(dt, 'dt', F, ['b', 'rows']);
+  g.output(dt, 'dtHost', F, ['b', 'rows']);
+  return g.build();
+}
+const BLOCK_COMPENSATION = blockCompensationGraph();
+
+const BIG = 2n ** 62n; // a Slice end past any dimension
+
+/** x[start:end] along `axis` (start and end: int64 graph inputs of one element, or constants). */
+function sliceAxis(g: GraphBuilder, x: Value, start: Value, end: Value, axis: number): Value {
+  return g.op('Slice', [x, start, end, g.constant([BigInt(axis)], [1], DataType.INT64)]);
+}
+
+/** One step of the device factor (deviceFactor.ts) for the block b = [i1, m) of the trailing matrix a (m × m),
+ *  with g = R[b, b]⁻¹:
+ *    column = a[:i1, b]·gᵀ = R[:i1, b];   trailing = a[:i1, :i1] − column·columnᵀ;   diagonal = trailing[i0:, i0:]
+ *  (the next block's, i0 = its first column). column and trailing stay on the device; diagonal comes back. */
+function factorStepGraph() {
+  const g = new GraphBuilder('factorStep');
+  const a = g.input('a', F, ['m', 'm']);
+  const G = g.input('g', F, ['w', 'w']);
+  const i1 = g.input('i1', DataType.INT64, [1]);
+  const i0 = g.input('i0', DataType.INT64, [1]);
+  const zero = g.constant([0n], [1], DataType.INT64);
+  const big = g.constant([BIG], [1], DataType.INT64);
+  const top = sliceAxis(g, a, zero, i1, 0);
+  const column = g.op('Gemm', [sliceAxis(g, top, i1, big, 1), G], { transB: 1 });
+  const trailing = g.op('Gemm', [column, column, sliceAxis(g, top, zero, i1, 1)], { transB: 1, alpha: { f: -1 }, beta: { f: 1 } });
+  g.output(column, 'column', F, ['i1', 'w']);
+  g.output(trailing, 'trailing', F, ['i1', 'i1']);
+  g.output(sliceAxis(g, sliceAxis(g, trailing, i0, big, 0), i0, big, 1), 'diagonal', F, ['d', 'd']);
+  return g.build();
+}
+const FACTOR_STEP = factorStepGraph();
+
 /** The sweep's compensation of block b appended to the finished blocks' on the device: ft' = [ft; gᵀ·eᵀ − dt]
  *  (Fᵀ[:i2] from Fᵀ[:i1], as aTbTMinusC computes the block's rows). */
 function appendBlockGraph() {
@@ -87,8 +132,17 @@ function appendBlockGraph() {
 }
 const APPEND_BLOCK = appendBlockGraph();
 
-/** y = x, to move a matrix onto the device (a kernel with device output y) or back. */
+/** y = x, to move a matrix onto the device (a kernel with device output y). */
 const IDENTITY = matrixGraph('identity', 1, (g, [x]) => g.op('Identity', [x]));
+
+/** y = x for a tensor of any rank: a device tensor's values back to the host, or a host tensor's onto the device. */
+function anyRankIdentity(type: DataType) {
+  const g = new GraphBuilder(`anyRankIdentity${type}`);
+  g.output(g.input('a', type, null), 'y', type, null);
+  return g.build();
+}
+const TO_HOST = anyRankIdentity(F);
+const TO_DEVICE: Partial<Record<ort.Tensor.Type, ReturnType<typeof anyRankIdentity>>> = { float32: TO_HOST, float16: anyRankIdentity(DataType.FLOAT16) };
 
 /** The quadratic form 0.5·Σ_i (x_i H x_iᵀ) = 0.5·tr(X H Xᵀ) of a stack of rows X. */
 function halfTraceGraph() {
@@ -143,16 +197,22 @@ export class Kernels {
     );
   }
 
-  /** 0.5·tr(X H Xᵀ). */
-  async halfTrace(x: Mat, h: Mat): Promise<number> {
+  /** 0.5·tr(X H Xᵀ); h may be a tensor left on the device (upload). */
+  async halfTrace(x: Mat, h: Mat | ort.Tensor): Promise<number> {
     const k = await this.engine.kernel(HALF_TRACE, ARENA);
-    const r = await k.run({ x: t(x), h: t(h) });
+    const r = await k.run({ x: t(x), h: 'rows' in h ? t(h) : h });
     return (r.y.data as Float32Array)[0];
   }
 
-  // The sweep with its operands on the device (Engine.keepsOnDevice): W and Fᵀ stay in the device's memory between
-  // blocks; each block's panel comes back for the CPU solvers and its E goes up. On other devices the tensors these
-  // return are host tensors and the same calls work (each then crosses, as the host path's do).
+  /** Whether this engine's kernels keep device outputs in the device's memory (the device resolved first). */
+  async keepsOnDevice(): Promise<boolean> {
+    if (this.engine.device === undefined) await this.engine.kernel(IDENTITY, ARENA);
+    return this.engine.keepsOnDevice;
+  }
+
+  // The factor and the sweep with their operands on the device (Engine.keepsOnDevice: deviceFactor.ts, sweep.ts's
+  // DeviceOperands): H, R's columns and Fᵀ stay in the device's memory between calls. On other devices the tensors
+  // these return are host tensors and the same calls work (each then crosses, as the host path's do).
 
   /** `m` as a tensor in the device's memory. */
   async upload(m: Mat): Promise<ort.Tensor> {
@@ -160,32 +220,42 @@ export class Kernels {
     return (await k.run({ a: t(m) })).y;
   }
 
-  /** A device tensor's values into `into` (its size). */
+  /** A float32 or float16 host tensor of any shape, copied into the device's memory. */
+  async uploadTensor(x: ort.Tensor): Promise<ort.Tensor> {
+    const graph = TO_DEVICE[x.type];
+    if (!graph) throw new Error(`upload: no graph for ${x.type} tensors`);
+    const k = await this.engine.kernel(graph, { ...ARENA, deviceOutputs: ['y'] });
+    return (await k.run({ a: x })).y;
+  }
+
+  /** A device tensor's values (any shape) into `into` (its size). */
   async download(x: ort.Tensor, into: Mat): Promise<void> {
-    const k = await this.engine.kernel(IDENTITY, ARENA);
+    const k = await this.engine.kernel(TO_HOST, ARENA);
     into.data.set((await k.run({ a: x })).y.data as Float32Array);
   }
 
-  /** sweepBlock with W (rows × cols) and the finished blocks' Fᵀ[:i1] on the device: the block's weights into `wb`,
-   *  and its Dᵀ returned, left on the device. */
-  async sweepBlockOnDevice(G: Mat, r: Mat, ft: ort.Tensor, W: ort.Tensor, start: number, live: Float32Array, wb: Mat): Promise<ort.Tensor> {
-    const k = await this.engine.kernel(SWEEP_BLOCK, { ...ARENA, deviceOutputs: ['dt'] });
-    const width = G.rows;
-    const r0 = await k.run({
-      g: t(G), r: t(r), ft, w: W,
-      start: new ort.Tensor('int64', BigInt64Array.of(BigInt(start)), [1]),
-      end: new ort.Tensor('int64', BigInt64Array.of(BigInt(start + width)), [1]),
-      live: f32(live, [1, width]),
-    });
-    wb.data.set(r0.wb.data as Float32Array);
-    return r0.dt;
+  /** One step of the device factor: R[:i1, b] and the trailing matrix left on the device, the next diagonal block
+   *  (from column i0) returned. */
+  async factorStep(a: ort.Tensor, g: Mat, i1: number, i0: number): Promise<{ column: ort.Tensor; trailing: ort.Tensor; diagonal: Float32Array }> {
+    const k = await this.engine.kernel(FACTOR_STEP, { ...ARENA, deviceOutputs: ['column', 'trailing'] });
+    const r = await k.run({ a, g: t(g), i1: int64(i1), i0: int64(i0) });
+    return { column: r.column, trailing: r.trailing, diagonal: r.diagonal.data as Float32Array };
   }
 
-  /** Fᵀ[:i2] = [Fᵀ[:i1]; Gᵀ·Eᵀ − Dᵀ] on the device (ft null for the first block). */
-  async appendBlock(G: Mat, E: Mat, dt: ort.Tensor, ft: ort.Tensor | null): Promise<ort.Tensor> {
-    if (ft === null) {
-      const k = await this.engine.kernel(GRAPHS.aTbTMinusC, { ...ARENA, deviceOutputs: ['y'] });
-      return (await k.run({ a: t(G), b: t(E), c: dt })).y;
+  /** The sweep's Dᵀ with R[:i1, b] (`r`) and the finished blocks' Fᵀ[:i1] on the device: Dᵀ left there, and its
+   *  values into `dt` (the host adds them to the block's weights: W itself never goes up). */
+  async blockCompensationOnDevice(G: Mat, r: ort.Tensor, ft: ort.Tensor, dt: Mat): Promise<ort.Tensor> {
+    const k = await this.engine.kernel(BLOCK_COMPENSATION, { ...ARENA, deviceOutputs: ['dt'] });
+    const out = await k.run({ g: t(G), r, ft });
+    dt.data.set(out.dtHost.data as Float32Array);
+    return out.dt;
+  }
+
+  /** Fᵀ[:i2] = [Fᵀ[:i1]; Gᵀ·Eᵀ − Dᵀ] on the device (ft and dt null for the first block: Fᵀ[:i2] = Gᵀ·Eᵀ). */
+  async appendBlock(G: Mat, E: Mat, dt: ort.Tensor | null, ft: ort.Tensor | null): Promise<ort.Tensor> {
+    if (ft === null || dt === null) {
+      const k = await this.engine.kernel(GRAPHS.aTbT, { ...ARENA, deviceOutputs: ['y'] });
+      return (await k.run({ a: t(G), b: t(E) })).y;
     }
     const k = await this.engine.kernel(APPEND_BLOCK, { ...ARENA, deviceOutputs: ['y'] });
     return (await k.run({ g: t(G), e: t(E), dt, ft })).y;

@@ -3,7 +3,8 @@
 // APT, sweep.ts; measured here for the others), plus its relative form.
 
 import { NotPositiveDefiniteError } from '../linalg/cholesky';
-import { Kernels, mat } from '../linalg/kernels';
+import { Kernels, Mat, mat } from '../linalg/kernels';
+import type * as ort from 'onnxruntime-node';
 import type { Engine } from '../onnx/session';
 import { apt } from './apt';
 import { refineApt } from './aptRefine';
@@ -57,9 +58,7 @@ const HALF_TRACE_CHUNK = 1 << 23;
 
 /** 0.5·tr(X H Xᵀ) as fp32 GEMMs on the engine, X (rows, cols) given row chunk by row chunk (to bound memory) by
  *  `rowsOf`; chunk results are summed in float64. */
-async function halfTrace(rows: number, cols: number, H: Float32Array, engine: Engine, rowsOf: (r0: number, r1: number) => Float32Array): Promise<number> {
-  const kernels = new Kernels(engine);
-  const h = mat(cols, cols, H);
+async function halfTrace(rows: number, cols: number, h: Mat | ort.Tensor, kernels: Kernels, rowsOf: (r0: number, r1: number) => Float32Array): Promise<number> {
   const chunk = Math.max(1, Math.floor(Math.min(HALF_TRACE_CHUNK, (rows * cols + cols * cols) / 16) / cols));
   let sum = 0;
   for (let r0 = 0; r0 < rows; r0 += chunk) {
@@ -70,17 +69,25 @@ async function halfTrace(rows: number, cols: number, H: Float32Array, engine: En
 }
 
 /** The loss 0.5·tr(ΔW H ΔWᵀ) (ΔW = W0 − W) and its relative form, over ref = 0.5·tr(W0 H W0ᵀ); each measured
- *  here unless given (by the method's solve, by the caller's calibration forward). */
-export async function reconstructionLoss(W0: Float32Array, W: Float32Array, rows: number, cols: number, H: Float32Array, engine: Engine, given: { loss?: number; reference?: number } = {}): Promise<{ loss: number; relLoss: number }> {
-  const ref = given.reference ?? await halfTrace(rows, cols, H, engine, (r0, r1) => W0.subarray(r0 * cols, r1 * cols));
-  let dW: Float32Array | undefined; // one buffer for every chunk, sized by the first (the largest)
-  const l = given.loss ?? await halfTrace(rows, cols, H, engine, (r0, r1) => {
-    dW ??= new Float32Array((r1 - r0) * cols);
-    const x = dW.subarray(0, (r1 - r0) * cols);
-    for (let i = 0, k = r0 * cols; i < x.length; i++, k++) x[i] = W0[k] - W[k];
-    return x;
-  });
-  return { loss: l, relLoss: ref > 0 ? l / ref : 0 };
+ *  here unless given (by the method's solve, by the caller's calibration forward). On a device that keeps outputs
+ *  (WebGPU) H crosses once, not once per row chunk, and not at all when the method left it there (`hessian`). */
+export async function reconstructionLoss(W0: Float32Array, W: Float32Array, rows: number, cols: number, H: Float32Array, engine: Engine, given: { loss?: number; reference?: number; hessian?: ort.Tensor } = {}): Promise<{ loss: number; relLoss: number }> {
+  const kernels = new Kernels(engine);
+  const measured = given.loss === undefined || given.reference === undefined;
+  const h = given.hessian ?? (measured && await kernels.keepsOnDevice() ? await kernels.upload(mat(cols, cols, H)) : mat(cols, cols, H));
+  try {
+    const ref = given.reference ?? await halfTrace(rows, cols, h, kernels, (r0, r1) => W0.subarray(r0 * cols, r1 * cols));
+    let dW: Float32Array | undefined; // one buffer for every chunk, sized by the first (the largest)
+    const l = given.loss ?? await halfTrace(rows, cols, h, kernels, (r0, r1) => {
+      dW ??= new Float32Array((r1 - r0) * cols);
+      const x = dW.subarray(0, (r1 - r0) * cols);
+      for (let i = 0, k = r0 * cols; i < x.length; i++, k++) x[i] = W0[k] - W[k];
+      return x;
+    });
+    return { loss: l, relLoss: ref > 0 ? l / ref : 0 };
+  } finally {
+    if (h !== given.hessian && !('rows' in h)) h.dispose();
+  }
 }
 
 export async function pruneLayer(methodName: MethodName, problem: LayerProblem, options: PruneOptions, engine: Engine): Promise<PruneResult> {
@@ -103,10 +110,15 @@ export async function pruneLayer(methodName: MethodName, problem: LayerProblem, 
   const seconds = (performance.now() - t0) / 1000;
   let zeros = 0;
   for (let i = 0; i < out.W.length; i++) if (out.W[i] === 0) zeros++;
-  const { loss, relLoss } = problem.H
-    ? await reconstructionLoss(problem.W, out.W, problem.rows, problem.cols, problem.H, engine, { loss: out.loss, reference: problem.reference })
-    : { loss: NaN, relLoss: NaN };
-  return { ...out, method: methodName, loss, relLoss, sparsity: zeros / out.W.length, seconds, device: engine.device ?? 'cpu' };
+  const { deviceH, ...result } = out;
+  try {
+    const { loss, relLoss } = problem.H
+      ? await reconstructionLoss(problem.W, out.W, problem.rows, problem.cols, problem.H, engine, { loss: out.loss, reference: problem.reference, hessian: deviceH })
+      : { loss: NaN, relLoss: NaN };
+    return { ...result, method: methodName, loss, relLoss, sparsity: zeros / out.W.length, seconds, device: engine.device ?? 'cpu' };
+  } finally {
+    deviceH?.dispose();
+  }
 }
 
 export type { LayerProblem, MethodName, Pattern, PruneOptions, PruneResult } from './types';

@@ -21,11 +21,12 @@
 // For SparseGPT that is the sum of its per-column OBS errors err²/2, for APT the sum of its joint removal losses
 // ½·w_P S_PP⁻¹ w_Pᵀ: no second pass over H.
 
-import { dampedCholeskyFactor, invertUpper } from '../linalg/cholesky';
+import { DampedCholesky, dampedCholeskyFactor, invertUpper } from '../linalg/cholesky';
+import { dampedDeviceFactor, DeviceFactor, releaseDeviceFactor } from '../linalg/deviceFactor';
 import type * as ort from 'onnxruntime-node';
 import { Kernels, Mat, mat } from '../linalg/kernels';
 import { sharedF64, sharedU8 } from '../parallel/rowPool';
-import { Engine, f32 } from '../onnx/session';
+import { Engine } from '../onnx/session';
 import { kthSmallest, sampleBracket } from './masks';
 import { rowPool } from './rowKernels';
 import { LayerProblem, MethodName, MethodOutput, PruneOptions, PruningMethod } from './types';
@@ -82,56 +83,134 @@ function keepSharedBuffers(s: SharedBlockBuffers): void {
   if (!spare || spare.w.length < s.w.length) spare = s;
 }
 
-/** Where the sweep keeps W and Fᵀ between blocks: in the host's arrays (each block's graph call sends W and the
- *  finished Fᵀ[:i1] again), or where the engine keeps device outputs (WebGPU: Engine.keepsOnDevice) in the device's
- *  memory: W goes up once, each block's panel (its weights, then its E) crosses, and Fᵀ comes back once, at the end. */
-class SweepOperands {
-  private W: ort.Tensor | null = null;
+/** What the sweep asks of its factor and of where its operands live, per block b = [i1, i2). */
+interface SweepOperands {
+  /** The factor's dampening, λ, dead inputs and notes. */
+  readonly factor: { dampening: number; lambda: number; dead: number[]; notes: string[] };
+  /** G = R[b, b]⁻¹ (upper, float64) into G. */
+  inverse(i1: number, i2: number, G: Float64Array): void;
+  /** The block's current weights W[:, b]·live + D into w, D = F[:, :i1]·R[:i1, b]·G the earlier blocks'
+   *  compensation, for i1 ≥ 1 (block 0's are W's own). */
+  blockWeights(i1: number, i2: number, G: Mat, w: Float64Array): Promise<void>;
+  /** Fᵀ[i1:i2] = Gᵀ·Eᵀ − Dᵀ. */
+  addBlock(i1: number, G: Mat, E: Mat): Promise<void>;
+  /** Fᵀ complete in the host's array. */
+  finish(): Promise<void>;
+  /** H in the device's memory, for the loss's reference (the caller disposes it), if the operands hold it. */
+  takeHessian(): ort.Tensor | undefined;
+  /** Frees what lives on the device. */
+  release(): void;
+}
+
+/** The host's operands: R's panels, W and Fᵀ in the host's arrays; each block's graph call sends W, R[:i1, b] and
+ *  the finished Fᵀ[:i1] again (on the CPU provider nothing crosses). */
+class HostOperands implements SweepOperands {
+  private readonly Rbb: Float64Array;
+  private readonly Rcol: Float32Array;
+  private readonly Dt: Float32Array;
+  private readonly wb: Float32Array;
+
+  constructor(private readonly kernels: Kernels, readonly factor: DampedCholesky, private readonly W: Mat, private readonly Ft: Float32Array, private readonly live: Float32Array, B: number) {
+    this.Rbb = new Float64Array(B * B);
+    this.Rcol = new Float32Array(W.cols * B);
+    this.Dt = new Float32Array(W.rows * B);
+    this.wb = new Float32Array(W.rows * B);
+  }
+
+  inverse(i1: number, i2: number, G: Float64Array): void {
+    const width = i2 - i1;
+    for (let k = 0; k < width; k++) this.factor.R.row(i1 + k, i1, i2, this.Rbb, k * width);
+    invertUpper(this.Rbb, width, G);
+  }
+
+  async blockWeights(i1: number, i2: number, G: Mat, w: Float64Array): Promise<void> {
+    const { rows } = this.W;
+    const width = i2 - i1;
+    for (let p = 0; p < i1; p++) this.factor.R.row(p, i1, i2, this.Rcol, p * width);
+    const wb = mat(rows, width, this.wb.subarray(0, rows * width));
+    const r = mat(i1, width, this.Rcol.subarray(0, i1 * width));
+    await this.kernels.sweepBlock(G, r, mat(i1, rows, this.Ft.subarray(0, i1 * rows)), this.W, i1, this.live.subarray(i1, i2), this.dt(width), wb);
+    w.set(wb.data);
+  }
+
+  async addBlock(i1: number, G: Mat, E: Mat): Promise<void> {
+    const rows = this.W.rows;
+    const Dt = this.dt(G.rows);
+    if (i1 === 0) Dt.data.fill(0);
+    await this.kernels.aTbTMinusC(G, E, Dt, mat(G.rows, rows, this.Ft.subarray(i1 * rows, (i1 + G.rows) * rows)));
+  }
+
+  private dt(width: number): Mat {
+    return mat(width, this.W.rows, this.Dt.subarray(0, width * this.W.rows));
+  }
+
+  async finish(): Promise<void> {}
+  takeHessian(): undefined {
+    return undefined;
+  }
+
+  release(): void {}
+}
+
+/** The device's operands (Engine.keepsOnDevice: WebGPU): the factor is computed there (deviceFactor.ts: H up once)
+ *  and R's columns stay there, as does Fᵀ between blocks. Per block Dᵀ comes down (the host adds it to the block's
+ *  weights, so W never goes up) and E goes up; Fᵀ comes down once: about 3·W + H per layer. */
+class DeviceOperands implements SweepOperands {
   private ft: ort.Tensor | null = null;
-  private dt: ort.Tensor | null = null;
+  private dtDevice: ort.Tensor | null = null;
+  private readonly Dt: Float32Array;
 
-  private readonly onDevice: boolean;
-
-  constructor(private readonly kernels: Kernels, private readonly Wh: Mat, private readonly Ft: Float32Array) {
-    this.onDevice = kernels.engine.keepsOnDevice;
+  constructor(private readonly kernels: Kernels, readonly factor: DeviceFactor, private readonly W: Mat, private readonly Ft: Float32Array, private readonly live: Float32Array, private readonly B: number) {
+    this.Dt = new Float32Array(W.rows * B);
   }
 
-  /** The block [i1, i1 + width)'s weights into wb and its Dᵀ (into Dt on the host path), for i1 ≥ 1 (the first
-   *  block's weights are W's columns: no graph call, so W goes up only for a second block). */
-  async blockWeights(G: Mat, r: Mat, i1: number, live: Float32Array, Dt: Mat, wb: Mat): Promise<void> {
-    const { rows } = this.Wh;
-    if (!this.onDevice) {
-      await this.kernels.sweepBlock(G, r, mat(i1, rows, this.Ft.subarray(0, i1 * rows)), this.Wh, i1, live, Dt, wb);
-      return;
-    }
-    this.W ??= await this.kernels.upload(this.Wh);
-    this.dt = await this.kernels.sweepBlockOnDevice(G, r, this.ft as ort.Tensor, this.W, i1, live, wb); // ft: block 0's on
+  inverse(i1: number, _i2: number, G: Float64Array): void {
+    G.set(this.factor.inverses[i1 / this.B]);
   }
 
-  /** Fᵀ[i1:i1 + width] = Gᵀ·Eᵀ − Dᵀ (Dt: the host's Dᵀ, zero for the first block). */
-  async addBlock(G: Mat, E: Mat, Dt: Mat, i1: number): Promise<void> {
-    const rows = this.Wh.rows;
-    if (!this.onDevice) {
-      await this.kernels.aTbTMinusC(G, E, Dt, mat(G.rows, rows, this.Ft.subarray(i1 * rows, (i1 + G.rows) * rows)));
-      return;
+  async blockWeights(i1: number, i2: number, G: Mat, w: Float64Array): Promise<void> {
+    const { rows, cols, data: W } = this.W;
+    const width = i2 - i1;
+    const Dt = mat(width, rows, this.Dt.subarray(0, width * rows));
+    this.dtDevice = await this.kernels.blockCompensationOnDevice(G, this.factor.columns[i1 / this.B] as ort.Tensor, this.ft as ort.Tensor, Dt);
+    for (let r = 0; r < rows; r++) {
+      for (let k = 0; k < width; k++) w[r * width + k] = W[r * cols + i1 + k] * this.live[i1 + k] + Dt.data[k * rows + r];
     }
-    const next = await this.kernels.appendBlock(G, E, this.dt ?? f32(Dt.data, [G.rows, rows]), this.ft);
-    this.dt?.dispose();
+  }
+
+  async addBlock(_i1: number, G: Mat, E: Mat): Promise<void> {
+    const next = await this.kernels.appendBlock(G, E, this.dtDevice, this.ft);
+    this.dtDevice?.dispose();
     this.ft?.dispose();
-    this.dt = null;
+    this.dtDevice = null;
     this.ft = next;
   }
 
-  /** Fᵀ complete in the host's array; the device's tensors released. */
   async finish(): Promise<void> {
-    if (this.ft) await this.kernels.download(this.ft, mat(this.Wh.cols, this.Wh.rows, this.Ft));
-    this.release();
+    if (this.ft) await this.kernels.download(this.ft, mat(this.W.cols, this.W.rows, this.Ft));
+  }
+
+  takeHessian(): ort.Tensor | undefined {
+    const h = this.factor.hessian ?? undefined;
+    this.factor.hessian = null;
+    return h;
   }
 
   release(): void {
-    for (const x of [this.W, this.ft, this.dt]) x?.dispose();
-    this.W = this.ft = this.dt = null;
+    for (const x of [this.ft, this.dtDevice]) x?.dispose();
+    this.ft = this.dtDevice = null;
+    releaseDeviceFactor(this.factor);
   }
+}
+
+/** The operands for this layer: on the device when the engine keeps outputs there and the layer has more than one
+ *  block (one block has no left-looking product, and its factor is one host Cholesky). */
+async function sweepOperands(kernels: Kernels, H: Float32Array, W: Mat, Ft: Float32Array, live: Float32Array, B: number, dampening: number): Promise<SweepOperands> {
+  const cols = W.cols;
+  if (cols > B && await kernels.keepsOnDevice()) {
+    return new DeviceOperands(kernels, await dampedDeviceFactor(H, cols, B, dampening, kernels), W, Ft, live, B);
+  }
+  return new HostOperands(kernels, await dampedCholeskyFactor(H, cols, dampening, kernels), W, Ft, live, B);
 }
 
 /** Fills the block's mask (unless fixed) and E. The block's arrays live in shared memory, so a solver may
@@ -150,57 +229,45 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   // N:M groups must not straddle blocks.
   const blockSize = Math.max(m, Math.ceil((options.blockSize ?? 128) / m) * m);
   const kernels = new Kernels(engine);
-  const factor = await dampedCholeskyFactor(problem.H as Float32Array, cols, options.dampening ?? 0.01, kernels);
-  const notes = [...factor.notes];
-  if (factor.dead.length) notes.push(`${factor.dead.length} input column(s) never active in calibration: their weights are zeroed`);
-  if (blockSize !== (options.blockSize ?? 128)) notes.push(`block size rounded to ${blockSize}, a multiple of M=${m}`);
   const denseFromCol = cols - (cols % m);
-  if (denseFromCol < cols) notes.push(`cols=${cols} is not a multiple of M=${m}: the last ${cols - denseFromCol} column(s) stay dense`);
-  const R = factor.R;
 
   // Fᵀ (cols, rows): the finished blocks' compensation F[:, :i1] is then the contiguous head Ft[:i1], the operand of
   // each block's left-looking GEMM. At the end it becomes the output (in place for a square layer).
   const Ft = new Float32Array(cols * rows);
   const mask = new Uint8Array(rows * cols);
+  const live = new Float32Array(cols).fill(1); // 0 for a dead input: its weights are zeroed
+  const operands = await sweepOperands(kernels, problem.H as Float32Array, mat(rows, cols, W), Ft, live, blockSize, options.dampening ?? 0.01);
+  const { factor } = operands;
+  for (const j of factor.dead) live[j] = 0;
+  const notes = [...factor.notes];
+  if (factor.dead.length) notes.push(`${factor.dead.length} input column(s) never active in calibration: their weights are zeroed`);
+  if (blockSize !== (options.blockSize ?? 128)) notes.push(`block size rounded to ${blockSize}, a multiple of M=${m}`);
+  if (denseFromCol < cols) notes.push(`cols=${cols} is not a multiple of M=${m}: the last ${cols - denseFromCol} column(s) stay dense`);
 
   // One set of block buffers, reused by every block (zeroed where the solvers expect zeros); the shared ones also
   // by the next layers.
   const shared = takeSharedBuffers(rows, blockSize);
-  const operands = new SweepOperands(kernels, mat(rows, cols, W), Ft);
   const { w: wBuf, E: EBuf, G: GBuf, mask: maskBuf, parts } = shared;
-  const Rbb = new Float64Array(blockSize * blockSize);
   const G32 = new Float32Array(blockSize * blockSize);
-  const X32 = new Float32Array(rows * blockSize); // onnxruntime's block weights, then the block's E
-  const Dt32 = new Float32Array(rows * blockSize);
-  const Rcol = new Float32Array(cols * blockSize);
-  const live = new Float32Array(cols).fill(1); // 0 for a dead input: its weights are zeroed
-  for (const j of factor.dead) live[j] = 0;
+  const E32 = new Float32Array(rows * blockSize); // onnxruntime's copy of the block's E
   let errors2 = 0; // ‖E‖², summed block by block in float64
+  let deviceH: ort.Tensor | undefined;
 
   try {
     for (let i1 = 0; i1 < cols; i1 += blockSize) {
       const i2 = Math.min(i1 + blockSize, cols);
       const width = i2 - i1;
       // G = U[b, b] = R[b, b]⁻¹ (inverted in float64).
-      for (let k = 0; k < width; k++) R.row(i1 + k, i1, i2, Rbb, k * width);
       const G = GBuf.subarray(0, width * width);
-      invertUpper(Rbb, width, G);
+      operands.inverse(i1, i2, G);
       const g32 = mat(width, width, G32.subarray(0, width * width));
       g32.data.set(G);
 
       // The block's current weights w = W[:, b] (dead inputs zeroed) + D, with D = F[:, :i1]·R[:i1, b]·G = −F^{<b}_b the
-      // earlier blocks' compensation, which onnxruntime computes (as Dᵀ) together with w.
-      const Dt = mat(width, rows, Dt32.subarray(0, width * rows));
+      // earlier blocks' compensation.
       const w = wBuf.subarray(0, rows * width);
-      if (i1 === 0) {
-        Dt.data.fill(0);
-        liveColumns(W, cols, i1, live, w, rows, width);
-      } else {
-        for (let p = 0; p < i1; p++) R.row(p, i1, i2, Rcol, p * width);
-        const wb = mat(rows, width, X32.subarray(0, rows * width));
-        await operands.blockWeights(g32, mat(i1, width, Rcol.subarray(0, i1 * width)), i1, live.subarray(i1, i2), Dt, wb);
-        w.set(wb.data);
-      }
+      if (i1 === 0) liveColumns(W, cols, i1, live, w, rows, width);
+      else await operands.blockWeights(i1, i2, g32, w);
 
       const blockMask = maskBuf.subarray(0, rows * width).fill(0);
       if (options.mask) for (let r = 0; r < rows; r++) blockMask.set(options.mask.subarray(r * cols + i1, r * cols + i2), r * width);
@@ -213,12 +280,13 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
       errors2 += sumOfSquares(block.E);
 
       // F_b = E·G − D, written transposed into Ft[i1:i2] as Gᵀ·Eᵀ − Dᵀ.
-      const E = mat(rows, width, X32.subarray(0, rows * width));
+      const E = mat(rows, width, E32.subarray(0, rows * width));
       E.data.set(block.E);
-      await operands.addBlock(g32, E, Dt, i1);
+      await operands.addBlock(i1, g32, E);
       copyColumns(blockMask, mask, cols, i1, rows, width);
     }
     await operands.finish();
+    deviceH = operands.takeHessian();
   } finally {
     operands.release();
     keepSharedBuffers(shared);
@@ -230,7 +298,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   const out = rows === cols ? Ft : new Float32Array(rows * cols);
   subtractTransposed(W, Ft, mask, rows, cols, out);
   for (const c of factor.dead) for (let r = 0; r < rows; r++) out[r * cols + c] = 0;
-  return { W: out, mask, dampening: factor.dampening, loss, notes };
+  return { W: out, mask, dampening: factor.dampening, loss, notes, deviceH };
 }
 
 /** The undamped loss ½·tr(F H Fᵀ) of the compensation F (Fᵀ: (cols, rows)) from ‖E‖² = tr(F H_d Fᵀ):

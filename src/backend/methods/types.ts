@@ -3,6 +3,7 @@
 // needs, and returns the pruned weights and mask. Every method is scored with the same loss (index.ts): the
 // OBS sweep returns it from its own errors, for the others the caller measures it.
 
+import type * as ort from 'onnxruntime-node';
 import type { Engine } from '../onnx/session';
 import type { LayerRefinement } from '../../protocol/events';
 import type { MethodName, Pattern } from '../../protocol/pruning';
@@ -57,6 +58,9 @@ export interface MethodOutput {
   notes: string[];
   /** APT with refine > 0: the losses of the refinement and which result the layer kept. */
   refine?: LayerRefinement;
+  /** H, left in the device's memory by the method (the sweep's device path), for the loss's reference: the caller
+   *  disposes it. */
+  deviceH?: ort.Tensor;
 }
 
 export interface PruneResult extends MethodOutput {

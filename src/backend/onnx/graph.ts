@@ -26,7 +26,7 @@ export class GraphBuilder {
 
   constructor(readonly name: string) {}
 
-  input(name: string, elemType: DataType, shape: Dim[]): Value {
+  input(name: string, elemType: DataType, shape: Dim[] | null): Value {
     this.inputs.push(valueInfo(name, elemType, shape));
     return { name };
   }
@@ -55,7 +55,7 @@ export class GraphBuilder {
     return outputs.map((name) => ({ name }));
   }
 
-  output(value: Value, name: string, elemType: DataType, shape: Dim[]): void {
+  output(value: Value, name: string, elemType: DataType, shape: Dim[] | null): void {
     // Rename through Identity so outputs have stable, caller-chosen names.
     this.nodes.push({ name: `out_${name}`, opType: 'Identity', input: [value.name], output: [name], attribute: [] });
     this.outputs.push(valueInfo(name, elemType, shape));
@@ -78,13 +78,14 @@ export class GraphBuilder {
   }
 }
 
-export function valueInfo(name: string, elemType: DataType, shape: Dim[]): ValueInfoProto {
+/** A value's type; a null shape leaves the rank open. */
+export function valueInfo(name: string, elemType: DataType, shape: Dim[] | null): ValueInfoProto {
   return {
     name,
     type: {
       tensorType: {
         elemType,
-        shape: { dim: shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+        ...(shape && { shape: { dim: shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } }),
       },
     },
   };

@@ -53,7 +53,12 @@ export function transferSince(now: Transfer, before: Transfer): Transfer {
 }
 
 export class Kernel {
-  constructor(readonly session: ort.InferenceSession, readonly device: Device, private readonly moved: Transfer = { toDevice: 0, fromDevice: 0 }) {}
+  /** The outputs this kernel leaves in the device's memory (KernelOptions.deviceOutputs, on WebGPU). */
+  readonly onDevice: ReadonlySet<string>;
+
+  constructor(readonly session: ort.InferenceSession, readonly device: Device, private readonly moved: Transfer = { toDevice: 0, fromDevice: 0 }, deviceOutputs: readonly string[] = []) {
+    this.onDevice = new Set(device === 'webgpu' ? deviceOutputs : []);
+  }
 
   /** Runs the graph; `outputs` may pre-allocate output tensors (onnxruntime writes into their memory, except in a
    *  kernel with device outputs on WebGPU: read the results there). Given, it names every output wanted (null: one
@@ -263,13 +268,13 @@ export class Engine {
   }
 
   private async open(source: Uint8Array | string, externalData?: { path: string; data: Uint8Array }[], options: KernelOptions = {}): Promise<Kernel> {
-    if (this.resolved) return new Kernel(await this.createOn(this.resolved, source, externalData, options), this.resolved, this.moved);
+    if (this.resolved) return new Kernel(await this.createOn(this.resolved, source, externalData, options), this.resolved, this.moved, options.deviceOutputs);
     const errors: string[] = [];
     for (const device of await this.candidates()) {
       try {
         const why = await this.problem(device);
         if (why) throw new Error(why);
-        const kernel = new Kernel(await this.createOn(device, source, externalData, options), device, this.moved);
+        const kernel = new Kernel(await this.createOn(device, source, externalData, options), device, this.moved, options.deviceOutputs);
         this.resolved = device;
         this.adapterName = await this.nameOf(device);
         return kernel;

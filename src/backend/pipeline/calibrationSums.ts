@@ -3,35 +3,53 @@
 
 import * as ort from 'onnxruntime-node';
 import { dropped } from '../fullCollection';
-import type { Kernel } from '../onnx/session';
+import { Kernels, mat } from '../linalg/kernels';
+import type { Engine, Kernel } from '../onnx/session';
 import type { CalibrationGraph } from './segmentGraph';
 
 /**
  * Runs one micro-batch (`sequences` windows) through a calibration graph and adds its statistics to `sums` (one
  * per stat key; the graph's other outputs, e.g. keepOutputs' activations, are returned). XᵀX is added by the graph
- * itself: each running sum is fed as its stat's `sumIn` and pre-allocated as its `xtx` output on the same memory
- * (an elementwise Add reads each element before writing it), so a batch's XᵀX is a cols² matrix (485 MB at 11008
- * columns) only inside onnxruntime, freed as the run ends. onnxruntime-node 1.30 still returns a copy of every
- * output, a pre-allocated one too: those of XᵀX are dropped at once (fullCollection.ts).
+ * itself: each running sum is fed as its stat's `sumIn` and comes back as its `xtx` output.
+ * - On the host, that output is pre-allocated on the sum's own memory (an elementwise Add reads each element before
+ *   writing it), so a batch's XᵀX is a cols² matrix (485 MB at 11008 columns) only inside onnxruntime, freed as the
+ *   run ends. onnxruntime-node 1.30 still returns a copy of every output, a pre-allocated one too: those of XᵀX are
+ *   dropped at once (fullCollection.ts).
+ * - When the kernel leaves `xtx` on the device (WebGPU: Kernel.onDevice), the running sum stays there between
+ *   batches (CalibrationSums.device): it goes up once, with the first batch, and comes back once (downloadSums).
  */
 export async function runCalibration(kernel: Kernel, cg: CalibrationGraph, feeds: Record<string, ort.Tensor>, sums: Map<string, CalibrationSums>, sequences: number): Promise<Record<string, ort.Tensor>> {
   const inPlace: Record<string, ort.Tensor> = {};
   const fetches: Record<string, ort.Tensor | null> = Object.fromEntries(cg.outputs.map((o) => [o, null]));
   for (const s of cg.stats) {
-    const running = sumsOf(sums, s.key).xtx;
-    const t = new ort.Tensor('float32', running, s.groups === 1 ? [s.cols, s.cols] : [s.groups, s.cols, s.cols]);
-    inPlace[s.sumIn] = t;
-    fetches[s.xtx] = t;
+    const running = sumsOf(sums, s.key);
+    const host = new ort.Tensor('float32', running.xtx, s.groups === 1 ? [s.cols, s.cols] : [s.groups, s.cols, s.cols]);
+    inPlace[s.sumIn] = running.device ?? host;
+    if (!kernel.onDevice.has(s.xtx)) fetches[s.xtx] = host;
   }
   const out = await kernel.run({ ...feeds, ...inPlace }, fetches);
   for (const s of cg.stats) {
     const into = sums.get(s.key) as CalibrationSums;
     into.count(out[s.colSq].data as Float32Array, sequences, s.routed ? (out[s.routed].data as Float32Array)[0] : undefined);
     for (const [layer, name] of Object.entries(s.outSq)) into.addOutput(layer, out[name].data as Float32Array);
+    if (kernel.onDevice.has(s.xtx)) {
+      into.device?.dispose();
+      into.device = out[s.xtx];
+    } else dropped(into.xtx.byteLength);
     delete out[s.xtx];
-    dropped(into.xtx.byteLength);
   }
   return out;
+}
+
+/** The running sums left on the device by runCalibration, into their host arrays (the device's copies freed). */
+export async function downloadSums(sums: Map<string, CalibrationSums>, engine: Engine): Promise<void> {
+  const kernels = new Kernels(engine);
+  for (const s of sums.values()) {
+    if (!s.device) continue;
+    await kernels.download(s.device, mat(1, s.xtx.length, s.xtx));
+    s.device.dispose();
+    s.device = null;
+  }
 }
 
 /** Empty sums for every statistic of a calibration graph, by stat key (runCalibration's `sums`). */
@@ -56,6 +74,8 @@ export class CalibrationSums {
   sequences = 0;
   /** Tokens with a positive token weight (the `routed` output), when the statistic has a token weight. */
   routedTokens?: number;
+  /** The running XᵀX in the device's memory while runCalibration keeps it there (xtx is stale until downloadSums). */
+  device: ort.Tensor | null = null;
   /** hessian() has scaled xtx in place. */
   private scaled = false;
   /** Per layer name, Σ_tokens ‖y‖² of its output (calibrationModel's outSq), in float64. */
@@ -105,6 +125,7 @@ export class CalibrationSums {
   /** (groups, cols, cols) H = (2/N)·Σ XᵀX. The first call scales the sums in place (H can be cols² × 4 bytes: no copy);
    *  later calls return the same array, so layers sharing an input share one H (methods never modify it). */
   hessian(): Float32Array {
+    if (this.device) throw new Error('calibration sums: hessian() before downloadSums()');
     if (!this.scaled) {
       const a = 2 / this.sequences;
       for (let i = 0; i < this.xtx.length; i++) this.xtx[i] *= a;
@@ -116,6 +137,7 @@ export class CalibrationSums {
   /** The unscaled sums (before hessian()), to be kept and restored bit for bit (a sweep's shared first block). */
   saved(): SavedSums {
     if (this.scaled) throw new Error('calibration sums: saved() after hessian()');
+    if (this.device) throw new Error('calibration sums: saved() before downloadSums()');
     return { cols: this.cols, groups: this.groups, sequences: this.sequences, routedTokens: this.routedTokens, outSq: [...this.outSq], xtx: this.xtx, colSq: this.colSq };
   }
 

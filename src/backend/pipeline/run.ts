@@ -36,14 +36,15 @@ import { outlierRatio, owlOffsets } from '../methods/owl';
 import { causalLmFeeds, InputSpec, inputSpecs, positionLimit, vocabularySize } from '../models/inputs';
 import { transpose } from '../models/emitter';
 import { DataType, TensorProto } from '../onnx/proto';
-import { Engine, ModelSource, transferSince } from '../onnx/session';
+import { Kernels } from '../linalg/kernels';
+import { Engine, KernelOptions, ModelSource, transferSince } from '../onnx/session';
 import { RunCancelledError, RunError } from './errors';
 import { checkDataPaths, checkOutput, removeDeadTemporaries, tokenizerFor } from './preflight';
 import { inferTypesWithOrt } from './types';
 import { Discovery, discoverLayers, PrunableLayer } from './layers';
 import { describeQuantized, quantizedRefusal } from './quantized';
 import { dropped } from '../fullCollection';
-import { CalibrationSums, calibrationGroups, calibrationKey, calibrationModel, emptySums, lastUse, planSegments, runCalibration, SavedSums, Segment, SegmentPlan, segmentModel } from './segments';
+import { CalibrationSums, calibrationGroups, calibrationKey, calibrationModel, downloadSums, emptySums, lastUse, planSegments, runCalibration, SavedSums, Segment, SegmentPlan, segmentModel } from './segments';
 
 export { RunCancelledError, RunError } from './errors';
 
@@ -494,11 +495,14 @@ function segmentFeeds(cache: ActivationCache, inputs: string[], weights: Record<
 async function calibrate(model: OpenModel, run: RunLog, work: SegmentWork, cache: ActivationCache, batches: Int32Array[][], layers: PrunableLayer[], outliers = false): Promise<Map<string, CalibrationSums>> {
   const { seg } = work;
   const cg = calibrationModel(model.plan, seg, { mapInitializer: model.mapInitializer, layers, keepOutputs: outliers });
-  const kernel = await model.engine.kernel(cg.model);
+  // On a device that keeps outputs (WebGPU) the running sums stay there between batches (runCalibration), and the
+  // activations kept for the next segments between passes.
+  const kernel = await model.engine.kernel(cg.model, onDevice(model, [...cg.stats.map((s) => s.xtx), ...(outliers ? seg.outputs : [])]));
   const stats = emptySums(cg);
   // Dense weights throughout, also those an earlier pass of this segment has pruned (attention before the experts).
-  const weights = weightFeeds(work, new Set(cg.weights));
-  for (const l of seg.layers) if (weights[l.weight] && work.pruned.has(l.weight)) weights[l.weight] = weightTensor(model.ckpt.weightAsFloat32(l.weight), l);
+  const dense = weightFeeds(work, new Set(cg.weights));
+  for (const l of seg.layers) if (dense[l.weight] && work.pruned.has(l.weight)) dense[l.weight] = weightTensor(model.ckpt.weightAsFloat32(l.weight), l);
+  const weights = await weightsOnDevice(model, dense);
   for (let b = 0; b < batches.length; b++) {
     run.checkpoint();
     const out = await runCalibration(kernel, cg, segmentFeeds(cache, cg.inputs, weights, b), stats, batches[b].length);
@@ -508,6 +512,8 @@ async function calibrate(model: OpenModel, run: RunLog, work: SegmentWork, cache
     }
     run.emit('calibration.progressed', { phase: outliers ? 'outliers' : 'hessian', block: seg.block, done: b + 1, total: batches.length });
   }
+  await downloadSums(stats, model.engine);
+  releaseDevice(weights);
   await model.engine.forget(kernel); // each block's graphs run for that block only
   return stats;
 }
@@ -617,15 +623,36 @@ function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: La
 async function propagate(model: OpenModel, run: RunLog, work: SegmentWork, cache: ActivationCache, batches: Int32Array[][], phase?: 'outliers'): Promise<void> {
   const { seg } = work;
   const sg = segmentModel(model.plan, seg, { mapInitializer: model.mapInitializer });
-  const kernel = await model.engine.kernel(sg.model);
-  const weights = weightFeeds(work);
+  const kernel = await model.engine.kernel(sg.model, onDevice(model, sg.outputs));
+  const weights = await weightsOnDevice(model, weightFeeds(work));
   for (let b = 0; b < batches.length; b++) {
     run.checkpoint();
     keepActivations(cache, sg.outputs, await kernel.run(segmentFeeds(cache, sg.inputs, weights, b)), b);
     dropLastRead(model.plan, seg, cache, sg.inputs, b);
     run.emit('calibration.progressed', { phase: phase ?? (seg.kind === 'prefix' ? 'prefix' : 'propagate'), block: seg.block, done: b + 1, total: batches.length });
   }
+  releaseDevice(weights);
   await model.engine.forget(kernel);
+}
+
+/** Kernel options that leave `outputs` in the device's memory where the engine keeps outputs there (WebGPU): the
+ *  activations the next segments read and the running Hessian sums then never cross to the host. */
+function onDevice(model: OpenModel, outputs: string[]): KernelOptions {
+  return model.engine.keepsOnDevice ? { deviceOutputs: outputs } : {};
+}
+
+/** A pass's weight feeds, sent to the device once for all its batches where the engine keeps outputs there (a host
+ *  tensor fed to a run crosses again with every run). */
+async function weightsOnDevice(model: OpenModel, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+  if (!model.engine.keepsOnDevice) return feeds;
+  const kernels = new Kernels(model.engine);
+  const out: Record<string, ort.Tensor> = {};
+  for (const [name, t] of Object.entries(feeds)) out[name] = await kernels.uploadTensor(t);
+  return out;
+}
+
+function releaseDevice(feeds: Record<string, ort.Tensor>): void {
+  for (const t of Object.values(feeds)) if (t.location !== 'cpu') t.dispose();
 }
 
 /** After the segment's last pass over batch `b`: drops that batch of the inputs no later segment reads, so a block's
