@@ -8,6 +8,7 @@
 // A chunk a worker failed on (or never answered) is encoded again inline, so an error is the inline path's own.
 
 import { Tokenizer } from '@huggingface/tokenizers';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { isMainThread, MessageChannel, MessagePort, receiveMessageOnPort, Worker, workerData } from 'node:worker_threads';
 import { FastEncoder, fastEncoder, Step } from './fastEncode';
@@ -25,7 +26,7 @@ const STALL_MS = 10_000;
 /** A worker loads this module: the bundle it was built into (dist/backend.js, whose CLI starts only on the main
  *  thread), or under tsx (tests, benches) the .ts file, through tsx's require hook (Node 20's workers do not
  *  inherit --import tsx). */
-const workerSource = () => `${__filename.endsWith('.ts') ? `require(${JSON.stringify(require.resolve('tsx/cjs/api'))}).register();` : ''} require(${JSON.stringify(__filename)});`;
+const workerSource = () => `${__filename.endsWith('.ts') ? `require(${JSON.stringify(createRequire(__filename).resolve('tsx/cjs/api'))}).register();` : ''} require(${JSON.stringify(__filename)});`;
 
 export interface TokenizerSource {
   json: string;
