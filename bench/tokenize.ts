@@ -11,14 +11,13 @@
 // bundled JavaScript, not TypeScript compiled by tsx on the way.
 
 import { Tokenizer } from '@huggingface/tokenizers';
-import { buildSync } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
-import { defaultThreads } from '../src/backend/data/parallelEncode';
+import { coreThreads } from '../src/backend/data/parallelEncode';
 import { cachedTokens } from '../src/backend/data/tokenCache';
 import { loadTokenizer } from '../src/backend/data/tokens';
 
@@ -73,7 +72,7 @@ function largeText(texts: string[], mb: number): Buffer {
   return Buffer.from(parts.map((p) => p.toString('latin1')).join('\n\n'), 'latin1');
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const { values: v } = parseArgs({
     options: {
       child: { type: 'string' },
@@ -95,6 +94,7 @@ function main(): void {
   const texts = v.texts ? v.texts.split(',') : readdirSync(path.join(FIXTURES, 'data')).map((f) => path.join(FIXTURES, 'data', f));
   const work = mkdtempSync(path.join(tmpdir(), 'prunekit-bench-tokenize-'));
   const bundle = path.join(work, 'bench-tokenize.js');
+  const { buildSync } = await import('esbuild'); // not in the bundle: its children and workers never load it
   buildSync({ entryPoints: [__filename], outfile: bundle, bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['esbuild'], logLevel: 'warning' });
   const f = (x: number) => x.toFixed(3);
   const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
@@ -121,11 +121,11 @@ function main(): void {
     if (largeMb > 0) {
       const bytes = largeText(texts, largeMb);
       const mb = bytes.length / 1e6;
-      console.log(`\nLarge text: the texts above joined by "\\n\\n", repeated to ${mb.toFixed(2)} MB; cold inline (1 thread) and on ${defaultThreads()} threads (the main one and ${defaultThreads() - 1} worker(s), the default here).\n`);
+      console.log(`\nLarge text: the texts above joined by "\\n\\n", repeated to ${mb.toFixed(2)} MB; cold inline (1 thread) and on ${coreThreads()} threads (the main one and ${coreThreads() - 1} worker(s): one a core, the default on an idle machine).\n`);
       console.log('| threads | tokens | cold s | cold CPU s | cold MB/s (wall, CPU) | cached s | cached CPU s |');
       console.log('|---:|---:|---:|---:|---:|---:|---:|');
       const counts = new Set<number>();
-      for (const threads of [1, defaultThreads()]) {
+      for (const threads of [1, coreThreads()]) {
         const text = path.join(work, `large-${threads}`, 'large.txt');
         mkdirSync(path.dirname(text));
         writeFileSync(text, bytes);
@@ -147,4 +147,4 @@ function main(): void {
   console.log(`library: @huggingface/tokenizers' encode on the first ${Math.round(libraryBytes / 1000)} KB of each text (what every run paid before the fast encoder).`);
 }
 
-if (isMainThread) main(); // a tokenizing worker loads this bundle too
+if (isMainThread) void main(); // a tokenizing worker loads this bundle too

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fastEncoder } from '../src/backend/data/fastEncode';
-import { encodeParallel, PARALLEL_MIN_CHARS } from '../src/backend/data/parallelEncode';
+import { coreThreads, defaultThreads, encodeParallel, PARALLEL_MIN_CHARS } from '../src/backend/data/parallelEncode';
 import { cachedTokens, CACHE_FOLDER, CacheOptions } from '../src/backend/data/tokenCache';
 import { loadTokenizer, readTokens, TextTokenizer } from '../src/backend/data/tokens';
 import { runPrune } from '../src/backend/pipeline/run';
@@ -345,6 +345,7 @@ describe('chunked and parallel encoding: ids identical to the whole text encoded
 
   test('readTokens takes the parallel path above PARALLEL_MIN_CHARS: [BOS] + the inline ids', () => {
     const work = mkdtempSync(path.join(tmpdir(), 'prunekit-parallel-'));
+    process.env.PRUNEKIT_TOKENIZE_THREADS = '2'; // workers even on a busy machine
     try {
       const file = path.join(work, 'large.txt');
       let text = whole.map(([, t]) => t).join('\n\n');
@@ -356,16 +357,26 @@ describe('chunked and parallel encoding: ids identical to the whole text encoded
       assert.equal(ids[0], tok.bosId);
       assert.deepEqual(ids.subarray(1), encoder.encode(text));
     } finally {
+      delete process.env.PRUNEKIT_TOKENIZE_THREADS;
       rmSync(work, { recursive: true, force: true });
     }
+  });
+
+  test('threads: one an idle core, at most 4, at least 1; PRUNEKIT_TOKENIZE_THREADS sets them', () => {
+    assert.equal(defaultThreads({}, 0), coreThreads());
+    assert.ok(coreThreads() >= 1 && coreThreads() <= 4);
+    assert.equal(defaultThreads({}, 99), 1);
+    assert.equal(defaultThreads({ PRUNEKIT_TOKENIZE_THREADS: '3' }, 99), 3);
+    assert.equal(defaultThreads({ PRUNEKIT_TOKENIZE_THREADS: 'x' }, 0), coreThreads());
   });
 
   test('the workers do not keep the process alive', () => {
     const script = `const { loadTokenizer } = require(${JSON.stringify(require.resolve('../src/backend/data/tokens'))});
       const tok = loadTokenizer(${JSON.stringify(tokenizerFiles[0])});
-      const ids = tok.encode(require('node:fs').readFileSync(${JSON.stringify(texts[0])}, 'utf8').repeat(3));
+      const ids = tok.encode(require('node:fs').readFileSync(${JSON.stringify(texts[0])}, 'utf8').repeat(5));
       console.log('done', ids.length);`;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', timeout: 60_000, cwd: path.resolve(__dirname, '..') });
+    const env = { ...process.env, PRUNEKIT_TOKENIZE_THREADS: '2' }; // workers even on a busy machine
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', timeout: 60_000, cwd: path.resolve(__dirname, '..'), env });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^done \d+/);
   });

@@ -9,13 +9,14 @@
 
 import { Tokenizer } from '@huggingface/tokenizers';
 import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { isMainThread, MessageChannel, MessagePort, receiveMessageOnPort, Worker, workerData } from 'node:worker_threads';
 import { FastEncoder, fastEncoder, Step } from './fastEncode';
 
-/** Texts shorter than this (UTF-16 code units) are encoded inline: a worker's start costs ~0.1 s of CPU, about
- *  what 1 MB of text costs to encode (see docs/BENCHMARKS.md, "Tokenization"). */
-export const PARALLEL_MIN_CHARS = 2_000_000;
+/** Texts shorter than this (UTF-16 code units) are encoded inline. A worker costs ~0.1 s to start (loading
+ *  dist/backend.js) and ~0.1 s more warming its own memo of pieces, while it saves ~0.04 s a MB on two threads
+ *  (the model's ~0.085 s a MB, halved): it pays from about 4 MB (docs/BENCHMARKS.md, "Tokenization"). */
+export const PARALLEL_MIN_CHARS = 4_000_000;
 /** Threads (the main one included) at most: beyond a few, the serial plan and the workers' starts dominate. */
 const MAX_THREADS = 4;
 /** No chunk answered for this long: the missing ones are encoded inline (a worker that died without a word; one
@@ -48,10 +49,16 @@ interface Answer {
   error?: string;
 }
 
-/** One thread a core, at most MAX_THREADS; PRUNEKIT_TOKENIZE_THREADS sets it (1: always inline). */
-export function defaultThreads(env: NodeJS.ProcessEnv = process.env): number {
+/** One thread a core, at most MAX_THREADS. */
+export function coreThreads(): number {
+  return Math.min(MAX_THREADS, availableParallelism());
+}
+
+/** One thread an idle core (the cores less the last minute's load average: on a busy machine a worker only slows
+ *  the run), at least 1, at most MAX_THREADS; PRUNEKIT_TOKENIZE_THREADS sets it (1: always inline). */
+export function defaultThreads(env: NodeJS.ProcessEnv = process.env, load = loadavg()[0]): number {
   const set = Number(env.PRUNEKIT_TOKENIZE_THREADS);
-  return Number.isInteger(set) && set >= 1 ? set : Math.min(MAX_THREADS, availableParallelism());
+  return Number.isInteger(set) && set >= 1 ? set : Math.max(1, coreThreads() - Math.round(load));
 }
 
 /** encoder.encode(text), on `threads` threads (the main one included) when the text is large enough to pay. */
