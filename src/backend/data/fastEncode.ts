@@ -87,6 +87,17 @@ class IdBuffer {
   }
 }
 
+/** The parts one after another. */
+export function concatIds(parts: Int32Array[]): Int32Array {
+  const out = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** The fast encoder for `tok` (built from `json`, its tokenizer.json), or null when the library must do it all. */
 export function fastEncoder(tok: Tokenizer, json: Record<string, unknown>): FastEncoder | null {
   const t = tok as unknown as TokenizerInternals;

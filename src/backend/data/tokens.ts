@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { mulberry32 } from '../random';
-import { fastEncoder } from './fastEncode';
+import { concatIds, fastEncoder } from './fastEncode';
 import { encodeLarge } from './parallelEncode';
 
 /** A data problem with the protocol code the CLI reports and the file it concerns. */
@@ -111,16 +111,6 @@ export function readTokens(file: string, tokenizer: TextTokenizer | undefined, w
 
 function withBos(bos: number[], ids: Int32Array): Int32Array {
   return bos.length ? concatIds([Int32Array.from(bos), ids]) : ids;
-}
-
-function concatIds(parts: Int32Array[]): Int32Array {
-  const out = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** A JSON array of token ids (or {"ids": [...]}): each must be an integer in [0, 2³¹), never wrapped into another id. */
