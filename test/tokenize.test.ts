@@ -171,6 +171,16 @@ describe('token cache', () => {
     assert.ok(hit.ids.every((id) => id === 7));
   });
 
+  test('a cache file in another JSON layout (spaces, no final newline) is read as well (JSON.parse, not the quick reader)', () => {
+    const s = setup();
+    const first = s.load();
+    writeFileSync(first.from.cacheFile!, JSON.stringify(JSON.parse(readFileSync(first.from.cacheFile!, 'utf8')), null, 1));
+    const hit = s.load();
+    assert.equal(hit.from.source, 'cache');
+    assert.deepEqual(hit.ids, first.ids);
+    assert.deepEqual(s.warnings, []);
+  });
+
   test('a changed text or tokenizer misses; the old file stays for the old pair', () => {
     const s = setup();
     const first = s.load().from.cacheFile!;
@@ -196,6 +206,9 @@ describe('token cache', () => {
     ['an id out of range', (t) => t.replace('"ids":[1,', '"ids":[-1,'), /token id -1 at position 0/],
     ['made from another text', (t) => t.replace(/"sha256":"[0-9a-f]{64}"/, `"sha256":"${'0'.repeat(64)}"`), /made from another text or tokenizer/],
     ['far too large', (t) => t + ' '.repeat(40 * story.length), /too large/],
+    ['an id with a leading zero', (t) => t.replace('"ids":[1,', '"ids":[01,'), /not valid JSON/],
+    ['an id of 2³¹', (t) => t.replace('"ids":[1,', '"ids":[2147483648,'), /token id 2147483648 at position 0/],
+    ['a trailing comma', (t) => t.replace(/\]\}\n$/, ',]}\n'), /not valid JSON/],
   ];
   for (const [what, corrupt, why] of corruptions) {
     test(`a cache file ${what} is ignored with a warning and rewritten`, () => {
