@@ -13,9 +13,10 @@ import { availableParallelism, loadavg } from 'node:os';
 import { isMainThread, MessageChannel, MessagePort, receiveMessageOnPort, Worker, workerData } from 'node:worker_threads';
 import { concatIds, FastEncoder, fastEncoder, Step } from './fastEncode';
 
-/** Texts shorter than this (UTF-16 code units) are encoded inline. A worker costs ~0.1 s to start (loading
- *  dist/backend.js) and ~0.1 s more warming its own memo of pieces, while it saves ~0.04 s a MB on two threads
- *  (the model's ~0.085 s a MB, halved): it pays from about 4 MB (docs/BENCHMARKS.md, "Tokenization"). */
+/** Texts shorter than this (UTF-16 code units) are encoded inline. A worker helps ~0.2 s after it is made (~0.1 s
+ *  to load dist/backend.js and build the tokenizer, ~0.1 s of misses while its own memo of pieces fills), then takes
+ *  half of the model's ~0.085 s a MB: on two threads it gains 0.0425 s a MB less 0.1 s, nothing below ~2.5 MB; from
+ *  4 MB the gain is worth the CPU the worker adds (docs/BENCHMARKS.md, "Tokenization"). */
 export const PARALLEL_MIN_CHARS = 4_000_000;
 /** Threads (the main one included) at most: beyond a few, the serial plan and the workers' starts dominate. */
 const MAX_THREADS = 4;
@@ -23,12 +24,12 @@ const MAX_THREADS = 4;
  *  that could not build the tokenizer says so at once). */
 const STALL_MS = 10_000;
 
-/** What a worker needs to build the same tokenizer: the tokenizer.json text and tokenizer_config.json. */
 /** A worker loads this module: the bundle it was built into (dist/backend.js, whose CLI starts only on the main
  *  thread), or under tsx (tests, benches) the .ts file, through tsx's require hook (Node 20's workers do not
  *  inherit --import tsx). */
 const workerSource = () => `${__filename.endsWith('.ts') ? `require(${JSON.stringify(createRequire(__filename).resolve('tsx/cjs/api'))}).register();` : ''} require(${JSON.stringify(__filename)});`;
 
+/** What a worker needs to build the same tokenizer: the tokenizer.json text and tokenizer_config.json. */
 export interface TokenizerSource {
   json: string;
   config: unknown;
