@@ -1,15 +1,17 @@
 // Tokenizing fast and once: the fast encoder's ids are exactly @huggingface/tokenizers' own (fixture texts and
 // edge cases), and the token cache hits, misses, is invalidated and distrusts corrupt files as tokenCache.ts says;
-// a run's data.loaded events say where the ids came from.
+// a run's data.loaded events say where the ids came from; chunked and on worker threads, the ids are the same.
 
 import { Tokenizer } from '@huggingface/tokenizers';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fastEncoder } from '../src/backend/data/fastEncode';
+import { coreThreads, defaultThreads, encodeParallel, PARALLEL_MIN_CHARS } from '../src/backend/data/parallelEncode';
 import { cachedTokens, CACHE_FOLDER, CacheOptions } from '../src/backend/data/tokenCache';
 import { loadTokenizer, readTokens, TextTokenizer } from '../src/backend/data/tokens';
 import { runPrune } from '../src/backend/pipeline/run';
@@ -169,6 +171,16 @@ describe('token cache', () => {
     assert.ok(hit.ids.every((id) => id === 7));
   });
 
+  test('a cache file in another JSON layout (spaces, no final newline) is read as well (JSON.parse, not the quick reader)', () => {
+    const s = setup();
+    const first = s.load();
+    writeFileSync(first.from.cacheFile!, JSON.stringify(JSON.parse(readFileSync(first.from.cacheFile!, 'utf8')), null, 1));
+    const hit = s.load();
+    assert.equal(hit.from.source, 'cache');
+    assert.deepEqual(hit.ids, first.ids);
+    assert.deepEqual(s.warnings, []);
+  });
+
   test('a changed text or tokenizer misses; the old file stays for the old pair', () => {
     const s = setup();
     const first = s.load().from.cacheFile!;
@@ -194,6 +206,9 @@ describe('token cache', () => {
     ['an id out of range', (t) => t.replace('"ids":[1,', '"ids":[-1,'), /token id -1 at position 0/],
     ['made from another text', (t) => t.replace(/"sha256":"[0-9a-f]{64}"/, `"sha256":"${'0'.repeat(64)}"`), /made from another text or tokenizer/],
     ['far too large', (t) => t + ' '.repeat(40 * story.length), /too large/],
+    ['an id with a leading zero', (t) => t.replace('"ids":[1,', '"ids":[01,'), /not valid JSON/],
+    ['an id of 2³¹', (t) => t.replace('"ids":[1,', '"ids":[2147483648,'), /token id 2147483648 at position 0/],
+    ['a trailing comma', (t) => t.replace(/\]\}\n$/, ',]}\n'), /not valid JSON/],
   ];
   for (const [what, corrupt, why] of corruptions) {
     test(`a cache file ${what} is ignored with a warning and rewritten`, () => {
@@ -260,5 +275,122 @@ describe('token cache', () => {
     const second = await run('out2');
     assert.deepEqual(second.map((e) => [e.role, e.source, e.cacheFile]), [['calibration', 'cache', cacheFile], ['evaluation', 'cache', cacheFile]]);
     assert.deepEqual(second.map((e) => e.tokens), first.map((e) => e.tokens));
+  });
+});
+
+describe('chunked and parallel encoding: ids identical to the whole text encoded inline', () => {
+  /** A tokenizer's fast encoder and the source a worker builds it from. */
+  function encoderOf(json: Record<string, unknown>, config: unknown = {}) {
+    const encoder = fastEncoder(new Tokenizer(json as never, config as never), json);
+    assert.ok(encoder, 'the fast encoder takes this tokenizer');
+    return { encoder, source: { json: JSON.stringify(json), config } };
+  }
+  const jsonOf = (file: string) => JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  const configOf = (file: string) => JSON.parse(readFileSync(path.join(path.dirname(file), 'tokenizer_config.json'), 'utf8')) as unknown;
+  const whole = texts.map((f) => [path.basename(f), readFileSync(f, 'utf8')] as const);
+  /** Edge cases for the cuts: every chunk size below puts a cut at nearly every place a cut can go. */
+  const cutCases: [string, string][] = [
+    ...EDGE_CASES,
+    ['runs of newlines', 'one\n\n\n\n\ntwo\n\nthree\n\n\n\n\n\n\nfour\n'],
+    ['no cut at all', 'x'.repeat(3000)],
+    ['tiny', 'a'],
+    ['only newlines', '\n'.repeat(50)],
+    ['CRLF', 'line one\r\n\r\nline two\r\n\r\n\r\nthree\r\n'],
+    ['non-ASCII at the boundaries', '😀\n\n😀\n\né\n\n€😀😀\n\n東京\n\nΕλ\n\n\ud800 lone\n\n\udc00 surrogates'],
+    ['spaces around newlines (the normalizer folds runs)', 'a  \n\n  b \n \n  c'],
+  ];
+  const sizes = [1, 2, 3, 5, 8, 13, 64];
+
+  for (const tokenizerFile of tokenizerFiles) {
+    const name = path.basename(path.dirname(tokenizerFile));
+    const { encoder, source } = encoderOf(jsonOf(tokenizerFile), configOf(tokenizerFile));
+    for (const [file, text] of whole) {
+      test(`${name}: ${file}, whole: on 2 threads, and in 4 Ki chunks on the main thread`, () => {
+        const want = encoder.encode(text);
+        assert.deepEqual(encodeParallel(encoder, source, text, { threads: 2 }), want);
+        assert.deepEqual(encodeParallel(encoder, source, text, { threads: 1, chunkSize: 4096 }), want);
+      });
+    }
+    test(`${name}: the workers' ids alone (the main thread encodes no chunk)`, () => {
+      const text = whole.map(([, t]) => t).join('\n\n');
+      const report = { chunks: 0, byWorkers: 0 };
+      assert.deepEqual(encodeParallel(encoder, source, text, { threads: 3, chunkSize: 1 << 18, mainEncodes: false, report }), encoder.encode(text));
+      assert.ok(report.chunks > 10 && report.byWorkers === report.chunks, JSON.stringify(report));
+    });
+    test(`${name}: edge cases, cut into chunks of ${sizes.join(', ')} code units; on workers in chunks of 7`, () => {
+      for (const [what, text] of cutCases) {
+        const want = Array.from(encoder.encode(text));
+        for (const chunkSize of sizes) assert.deepEqual(Array.from(encodeParallel(encoder, source, text, { threads: 1, chunkSize })), want, `${what}, chunks of ${chunkSize}`);
+      }
+      const all = cutCases.map(([, t]) => t).join('');
+      const report = { chunks: 0, byWorkers: 0 };
+      assert.deepEqual(encodeParallel(encoder, source, all, { threads: 2, chunkSize: 7, mainEncodes: false, report }), encoder.encode(all));
+      assert.equal(report.byWorkers, report.chunks);
+    });
+    test(`${name}: fuse_unk with unknown tokens (byte_fallback off): the text is encoded whole`, () => {
+      const json = { ...jsonOf(tokenizerFile), model: { ...(jsonOf(tokenizerFile).model as object), byte_fallback: false } };
+      const { encoder: noFallback, source: src } = encoderOf(json);
+      const text = '😀🦊 unknown 😀\n\n€€ and more 𠜎𠜎 text '.repeat(40);
+      const want = noFallback.encode(text);
+      assert.deepEqual(Array.from(want), new Tokenizer(json as never, {}).encode(text, { add_special_tokens: false }).ids);
+      for (const chunkSize of [3, 50]) assert.deepEqual(encodeParallel(noFallback, src, text, { threads: 2, chunkSize }), want);
+    });
+    test(`${name}: workers that cannot build the tokenizer leave their chunks to the main thread`, () => {
+      const text = whole[0][1];
+      const report = { chunks: 0, byWorkers: 0 };
+      assert.deepEqual(encodeParallel(encoder, { json: '{not json', config: {} }, text, { threads: 3, chunkSize: 1 << 16, mainEncodes: false, report }), encoder.encode(text));
+      assert.equal(report.byWorkers, 0);
+    });
+  }
+
+  test('a byte-level BPE tokenizer (pre-tokenizer; ignore_merges on and off): chunked ids identical', () => {
+    const sample = slice(texts.find((f) => f.includes('tinyshakespeare'))!, 0).slice(0, 8_000) + slice(texts.find((f) => f.includes('wikitext'))!, 0).slice(0, 8_000);
+    for (const ignoreMerges of [false, true]) {
+      const { encoder, source } = encoderOf(byteLevelTokenizer(sample, 200, ignoreMerges));
+      for (const [what, text] of [...cutCases, ...texts.map((f) => [path.basename(f), slice(f, 0.5).slice(0, 10_000)] as [string, string])]) {
+        const want = Array.from(encoder.encode(text));
+        for (const chunkSize of [1, 5, 64]) assert.deepEqual(Array.from(encodeParallel(encoder, source, text, { threads: 1, chunkSize })), want, `${what}, chunks of ${chunkSize}`);
+      }
+      const text = whole.map(([, t]) => t.slice(0, 200_000)).join('\n\n');
+      assert.deepEqual(encodeParallel(encoder, source, text, { threads: 2, chunkSize: 1 << 16 }), encoder.encode(text), `ignore_merges ${ignoreMerges}`);
+    }
+  });
+
+  test('readTokens takes the parallel path above PARALLEL_MIN_CHARS: [BOS] + the inline ids', () => {
+    const work = mkdtempSync(path.join(tmpdir(), 'prunekit-parallel-'));
+    process.env.PRUNEKIT_TOKENIZE_THREADS = '2'; // workers even on a busy machine
+    try {
+      const file = path.join(work, 'large.txt');
+      let text = whole.map(([, t]) => t).join('\n\n');
+      while (text.length < PARALLEL_MIN_CHARS) text += '\n\n' + text;
+      writeFileSync(file, text);
+      const tok = loadTokenizer(tokenizerFiles[0]);
+      const { encoder } = encoderOf(jsonOf(tokenizerFiles[0]), configOf(tokenizerFiles[0]));
+      const ids = readTokens(file, tok);
+      assert.equal(ids[0], tok.bosId);
+      assert.deepEqual(ids.subarray(1), encoder.encode(text));
+    } finally {
+      delete process.env.PRUNEKIT_TOKENIZE_THREADS;
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  test('threads: one an idle core, at most 4, at least 1; PRUNEKIT_TOKENIZE_THREADS sets them', () => {
+    assert.equal(defaultThreads({}, 0), coreThreads());
+    assert.ok(coreThreads() >= 1 && coreThreads() <= 4);
+    assert.equal(defaultThreads({}, 99), 1);
+    assert.equal(defaultThreads({ PRUNEKIT_TOKENIZE_THREADS: '3' }, 99), 3);
+    assert.equal(defaultThreads({ PRUNEKIT_TOKENIZE_THREADS: 'x' }, 0), coreThreads());
+  });
+
+  test('the workers do not keep the process alive', () => {
+    const script = `const { loadTokenizer } = require(${JSON.stringify(require.resolve('../src/backend/data/tokens'))});
+      const tok = loadTokenizer(${JSON.stringify(tokenizerFiles[0])});
+      const ids = tok.encode(require('node:fs').readFileSync(${JSON.stringify(texts[0])}, 'utf8').repeat(5));
+      console.log('done', ids.length);`;
+    const env = { ...process.env, PRUNEKIT_TOKENIZE_THREADS: '2' }; // workers even on a busy machine
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', timeout: 60_000, cwd: path.resolve(__dirname, '..'), env });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^done \d+/);
   });
 });

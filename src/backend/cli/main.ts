@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { isMainThread } from 'node:worker_threads';
 import { ConfigError, parseConfigText, resolveConfig } from '../../protocol/config';
 import { Event, formatEvent, makeEvent } from '../../protocol/events';
 import { configSizeProblem } from '../../protocol/limits';
@@ -374,7 +375,7 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (require.main === module) {
+if (require.main === module && isMainThread) { // a worker thread of the bundle (parallelEncode.ts) runs no CLI
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e: Error) => {

@@ -87,8 +87,19 @@ class IdBuffer {
   }
 }
 
+/** The parts one after another. */
+export function concatIds(parts: Int32Array[]): Int32Array {
+  const out = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** The fast encoder for `tok` (built from `json`, its tokenizer.json), or null when the library must do it all. */
-export function fastEncoder(tok: Tokenizer, json: Record<string, unknown>): ((text: string) => Int32Array) | null {
+export function fastEncoder(tok: Tokenizer, json: Record<string, unknown>): FastEncoder | null {
   const t = tok as unknown as TokenizerInternals;
   const model = (json.model ?? {}) as { type?: string };
   if (model.type !== 'BPE' || !t.model || !Array.isArray(t.model.merges)) return null;
@@ -97,7 +108,7 @@ export function fastEncoder(tok: Tokenizer, json: Record<string, unknown>): ((te
   if (!identityWithoutSpecials(json.post_processor)) return null;
   const cuts = cutTable(t.model.merges);
   if (!cuts) return null;
-  return new FastEncoder(t, cuts).encode;
+  return new FastEncoder(t, cuts);
 }
 
 /** With add_special_tokens false these post-processors return the tokens unchanged. */
@@ -148,7 +159,20 @@ function isLowSurrogate(c: number): boolean {
   return c >= 0xdc00 && c <= 0xdfff;
 }
 
-class FastEncoder {
+function isHighSurrogate(c: number): boolean {
+  return c >= 0xd800 && c <= 0xdbff;
+}
+
+/** Whether no merge can join code point a to the code point b after it: a piece ends between them. */
+function isCut({ endsLeft, beginsRight, joins }: CutTable, a: number, b: number): boolean {
+  const right = beginsRight[b];
+  return right !== MANY && (right === 0 || endsLeft[a] === 0 || !joins.has(a * CODE_POINTS + b));
+}
+
+/** One step of an encoding, in order: an added token's id, or the pre-tokens of one call of the model. */
+export type Step = number | string[];
+
+export class FastEncoder {
   private readonly memo = new Map<string, { ids: number[]; unknown: boolean }>();
   private readonly bpe: BpeInternals;
   private readonly unnormalized: string[];
@@ -173,10 +197,89 @@ class FastEncoder {
 
   readonly encode = (text: string): Int32Array => {
     const out = new IdBuffer();
-    const sections = this.addedTokenSplit(text);
-    sections.forEach((section, sectionIndex) => this.section(section, sectionIndex, out));
+    for (const step of this.plan(text)) {
+      if (typeof step === 'number') out.push(step);
+      else this.model(step, out, true);
+    }
     return out.result();
   };
+
+  /** The library's stages before the model (added tokens, normalizer, pre-tokenizer): cheap, and serial. */
+  plan(text: string): Step[] {
+    const steps: Step[] = [];
+    this.addedTokenSplit(text).forEach((section, sectionIndex) => this.section(section, sectionIndex, steps));
+    return steps;
+  }
+
+  /** The steps cut into chunks of about `size` code units whose ids, concatenated, are those of all the steps: a
+   *  model call's pre-tokens are encoded one by one, and a long pre-token is cut where pieces() cuts it (not under
+   *  ignore_merges, where a whole pre-token in the vocabulary is one id). fuse_unk is the exception: see encodeSteps. */
+  chunks(steps: Step[], size: number): Step[][] {
+    const out: Step[][] = [];
+    let chunk: Step[] = [];
+    let n = 0;
+    const add = (step: Step, units: number) => {
+      chunk.push(step);
+      n += units;
+      if (n < size) return;
+      out.push(chunk);
+      chunk = [];
+      n = 0;
+    };
+    for (const step of steps) {
+      if (typeof step === 'number') {
+        add(step, 1);
+        continue;
+      }
+      let group: string[] = [];
+      let units = 0;
+      for (const token of step) {
+        for (let from = 0; from < token.length; ) {
+          const room = size - n - units;
+          const to = token.length - from <= room || this.bpe.ignore_merges ? token.length : this.nextCut(token, from + Math.max(1, room));
+          group.push(from === 0 && to === token.length ? token : token.slice(from, to));
+          units += to - from;
+          from = to;
+          if (n + units >= size) {
+            add(group, units);
+            group = [];
+            units = 0;
+          }
+        }
+      }
+      if (group.length) add(group, units);
+    }
+    if (chunk.length) out.push(chunk);
+    return out;
+  }
+
+  /** The ids of a chunk's steps, without fuse_unk's redo (a model call may span chunks): `unknown` says whether a
+   *  token was unknown to the model, and then, under fuse_unk, the whole text must be encoded by encode(). */
+  encodeSteps(steps: Step[]): { ids: Int32Array; unknown: boolean } {
+    const out = new IdBuffer();
+    let unknown = false;
+    for (const step of steps) {
+      if (typeof step === 'number') out.push(step);
+      else unknown = this.model(step, out, false) || unknown;
+    }
+    return { ids: out.result(), unknown };
+  }
+
+  /** Whether a chunk with an unknown token must be redone whole (fuse_unk joins unknown tokens across pre-tokens). */
+  get fusesUnknown(): boolean {
+    return this.bpe.fuse_unk;
+  }
+
+  /** The first index ≥ from (and ≥ 1) where pieces() cuts the pre-token, or its length when there is none. */
+  private nextCut(token: string, from: number): number {
+    for (let j = Math.max(1, from); j < token.length; j++) {
+      const prev = token.charCodeAt(j - 1);
+      if (isLowSurrogate(token.charCodeAt(j)) && isHighSurrogate(prev)) continue; // inside a surrogate pair
+      const a = isLowSurrogate(prev) && j >= 2 && isHighSurrogate(token.charCodeAt(j - 2)) ? (token.codePointAt(j - 2) as number) : prev;
+      if (isCut(this.cuts, a, token.codePointAt(j) as number)) return j;
+    }
+    return token.length;
+  }
 
   /** The library's split at added tokens, with their lstrip / rstrip; skipped when the text holds none of them. */
   private addedTokenSplit(text: string): string[] {
@@ -185,12 +288,12 @@ class FastEncoder {
     return stripAround(t.splitter_unnormalized.split(text), t.added_tokens_map);
   }
 
-  /** encode_text's work on one section, in ids. */
-  private section(section: string, sectionIndex: number, out: IdBuffer): void {
+  /** encode_text's work on one section, as steps. */
+  private section(section: string, sectionIndex: number, out: Step[]): void {
     const t = this.t;
     if (section.length === 0) return;
     const added = t.added_tokens_map.get(section);
-    if (added) return out.push(added.id);
+    if (added) return void out.push(added.id);
     const normalized = this.normalize ? this.normalize(section) : section;
     if (normalized.length === 0) return;
     const hasNormalized = Object.keys(t.splitter_normalized.trie).length > 0;
@@ -198,37 +301,36 @@ class FastEncoder {
     for (const sub of subsections) {
       if (sub.length === 0) continue;
       const a = t.added_tokens_map.get(sub);
-      if (a) out.push(a.id);
-      else this.model(t.pre_tokenizer ? t.pre_tokenizer(sub, { section_index: sectionIndex }) : [sub], out);
+      out.push(a ? a.id : t.pre_tokenizer ? t.pre_tokenizer(sub, { section_index: sectionIndex }) : [sub]);
     }
   }
 
   /** The model's ids for one subsection's pre-tokens. fuse_unk joins unknown tokens across pre-tokens: a
-   *  subsection that gave one is redone by the library's model. */
-  private model(preTokens: string[], out: IdBuffer): void {
+   *  subsection that gave one is redone by the library's model when `fuse` (says whether one was unknown). */
+  private model(preTokens: string[], out: IdBuffer, fuse: boolean): boolean {
     const start = out.length;
     let unknown = false;
     for (const token of preTokens) {
       if (this.bpe.ignore_merges && this.bpe.tokens_to_ids.has(token)) out.push(this.idOf(token));
       else unknown = this.pieces(token, out) || unknown;
     }
-    if (unknown && this.bpe.fuse_unk) {
+    if (fuse && unknown && this.bpe.fuse_unk) {
       out.length = start;
       out.pushAll(this.bpe(preTokens).map((tk) => this.idOf(tk)));
     }
+    return unknown;
   }
 
   /** A pre-token's ids, piece by piece: cut before each code point that no merge joins to the one before it. The
    *  hot loop of the encoder (one pass over every code unit): typed-array looks-ups, the pair set only for FEW. */
   private pieces(token: string, out: IdBuffer): boolean {
-    const { endsLeft, beginsRight, joins } = this.cuts;
+    const cuts = this.cuts;
     let unknown = false;
     let from = 0;
     let a = token.codePointAt(0) ?? 0;
     for (let i = a > 0xffff ? 2 : 1; i < token.length; ) {
       const b = token.codePointAt(i) as number;
-      const right = beginsRight[b];
-      if (right !== MANY && (right === 0 || endsLeft[a] === 0 || !joins.has(a * CODE_POINTS + b))) {
+      if (isCut(cuts, a, b)) {
         unknown = this.piece(token.slice(from, i), out) || unknown;
         from = i;
       }

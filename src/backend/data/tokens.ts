@@ -10,7 +10,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { mulberry32 } from '../random';
-import { fastEncoder } from './fastEncode';
+import { concatIds, fastEncoder } from './fastEncode';
+import { encodeLarge } from './parallelEncode';
 
 /** A data problem with the protocol code the CLI reports and the file it concerns. */
 export class DataError extends Error {
@@ -21,7 +22,8 @@ export class DataError extends Error {
 }
 
 export interface TextTokenizer {
-  /** The ids of `encode(text, { add_special_tokens: false })`, fast (fastEncode.ts) where the tokenizer allows. */
+  /** The ids of `encode(text, { add_special_tokens: false })`, fast (fastEncode.ts) where the tokenizer allows, on
+   *  worker threads for a large text (parallelEncode.ts). */
   encode(text: string): Int32Array;
   /** Prepended to every document; undefined when the tokenizer has none. */
   bosId: number | undefined;
@@ -72,7 +74,9 @@ export function loadTokenizer(file: string): TextTokenizer {
   }
   const fast = fastEncoder(tok, json);
   const fingerprint = hash.update(`bos=${bosId}`).digest('hex');
-  return { encode: fast ?? ((text) => Int32Array.from(tok.encode(text, { add_special_tokens: false }).ids)), bosId, file, fingerprint };
+  const source = { json: bytes.toString('utf8'), config: tokConfig }; // what a worker builds the same tokenizer from
+  const encode = fast ? (text: string) => encodeLarge(fast, source, text) : (text: string) => Int32Array.from(tok.encode(text, { add_special_tokens: false }).ids);
+  return { encode, bosId, file, fingerprint };
 }
 
 /**
@@ -107,16 +111,6 @@ export function readTokens(file: string, tokenizer: TextTokenizer | undefined, w
 
 function withBos(bos: number[], ids: Int32Array): Int32Array {
   return bos.length ? concatIds([Int32Array.from(bos), ids]) : ids;
-}
-
-function concatIds(parts: Int32Array[]): Int32Array {
-  const out = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** A JSON array of token ids (or {"ids": [...]}): each must be an integer in [0, 2³¹), never wrapped into another id. */
