@@ -231,7 +231,7 @@ interface RunData {
 
 function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog): RunData {
   const autoSeqlen = Math.min(2048, maxPositions(model.ckpt) ?? 2048);
-  const tooBig = runMemoryProblem(config, model.discovery.layers, autoSeqlen, run.micro);
+  const tooBig = runMemoryProblem(config, model.discovery.layers, autoSeqlen, run.micro, attentionHeads(model.ckpt));
   if (tooBig) throw new RunError('out-of-memory', tooBig);
   checkPositionLimit(config, model.ckpt);
   const tokensOf = tokenReader(config, model, run);
@@ -311,10 +311,20 @@ function checkVocabulary(ids: Int32Array, vocab: { size: number; embedding: stri
 }
 
 function maxPositions(ckpt: Checkpoint): number | null {
+  return configCount(ckpt, ['max_position_embeddings', 'n_positions']); // GPT-2 calls it n_positions
+}
+
+/** Query heads per attention block (config.json), for the memory estimate; null without attention (Mamba) or config. */
+function attentionHeads(ckpt: Checkpoint): number | null {
+  return configCount(ckpt, ['num_attention_heads', 'n_head']); // GPT-2 calls it n_head
+}
+
+/** The first of `keys` that config.json sets to a positive integer, or null. */
+function configCount(ckpt: Checkpoint, keys: readonly string[]): number | null {
   if (!ckpt.configPath) return null;
   try {
-    const c = readJson(ckpt.configPath, 'the model config') as { max_position_embeddings?: unknown; n_positions?: unknown };
-    const m = c.max_position_embeddings ?? c.n_positions; // GPT-2 calls it n_positions
+    const c = readJson(ckpt.configPath, 'the model config') as Record<string, unknown>;
+    const m = keys.map((k) => c[k]).find((v) => v !== undefined && v !== null);
     return Number.isSafeInteger(m) && (m as number) > 0 ? (m as number) : null;
   } catch {
     return null;
