@@ -27,7 +27,7 @@ import { perplexity } from '../eval/perplexity';
 import { spillFileOf } from '../formats/atomicFolder';
 import { readJson } from '../formats/hfCheckpoint';
 import { runMemoryProblem } from './budget';
-import { float32ToBytes, float32ToHalfBytes, roundToType } from '../formats/dtype';
+import { float32ToHalfBytes, roundedBytes } from '../formats/dtype';
 import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint';
 import { SpillFile } from '../formats/tensorSource';
 import { pruneLayer } from '../methods';
@@ -73,12 +73,9 @@ export interface CalibrationStore {
   put(key: string, sums: Map<string, SavedSums>, warn: (message: string, file: string) => void): void;
 }
 
-/** Weight (rows, cols) row-major from the stored layout, and back. */
+/** Weight (rows, cols) row-major from the stored layout (pruneSegmentLayers transposes it back). */
 function toRowMajor(stored: Float32Array, l: PrunableLayer): Float32Array {
   return l.layout === 'out_in' ? stored : transpose(stored, l.cols, l.rows);
-}
-function toStored(W: Float32Array, l: PrunableLayer): Float32Array {
-  return l.layout === 'out_in' ? W : transpose(W, l.rows, l.cols);
 }
 
 function weightTensor(stored: Float32Array, l: PrunableLayer): ort.Tensor {
@@ -568,14 +565,17 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     const res = await pruneOne(config, model, l, W, s, method);
     const transfer = transferSince(model.engine.moved, before);
     // fp16/bf16 weights: pruned in fp32 (widened above), rounded to the stored type once, here, so the
-    // propagate pass, the zero count and the written checkpoint all see the same values and pattern.
-    const stored = roundToType(l.dataType, toStored(res.W, l), { keepNonZero: true });
+    // propagate pass, the zero count and the written checkpoint all see the same values and pattern. A transposed
+    // layer's goes back into W, the dense row-major copy (dead once the method has returned a new array).
+    const laid = l.layout === 'out_in' ? res.W : transpose(res.W, l.rows, l.cols, res.W !== W ? W : undefined);
+    // Exact: `stored` holds values of l.dataType, and the checkpoint's storedType is that type or (a Hugging Face
+    // fp16/bf16 weight the graph widens) the one the writer would round to anyway. The bytes may be a view of
+    // `stored`: the spill has them on disk when add returns.
+    const type = model.ckpt.storedType(l.weight);
+    const { values: stored, bytes } = roundedBytes(l.dataType, type, laid, laid !== res.W ? laid : undefined);
     work.current.set(l.weight, stored);
     work.pruned.add(l.weight);
-    // Exact: `stored` already holds values of l.dataType, and the checkpoint's storedType is that type or
-    // (a Hugging Face fp16/bf16 weight the graph widens) the one the writer would round to anyway.
-    const type = model.ckpt.storedType(l.weight);
-    replacements.set(l.weight, spill.add(type, stored.length, float32ToBytes(type, stored)));
+    replacements.set(l.weight, spill.add(type, stored.length, bytes));
     sums.zeros += Math.round(res.sparsity * res.W.length);
     sums.parameters += res.W.length;
     sums.layers++;
