@@ -8,6 +8,7 @@ import { float32ToBytes, floatBitsToBf16Bits, floatBitsToHalfBits, halfBytesToFl
 import { allFinite, countZeros, METHODS, validate } from '../src/backend/methods';
 import { transpose } from '../src/backend/models/emitter';
 import { DataType } from '../src/backend/onnx/proto';
+import { CalibrationSums } from '../src/backend/pipeline/calibrationSums';
 
 /** A seeded LCG in [0, 1). */
 function lcg(seed: number): () => number {
@@ -137,5 +138,36 @@ describe('countZeros and allFinite: branch-free passes over the bits', () => {
     b[3000] = Infinity;
     const problem = { name: 'l', rows: 50, cols: 100, W: b };
     assert.throws(() => validate(problem, { pattern: { kind: 'unstructured', sparsity: 0.5 } }, METHODS.magnitude), /W: non-finite value NaN at index 1234/);
+  });
+});
+
+describe('CalibrationSums.hessian: the scaling pass also finds H finite, and validate then reads H no more', () => {
+  test('H as the simple scaling loop makes it, bit for bit; hessianFinite false before hessian() and with a NaN or inf', () => {
+    for (const bad of [null, NaN, Infinity, -Infinity]) {
+      const cols = 37;
+      const sums = new CalibrationSums(cols);
+      const xtx = weights(cols * cols, 11, false);
+      if (bad !== null) xtx[500] = bad;
+      sums.add(xtx, new Float32Array(cols), 3);
+      assert.equal(sums.hessianFinite, false, 'not yet scaled');
+      const want = xtx.slice();
+      for (let i = 0; i < want.length; i++) want[i] *= 2 / 3;
+      const H = sums.hessian();
+      assert.deepEqual(bitsOf(H), bitsOf(want));
+      assert.equal(sums.hessianFinite, bad === null);
+      assert.equal(sums.hessian(), H, 'scaled once');
+    }
+  });
+
+  test('validate checks H unless the caller has found it finite (finiteH); W is always checked', () => {
+    const H = new Float32Array(100 * 100);
+    H[42] = NaN;
+    const W = weights(50 * 100, 12, false);
+    const options = { pattern: { kind: 'unstructured', sparsity: 0.5 } as const };
+    assert.throws(() => validate({ name: 'l', rows: 50, cols: 100, W, H }, options, METHODS.sparsegpt), /H: non-finite value NaN at index 42/);
+    assert.doesNotThrow(() => validate({ name: 'l', rows: 50, cols: 100, W, H, finiteH: true }, options, METHODS.sparsegpt));
+    const badW = W.slice();
+    badW[7] = -Infinity;
+    assert.throws(() => validate({ name: 'l', rows: 50, cols: 100, W: badW, H, finiteH: true }, options, METHODS.sparsegpt), /W: non-finite value -Infinity at index 7/);
   });
 });

@@ -25,7 +25,7 @@ export function validate(problem: LayerProblem, options: PruneOptions, method: P
   if (problem.colNorm2 && problem.colNorm2.length !== cols) fail('colNorm2', `has ${problem.colNorm2.length} values, expected ${cols}`);
   if (method.needs === 'hessian' && !problem.H) fail('H', `${method.name} needs the layer's Hessian`);
   checkFinite(problem.W, name, 'W');
-  if (problem.H) checkFinite(problem.H, name, 'H');
+  if (problem.H && !problem.finiteH) checkFinite(problem.H, name, 'H');
   if (problem.colNorm2) checkFinite(problem.colNorm2, name, 'colNorm2');
   const p = options.pattern;
   if (p.kind === 'unstructured') {
