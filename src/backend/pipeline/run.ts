@@ -97,6 +97,7 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
   try {
     return await prune(config, hooks, spill);
   } finally {
+    await spill.flushed().catch(() => undefined); // no write left in flight on the descriptor remove closes
     spill.remove();
   }
 }
@@ -446,6 +447,7 @@ async function pruneSequentially(config: ResolvedConfig, model: OpenModel, data:
       await pruneSegmentLayers(config, model, run, work, layers, stats, spill, replacements, sums);
     }
     if (data.batches.length) await propagate(model, run, work, cache, data.batches);
+    await spill.flushed(); // the block's pruned weights, written during its later solves, are on disk by block.finished
     for (const name of [...cache.keys()]) if (lastUse(plan, name) <= seg.index) cache.delete(name);
     if (seg.kind === 'block' && seg.block !== null) {
       run.emit('block.finished', { block: seg.block, name: seg.name, layers: work.layers, loss: work.loss, seconds: (performance.now() - s0) / 1000, peakRssBytes: peakRss(), transfer: transferSince(model.engine.moved, moved0) });
@@ -569,13 +571,13 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     // layer's goes back into W, the dense row-major copy (dead once the method has returned a new array).
     const laid = l.layout === 'out_in' ? res.W : transpose(res.W, l.rows, l.cols, res.W !== W ? W : undefined);
     // Exact: `stored` holds values of l.dataType, and the checkpoint's storedType is that type or (a Hugging Face
-    // fp16/bf16 weight the graph widens) the one the writer would round to anyway. The bytes may be a view of
-    // `stored`: the spill has them on disk when add returns.
+    // fp16/bf16 weight the graph widens) the one the writer would round to anyway. They are written while the next
+    // layer is pruned (the bytes may be a view of `stored`, which nothing changes: the propagate pass only reads it).
     const type = model.ckpt.storedType(l.weight);
     const { values: stored, bytes } = roundedBytes(l.dataType, type, laid, laid !== res.W ? laid : undefined);
     work.current.set(l.weight, stored);
     work.pruned.add(l.weight);
-    replacements.set(l.weight, spill.add(type, stored.length, bytes));
+    replacements.set(l.weight, spill.addLater(type, stored.length, bytes));
     sums.zeros += Math.round(res.sparsity * res.W.length);
     sums.parameters += res.W.length;
     sums.layers++;
