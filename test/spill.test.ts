@@ -4,7 +4,7 @@
 // what the pipeline drops (calibration copies, activations past their last reader) is collected, not left to pile up.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -57,6 +57,33 @@ describe('SpillFile and replacement sources', () => {
     assert.equal(existsSync(file), false);
     assert.throws(() => sa.bytes(), /ENOENT|cannot|no such/i);
     assert.throws(() => spill.add(DataType.FLOAT, 1, new Uint8Array(4)), /already removed/);
+  });
+
+  test('addLater: written in the background in order at reserved offsets, read back after flushed(); a failed write fails flushed() and the next add', async () => {
+    const file = path.join(work, 'unit', 'later.spill');
+    const spill = new SpillFile(file);
+    const a = Float32Array.from({ length: 100_000 }, (_, i) => i * 0.5 - 7);
+    const b = Float32Array.from([0.1, 0, -65504, 1e-8, 7]);
+    const sa = spill.addLater(DataType.FLOAT, a.length, new Uint8Array(a.buffer));
+    const sb = spill.addLater(DataType.FLOAT16, b.length, float32ToHalfBytes(b));
+    const sc = spill.add(DataType.FLOAT, 1, float32ToBytes(DataType.FLOAT, Float32Array.of(3)));
+    assert.equal(spill.bytes, 400_000 + 10 + 4, 'offsets are reserved when added');
+    await spill.flushed();
+    assert.equal(statSync(file).size, 400_014);
+    assert.deepEqual(bytesToFloat32(DataType.FLOAT, sa.bytes()), a);
+    assert.deepEqual(sb.bytes(), float32ToHalfBytes(b));
+    assert.deepEqual(bytesToFloat32(DataType.FLOAT, sc.bytes()), Float32Array.of(3));
+    assert.throws(() => spill.addLater(DataType.FLOAT, 3, new Uint8Array(8)), /8 bytes for 3 elements of FLOAT/);
+    // A write the OS refuses (EBADF: the descriptor swapped for a read-only one): the error is the spill's, kept for
+    // flushed() and the next add.
+    const handle = spill as unknown as { fd: number };
+    closeSync(handle.fd);
+    handle.fd = openSync(file, 'r');
+    spill.addLater(DataType.FLOAT, 1, new Uint8Array(4));
+    await assert.rejects(spill.flushed(), (e: Error) => e.message.includes(file));
+    assert.throws(() => spill.addLater(DataType.FLOAT, 1, new Uint8Array(4)), (e: Error) => e.message.includes(file));
+    spill.remove();
+    assert.equal(existsSync(file), false);
   });
 
   test("removeTemporaries (the CLI's hard exit) deletes the temporary folder and the spill file beside an output", () => {

@@ -202,10 +202,52 @@ export function roundToType(t: DataType, values: Float32Array, opts: { keepNonZe
   const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
   const out = new Float32Array(values.length);
   const o = new Uint32Array(out.buffer);
-  for (let i = 0; i < values.length; i++) {
-    let h = half ? floatBitsToHalfBits(bits[i]) : floatBitsToBf16Bits(bits[i]);
-    if (opts.keepNonZero && (h & 0x7fff) === 0 && (bits[i] & 0x7fffffff) !== 0) h |= 1;
-    o[i] = table ? table[h] : (h << 16) >>> 0;
-  }
+  const keep = opts.keepNonZero === true;
+  for (let i = 0; i < values.length; i++) o[i] = widened(narrowBits(bits[i], half, keep), table);
   return out;
+}
+
+/** float32 bits → float16 (`half`) or bfloat16 bits, nearest even; with `keepNonZero` a nonzero never becomes ±0. */
+function narrowBits(x: number, half: boolean, keepNonZero: boolean): number {
+  const h = half ? floatBitsToHalfBits(x) : floatBitsToBf16Bits(x);
+  return keepNonZero && (h & 0x7fff) === 0 && (x & 0x7fffffff) !== 0 ? h | 1 : h;
+}
+
+/** 16-bit bits → float32 bits: through the float16 table, or bfloat16's shift. */
+function widened(h: number, table: Uint32Array | undefined): number {
+  return table ? table[h] : (h << 16) >>> 0;
+}
+
+/**
+ * roundToType(valueType, values, { keepNonZero }) and float32ToBytes(bytesType, ·) of the result, bit for bit, in
+ * one pass where the types allow (the rest composes the two): a pruned weight's stored values and the bytes its
+ * checkpoint holds. `out` (values.length), when given, receives the rounded values (it may be `values` itself);
+ * without it a 16-bit valueType rounds into a new array, and FLOAT or DOUBLE returns `values` as roundToType does.
+ * The FLOAT bytes are a view of the returned values, not a copy: write them before the values change.
+ */
+export function roundedBytes(valueType: DataType, bytesType: DataType, values: Float32Array, out?: Float32Array): { values: Float32Array; bytes: Uint8Array } {
+  if (out && out.length !== values.length) throw new RangeError(`roundedBytes: ${out.length} outputs for ${values.length} values`);
+  const narrow = valueType === DataType.FLOAT16 || valueType === DataType.BFLOAT16;
+  if (!narrow || (bytesType !== valueType && bytesType !== DataType.FLOAT)) {
+    // FLOAT and DOUBLE values stay as they are (roundToType returns them); mixed 16-bit types compose the two steps.
+    let v = roundToType(valueType, values, { keepNonZero: true });
+    if (out && out !== v) v = (out.set(v), out);
+    return { values: v, bytes: bytesType === DataType.FLOAT ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : float32ToBytes(bytesType, v) };
+  }
+  const target = out ?? new Float32Array(values.length);
+  // A 16-bit valueType, its bytes in that type or FLOAT: each value rounds once, to its stored bits and its bytes.
+  const half = valueType === DataType.FLOAT16;
+  const table = half ? halfTable() : undefined;
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const o = new Uint32Array(target.buffer, target.byteOffset, target.length);
+  const bytes = bytesType === DataType.FLOAT ? undefined : new Uint8Array(values.length * 2);
+  for (let i = 0; i < bits.length; i++) {
+    const h = narrowBits(bits[i], half, true);
+    o[i] = widened(h, table);
+    if (bytes) {
+      bytes[2 * i] = h & 0xff;
+      bytes[2 * i + 1] = h >>> 8;
+    }
+  }
+  return { values: target, bytes: bytes ?? new Uint8Array(target.buffer, target.byteOffset, target.byteLength) };
 }

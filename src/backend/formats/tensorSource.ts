@@ -4,7 +4,7 @@
 // Either way the writer stores the tensor in its own element type; bytes already in that type are written as
 // they are (no decode, no re-rounding).
 
-import { openSync, closeSync, rmSync, mkdirSync, writeSync } from 'node:fs';
+import { openSync, closeSync, rmSync, mkdirSync, write, writeSync } from 'node:fs';
 import * as path from 'node:path';
 import type { DataType } from '../onnx/proto';
 import { byteLengthOf, bytesToFloat32, dataTypeName, float32ToBytes } from './dtype';
@@ -45,6 +45,9 @@ export class SpillFile {
   private fd: number | undefined;
   private size = 0;
   private removed = false;
+  /** addLater's writes, one after another; the first failure is kept in `failure`. */
+  private writing: Promise<void> = Promise.resolve();
+  private failure: CheckpointError | undefined;
 
   constructor(readonly file: string) {}
 
@@ -68,20 +71,50 @@ export class SpillFile {
   }
 
   add(dataType: DataType, elements: number, bytes: Uint8Array): TensorSource {
-    if (byteLengthOf(dataType, elements) !== bytes.length) {
-      throw new RangeError(`spill: ${bytes.length} bytes for ${elements} elements of ${dataTypeName(dataType)}`);
-    }
-    const fd = this.handle();
-    const offset = this.size;
+    const { fd, offset, source } = this.reserve(dataType, elements, bytes.length);
     try {
       for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, Math.min(MAX_WRITE, bytes.length - done), offset + done);
     } catch (e) {
       throw spillError(e, this.file);
     }
-    this.size += bytes.length;
+    return source;
+  }
+
+  /**
+   * add, with the write left to libuv's threads while the caller goes on (the pipeline: to the next layer's solve).
+   * Writes land in order at their reserved offsets. `bytes` must not change, and the source must not be read, until
+   * `flushed()` has resolved; a failed write fails the next add and `flushed()`.
+   */
+  addLater(dataType: DataType, elements: number, bytes: Uint8Array): TensorSource {
+    if (this.failure) throw this.failure;
+    const { fd, offset, source } = this.reserve(dataType, elements, bytes.length);
+    this.writing = this.writing.then(async () => {
+      if (this.failure) return;
+      try {
+        for (let done = 0; done < bytes.length; ) done += await writeAt(fd, bytes, done, Math.min(MAX_WRITE, bytes.length - done), offset + done);
+      } catch (e) {
+        this.failure = spillError(e, this.file);
+      }
+    });
+    return source;
+  }
+
+  /** Every addLater's bytes are in the file; throws the first failed write's error. */
+  async flushed(): Promise<void> {
+    await this.writing;
+    if (this.failure) throw this.failure;
+  }
+
+  /** The next `length` bytes of the file for a tensor, and the source that reads them back. */
+  private reserve(dataType: DataType, elements: number, length: number): { fd: number; offset: number; source: TensorSource } {
+    if (byteLengthOf(dataType, elements) !== length) {
+      throw new RangeError(`spill: ${length} bytes for ${elements} elements of ${dataTypeName(dataType)}`);
+    }
+    const fd = this.handle();
+    const offset = this.size;
+    this.size += length;
     const file = this.file;
-    const length = bytes.length;
-    return { dataType, elements, bytes: () => withRangeReader(file, undefined, (r) => r.read(offset, length)) };
+    return { fd, offset, source: { dataType, elements, bytes: () => withRangeReader(file, undefined, (r) => r.read(offset, length)) } };
   }
 
   /** Closes and deletes the file (idempotent); later adds and reads fail. */
@@ -99,6 +132,11 @@ export class SpillFile {
     }
     if (created) rmSync(this.file, { force: true });
   }
+}
+
+/** fs.write at a position, as a promise of the bytes written. */
+function writeAt(fd: number, bytes: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => write(fd, bytes, offset, length, position, (e, n) => (e ? reject(e) : resolve(n))));
 }
 
 function spillError(e: unknown, file: string): CheckpointError {

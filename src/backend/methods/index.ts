@@ -26,7 +26,7 @@ export function validate(problem: LayerProblem, options: PruneOptions, method: P
   if (problem.colNorm2 && problem.colNorm2.length !== cols) fail('colNorm2', `has ${problem.colNorm2.length} values, expected ${cols}`);
   if (method.needs === 'hessian' && !problem.H) fail('H', `${method.name} needs the layer's Hessian`);
   checkFinite(problem.W, name, 'W');
-  if (problem.H) checkFinite(problem.H, name, 'H');
+  if (problem.H && !problem.finiteH) checkFinite(problem.H, name, 'H');
   if (problem.colNorm2) checkFinite(problem.colNorm2, name, 'colNorm2');
   const p = options.pattern;
   if (p.kind === 'unstructured') {
@@ -45,9 +45,30 @@ export function validate(problem: LayerProblem, options: PruneOptions, method: P
 }
 
 function checkFinite(a: Float32Array, layer: string, field: string): void {
-  for (let i = 0; i < a.length; i++) {
-    if (!Number.isFinite(a[i])) throw new PruneError(layer, field, `non-finite value ${a[i]} at index ${i}`);
+  if (allFinite(a)) return;
+  const i = a.findIndex((v) => !Number.isFinite(v));
+  throw new PruneError(layer, field, `non-finite value ${a[i]} at index ${i}`);
+}
+
+/** No NaN or ±inf in `a`, from the bits without a branch per value (3× a Number.isFinite loop: layers are 10⁷–10⁸
+ *  values): an all-ones exponent plus one exponent unit carries into the sign bit, which the OR keeps. */
+export function allFinite(a: Float32Array): boolean {
+  const bits = new Int32Array(a.buffer, a.byteOffset, a.length);
+  let m = 0;
+  for (let i = 0; i < bits.length; i++) m |= (bits[i] & 0x7f800000) + 0x00800000;
+  return m >= 0;
+}
+
+/** How many of `a` are ±0, without a branch per value (pruned weights are zero in no predictable order: a
+ *  mispredicted branch per value is twice the time of this). */
+export function countZeros(a: Float32Array): number {
+  const bits = new Int32Array(a.buffer, a.byteOffset, a.length);
+  let nonzero = 0;
+  for (let i = 0; i < bits.length; i++) {
+    const x = bits[i] << 1; // the sign dropped: -0 is a zero
+    nonzero += (x | -x) >>> 31;
   }
+  return a.length - nonzero;
 }
 
 /** Rows per GEMM of halfTrace: up to 32 MiB of X. onnxruntime packs H again for every call, so a call of few rows reads
@@ -108,8 +129,7 @@ export async function pruneLayer(methodName: MethodName, problem: LayerProblem, 
     throw new PruneError(problem.name, e instanceof NotPositiveDefiniteError ? 'H' : methodName, (e as Error).message);
   }
   const seconds = (performance.now() - t0) / 1000;
-  let zeros = 0;
-  for (let i = 0; i < out.W.length; i++) if (out.W[i] === 0) zeros++;
+  const zeros = countZeros(out.W);
   const { deviceH, ...result } = out;
   try {
     const { loss, relLoss } = problem.H

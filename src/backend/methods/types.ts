@@ -20,6 +20,8 @@ export interface LayerProblem {
   W: Float32Array;
   /** (cols, cols) H = (2/N) Σ xᵀx over calibration tokens (N = number of sequences). Not modified. */
   H?: Float32Array;
+  /** The caller has found H free of NaN and ±inf (the pipeline, in the pass that scales it): validate skips it. */
+  finiteH?: boolean;
   /** (cols) Σ x_j² per input feature (Wanda's ‖X_j‖₂²); derived from diag(H) when absent. */
   colNorm2?: Float32Array;
   /** 0.5·tr(W H Wᵀ), the relative loss's denominator, when the caller has it (the pipeline: (1/N)·Σ‖W x‖² from the

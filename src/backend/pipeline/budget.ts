@@ -2,7 +2,8 @@
 // checked against the memory this process can get (free memory, and the cgroup's limit when there is one): a run
 // asking for 10⁸ calibration windows fails at once with the numbers instead of growing until the kernel kills it.
 // An estimate, not a bound: it counts the big terms (the cached calibration activations, the Hessians of the
-// largest calibration pass, the largest layer's float64 working set, one micro-batch through the graph).
+// largest calibration pass, the largest layer's float64 working set, one micro-batch through the graph, whose
+// attention holds three float32 score maps per head at its peak).
 
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -18,6 +19,8 @@ export interface RunSizes {
   evalSeqlen: number;
   /** Windows per onnxruntime run. */
   microBatch: number;
+  /** Query heads of an attention block (config.json); null when unknown or without attention (Mamba): one map. */
+  heads?: number | null;
 }
 
 export interface MemoryEstimate {
@@ -27,6 +30,9 @@ export interface MemoryEstimate {
   batch: number;
   total: number;
 }
+
+/** The seq × seq float32 maps an attention head holds at once at its peak: scores, masked scores, softmax. */
+export const SCORE_MAPS_PER_HEAD = 3;
 
 /** The big terms of a run's memory, in bytes. */
 export function estimateRunMemory(layers: readonly PrunableLayer[], s: RunSizes): MemoryEstimate {
@@ -43,10 +49,14 @@ export function estimateRunMemory(layers: readonly PrunableLayer[], s: RunSizes)
     + Math.max(...layers.map((l) => calibrationBytes([l])));
   // The weight, its update and the method's float64 copies.
   const largestLayer = Math.max(...layers.map((l) => l.rows * l.cols * 8 * 4));
-  // One micro-batch: the widest activation (logits, an MLP) and one attention score map per window.
+  // One micro-batch: the widest activation (logits, an MLP) and the attention's seq × seq float32 maps per window.
+  // The graph materialises [batch, heads, seq, seq] scores (q·kᵀ), the masked scores and their softmax; measured
+  // with onnxruntime 1.30 on CPU (32 heads × 2048², one window): the peak grows by 3.06–3.2 such maps, so three
+  // per head (llama.ts, decoderParts.ts attention). Without a head count, one map per window.
   const widest = Math.max(...layers.map((l) => Math.max(l.rows, l.cols)));
   const seq = Math.max(s.seqlen, s.evalSeqlen);
-  const batch = s.microBatch * seq * (widest + seq) * 4;
+  const maps = s.heads ? SCORE_MAPS_PER_HEAD * s.heads : 1;
+  const batch = s.microBatch * seq * (widest + maps * seq) * 4;
   return { activations, hessians, largestLayer, batch, total: activations + hessians + largestLayer + batch };
 }
 
@@ -84,10 +94,10 @@ export function memoryProblem(e: MemoryEstimate, available = availableMemory()):
   );
 }
 
-/** memoryProblem for a config's run over `layers`; `autoSeqlen` fills a null seqlen as the run will. */
-export function runMemoryProblem(config: ResolvedConfig, layers: readonly PrunableLayer[], autoSeqlen: number, microBatch: number): string | null {
+/** memoryProblem for a config's run over `layers`; `autoSeqlen` fills a null seqlen as the run will; `heads` as RunSizes'. */
+export function runMemoryProblem(config: ResolvedConfig, layers: readonly PrunableLayer[], autoSeqlen: number, microBatch: number, heads: number | null = null): string | null {
   const c = config.calibration;
   const seqlen = c ? (c.seqlen ?? autoSeqlen) : 0;
   const evalSeqlen = config.evaluation ? (config.evaluation.seqlen ?? (seqlen || autoSeqlen)) : 0;
-  return memoryProblem(estimateRunMemory(layers, { nsamples: c?.nsamples ?? 0, seqlen, evalSeqlen, microBatch }));
+  return memoryProblem(estimateRunMemory(layers, { nsamples: c?.nsamples ?? 0, seqlen, evalSeqlen, microBatch, heads }));
 }

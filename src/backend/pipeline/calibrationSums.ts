@@ -78,6 +78,8 @@ export class CalibrationSums {
   device: ort.Tensor | null = null;
   /** hessian() has scaled xtx in place. */
   private scaled = false;
+  /** What hessian()'s pass found: no NaN or ±inf in H. */
+  private finite = false;
   /** Per layer name, Σ_tokens ‖y‖² of its output (calibrationModel's outSq), in float64. */
   private readonly outSq = new Map<string, number>();
 
@@ -128,10 +130,22 @@ export class CalibrationSums {
     if (this.device) throw new Error('calibration sums: hessian() before downloadSums()');
     if (!this.scaled) {
       const a = 2 / this.sequences;
-      for (let i = 0; i < this.xtx.length; i++) this.xtx[i] *= a;
+      const xtx = this.xtx;
+      const bits = new Int32Array(xtx.buffer, xtx.byteOffset, xtx.length);
+      let m = 0; // allFinite (methods/index.ts) of H, in the scaling's pass: the layer's check then reads H no more
+      for (let i = 0; i < xtx.length; i++) {
+        xtx[i] *= a;
+        m |= (bits[i] & 0x7f800000) + 0x00800000;
+      }
+      this.finite = m >= 0;
       this.scaled = true;
     }
     return this.xtx;
+  }
+
+  /** hessian() has been made and holds no NaN or ±inf. */
+  get hessianFinite(): boolean {
+    return this.scaled && this.finite;
   }
 
   /** The unscaled sums (before hessian()), to be kept and restored bit for bit (a sweep's shared first block). */

@@ -27,7 +27,7 @@ import { perplexity } from '../eval/perplexity';
 import { spillFileOf } from '../formats/atomicFolder';
 import { readJson } from '../formats/hfCheckpoint';
 import { runMemoryProblem } from './budget';
-import { float32ToBytes, float32ToHalfBytes, roundToType } from '../formats/dtype';
+import { float32ToHalfBytes, roundedBytes } from '../formats/dtype';
 import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint';
 import { SpillFile } from '../formats/tensorSource';
 import { pruneLayer } from '../methods';
@@ -74,12 +74,9 @@ export interface CalibrationStore {
   put(key: string, sums: Map<string, SavedSums>, warn: (message: string, file: string) => void): void;
 }
 
-/** Weight (rows, cols) row-major from the stored layout, and back. */
+/** Weight (rows, cols) row-major from the stored layout (pruneSegmentLayers transposes it back). */
 function toRowMajor(stored: Float32Array, l: PrunableLayer): Float32Array {
   return l.layout === 'out_in' ? stored : transpose(stored, l.cols, l.rows);
-}
-function toStored(W: Float32Array, l: PrunableLayer): Float32Array {
-  return l.layout === 'out_in' ? W : transpose(W, l.rows, l.cols);
 }
 
 function weightTensor(stored: Float32Array, l: PrunableLayer): ort.Tensor {
@@ -101,6 +98,7 @@ export async function runPrune(config: ResolvedConfig, hooks: RunHooks): Promise
   try {
     return await prune(config, hooks, spill);
   } finally {
+    await spill.flushed().catch(() => undefined); // no write left in flight on the descriptor remove closes
     spill.remove();
   }
 }
@@ -232,7 +230,7 @@ interface RunData {
 
 function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog): RunData {
   const autoSeqlen = Math.min(2048, maxPositions(model.ckpt) ?? 2048);
-  const tooBig = runMemoryProblem(config, model.discovery.layers, autoSeqlen, run.micro);
+  const tooBig = runMemoryProblem(config, model.discovery.layers, autoSeqlen, run.micro, attentionHeads(model.ckpt));
   if (tooBig) throw new RunError('out-of-memory', tooBig);
   checkPositionLimit(config, model.ckpt);
   const tokensOf = tokenReader(config, model, run);
@@ -312,10 +310,20 @@ function checkVocabulary(ids: Int32Array, vocab: { size: number; embedding: stri
 }
 
 function maxPositions(ckpt: Checkpoint): number | null {
+  return configCount(ckpt, ['max_position_embeddings', 'n_positions']); // GPT-2 calls it n_positions
+}
+
+/** Query heads per attention block (config.json), for the memory estimate; null without attention (Mamba) or config. */
+function attentionHeads(ckpt: Checkpoint): number | null {
+  return configCount(ckpt, ['num_attention_heads', 'n_head']); // GPT-2 calls it n_head
+}
+
+/** The first of `keys` that config.json sets to a positive integer, or null. */
+function configCount(ckpt: Checkpoint, keys: readonly string[]): number | null {
   if (!ckpt.configPath) return null;
   try {
-    const c = readJson(ckpt.configPath, 'the model config') as { max_position_embeddings?: unknown; n_positions?: unknown };
-    const m = c.max_position_embeddings ?? c.n_positions; // GPT-2 calls it n_positions
+    const c = readJson(ckpt.configPath, 'the model config') as Record<string, unknown>;
+    const m = keys.map((k) => c[k]).find((v) => v !== undefined && v !== null);
     return Number.isSafeInteger(m) && (m as number) > 0 ? (m as number) : null;
   } catch {
     return null;
@@ -440,6 +448,7 @@ async function pruneSequentially(config: ResolvedConfig, model: OpenModel, data:
       await pruneSegmentLayers(config, model, run, work, layers, stats, spill, replacements, sums);
     }
     if (data.batches.length) await propagate(model, run, work, cache, data.batches);
+    await spill.flushed(); // the block's pruned weights, written during its later solves, are on disk by block.finished
     for (const name of [...cache.keys()]) if (lastUse(plan, name) <= seg.index) cache.delete(name);
     if (seg.kind === 'block' && seg.block !== null) {
       run.emit('block.finished', { block: seg.block, name: seg.name, layers: work.layers, loss: work.loss, seconds: (performance.now() - s0) / 1000, peakRssBytes: peakRss(), transfer: transferSince(model.engine.moved, moved0) });
@@ -564,14 +573,17 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     const res = await pruneOne(config, model, l, W, s, method);
     const transfer = transferSince(model.engine.moved, before);
     // fp16/bf16 weights: pruned in fp32 (widened above), rounded to the stored type once, here, so the
-    // propagate pass, the zero count and the written checkpoint all see the same values and pattern.
-    const stored = roundToType(l.dataType, toStored(res.W, l), { keepNonZero: true });
+    // propagate pass, the zero count and the written checkpoint all see the same values and pattern. A transposed
+    // layer's goes back into W, the dense row-major copy (dead once the method has returned a new array).
+    const laid = l.layout === 'out_in' ? res.W : transpose(res.W, l.rows, l.cols, res.W !== W ? W : undefined);
+    // Exact: `stored` holds values of l.dataType, and the checkpoint's storedType is that type or (a Hugging Face
+    // fp16/bf16 weight the graph widens) the one the writer would round to anyway. They are written while the next
+    // layer is pruned (the bytes may be a view of `stored`, which nothing changes: the propagate pass only reads it).
+    const type = model.ckpt.storedType(l.weight);
+    const { values: stored, bytes } = roundedBytes(l.dataType, type, laid, laid !== res.W ? laid : undefined);
     work.current.set(l.weight, stored);
     work.pruned.add(l.weight);
-    // Exact: `stored` already holds values of l.dataType, and the checkpoint's storedType is that type or
-    // (a Hugging Face fp16/bf16 weight the graph widens) the one the writer would round to anyway.
-    const type = model.ckpt.storedType(l.weight);
-    replacements.set(l.weight, spill.add(type, stored.length, float32ToBytes(type, stored)));
+    replacements.set(l.weight, spill.addLater(type, stored.length, bytes));
     sums.zeros += Math.round(res.sparsity * res.W.length);
     sums.parameters += res.W.length;
     sums.layers++;
@@ -603,7 +615,7 @@ function pruneOne(config: ResolvedConfig, model: OpenModel, l: PrunableLayer, W:
   const options = { pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup, refine: config.refine.iterations };
   return l.kind === 'depthwiseConv'
     ? pruneDepthwise(target.method, { name: l.name, channels: l.rows, taps: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options)
-    : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2(), reference: s?.reference(l.name) }, options, model.engine);
+    : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), finiteH: s?.hessianFinite, colNorm2: s?.colNorm2(), reference: s?.reference(l.name) }, options, model.engine);
 }
 
 function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: LayerResult & { transfer: Transfer }, method: LayerTarget['method']): void {
