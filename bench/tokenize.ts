@@ -121,7 +121,7 @@ async function main(): Promise<void> {
     if (largeMb > 0) {
       const bytes = largeText(texts, largeMb);
       const mb = bytes.length / 1e6;
-      console.log(`\nLarge text: the texts above joined by "\\n\\n", repeated to ${mb.toFixed(2)} MB; cold inline (1 thread) and on ${coreThreads()} threads (the main one and ${coreThreads() - 1} worker(s): one a core, the default on an idle machine).\n`);
+      console.log(`\nLarge text: the texts above joined by "\\n\\n", repeated to ${mb.toFixed(2)} MB; cold inline (1 thread) and on ${coreThreads()} threads (the main one and ${coreThreads() - 1} worker(s): one a core; the default on an idle machine of 3 or more cores).\n`);
       console.log('| threads | tokens | cold s | cold CPU s | cold MB/s (wall, CPU) | cached s | cached CPU s |');
       console.log('|---:|---:|---:|---:|---:|---:|---:|');
       const counts = new Set<number>();

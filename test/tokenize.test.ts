@@ -375,12 +375,15 @@ describe('chunked and parallel encoding: ids identical to the whole text encoded
     }
   });
 
-  test('threads: one an idle core, at most 4, at least 1; PRUNEKIT_TOKENIZE_THREADS sets them', () => {
-    assert.equal(defaultThreads({}, 0), coreThreads());
+  test('threads: one an idle core, at most 4, inline below 3 idle cores; PRUNEKIT_TOKENIZE_THREADS sets them', () => {
     assert.ok(coreThreads() >= 1 && coreThreads() <= 4);
-    assert.equal(defaultThreads({}, 99), 1);
-    assert.equal(defaultThreads({ PRUNEKIT_TOKENIZE_THREADS: '3' }, 99), 3);
-    assert.equal(defaultThreads({ PRUNEKIT_TOKENIZE_THREADS: 'x' }, 0), coreThreads());
+    assert.equal(defaultThreads({}, 0, 8), 4);
+    assert.equal(defaultThreads({}, 1, 4), 3);
+    assert.equal(defaultThreads({}, 2, 4), 1);
+    assert.equal(defaultThreads({}, 0, 2), 1); // 2 idle cores: one worker did not pay (docs/BENCHMARKS.md)
+    assert.equal(defaultThreads({}, 99, 16), 1);
+    assert.equal(defaultThreads({ PRUNEKIT_TOKENIZE_THREADS: '3' }, 99, 2), 3);
+    assert.equal(defaultThreads({ PRUNEKIT_TOKENIZE_THREADS: 'x' }, 0, 8), 4);
   });
 
   test('the workers do not keep the process alive', () => {

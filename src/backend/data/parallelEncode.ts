@@ -55,11 +55,18 @@ export function coreThreads(): number {
   return Math.min(MAX_THREADS, availableParallelism());
 }
 
+/** Fewer idle cores than this and the text stays inline: on 2 idle cores one worker did not pay (10.6 MB: 1.56 s
+ *  against 1.54 s inline, and 0.55 s more CPU; docs/BENCHMARKS.md, "Tokenization"). */
+const MIN_PARALLEL = 3;
+
 /** One thread an idle core (the cores less the last minute's load average: on a busy machine a worker only slows
- *  the run), at least 1, at most MAX_THREADS; PRUNEKIT_TOKENIZE_THREADS sets it (1: always inline). */
-export function defaultThreads(env: NodeJS.ProcessEnv = process.env, load = loadavg()[0]): number {
+ *  the run), at most MAX_THREADS, and 1 (inline) below MIN_PARALLEL; PRUNEKIT_TOKENIZE_THREADS sets it (1: always
+ *  inline). */
+export function defaultThreads(env: NodeJS.ProcessEnv = process.env, load = loadavg()[0], cores = availableParallelism()): number {
   const set = Number(env.PRUNEKIT_TOKENIZE_THREADS);
-  return Number.isInteger(set) && set >= 1 ? set : Math.max(1, coreThreads() - Math.round(load));
+  if (Number.isInteger(set) && set >= 1) return set;
+  const idle = Math.min(MAX_THREADS, cores) - Math.round(load);
+  return idle >= MIN_PARALLEL ? idle : 1;
 }
 
 /** encoder.encode(text), on `threads` threads (the main one included) when the text is large enough to pay. */
