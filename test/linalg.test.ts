@@ -112,11 +112,7 @@ describe('dampedCholeskyFactor', () => {
       const R = f.R.toMat().data;
       assert.ok(isUpperTriangular(R, n), 'R is upper triangular');
       // R·Rᵀ against H_damped, relative to H_damped's largest entry (fp32 factorisation: ~1e-6 expected).
-      const RRt = matmul(R, transposed(R, n), n, n, n);
-      let scale = 0;
-      for (const v of Hd) scale = Math.max(scale, Math.abs(v));
-      let worst = 0;
-      for (let i = 0; i < n * n; i++) worst = Math.max(worst, Math.abs(RRt[i] - Hd[i]) / scale);
+      const worst = factorResidual(R, Hd, n);
       // R⁻¹ in float64 (invertUpper) is the inverse factor U, up to fp32 rounding of the two factorisations.
       const Rinv = new Float64Array(n * n);
       invertUpper(Float64Array.from(R), n, Rinv);
@@ -180,11 +176,7 @@ describe('dampedDeviceFactor', () => {
       const R = await assembleR(f, n, B);
       releaseDeviceFactor(f);
       assert.ok(isUpperTriangular(R, n), 'R is upper triangular');
-      const RRt = matmul(R, transposed(R, n), n, n, n);
-      let scale = 0;
-      for (const v of Hd) scale = Math.max(scale, Math.abs(v));
-      let worst = 0;
-      for (let i = 0; i < n * n; i++) worst = Math.max(worst, Math.abs(RRt[i] - Hd[i]) / scale);
+      const worst = factorResidual(R, Hd, n);
       const vsHost = relDiff(R, host.R.toMat().data);
       t.diagnostic(`max|R·Rᵀ − Hd|/max|Hd| = ${worst.toExponential(2)}, ‖R − R_host‖/‖R_host‖ = ${vsHost.toExponential(2)}`);
       assert.ok(worst < 1e-5, `R·Rᵀ vs H_damped: ${worst}`);
@@ -214,6 +206,16 @@ describe('dampedDeviceFactor', () => {
     }
   });
 });
+
+/** max |R·Rᵀ − Hd| / max |Hd| (n × n, float64). */
+function factorResidual(R: ArrayLike<number>, Hd: ArrayLike<number>, n: number): number {
+  const RRt = matmul(R, transposed(R, n), n, n, n);
+  let scale = 0;
+  for (let i = 0; i < n * n; i++) scale = Math.max(scale, Math.abs(Hd[i]));
+  let worst = 0;
+  for (let i = 0; i < n * n; i++) worst = Math.max(worst, Math.abs(RRt[i] - Hd[i]) / scale);
+  return worst;
+}
 
 function transposed(a: ArrayLike<number>, n: number): Float64Array {
   const t = new Float64Array(n * n);
