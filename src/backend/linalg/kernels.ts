@@ -132,9 +132,6 @@ function appendBlockGraph() {
 }
 const APPEND_BLOCK = appendBlockGraph();
 
-/** y = x, to move a matrix onto the device (a kernel with device output y). */
-const IDENTITY = matrixGraph('identity', 1, (g, [x]) => g.op('Identity', [x]));
-
 /** y = x for a tensor of any rank: a device tensor's values back to the host, or a host tensor's onto the device. */
 function anyRankIdentity(type: DataType) {
   const g = new GraphBuilder(`anyRankIdentity${type}`);
@@ -206,7 +203,7 @@ export class Kernels {
 
   /** Whether this engine's kernels keep device outputs in the device's memory (the device resolved first). */
   async keepsOnDevice(): Promise<boolean> {
-    if (this.engine.device === undefined) await this.engine.kernel(IDENTITY, ARENA);
+    if (this.engine.device === undefined) await this.engine.kernel(TO_HOST, ARENA);
     return this.engine.keepsOnDevice;
   }
 
@@ -215,9 +212,8 @@ export class Kernels {
   // these return are host tensors and the same calls work (each then crosses, as the host path's do).
 
   /** `m` as a tensor in the device's memory. */
-  async upload(m: Mat): Promise<ort.Tensor> {
-    const k = await this.engine.kernel(IDENTITY, { ...ARENA, deviceOutputs: ['y'] });
-    return (await k.run({ a: t(m) })).y;
+  upload(m: Mat): Promise<ort.Tensor> {
+    return this.uploadTensor(t(m));
   }
 
   /** A float32 or float16 host tensor of any shape, copied into the device's memory. */
