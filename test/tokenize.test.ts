@@ -10,7 +10,7 @@ import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rea
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { fastEncoder } from '../src/backend/data/fastEncode';
+import { fastEncoder, MEMO_LIMITS } from '../src/backend/data/fastEncode';
 import { coreThreads, defaultThreads, encodeParallel, PARALLEL_MIN_CHARS } from '../src/backend/data/parallelEncode';
 import { cachedTokens, CACHE_FOLDER, CacheOptions } from '../src/backend/data/tokenCache';
 import { loadTokenizer, readTokens, TextTokenizer } from '../src/backend/data/tokens';
@@ -67,6 +67,21 @@ describe('fast encoder', () => {
     }
     test(`${name}: edge cases: ids identical to Tokenizer.encode`, () => {
       for (const [what, text] of EDGE_CASES) assert.deepEqual(Array.from(tok.encode(text)), libraryIds(tokenizerFile, text), what);
+    });
+    test(`${name}: a piece memo that grows from 4 entries, starts over every 300 (or 900 ids) and keys on 3 bits of the hash gives the same ids on every whole text`, () => {
+      const json = JSON.parse(readFileSync(tokenizerFile, 'utf8'));
+      const dir = path.dirname(tokenizerFile);
+      const config = existsSync(path.join(dir, 'tokenizer_config.json')) ? JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')) : {};
+      const encoder = (limits: typeof MEMO_LIMITS) => fastEncoder(new Tokenizer(json, config), json, limits)!;
+      const usual = encoder(MEMO_LIMITS);
+      const tiny = encoder({ initialEntries: 4, maxEntries: 300, maxIds: 900, hashMask: 7 });
+      for (const file of texts) {
+        const text = readFileSync(file, 'utf8');
+        const ids = usual.encode(text);
+        assert.ok(ids.length > text.length / 4, `${path.basename(file)}: ${ids.length} ids`);
+        assert.deepEqual(tiny.encode(text), ids, path.basename(file));
+        assert.deepEqual(usual.encode(text), ids, `${path.basename(file)}, again with the memo full`);
+      }
     });
   }
 });

@@ -59,8 +59,6 @@ interface TokenizerInternals {
 const OWN_MERGE_MAX = 48;
 /** Pieces longer than this are merged but not memoized (text with no safe cut, e.g. one long run of letters). */
 const MEMO_MAX_PIECE = 256;
-/** Distinct pieces memoized at most (then the memo starts over): bounds memory on hostile text. */
-const MEMO_MAX_ENTRIES = 1 << 20;
 
 /** A growable Int32Array. */
 class IdBuffer {
@@ -82,9 +80,140 @@ class IdBuffer {
     }
     for (let i = 0; i < ids.length; i++) this.ids[this.length++] = ids[i];
   }
+  /** Pushes src[from, to). */
+  pushRange(src: Int32Array, from: number, to: number): void {
+    if (this.length + to - from > this.ids.length) {
+      const bigger = new Int32Array(Math.max(this.ids.length * 2, this.length + to - from));
+      bigger.set(this.ids);
+      this.ids = bigger;
+    }
+    for (let i = from; i < to; i++) this.ids[this.length++] = src[i];
+  }
   result(): Int32Array {
     return this.ids.slice(0, this.length);
   }
+}
+
+/** FNV-1a over UTF-16 code units: the cutting loop hashes each piece as it passes over it. */
+const HASH_SEED = 0x811c9dc5 | 0;
+const FNV_PRIME = 0x01000193;
+
+/** How large the piece memo starts, and how much it holds before it starts over (bounds memory on hostile text). */
+export interface MemoLimits {
+  /** Entries it has room for before it first grows. Sized for a typical text's distinct pieces (10⁴–10⁵): each
+   *  growth replaces an array the optimized hot loop holds as a constant, and costs a deoptimization. */
+  initialEntries: number;
+  maxEntries: number;
+  /** Ids of all entries together. */
+  maxIds: number;
+  /** The bits of the pieces' hash it keys on: all of them (−1), except in tests that make pieces collide. */
+  hashMask: number;
+}
+
+export const MEMO_LIMITS: MemoLimits = { initialEntries: 1 << 16, maxEntries: 1 << 20, maxIds: 1 << 24, hashMask: -1 };
+
+/** Each distinct piece's ids, merged once. Found by the hash the cutting loop computed and checked against the
+ *  text's own code units, so a hit (nearly every piece) slices no string and allocates nothing. */
+class PieceMemo {
+  private slots: Int32Array; // entry + 1; 0: empty (open addressing, linear probing, at most half full)
+  private keys: string[] = [];
+  private hashes: Int32Array;
+  /** Entry e's ids are ids[idFrom[e], idFrom[e + 1]). */
+  private idFrom: Int32Array;
+  private unknown: Uint8Array;
+  private ids: Int32Array;
+
+  constructor(private readonly limits: MemoLimits) {
+    const n = Math.max(2, limits.initialEntries);
+    this.slots = new Int32Array(2 ** Math.ceil(Math.log2(2 * n)));
+    this.hashes = new Int32Array(n);
+    this.idFrom = new Int32Array(n);
+    this.unknown = new Uint8Array(n);
+    this.ids = new Int32Array(4 * n);
+  }
+
+  /** The entry of text[from, to) (whose hash is h), or −1. */
+  find(text: string, from: number, to: number, hash: number): number {
+    const h = hash & this.limits.hashMask;
+    const mask = this.slots.length - 1;
+    for (let s = mix(h) & mask; ; s = (s + 1) & mask) {
+      const e = this.slots[s] - 1;
+      if (e < 0) return -1;
+      if (this.hashes[e] === h && sameUnits(this.keys[e], text, from, to)) return e;
+    }
+  }
+
+  /** Adds a piece not in the memo; its entry. */
+  add(piece: string, hash: number, ids: number[], unknown: boolean): number {
+    const h = hash & this.limits.hashMask;
+    let e = this.keys.length;
+    if (e + 1 > this.limits.maxEntries || this.idFrom[e] + ids.length > this.limits.maxIds) e = this.clear();
+    if (e + 2 > this.hashes.length) this.growEntries();
+    const at = this.idFrom[e];
+    if (at + ids.length > this.ids.length) this.ids = grown(this.ids, at + ids.length);
+    this.ids.set(ids, at);
+    this.idFrom[e + 1] = at + ids.length;
+    this.keys.push(piece);
+    this.hashes[e] = h;
+    this.unknown[e] = unknown ? 1 : 0;
+    if (2 * (e + 1) > this.slots.length) this.rehash(2 * this.slots.length);
+    else this.place(e);
+    return e;
+  }
+
+  /** Pushes entry e's ids; says whether one of them is the unknown token. */
+  pushIds(e: number, out: IdBuffer): boolean {
+    out.pushRange(this.ids, this.idFrom[e], this.idFrom[e + 1]);
+    return this.unknown[e] === 1;
+  }
+
+  private place(e: number): void {
+    const mask = this.slots.length - 1;
+    let s = mix(this.hashes[e]) & mask;
+    while (this.slots[s] !== 0) s = (s + 1) & mask;
+    this.slots[s] = e + 1;
+  }
+
+  private rehash(size: number): void {
+    this.slots = new Int32Array(size);
+    for (let e = 0; e < this.keys.length; e++) this.place(e);
+  }
+
+  private growEntries(): void {
+    this.hashes = grown(this.hashes, 2 * this.hashes.length);
+    this.idFrom = grown(this.idFrom, 2 * this.idFrom.length);
+    const unknown = new Uint8Array(2 * this.unknown.length);
+    unknown.set(this.unknown);
+    this.unknown = unknown;
+  }
+
+  private clear(): number {
+    this.keys = [];
+    this.slots.fill(0);
+    return 0;
+  }
+}
+
+function mix(h: number): number {
+  const m = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
+  return m ^ (m >>> 16);
+}
+
+function sameUnits(key: string, text: string, from: number, to: number): boolean {
+  if (key.length !== to - from) return false;
+  for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) !== text.charCodeAt(from + i)) return false;
+  return true;
+}
+
+/** A copy of a slice that does not keep the whole text alive (V8 keeps a slice of 13 or more code units as a view). */
+function flat(piece: string): string {
+  return Buffer.from(piece, 'utf16le').toString('utf16le');
+}
+
+function grown(a: Int32Array, size: number): Int32Array<ArrayBuffer> {
+  const out = new Int32Array(Math.max(size, 2 * a.length));
+  out.set(a);
+  return out;
 }
 
 /** The parts one after another. */
@@ -99,7 +228,7 @@ export function concatIds(parts: Int32Array[]): Int32Array {
 }
 
 /** The fast encoder for `tok` (built from `json`, its tokenizer.json), or null when the library must do it all. */
-export function fastEncoder(tok: Tokenizer, json: Record<string, unknown>): FastEncoder | null {
+export function fastEncoder(tok: Tokenizer, json: Record<string, unknown>, memo: MemoLimits = MEMO_LIMITS): FastEncoder | null {
   const t = tok as unknown as TokenizerInternals;
   const model = (json.model ?? {}) as { type?: string };
   if (model.type !== 'BPE' || !t.model || !Array.isArray(t.model.merges)) return null;
@@ -108,7 +237,7 @@ export function fastEncoder(tok: Tokenizer, json: Record<string, unknown>): Fast
   if (!identityWithoutSpecials(json.post_processor)) return null;
   const cuts = cutTable(t.model.merges);
   if (!cuts) return null;
-  return new FastEncoder(t, cuts);
+  return new FastEncoder(t, cuts, memo);
 }
 
 /** With add_special_tokens false these post-processors return the tokens unchanged. */
@@ -124,35 +253,42 @@ function identityWithoutSpecials(p: unknown): boolean {
   });
 }
 
-/** Which code points end a merge's left token; for each code point beginning a right token, how many distinct
- *  code points end a left token it is merged with (FEW: few, so look the pair up in `joins`; MANY: never cut). */
+/** Which code points end a merge's left token; for each code point b beginning a right token, whether it is
+ *  merged with few distinct left ends (then `right[b]` is where they are listed in `partners`) or many (never cut).
+ *  Typed arrays only: the hot loop reads them for every code unit of the text. */
 interface CutTable {
   endsLeft: Uint8Array;
-  beginsRight: Uint8Array;
-  joins: Set<number>;
+  /** 0: b begins no right token (always cut); MANY: never cut; else the offset in `partners` of b's count, then its left ends. */
+  right: Int32Array;
+  partners: Int32Array;
 }
 
 const CODE_POINTS = 0x110000;
-const FEW = 1;
-const MANY = 2;
-/** Up to this many left partners a right start counts as FEW; letters, with dozens, are never cut between. */
+const MANY = -1;
+/** Up to this many left partners a right start is looked up pair by pair; letters, with dozens, are never cut between. */
 const FEW_PARTNERS = 8;
 
 function cutTable(merges: [string, string][]): CutTable | null {
   const endsLeft = new Uint8Array(CODE_POINTS);
-  const partners = new Map<number, Set<number>>();
-  const joins = new Set<number>();
+  const lefts = new Map<number, Set<number>>();
   for (const [left, right] of merges) {
     const a = left ? left.codePointAt(left.length - (isLowSurrogate(left.charCodeAt(left.length - 1)) ? 2 : 1)) : undefined;
     const b = right ? right.codePointAt(0) : undefined;
     if (a === undefined || b === undefined) return null; // an empty side: no safe cut can be proved
     endsLeft[a] = 1;
-    joins.add(a * CODE_POINTS + b);
-    partners.set(b, (partners.get(b) ?? new Set()).add(a));
+    lefts.set(b, (lefts.get(b) ?? new Set()).add(a));
   }
-  const beginsRight = new Uint8Array(CODE_POINTS);
-  for (const [b, as] of partners) beginsRight[b] = as.size <= FEW_PARTNERS ? FEW : MANY;
-  return { endsLeft, beginsRight, joins };
+  const right = new Int32Array(CODE_POINTS);
+  const list = [0]; // offset 0 means "none"
+  for (const [b, as] of lefts) {
+    if (as.size > FEW_PARTNERS) {
+      right[b] = MANY;
+      continue;
+    }
+    right[b] = list.length;
+    list.push(as.size, ...as);
+  }
+  return { endsLeft, right, partners: Int32Array.from(list) };
 }
 
 function isLowSurrogate(c: number): boolean {
@@ -164,16 +300,19 @@ function isHighSurrogate(c: number): boolean {
 }
 
 /** Whether no merge can join code point a to the code point b after it: a piece ends between them. */
-function isCut({ endsLeft, beginsRight, joins }: CutTable, a: number, b: number): boolean {
-  const right = beginsRight[b];
-  return right !== MANY && (right === 0 || endsLeft[a] === 0 || !joins.has(a * CODE_POINTS + b));
+function isCut({ endsLeft, right, partners }: CutTable, a: number, b: number): boolean {
+  const at = right[b];
+  if (at === 0) return true;
+  if (at === MANY || endsLeft[a] === 0) return at !== MANY;
+  for (let k = at + 1, end = at + 1 + partners[at]; k < end; k++) if (partners[k] === a) return false;
+  return true;
 }
 
 /** One step of an encoding, in order: an added token's id, or the pre-tokens of one call of the model. */
 export type Step = number | string[];
 
 export class FastEncoder {
-  private readonly memo = new Map<string, { ids: number[]; unknown: boolean }>();
+  private readonly memo: PieceMemo;
   private readonly bpe: BpeInternals;
   private readonly unnormalized: string[];
 
@@ -185,7 +324,9 @@ export class FastEncoder {
   constructor(
     private readonly t: TokenizerInternals,
     private readonly cuts: CutTable,
+    memo: MemoLimits,
   ) {
+    this.memo = new PieceMemo(memo);
     this.bpe = t.model;
     t.model.merges.forEach(([left, right], rank) => {
       const byLeft = this.ranks.get(left) ?? new Map<string, number>();
@@ -322,39 +463,45 @@ export class FastEncoder {
   }
 
   /** A pre-token's ids, piece by piece: cut before each code point that no merge joins to the one before it. The
-   *  hot loop of the encoder (one pass over every code unit): typed-array looks-ups, the pair set only for FEW. */
+   *  hot loop of the encoder (one pass over every code unit, typed arrays only), hashing each piece on the way. */
   private pieces(token: string, out: IdBuffer): boolean {
     const cuts = this.cuts;
     let unknown = false;
     let from = 0;
-    let a = token.codePointAt(0) ?? 0;
-    for (let i = a > 0xffff ? 2 : 1; i < token.length; ) {
-      const b = token.codePointAt(i) as number;
-      if (isCut(cuts, a, b)) {
-        unknown = this.piece(token.slice(from, i), out) || unknown;
+    let h = HASH_SEED;
+    let a = 0;
+    for (let i = 0; i < token.length; ) {
+      const unit = token.charCodeAt(i);
+      // Calls kept out of the common path: until the loop is optimized, each costs as much as the loop's own work.
+      const b = unit >= 0xd800 && unit <= 0xdbff ? (token.codePointAt(i) as number) : unit;
+      if (i > 0 && isCut(cuts, a, b)) {
+        unknown = this.piece(token, from, i, h, out) || unknown;
         from = i;
+        h = HASH_SEED;
       }
+      h = Math.imul(h ^ unit, FNV_PRIME);
+      if (b > 0xffff) h = Math.imul(h ^ token.charCodeAt(i + 1), FNV_PRIME);
       a = b;
       i += b > 0xffff ? 2 : 1;
     }
-    return this.piece(from === 0 ? token : token.slice(from), out) || unknown;
+    return this.piece(token, from, token.length, h, out) || unknown;
   }
 
-  /** Pushes a piece's ids; says whether one of its tokens is unknown to the model (what fuse_unk joins). */
-  private piece(piece: string, out: IdBuffer): boolean {
-    let m = this.memo.get(piece);
-    if (!m) {
-      // Plain arrays: a memo of ~10⁵ small typed arrays costs more to allocate and collect than the merges.
-      const tokens = this.vocabularyTokens(piece.length <= OWN_MERGE_MAX ? this.merge(piece) : this.bpe.bpe(piece));
-      const unk = this.bpe.unk_token_id;
-      m = { ids: tokens.map((tk) => this.idOf(tk)), unknown: tokens.some((tk) => (this.bpe.tokens_to_ids.get(tk) ?? unk) === unk) };
-      if (piece.length <= MEMO_MAX_PIECE) {
-        if (this.memo.size >= MEMO_MAX_ENTRIES) this.memo.clear();
-        this.memo.set(piece, m);
-      }
+  /** Pushes the ids of the piece token[from, to) (hash h); says whether one of its tokens is unknown to the model
+   *  (what fuse_unk joins). */
+  private piece(token: string, from: number, to: number, h: number, out: IdBuffer): boolean {
+    const e = this.memo.find(token, from, to, h);
+    if (e >= 0) return this.memo.pushIds(e, out);
+    const piece = from === 0 && to === token.length ? token : token.slice(from, to);
+    const tokens = this.vocabularyTokens(piece.length <= OWN_MERGE_MAX ? this.merge(piece) : this.bpe.bpe(piece));
+    const unk = this.bpe.unk_token_id;
+    const ids = tokens.map((tk) => this.idOf(tk));
+    const unknown = tokens.some((tk) => (this.bpe.tokens_to_ids.get(tk) ?? unk) === unk);
+    if (piece.length > MEMO_MAX_PIECE) {
+      out.pushAll(ids);
+      return unknown;
     }
-    out.pushAll(m.ids);
-    return m.unknown;
+    return this.memo.pushIds(this.memo.add(piece.length > 12 ? flat(piece) : piece, h, ids, unknown), out);
   }
 
   /** BPE.bpe's merges of one piece: the pair of lowest rank, leftmost first (its queue's score is rank + position /
@@ -423,7 +570,7 @@ function swapCodeUnit(from: number, to: number): (text: string) => string {
     const bytes = Buffer.from(text, 'utf16le');
     if (bytes.byteOffset % 2 !== 0) return text.split(String.fromCharCode(from)).join(String.fromCharCode(to)); // a pooled Buffer is 8-aligned: never, in fact
     const units = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2);
-    for (let i = units.indexOf(from); i >= 0; i = units.indexOf(from, i + 1)) units[i] = to;
+    for (let i = 0; i < units.length; i++) if (units[i] === from) units[i] = to; // indexOf per hit costs more on text full of spaces
     return bytes.toString('utf16le');
   };
 }

@@ -171,19 +171,20 @@ function readOnly(dir: string): boolean {
   }
 }
 
-/** `ids.join(',')` as ASCII bytes, digits written directly: a third of join's time on a million ids. */
+/** `ids.join(',')` as ASCII bytes, digits written directly (right to left): a small fraction of join's time. */
 function idList(ids: Int32Array): Buffer {
   const out = Buffer.allocUnsafe(ids.length * 11);
   let at = 0;
   for (let i = 0; i < ids.length; i++) {
     if (i > 0) out[at++] = 0x2c;
     let x = ids[i];
-    const start = at;
-    do {
-      out[at++] = 0x30 + (x % 10);
+    let digits = 1;
+    for (let y = x; y >= 10; y = Math.floor(y / 10)) digits++;
+    at += digits;
+    for (let d = at - 1; d >= at - digits; d--) {
+      out[d] = 0x30 + (x % 10);
       x = Math.floor(x / 10);
-    } while (x > 0);
-    out.subarray(start, at).reverse();
+    }
   }
   return out.subarray(0, at);
 }

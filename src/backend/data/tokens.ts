@@ -158,7 +158,8 @@ function decodeText(file: string, warn: (message: string) => void): string {
   const bytes = readFileSync(file);
   refuseBinary(file, bytes);
   const text = bytes.toString('utf8');
-  const replaced = countOf(text, '\ufffd') - countOf(bytes.toString('latin1'), '\xef\xbf\xbd'); // minus U+FFFD the file itself holds
+  const decoded = countOf(text, '\ufffd');
+  const replaced = decoded && decoded - countOf(bytes.toString('latin1'), '\xef\xbf\xbd'); // minus U+FFFD the file itself holds
   if (replaced > 0) {
     warn(`${file}: ${replaced} invalid UTF-8 sequence(s) (${((100 * replaced) / Math.max(1, bytes.length)).toPrecision(2)}% of ${bytes.length} bytes) read as U+FFFD: the text is not UTF-8`);
   }
