@@ -62,6 +62,8 @@ describe('APT refinement on real stories260K layers', { timeout: 300_000 }, () =
         assert.ok(Math.abs(r.oneShotLoss - one.loss) <= 1e-5 * one.loss, `${l.name}: one-shot loss ${r.oneShotLoss} vs ${one.loss}`);
         assert.ok(quadLoss(l.W, res.W, l.H, l.rows, l.cols) <= quadLoss(l.W, one.W, l.H, l.rows, l.cols) * (1 + 1e-6), `${l.name}: refined loss above one-shot`);
         assert.ok(res.loss <= one.loss * (1 + 1e-6), `${l.name}: ${res.loss} > ${one.loss}`);
+        const exact = quadLoss(l.W, res.W, l.H, l.rows, l.cols);
+        assert.ok(Math.abs(res.loss - exact) <= 1e-5 * exact, `${l.name}: reported loss ${res.loss}, float64 on the returned weights ${exact}`);
         assert.equal(r.kept, r.refitLoss < r.oneShotLoss ? 'refined' : 'one-shot', l.name);
         for (let i = 0; i < res.W.length; i++) if (res.mask[i]) assert.equal(res.W[i], 0, `${l.name}: pruned weight ${i} not zero`);
         if (pattern.kind === 'nm') {
