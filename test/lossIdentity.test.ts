@@ -12,7 +12,9 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { aptReference } from '../src/backend/methods/apt.reference';
-import { pruneLayer } from '../src/backend/methods';
+import { halfTrace, HalfTraceCuts, pruneLayer } from '../src/backend/methods';
+import { Kernels, mat } from '../src/backend/linalg/kernels';
+import * as ort from 'onnxruntime-node';
 import { rowPool } from '../src/backend/methods/rowKernels';
 import type { MethodName, Pattern } from '../src/backend/methods/types';
 import { Engine } from '../src/backend/onnx/session';
@@ -120,4 +122,31 @@ describe('the loss from the solve', { timeout: 300_000 }, () => {
     }
     t.diagnostic(`float32: max relative difference of the reported loss from float64 ${worst.toExponential(2)}`);
   });
+});
+
+// The relative loss's reference ½·tr(W H Wᵀ) (and Wanda's and magnitude's loss) when the calibration pass did not
+// give it: halfTrace's symmetric form reads H's lower block triangle only (half the flops of ⟨W·H, W⟩).
+describe('halfTrace: ½·tr(X H Xᵀ) from H\'s lower block triangle', () => {
+  const engine = new Engine({ device: 'cpu', threads: 0 });
+  after(() => engine.release());
+  const cases: [string, number, number, HalfTraceCuts | undefined][] = [
+    ['several row chunks, column blocks of 16 with a partial last one', 37, 130, { block: 16, divisor: 64 }],
+    ['one row', 1, 75, { block: 8, divisor: 8 }],
+    ['a block wider than the matrix', 20, 40, { block: 64, divisor: 8 }],
+    ['the production cuts', 150, 700, undefined],
+  ];
+  for (const [what, rows, cols, cuts] of cases) {
+    test(`${what} (${rows} × ${cols}): float64 to 1e-6, and the device form (⟨X·H, X⟩) alike`, async () => {
+      const X = randomWeights(rows, cols, rows + cols);
+      const H = randomHessian(cols, cols).H;
+      const exact = quadLoss(X, new Float32Array(X.length), H, rows, cols);
+      const kernels = new Kernels(engine);
+      const rowsOf = (r0: number, r1: number) => X.subarray(r0 * cols, r1 * cols);
+      const got = await halfTrace(rows, cols, mat(cols, cols, H), kernels, rowsOf, cuts);
+      assert.ok(rel(got, exact) <= 1e-6, `symmetric ${got} vs float64 ${exact}`);
+      const tensor = new ort.Tensor('float32', H, [cols, cols]); // the path for an H left on a device
+      const full = await halfTrace(rows, cols, tensor, kernels, rowsOf, cuts);
+      assert.ok(rel(full, exact) <= 1e-6, `full form ${full} vs float64 ${exact}`);
+    });
+  }
 });

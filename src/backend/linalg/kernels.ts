@@ -151,6 +151,18 @@ function halfTraceGraph() {
 }
 const HALF_TRACE = halfTraceGraph();
 
+/** Σ_i (P·A)_ij · C_ij per column j: one column block's term of the symmetric quadratic form (methods/index.ts
+ *  halfTrace), summed over b ≤ 512 values in float32; the caller sums the columns in float64. */
+function blockFormGraph() {
+  const g = new GraphBuilder('blockForm');
+  const p = g.input('p', F, ['b', 'k']);
+  const a = g.input('a', F, ['k', 'r']);
+  const c = g.input('c', F, ['b', 'r']);
+  g.output(g.op('ReduceSum', [g.op('Mul', [g.op('MatMul', [p, a]), c]), g.constant([0n], [1], DataType.INT64)], { keepdims: 0 }), 'y', F, ['r']);
+  return g.build();
+}
+const BLOCK_FORM = blockFormGraph();
+
 /** Every graph here is small, run many times, with intermediates of at most a few row blocks (outputs are mostly
  *  written into the caller's arrays): an arena recycles them (see Engine.createOn). */
 const ARENA = { arena: true };
@@ -199,6 +211,15 @@ export class Kernels {
     const k = await this.engine.kernel(HALF_TRACE, ARENA);
     const r = await k.run({ x: t(x), h: 'rows' in h ? t(h) : h });
     return (r.y.data as Float32Array)[0];
+  }
+
+  /** Σ_ij (P·A)_ij · C_ij for P (b × k), A (k × r) and C (b × r): float32 sums down each column, then float64. */
+  async blockForm(p: Mat, a: Mat, c: Mat): Promise<number> {
+    const k = await this.engine.kernel(BLOCK_FORM, ARENA);
+    const y = (await k.run({ p: t(p), a: t(a), c: t(c) })).y.data as Float32Array;
+    let sum = 0;
+    for (let j = 0; j < y.length; j++) sum += y[j];
+    return sum;
   }
 
   /** Whether this engine's kernels keep device outputs in the device's memory (the device resolved first). */

@@ -4,6 +4,7 @@
 
 import { NotPositiveDefiniteError } from '../linalg/cholesky';
 import { Kernels, Mat, mat } from '../linalg/kernels';
+import { transpose } from '../models/emitter';
 import type * as ort from 'onnxruntime-node';
 import type { Engine } from '../onnx/session';
 import { apt } from './apt';
@@ -71,20 +72,60 @@ export function countZeros(a: Float32Array): number {
   return a.length - nonzero;
 }
 
-/** Rows per GEMM of halfTrace: up to 32 MiB of X. onnxruntime packs H again for every call, so a call of few rows reads
- *  H (cols² floats) for little arithmetic: 2·rows·cols² flops per cols² floats packed. But a call holds about three
- *  chunks (X, X·H, their product), so a chunk is also at most 1/16 of the layer's W and H: the pass adds under 0.2×
- *  (W + H) to the peak (the solvers' memory target is 4×). */
+/** Rows per GEMM of halfTrace on a device: up to 32 MiB of X. onnxruntime packs H again for every call, so a call of
+ *  few rows reads H (cols² floats) for little arithmetic: 2·rows·cols² flops per cols² floats packed. But a call
+ *  holds about three chunks (X, X·H, their product), so a chunk is also at most 1/16 of the layer's W and H: the
+ *  pass adds under 0.2× (W + H) to the peak (the solvers' memory target is 4×). */
 const HALF_TRACE_CHUNK = 1 << 23;
 
+/** How halfTrace cuts its work on the host: column blocks of H, and Xᵀ of a row chunk at most 1/divisor of the
+ *  layer's W and H (it and one block of H's rows are what the pass adds to the peak). */
+export interface HalfTraceCuts {
+  block: number;
+  divisor: number;
+}
+export const HALF_TRACE_CUTS: HalfTraceCuts = { block: 512, divisor: 8 };
+
 /** 0.5·tr(X H Xᵀ) as fp32 GEMMs on the engine, X (rows, cols) given row chunk by row chunk (to bound memory) by
- *  `rowsOf`; chunk results are summed in float64. */
-async function halfTrace(rows: number, cols: number, h: Mat | ort.Tensor, kernels: Kernels, rowsOf: (r0: number, r1: number) => Float32Array): Promise<number> {
+ *  `rowsOf`; chunk results are summed in float64. H on the host is read by halfTraceSymmetric (half the flops);
+ *  H left on a device (a tensor) by the full form ⟨X·H, X⟩, whose H needs no copies of its blocks. */
+export async function halfTrace(rows: number, cols: number, h: Mat | ort.Tensor, kernels: Kernels, rowsOf: (r0: number, r1: number) => Float32Array, cuts = HALF_TRACE_CUTS): Promise<number> {
+  if ('rows' in h) return halfTraceSymmetric(rows, cols, h.data, kernels, rowsOf, cuts);
   const chunk = Math.max(1, Math.floor(Math.min(HALF_TRACE_CHUNK, (rows * cols + cols * cols) / 16) / cols));
   let sum = 0;
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const r1 = Math.min(rows, r0 + chunk);
     sum += await kernels.halfTrace(mat(r1 - r0, cols, rowsOf(r0, r1)), h);
+  }
+  return sum;
+}
+
+/**
+ * 0.5·tr(X H Xᵀ) for a symmetric H, from its lower block triangle: with Y = Xᵀ and column blocks J = [j0, j1),
+ *   0.5·Σ_ij x_i H_ij x_j = Σ_J ⟨H'[J, :j1]·Y[:j1], Y[J]⟩,   H' = H with its diagonal blocks H[J, J] halved,
+ * since each pair i < j then counts once and each i = j half. rows·cols²·(1 + block/cols) flops, against 2·rows·cols²
+ * for ⟨X·H, X⟩; Y's rows are X's columns, so Y[:j1] and Y[J] are contiguous and go to onnxruntime as they are.
+ */
+async function halfTraceSymmetric(rows: number, cols: number, H: Float32Array, kernels: Kernels, rowsOf: (r0: number, r1: number) => Float32Array, cuts: HalfTraceCuts): Promise<number> {
+  const most = Math.max(1, Math.floor((rows * cols + cols * cols) / cuts.divisor / cols));
+  const chunk = Math.ceil(rows / Math.ceil(rows / most)); // chunks of equal size
+  const Y = new Float32Array(chunk * cols);
+  const B = Math.min(cuts.block, cols);
+  const panel = new Float32Array(B * cols); // H'[J, :j1]
+  let sum = 0;
+  for (let r0 = 0; r0 < rows; r0 += chunk) {
+    const r = Math.min(rows, r0 + chunk) - r0;
+    transpose(rowsOf(r0, r0 + r), r, cols, Y.subarray(0, r * cols));
+    for (let j0 = 0; j0 < cols; j0 += B) {
+      const j1 = Math.min(cols, j0 + B);
+      const b = j1 - j0;
+      for (let i = 0; i < b; i++) {
+        const row = panel.subarray(i * j1, (i + 1) * j1);
+        row.set(H.subarray((j0 + i) * cols, (j0 + i) * cols + j1));
+        for (let j = j0; j < j1; j++) row[j] *= 0.5;
+      }
+      sum += await kernels.blockForm(mat(b, j1, panel.subarray(0, b * j1)), mat(j1, r, Y.subarray(0, j1 * r)), mat(b, r, Y.subarray(j0 * r, j1 * r)));
+    }
   }
   return sum;
 }

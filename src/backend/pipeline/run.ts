@@ -75,8 +75,11 @@ export interface CalibrationStore {
 }
 
 /** Weight (rows, cols) row-major from the stored layout (pruneSegmentLayers transposes it back). */
-function toRowMajor(stored: Float32Array, l: PrunableLayer): Float32Array {
-  return l.layout === 'out_in' ? stored : transpose(stored, l.cols, l.rows);
+/** The weight as the methods take it, (rows, cols) row-major: `stored` itself, or its transpose, into `spare` when that
+ *  is free and of the right size (a fresh array of 10⁸ bytes costs more in page faults than the transpose itself). */
+function toRowMajor(stored: Float32Array, l: PrunableLayer, spare?: Float32Array): Float32Array {
+  if (l.layout === 'out_in') return stored;
+  return transpose(stored, l.cols, l.rows, spare?.length === stored.length ? spare : undefined);
 }
 
 function weightTensor(stored: Float32Array, l: PrunableLayer): ort.Tensor {
@@ -561,13 +564,15 @@ function firstPassKey(config: ResolvedConfig, model: OpenModel, seg: Segment, ba
 async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run: RunLog, work: SegmentWork, selected: PrunableLayer[], stats: Map<string, CalibrationSums>, spill: SpillFile, replacements: Map<string, TensorSource>, sums: PruneSums): Promise<void> {
   const lastReader = new Map<string, string>();
   for (const l of selected) lastReader.set(calibrationKey(l), l.name);
+  let spare: Float32Array | undefined; // the last transposed layer's dead row-major array, for the next one's
   for (const l of selected) {
     run.checkpoint();
     const key = calibrationKey(l);
     const s = stats.get(key);
     if (lastReader.get(key) === l.name) stats.delete(key);
     const method = methodFor(run, l, model.select(l.name) as LayerTarget, s);
-    const W = toRowMajor(weightOf(work, l.weight), l);
+    const W = toRowMajor(weightOf(work, l.weight), l, spare);
+    spare = undefined;
     work.current.delete(l.weight); // W is the dense weight now: no second copy while the method runs
     const before = { ...model.engine.moved };
     const res = await pruneOne(config, model, l, W, s, method);
@@ -576,6 +581,7 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     // propagate pass, the zero count and the written checkpoint all see the same values and pattern. A transposed
     // layer's goes back into W, the dense row-major copy (dead once the method has returned a new array).
     const laid = l.layout === 'out_in' ? res.W : transpose(res.W, l.rows, l.cols, res.W !== W ? W : undefined);
+    if (laid !== res.W) spare = res.W; // the method's output, now copied into `laid`
     // Exact: `stored` holds values of l.dataType, and the checkpoint's storedType is that type or (a Hugging Face
     // fp16/bf16 weight the graph widens) the one the writer would round to anyway. They are written while the next
     // layer is pruned (the bytes may be a view of `stored`, which nothing changes: the propagate pass only reads it).
