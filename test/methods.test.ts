@@ -204,6 +204,39 @@ describe('reported loss = 0.5·tr(ΔW H ΔWᵀ) with the undamped H', () => {
     });
   }
 
+  test('more dead inputs than the sparsity prunes: the dead columns are zero and the reported sparsity counts them', async () => {
+    const p = makeProblem(20, 40, 4242, { dead: Array.from({ length: 28 }, (_, j) => j + 6) });
+    assert.equal(p.dead.length, 28);
+    for (const method of ['sparsegpt', 'apt'] as MethodName[]) {
+      const res = await run(method, p, { pattern: { kind: 'unstructured', sparsity: 0.5 } });
+      let zeros = 0;
+      for (const v of res.W) if (v === 0) zeros++;
+      for (const j of p.dead) for (let r = 0; r < p.rows; r++) assert.equal(res.W[r * p.cols + j], 0, `${method}: dead input ${j}, row ${r}`);
+      assert.ok(zeros > 0.5 * res.W.length, `${method}: ${zeros} zeros: the dead columns beyond the pruned half are zero too`);
+      assert.equal(res.sparsity, zeros / res.W.length, method);
+    }
+  });
+
+  test('transposedOutput: SparseGPT and APT write W transposed, bit for bit the row-major result (square, dead inputs, N:M)', async () => {
+    for (const p of [problems[0], hard, makeProblem(64, 64, 31, { dead: [3, 40] })]) {
+      for (const method of ['sparsegpt', 'apt'] as MethodName[]) {
+        for (const pattern of [{ kind: 'unstructured', sparsity: 0.5 }, { kind: 'nm', n: 2, m: 4 }] as Pattern[]) {
+          const at = `${method} ${p.name} ${pattern.kind}`;
+          const rowMajor = await run(method, p, { pattern });
+          const t = await run(method, p, { pattern, transposedOutput: true });
+          assert.equal(t.transposed, true, at);
+          assert.equal(rowMajor.transposed, undefined, at);
+          const back = new Float32Array(p.rows * p.cols);
+          for (let r = 0; r < p.rows; r++) for (let c = 0; c < p.cols; c++) back[r * p.cols + c] = t.W[c * p.rows + r];
+          assert.deepEqual(back, rowMajor.W, at);
+          assert.deepEqual(t.mask, rowMajor.mask, at);
+          assert.equal(t.loss, rowMajor.loss, at);
+          assert.equal(t.sparsity, rowMajor.sparsity, at);
+        }
+      }
+    }
+  });
+
   test('without H the loss is NaN (magnitude needs no data)', async () => {
     const p = problems[0];
     const res = await run('magnitude', { name: p.name, rows: p.rows, cols: p.cols, W: p.W }, { pattern: { kind: 'unstructured', sparsity: 0.5 } });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { float32ToBytes, floatBitsToBf16Bits, floatBitsToHalfBits, halfBytesToFloat32, roundedBytes, roundToType } from '../src/backend/formats/dtype';
 import { allFinite, countZeros, METHODS, validate } from '../src/backend/methods';
-import { transpose } from '../src/backend/models/emitter';
+import { transpose, transposeBits } from '../src/backend/models/emitter';
 import { DataType } from '../src/backend/onnx/proto';
 import { CalibrationSums } from '../src/backend/pipeline/calibrationSums';
 
@@ -50,17 +50,39 @@ function simpleRound(t: DataType, a: Float32Array): Float32Array {
 }
 
 describe('transpose: four source rows at a time, into a given buffer', () => {
-  test('equals the element-by-element transpose, bit for bit, on shapes around the 64-tile and 4-row edges', () => {
+  test('equals the element-by-element transpose, bit for bit (NaN payloads too), on shapes around the 64-tile and 4-row edges', () => {
     for (const [rows, cols] of [[1, 1], [1, 7], [7, 1], [3, 5], [4, 4], [63, 65], [64, 64], [130, 67], [257, 6]]) {
       const a = weights(rows * cols, rows * 1000 + cols);
       const want = new Float32Array(rows * cols);
-      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) want[c * rows + r] = a[r * cols + c];
+      const [from, to] = [bitsOf(a), bitsOf(want)]; // bits: NaN payloads travel as they are
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) to[c * rows + r] = from[r * cols + c];
       assert.deepEqual(bitsOf(transpose(a, rows, cols)), bitsOf(want), `${rows}×${cols}`);
       const out = new Float32Array(rows * cols).fill(7);
       assert.equal(transpose(a, rows, cols, out), out);
       assert.deepEqual(bitsOf(out), bitsOf(want), `${rows}×${cols} into a buffer`);
     }
     assert.throws(() => transpose(new Float32Array(6), 2, 3, new Float32Array(5)), RangeError);
+  });
+
+  test('transposeBits says whether every value is finite: a NaN, ±inf anywhere (4-row body, row tail) is found; ±max, subnormals, −0 are finite', () => {
+    for (const [rows, cols] of [[7, 9], [130, 67]]) {
+      const a = weights(rows * cols, rows + cols, false);
+      const out = new Float32Array(rows * cols);
+      assert.equal(transposeBits(a, rows, cols, out), true);
+      for (const at of [0, 5, rows * cols - 1, (rows - 1) * cols + 2]) {
+        for (const bad of [NaN, Infinity, -Infinity]) {
+          const b = a.slice();
+          b[at] = bad;
+          assert.equal(transposeBits(b, rows, cols, out), false, `${bad} at ${at} of ${rows}×${cols}`);
+          assert.ok(Object.is(out[(at % cols) * rows + Math.floor(at / cols)], bad), 'copied as it is');
+        }
+        for (const fine of [3.4028234663852886e38, -3.4028234663852886e38, 1e-45, -0]) {
+          const b = a.slice();
+          b[at] = fine;
+          assert.equal(transposeBits(b, rows, cols, out), true, `${fine} at ${at}`);
+        }
+      }
+    }
   });
 });
 

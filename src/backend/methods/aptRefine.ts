@@ -52,8 +52,8 @@ export async function refineApt(problem: LayerProblem & { H: Float32Array }, pat
   for (let i = 0; i < mask.length; i++) if (mask[i] !== oneShot.mask[i]) maskChanges++;
   const better = refitLoss < oneShotLoss;
   const refine: LayerRefinement = { oneShotLoss, iterationLosses: losses, refitLoss, kept: better ? 'refined' : 'one-shot', maskChanges };
-  // The one-shot solve's loss belongs to its own weights: the refit's is the one measured above.
-  return better ? { ...oneShot, W: refit, mask, loss: refitLoss, refine } : { ...oneShot, refine };
+  // The one-shot solve's loss and zero count belong to its own weights: the refit's loss is the one measured above.
+  return better ? { ...oneShot, W: refit, mask, loss: refitLoss, zeros: undefined, refine } : { ...oneShot, refine };
 }
 
 function hasDeadInput(H: Float32Array, cols: number): boolean {

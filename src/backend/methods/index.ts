@@ -26,7 +26,7 @@ export function validate(problem: LayerProblem, options: PruneOptions, method: P
   if (problem.H && problem.H.length !== cols * cols) fail('H', `has ${problem.H.length} values, expected ${cols}x${cols}`);
   if (problem.colNorm2 && problem.colNorm2.length !== cols) fail('colNorm2', `has ${problem.colNorm2.length} values, expected ${cols}`);
   if (method.needs === 'hessian' && !problem.H) fail('H', `${method.name} needs the layer's Hessian`);
-  checkFinite(problem.W, name, 'W');
+  if (!problem.finiteW) checkFinite(problem.W, name, 'W');
   if (problem.H && !problem.finiteH) checkFinite(problem.H, name, 'H');
   if (problem.colNorm2) checkFinite(problem.colNorm2, name, 'colNorm2');
   const p = options.pattern;
@@ -159,19 +159,21 @@ export async function pruneLayer(methodName: MethodName, problem: LayerProblem, 
   const t0 = performance.now();
   let out;
   try {
-    out = await method.prune(problem, options, engine);
     const H = problem.H;
-    if (methodName === 'apt' && options.refine && H) {
+    const refine = methodName === 'apt' && options.refine && H ? options.refine : 0;
+    out = await method.prune(problem, refine ? { ...options, transposedOutput: false } : options, engine); // the refinement reads W by rows
+    if (refine && H) {
       const lossOf = async (W: Float32Array) => (await reconstructionLoss(problem.W, W, problem.rows, problem.cols, H, engine)).loss;
-      out = await refineApt({ ...problem, H }, options.pattern, options.refine, out, engine, lossOf);
+      out = await refineApt({ ...problem, H }, options.pattern, refine, out, engine, lossOf);
     }
   } catch (e) {
     if (e instanceof PruneError) throw e;
     throw new PruneError(problem.name, e instanceof NotPositiveDefiniteError ? 'H' : methodName, (e as Error).message);
   }
   const seconds = (performance.now() - t0) / 1000;
-  const zeros = countZeros(out.W);
+  const zeros = out.zeros ?? countZeros(out.W);
   const { deviceH, ...result } = out;
+  if (out.transposed && out.loss === undefined) throw new PruneError(problem.name, methodName, 'a transposed result comes with its loss'); // reconstructionLoss reads W by rows
   try {
     const { loss, relLoss } = problem.H
       ? await reconstructionLoss(problem.W, out.W, problem.rows, problem.cols, problem.H, engine, { loss: out.loss, reference: problem.reference, hessian: deviceH })

@@ -293,12 +293,45 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   }
 
   const loss = sweepLoss(errors2, factor.lambda, Ft, rows, factor.dead);
+  const out = { mask, dampening: factor.dampening, loss, notes, deviceH };
+  if (options.transposedOutput) return { ...out, ...transposedResult(W, Ft, mask, rows, cols, factor.dead) };
   // W_pruned = W − F, pruned weights and dead inputs exact zeros. For a square layer the result overwrites Fᵀ,
   // so no second rows×cols array exists at the end.
-  const out = rows === cols ? Ft : new Float32Array(rows * cols);
-  subtractTransposed(W, Ft, mask, rows, cols, out);
-  for (const c of factor.dead) for (let r = 0; r < rows; r++) out[r * cols + c] = 0;
-  return { W: out, mask, dampening: factor.dampening, loss, notes, deviceH };
+  const pruned = rows === cols ? Ft : new Float32Array(rows * cols);
+  let nonzero = subtractTransposed(W, Ft, mask, rows, cols, pruned);
+  for (const c of factor.dead) {
+    for (let r = 0; r < rows; r++) {
+      if (nonzero !== undefined && pruned[r * cols + c] !== 0) nonzero--;
+      pruned[r * cols + c] = 0;
+    }
+  }
+  return { ...out, W: pruned, zeros: nonzero === undefined ? undefined : rows * cols - nonzero };
+}
+
+/** (W − F)ᵀ written over Fᵀ, pruned weights and dead inputs exact zeros: the pruned weights in the layout of a
+ *  weight stored [in, out], with no second array and no transpose; its zeros counted on the way. */
+function transposedResult(W: Float32Array, Ft: Float32Array, mask: Uint8Array, rows: number, cols: number, dead: number[]): { W: Float32Array; transposed: true; zeros: number } {
+  const bits = new Int32Array(Ft.buffer, Ft.byteOffset, Ft.length);
+  let nonzero = 0;
+  for (let c0 = 0; c0 < cols; c0 += TILE) {
+    const c1 = Math.min(cols, c0 + TILE);
+    for (let r0 = 0; r0 < rows; r0 += TILE) {
+      const r1 = Math.min(rows, r0 + TILE);
+      for (let c = c0; c < c1; c++) {
+        const o = c * rows;
+        for (let r = r0; r < r1; r++) {
+          Ft[o + r] = (W[r * cols + c] - Ft[o + r]) * (1 - mask[r * cols + c]) + 0;
+          const x = bits[o + r] << 1;
+          nonzero += (x | -x) >>> 31;
+        }
+      }
+    }
+  }
+  for (const c of dead) {
+    for (let r = 0; r < rows; r++) if (Ft[c * rows + r] !== 0) nonzero--;
+    Ft.fill(0, c * rows, (c + 1) * rows);
+  }
+  return { W: Ft, transposed: true, zeros: rows * cols - nonzero };
 }
 
 /** The undamped loss ½·tr(F H Fᵀ) of the compensation F (Fᵀ: (cols, rows)) from ‖E‖² = tr(F H_d Fᵀ):
@@ -366,20 +399,27 @@ const TILE = 64;
 /** out (rows, cols) = W − (Ft)ᵀ, 0 where `mask` is set, for Ft (cols, rows), in TILE×TILE tiles, each along out's
  *  rows. `out` may be Ft itself when the layer is square: tiles are then swapped across the diagonal, each pair read
  *  before either is written. The mask is applied without a branch (× (1 − mask), then + 0 so a pruned negative value
- *  gives +0, not −0). */
-function subtractTransposed(W: Float32Array, Ft: Float32Array, mask: Uint8Array, rows: number, cols: number, out: Float32Array): void {
+ *  gives +0, not −0). Returns how many values of `out` are not zero, or undefined in place (the caller counts). */
+function subtractTransposed(W: Float32Array, Ft: Float32Array, mask: Uint8Array, rows: number, cols: number, out: Float32Array): number | undefined {
   if (out !== Ft) {
+    // The values that are not zero, counted from the bits as they are written (countZeros's trick): no second pass.
+    const bits = new Int32Array(out.buffer, out.byteOffset, out.length);
+    let nonzero = 0;
     for (let r0 = 0; r0 < rows; r0 += TILE) {
       const r1 = Math.min(rows, r0 + TILE);
       for (let c0 = 0; c0 < cols; c0 += TILE) {
         const c1 = Math.min(cols, c0 + TILE);
         for (let r = r0; r < r1; r++) {
           const o = r * cols;
-          for (let c = c0; c < c1; c++) out[o + c] = (W[o + c] - Ft[c * rows + r]) * (1 - mask[o + c]) + 0;
+          for (let c = c0; c < c1; c++) {
+            out[o + c] = (W[o + c] - Ft[c * rows + r]) * (1 - mask[o + c]) + 0;
+            const x = bits[o + c] << 1;
+            nonzero += (x | -x) >>> 31;
+          }
         }
       }
     }
-    return;
+    return nonzero;
   }
   const n = rows;
   for (let r0 = 0; r0 < n; r0 += TILE) {
@@ -397,4 +437,5 @@ function subtractTransposed(W: Float32Array, Ft: Float32Array, mask: Uint8Array,
       }
     }
   }
+  return undefined; // in place, each pair at once: the caller counts the zeros
 }

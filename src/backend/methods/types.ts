@@ -18,6 +18,8 @@ export interface LayerProblem {
   cols: number;
   /** (rows, cols) row-major. Not modified. */
   W: Float32Array;
+  /** The caller has found W free of NaN and ±inf (the pipeline, in the pass that transposes it): validate skips it. */
+  finiteW?: boolean;
   /** (cols, cols) H = (2/N) Σ xᵀx over calibration tokens (N = number of sequences). Not modified. */
   H?: Float32Array;
   /** The caller has found H free of NaN and ±inf (the pipeline, in the pass that scales it): validate skips it. */
@@ -45,11 +47,16 @@ export interface PruneOptions {
   magnitudeGroup?: 'layer' | 'row';
   /** APT: ADMM iterations of the refinement after the one-shot mask (aptRefine.ts). 0 or absent: one-shot APT. */
   refine?: number;
+  /** The caller stores the weight [in, out]: a method that can write W transposed at no cost (the OBS sweep of
+   *  SparseGPT and APT, without refinement) returns it so, and says so (MethodOutput.transposed). */
+  transposedOutput?: boolean;
 }
 
 export interface MethodOutput {
-  /** (rows, cols) pruned weights. */
+  /** (rows, cols) pruned weights; (cols, rows) when `transposed`. */
   W: Float32Array;
+  /** W is (cols, rows) (asked for by PruneOptions.transposedOutput). The mask stays (rows, cols). */
+  transposed?: boolean;
   /** (rows, cols) 1 = pruned. */
   mask: Uint8Array;
   /** Dampening actually used (after any retry), for Hessian-based methods. */
@@ -58,6 +65,8 @@ export interface MethodOutput {
    *  sweep.ts); otherwise the caller measures it. */
   loss?: number;
   notes: string[];
+  /** How many values of W are exact zeros, when the method counted them as it wrote W (else the caller counts). */
+  zeros?: number;
   /** APT with refine > 0: the losses of the refinement and which result the layer kept. */
   refine?: LayerRefinement;
   /** H, left in the device's memory by the method (the sweep's device path), for the loss's reference: the caller

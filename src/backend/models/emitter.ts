@@ -76,8 +76,18 @@ export class Emitter {
 /** [rows, cols] row-major → [cols, rows], in 64×64 tiles (cache-friendly for 4096×11008 weights), four source rows at
  *  a time (each read of a column then fills four adjacent outputs: about 1.4× the one-row loop); into `out` when given. */
 export function transpose(data: Float32Array, rows: number, cols: number, out: Float32Array = new Float32Array(rows * cols)): Float32Array {
+  transposeBits(data, rows, cols, out);
+  return out;
+}
+
+/** transpose() into `out`, copying bits (NaN payloads too); says whether every value is finite, which it learns on
+ *  the way (an all-ones exponent plus one exponent unit carries into the sign bit, which the OR keeps). */
+export function transposeBits(data: Float32Array, rows: number, cols: number, out: Float32Array): boolean {
   if (out.length !== rows * cols) throw new RangeError(`transpose: ${out.length} outputs for ${rows}×${cols}`);
+  const a = new Int32Array(data.buffer, data.byteOffset, data.length);
+  const o = new Int32Array(out.buffer, out.byteOffset, out.length);
   const T = 64;
+  let m = 0;
   for (let r0 = 0; r0 < rows; r0 += T) {
     const r1 = Math.min(r0 + T, rows);
     for (let c0 = 0; c0 < cols; c0 += T) {
@@ -87,19 +97,25 @@ export function transpose(data: Float32Array, rows: number, cols: number, out: F
         const s0 = r * cols, s1 = s0 + cols, s2 = s1 + cols, s3 = s2 + cols;
         for (let c = c0; c < c1; c++) {
           const d = c * rows + r;
-          out[d] = data[s0 + c];
-          out[d + 1] = data[s1 + c];
-          out[d + 2] = data[s2 + c];
-          out[d + 3] = data[s3 + c];
+          const x0 = a[s0 + c], x1 = a[s1 + c], x2 = a[s2 + c], x3 = a[s3 + c];
+          o[d] = x0;
+          o[d + 1] = x1;
+          o[d + 2] = x2;
+          o[d + 3] = x3;
+          m |= ((x0 & 0x7f800000) + 0x00800000) | ((x1 & 0x7f800000) + 0x00800000) | ((x2 & 0x7f800000) + 0x00800000) | ((x3 & 0x7f800000) + 0x00800000);
         }
       }
       for (; r < r1; r++) {
         const src = r * cols;
-        for (let c = c0; c < c1; c++) out[c * rows + r] = data[src + c];
+        for (let c = c0; c < c1; c++) {
+          const x = a[src + c];
+          o[c * rows + r] = x;
+          m |= (x & 0x7f800000) + 0x00800000;
+        }
       }
     }
   }
-  return out;
+  return m >= 0;
 }
 
 /** A family builder's start: `weights` checked against the family's `shapes` (throwing, naming each missing or

@@ -34,7 +34,7 @@ import { pruneLayer } from '../methods';
 import { pruneDepthwise } from '../methods/depthwise';
 import { outlierRatio, owlOffsets } from '../methods/owl';
 import { causalLmFeeds, InputSpec, inputSpecs, positionLimit, vocabularySize } from '../models/inputs';
-import { transpose } from '../models/emitter';
+import { transpose, transposeBits } from '../models/emitter';
 import { DataType, TensorProto } from '../onnx/proto';
 import { Kernels } from '../linalg/kernels';
 import { Engine, KernelOptions, ModelSource, transferSince } from '../onnx/session';
@@ -76,10 +76,12 @@ export interface CalibrationStore {
 
 /** Weight (rows, cols) row-major from the stored layout (pruneSegmentLayers transposes it back). */
 /** The weight as the methods take it, (rows, cols) row-major: `stored` itself, or its transpose, into `spare` when that
- *  is free and of the right size (a fresh array of 10⁸ bytes costs more in page faults than the transpose itself). */
-function toRowMajor(stored: Float32Array, l: PrunableLayer, spare?: Float32Array): Float32Array {
-  if (l.layout === 'out_in') return stored;
-  return transpose(stored, l.cols, l.rows, spare?.length === stored.length ? spare : undefined);
+ *  is free and of the right size (a fresh array of 10⁸ bytes costs more in page faults than the transpose itself);
+ *  `finite` when the transpose found every value finite (the method's check then reads W no more). */
+function toRowMajor(stored: Float32Array, l: PrunableLayer, spare?: Float32Array): { W: Float32Array; finite?: boolean } {
+  if (l.layout === 'out_in') return { W: stored };
+  const W = spare?.length === stored.length ? spare : new Float32Array(stored.length);
+  return { W, finite: transposeBits(stored, l.cols, l.rows, W) };
 }
 
 function weightTensor(stored: Float32Array, l: PrunableLayer): ort.Tensor {
@@ -571,22 +573,22 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     const s = stats.get(key);
     if (lastReader.get(key) === l.name) stats.delete(key);
     const method = methodFor(run, l, model.select(l.name) as LayerTarget, s);
-    const W = toRowMajor(weightOf(work, l.weight), l, spare);
+    const { W, finite } = toRowMajor(weightOf(work, l.weight), l, spare);
     spare = undefined;
     work.current.delete(l.weight); // W is the dense weight now: no second copy while the method runs
     const before = { ...model.engine.moved };
-    const res = await pruneOne(config, model, l, W, s, method);
+    const res = await pruneOne(config, model, l, W, finite, s, method);
     const transfer = transferSince(model.engine.moved, before);
     // fp16/bf16 weights: pruned in fp32 (widened above), rounded to the stored type once, here, so the
     // propagate pass, the zero count and the written checkpoint all see the same values and pattern. A transposed
     // layer's goes back into W, the dense row-major copy (dead once the method has returned a new array).
-    const laid = l.layout === 'out_in' ? res.W : transpose(res.W, l.rows, l.cols, res.W !== W ? W : undefined);
-    if (laid !== res.W) spare = res.W; // the method's output, now copied into `laid`
+    const laid = l.layout === 'out_in' || res.transposed ? res.W : transpose(res.W, l.rows, l.cols, res.W !== W ? W : undefined);
+    spare = res.transposed ? W : laid !== res.W ? res.W : undefined; // the row-major array now dead
     // Exact: `stored` holds values of l.dataType, and the checkpoint's storedType is that type or (a Hugging Face
     // fp16/bf16 weight the graph widens) the one the writer would round to anyway. They are written while the next
     // layer is pruned (the bytes may be a view of `stored`, which nothing changes: the propagate pass only reads it).
     const type = model.ckpt.storedType(l.weight);
-    const { values: stored, bytes } = roundedBytes(l.dataType, type, laid, laid !== res.W ? laid : undefined);
+    const { values: stored, bytes } = roundedBytes(l.dataType, type, laid, laid !== res.W || res.transposed ? laid : undefined);
     work.current.set(l.weight, stored);
     work.pruned.add(l.weight);
     replacements.set(l.weight, spill.addLater(type, stored.length, bytes));
@@ -616,12 +618,12 @@ function methodFor(run: RunLog, l: PrunableLayer, target: LayerTarget, s: Calibr
   return 'magnitude';
 }
 
-function pruneOne(config: ResolvedConfig, model: OpenModel, l: PrunableLayer, W: Float32Array, s: CalibrationSums | undefined, method: LayerTarget['method']): Promise<LayerResult> | LayerResult {
+function pruneOne(config: ResolvedConfig, model: OpenModel, l: PrunableLayer, W: Float32Array, finiteW: boolean | undefined, s: CalibrationSums | undefined, method: LayerTarget['method']): Promise<LayerResult> | LayerResult {
   const target = model.select(l.name) as LayerTarget;
-  const options = { pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup, refine: config.refine.iterations };
+  const options = { pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup, refine: config.refine.iterations, transposedOutput: l.layout === 'in_out' };
   return l.kind === 'depthwiseConv'
     ? pruneDepthwise(target.method, { name: l.name, channels: l.rows, taps: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options)
-    : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, H: s?.hessian(), finiteH: s?.hessianFinite, colNorm2: s?.colNorm2(), reference: s?.reference(l.name) }, options, model.engine);
+    : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, finiteW, H: s?.hessian(), finiteH: s?.hessianFinite, colNorm2: s?.colNorm2(), reference: s?.reference(l.name) }, options, model.engine);
 }
 
 function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: LayerResult & { transfer: Transfer }, method: LayerTarget['method']): void {
