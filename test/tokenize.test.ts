@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fastEncoder, MEMO_LIMITS } from '../src/backend/data/fastEncode';
 import { coreThreads, defaultThreads, encodeParallel, PARALLEL_MIN_CHARS } from '../src/backend/data/parallelEncode';
-import { cachedTokens, CACHE_FOLDER, CacheOptions } from '../src/backend/data/tokenCache';
+import { cachedTokens, CACHE_FOLDER, CacheOptions, idList } from '../src/backend/data/tokenCache';
 import { loadTokenizer, readTokens, TextTokenizer } from '../src/backend/data/tokens';
 import { runPrune } from '../src/backend/pipeline/run';
 import { resolveConfig } from '../src/protocol/config';
@@ -144,6 +144,13 @@ describe('fast encoder on a byte-level BPE tokenizer (GPT-2 style, trained here)
 });
 
 describe('token cache', () => {
+  test('the id list is ids.join(",") byte for byte, at every digit count up to 2³¹ − 1', () => {
+    const edges = [0, 1, 9, 10, 99, 100, 999, 1000, 9999, 10000, 99999, 100000, 999999, 1000000, 123456789, 2147483647];
+    const ids = Int32Array.from([...edges, ...Array.from({ length: 5000 }, (_, i) => (i * 7919) % 300000)]);
+    assert.equal(idList(ids).toString('latin1'), Array.from(ids).join(','));
+    assert.equal(idList(new Int32Array(0)).length, 0);
+  });
+
   const work = mkdtempSync(path.join(tmpdir(), 'prunekit-tokenize-'));
   after(() => rmSync(work, { recursive: true, force: true }));
   const tok = loadTokenizer(path.join(fixtures, 'stories260K-hf', 'tokenizer.json'));

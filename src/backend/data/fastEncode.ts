@@ -122,6 +122,8 @@ class PieceMemo {
   private idFrom: Int32Array;
   private unknown: Uint8Array;
   private ids: Int32Array;
+  /** Entry + 1 of each one-code-unit piece; 0: none yet. */
+  private readonly singles = new Int32Array(0x10000);
 
   constructor(private readonly limits: MemoLimits) {
     const n = Math.max(2, limits.initialEntries);
@@ -132,8 +134,10 @@ class PieceMemo {
     this.ids = new Int32Array(4 * n);
   }
 
-  /** The entry of text[from, to) (whose hash is h), or −1. */
+  /** The entry of text[from, to) (whose hash is h), or −1. A piece of one code unit (half of all pieces with a
+   *  small vocabulary) is looked up by that unit alone. */
   find(text: string, from: number, to: number, hash: number): number {
+    if (to - from === 1) return this.singles[text.charCodeAt(from)] - 1;
     const h = hash & this.limits.hashMask;
     const mask = this.slots.length - 1;
     for (let s = mix(h) & mask; ; s = (s + 1) & mask) {
@@ -156,6 +160,7 @@ class PieceMemo {
     this.keys.push(piece);
     this.hashes[e] = h;
     this.unknown[e] = unknown ? 1 : 0;
+    if (piece.length === 1) this.singles[piece.charCodeAt(0)] = e + 1;
     if (2 * (e + 1) > this.slots.length) this.rehash(2 * this.slots.length);
     else this.place(e);
     return e;
@@ -190,6 +195,7 @@ class PieceMemo {
   private clear(): number {
     this.keys = [];
     this.slots.fill(0);
+    this.singles.fill(0);
     return 0;
   }
 }

@@ -171,20 +171,22 @@ function readOnly(dir: string): boolean {
   }
 }
 
-/** `ids.join(',')` as ASCII bytes, digits written directly (right to left): a small fraction of join's time. */
-function idList(ids: Int32Array): Buffer {
+/** `ids.join(',')` as ASCII bytes, digits written directly (right to left, integer steps): a small fraction of
+ *  join's time. */
+export function idList(ids: Int32Array): Buffer {
   const out = Buffer.allocUnsafe(ids.length * 11);
   let at = 0;
   for (let i = 0; i < ids.length; i++) {
     if (i > 0) out[at++] = 0x2c;
     let x = ids[i];
-    let digits = 1;
-    for (let y = x; y >= 10; y = Math.floor(y / 10)) digits++;
-    at += digits;
-    for (let d = at - 1; d >= at - digits; d--) {
-      out[d] = 0x30 + (x % 10);
-      x = Math.floor(x / 10);
+    at += x < 10 ? 1 : x < 100 ? 2 : x < 1000 ? 3 : x < 10000 ? 4 : x < 100000 ? 5 : String(x).length;
+    let d = at - 1;
+    for (; x >= 10; d--) {
+      const q = (x / 10) | 0;
+      out[d] = 0x30 + x - q * 10;
+      x = q;
     }
+    out[d] = 0x30 + x;
   }
   return out.subarray(0, at);
 }
