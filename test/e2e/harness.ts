@@ -387,6 +387,17 @@ export class VsCode {
     await this.activeTab(path.basename(rel)).waitFor({ state: 'visible', timeout: 15_000 });
   }
 
+  /** Clicks a CodeLens of the active editor once no hover covers it: a hover opens wherever the last step left the
+   *  pointer (an editor tab's path tooltip can cover the next group's first line), so the pointer first moves to the
+   *  empty bottom of the active editor and Escape closes what is open. */
+  async clickInEditor(target: Locator): Promise<void> {
+    const editor = await this.page.locator('.editor-group-container.active .monaco-editor').first().boundingBox();
+    if (editor) await this.page.mouse.move(editor.x + editor.width / 2, editor.y + editor.height - 20);
+    await this.page.keyboard.press('Escape');
+    await this.page.locator('.context-view p').first().waitFor({ state: 'hidden', timeout: 10_000 });
+    await target.click();
+  }
+
   /** The active editor tab when it shows `label`. */
   activeTab(label: string): Locator {
     return this.page.locator('.editor-group-container.active .tabs-container .tab.active', { hasText: label });

@@ -133,7 +133,7 @@ async function sweepFlow(vs: VsCode): Promise<void> {
   await vs.step('click Run sweep', async () => {
     const lens = vs.page.locator('.editor-group-container.active .monaco-editor .codelens-decoration a', { hasText: /Run sweep/ }).first();
     await lens.waitFor({ state: 'visible', timeout: 30_000 });
-    await lens.click();
+    await vs.clickInEditor(lens);
   });
   const panel = vs.webview();
   await vs.step('the Sweep panel charts every point', async () => {
@@ -255,7 +255,8 @@ async function pruneFromExplorer(vs: VsCode, target: string, checkpoints: string
     const codeLens = vs.page.locator('.editor-group-container.active .monaco-editor .codelens-decoration a', { hasText: /\bRun\b/ }).first();
     const notificationRun = vs.page.locator('.notifications-toasts .monaco-button', { hasText: /^Run$/ }).first();
     await codeLens.or(notificationRun).first().waitFor({ state: 'visible', timeout: 30_000 });
-    await ((await codeLens.isVisible()) ? codeLens : notificationRun).click();
+    if (await codeLens.isVisible()) await vs.clickInEditor(codeLens);
+    else await notificationRun.click();
   });
   return configFile;
 }
