@@ -74,7 +74,6 @@ export interface CalibrationStore {
   put(key: string, sums: Map<string, SavedSums>, warn: (message: string, file: string) => void): void;
 }
 
-/** Weight (rows, cols) row-major from the stored layout (pruneSegmentLayers transposes it back). */
 /** The weight as the methods take it, (rows, cols) row-major: `stored` itself, or its transpose, into `spare` when that
  *  is free and of the right size (a fresh array of 10⁸ bytes costs more in page faults than the transpose itself);
  *  `finite` when the transpose found every value finite (the method's check then reads W no more). */
@@ -580,8 +579,9 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     const res = await pruneOne(config, model, l, W, finite, s, method);
     const transfer = transferSince(model.engine.moved, before);
     // fp16/bf16 weights: pruned in fp32 (widened above), rounded to the stored type once, here, so the
-    // propagate pass, the zero count and the written checkpoint all see the same values and pattern. A transposed
-    // layer's goes back into W, the dense row-major copy (dead once the method has returned a new array).
+    // propagate pass, the zero count and the written checkpoint all see the same values and pattern. A layer stored
+    // [in, out] comes back in that layout from the sweep (res.transposed); from another method it is transposed
+    // back into W, the dense row-major copy (dead once the method has returned a new array).
     const laid = l.layout === 'out_in' || res.transposed ? res.W : transpose(res.W, l.rows, l.cols, res.W !== W ? W : undefined);
     spare = res.transposed ? W : laid !== res.W ? res.W : undefined; // the row-major array now dead
     // Exact: `stored` holds values of l.dataType, and the checkpoint's storedType is that type or (a Hugging Face
