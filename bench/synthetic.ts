@@ -8,7 +8,7 @@ import { normalRng } from '../src/backend/random';
 import { HessianAccumulator } from '../test/helpers/hessian';
 
 /** A layer problem with all its calibration statistics. */
-export type SyntheticLayer = Required<Omit<LayerProblem, 'reference' | 'finiteH' | 'finiteW'>>;
+export type SyntheticLayer = Required<Omit<LayerProblem, 'reference' | 'finiteH' | 'finiteW' | 'Wt'>>;
 
 export async function syntheticLayer(name: string, rows: number, cols: number, engine: Engine, opts: { tokens?: number; seed?: number } = {}): Promise<SyntheticLayer> {
   const rand = normalRng(opts.seed ?? rows * 31 + cols);

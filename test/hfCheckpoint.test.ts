@@ -303,6 +303,15 @@ describe('pruning the HF and the ONNX form of stories260K', () => {
       assert.ok(loss > 0);
       worst = Math.max(worst, Math.abs(loss / ref - 1));
     }
+    // The relative losses' references come by different roads: the calibration forward's Σ‖W x‖² for the layers a Gemm
+    // (HF) or MatMul (ONNX) computes, the sweep's factor for each block's down_proj (Wᵀ a copy for HF, the stored
+    // weight for ONNX).
+    const relLosses = (r: typeof hf) => new Map((r.events.filter((e) => e.type === 'layer.pruned') as EventOf<'layer.pruned'>[]).map((e) => [e.layer, e.relLoss as number]));
+    const [hfRel, onnxRel] = [relLosses(hf), relLosses(onnx)];
+    for (const [name, rel] of hfRel) {
+      const ref = onnxRel.get(name) as number;
+      assert.ok(rel > 0 && rel < 1 && Math.abs(rel / ref - 1) < 1e-3, `${name}: relLoss ${rel} (HF) vs ${ref} (ONNX)`);
+    }
     console.log(`stories260K HF vs ONNX: worst per-layer loss ratio −1 = ${worst.toExponential(2)}; ppl HF ${hf.ppl.map((p) => p.toFixed(4)).join(' → ')}, ONNX ${onnx.ppl.map((p) => p.toFixed(4)).join(' → ')}`);
     assert.ok(worst < 1e-3, `worst relative loss difference ${worst}`);
     assert.equal(hf.ppl.length, 2);

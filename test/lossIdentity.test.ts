@@ -124,6 +124,40 @@ describe('the loss from the solve', { timeout: 300_000 }, () => {
   });
 });
 
+// The relative loss's reference ½·tr(W H Wᵀ) of a layer the calibration pass gave no output for (a block's last):
+// the OBS sweep takes it from its own factor, ½·‖W·R‖² − ½·λ·‖W_live‖² (sweep.ts HostOperands), block by block.
+describe('the reference from the sweep\'s factor', { timeout: 300_000 }, () => {
+  const engine = new Engine({ device: 'cpu', threads: 0 });
+  after(async () => {
+    await engine.release();
+    await rowPool.close();
+  });
+
+  // Dead inputs at a block's first and last columns and inside one, their weights large: any share of them that got into
+  // the reference (R's dead rows, `rbb`'s dead rows left in) would show far above the tolerance.
+  const dead = [0, 31, 45, 199];
+  const layer = randomLayer(40, 200, 21, dead);
+  for (const j of dead) for (let r = 0; r < layer.rows; r++) layer.W[r * layer.cols + j] = 50;
+  const exact = quadLoss(layer.W, new Float32Array(layer.W.length), layer.H, layer.rows, layer.cols);
+  const Wt = Float32Array.from({ length: layer.W.length }, (_, i) => layer.W[(i % layer.rows) * layer.cols + Math.floor(i / layer.rows)]);
+
+  for (const blockSize of [32, 128, 256]) {
+    test(`blocks of ${blockSize} (200 columns, dead inputs among them): float64 to ${F32_REL}, the same from W or Wᵀ`, async () => {
+      for (const method of ['sparsegpt', 'apt'] as MethodName[]) {
+        const options = { pattern: { kind: 'unstructured', sparsity: 0.5 } as Pattern, dampening: DAMP, blockSize };
+        const fromW = await pruneLayer(method, { ...layer }, options, engine);
+        const fromWt = await pruneLayer(method, { ...layer, Wt }, options, engine);
+        assert.ok(fromW.reference !== undefined && rel(fromW.reference, exact) <= F32_REL, `${method}: ${fromW.reference} vs float64 ${exact}`);
+        assert.equal(fromWt.reference, fromW.reference, `${method}: from Wᵀ`);
+        assert.ok(rel(fromW.relLoss, fromW.loss / exact) <= F32_REL, `${method}: relLoss ${fromW.relLoss}`);
+        const given = await pruneLayer(method, { ...layer, reference: 2 * exact }, options, engine);
+        assert.equal(given.reference, undefined, `${method}: measured although given`);
+        assert.ok(rel(given.relLoss, given.loss / (2 * exact)) <= 1e-12, `${method}: the given reference unused`);
+      }
+    });
+  }
+});
+
 // The relative loss's reference ½·tr(W H Wᵀ) (and Wanda's and magnitude's loss) when the calibration pass did not
 // give it: halfTrace's symmetric form reads H's lower block triangle only (half the flops of ⟨W·H, W⟩).
 describe('halfTrace: ½·tr(X H Xᵀ) from H\'s lower block triangle', () => {

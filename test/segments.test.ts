@@ -193,6 +193,25 @@ describe('layer discovery', () => {
     assert.deepEqual([ql?.op, ql?.layout, ql?.rows, ql?.cols, ql?.weightDims], ['Gemm', 'out_in', 64, 64, [64, 64]]);
     assert.deepEqual([kl?.op, kl?.layout, kl?.rows, kl?.cols, kl?.weightDims], ['Gemm', 'in_out', 32, 64, [64, 32]]);
   });
+
+  test('the calibration pass gives the loss\'s reference of a Gemm without a bias, not of one with', async () => {
+    const model = load(MODELS.stories260K.file);
+    // layers.0: k_proj becomes Gemm(transB=0) (y = x·W as before), v_proj Gemm with a zero bias C.
+    const g = model.graph;
+    const at = (name: string) => g.node.findIndex((n) => n.name === `/model/layers.0/self_attn/${name}/MatMul`);
+    const node = [...g.node];
+    const bias: TensorProto = { name: 'v_bias', dataType: DataType.FLOAT, dims: [32], floatData: new Array(32).fill(0) };
+    const k = at('k_proj');
+    const v = at('v_proj');
+    node[k] = { ...node[k], opType: 'Gemm', name: '/model/layers.0/self_attn/k_proj/Gemm', attribute: [] };
+    node[v] = { ...node[v], opType: 'Gemm', name: '/model/layers.0/self_attn/v_proj/Gemm', attribute: [], input: [...node[v].input, bias.name] };
+    const { d, p } = await plan({ ...model, graph: { ...g, node, initializer: [...g.initializer, bias] } });
+    assert.deepEqual(['k_proj', 'v_proj'].map((n) => d.layers.find((l) => l.name === `layers.0.self_attn.${n}`)?.op), ['Gemm', 'Gemm']);
+    const cg = calibrationModel(p, p.segments.find((s) => s.kind === 'block' && s.layers.some((l) => l.name.startsWith('layers.0.'))) as SegmentPlan['segments'][number]);
+    const withOutput = cg.stats.flatMap((st) => Object.keys(st.outSq));
+    assert.ok(withOutput.includes('layers.0.self_attn.q_proj') && withOutput.includes('layers.0.self_attn.k_proj'), withOutput.join(' '));
+    assert.ok(!withOutput.includes('layers.0.self_attn.v_proj'), 'a Gemm with a bias: Σ‖y‖² is not ½·tr(W H Wᵀ)');
+  });
 });
 
 describe('segmentation', () => {

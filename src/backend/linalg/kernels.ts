@@ -23,10 +23,23 @@ export function mat(rows: number, cols: number, data: Float32Array = new Float32
 
 const t = (m: Mat): ort.Tensor => f32(m.data, [m.rows, m.cols]);
 const int64 = (v: number): ort.Tensor => new ort.Tensor('int64', BigInt64Array.of(BigInt(v)), [1]);
+function sum64(y: Float32Array): number {
+  let sum = 0;
+  for (let j = 0; j < y.length; j++) sum += y[j];
+  return sum;
+}
 const out = (r: Record<string, ort.Tensor>, name: string): Mat => {
   const v = r[name];
   return mat(v.dims[0], v.dims[1], v.data as Float32Array);
 };
+
+/** One block's operands of the sweep's reference (blockReference): R[b, b] with dead inputs' rows zeroed, W0ᵀ[b],
+ *  and W0ᵀ[:i1] (none for the first block). */
+export interface BlockReferenceOperands {
+  rbb: Mat;
+  wtBlock: Mat;
+  wtHead?: Mat;
+}
 
 type GemmGraph = (g: GraphBuilder, ins: Value[]) => Value;
 
@@ -59,8 +72,8 @@ const GRAPHS = {
  *    dt = (Gᵀ·R[:i1, b]ᵀ)·ft, i.e. Dᵀ for D = F[:, :i1]·R[:i1, b]·G, the earlier blocks' compensation of the block;
  *    wb = W[:, start:end]·live + dtᵀ, the block's current weights (live: 1, or 0 for a dead input).
  *  Computing Dᵀ rather than D puts the small factor (width × width × i1) first: no rows × width × width product. */
-function sweepBlockGraph() {
-  const g = new GraphBuilder('sweepBlock');
+function sweepBlockGraph(withReference: boolean) {
+  const g = new GraphBuilder(withReference ? 'sweepBlockReference' : 'sweepBlock');
   const G = g.input('g', F, ['b', 'b']);
   const r = g.input('r', F, ['i', 'b']);
   const ft = g.input('ft', F, ['i', 'rows']);
@@ -72,9 +85,30 @@ function sweepBlockGraph() {
   const slice = g.op('Slice', [W, start, end, g.constant([1n], [1], DataType.INT64)]);
   g.output(dt, 'dt', F, ['b', 'rows']);
   g.output(g.op('Add', [g.op('Mul', [slice, live]), g.op('Transpose', [dt], { perm: [1, 0] })]), 'wb', F, ['rows', 'b']);
+  if (withReference) {
+    const head = g.op('Gemm', [r, g.input('wtHead', F, ['i', 'rows'])], { transA: 1 });
+    g.output(blockReference(g, head), 'refSq', F, ['rows']);
+  }
   return g.build();
 }
-const SWEEP_BLOCK = sweepBlockGraph();
+const SWEEP_BLOCK = sweepBlockGraph(false);
+const SWEEP_BLOCK_REFERENCE = sweepBlockGraph(true);
+
+/** Block b's share of the sweep's reference ‖W0·R‖² (methods/sweep.ts), per row of W0: with Y = (W0·R)[:, b]ᵀ =
+ *  R[b, b]ᵀ·W0ᵀ[b] + R[:i1, b]ᵀ·W0ᵀ[:i1] (`head`, the second term; none for the first block), Σ over the block's
+ *  columns of Y², float32 sums of at most b terms (the caller sums the rows in float64). Inputs `rbb` (R[b, b], the
+ *  rows of dead inputs zeroed) and `wtBlock` (W0ᵀ[b]). */
+function blockReference(g: GraphBuilder, head?: Value): Value {
+  const y = g.op('Gemm', [g.input('rbb', F, ['b', 'b']), g.input('wtBlock', F, ['b', 'rows']), ...(head ? [head] : [])], { transA: 1 });
+  return g.op('ReduceSum', [g.op('Mul', [y, y]), g.constant([0n], [1], DataType.INT64)], { keepdims: 0 });
+}
+
+function firstBlockReferenceGraph() {
+  const g = new GraphBuilder('firstBlockReference');
+  g.output(blockReference(g), 'refSq', F, ['rows']);
+  return g.build();
+}
+const FIRST_BLOCK_REFERENCE = firstBlockReferenceGraph();
 
 /** The sweep's Dᵀ = (Gᵀ·R[:i1, b]ᵀ)·Fᵀ[:i1] alone, twice: `dt` for a device output and `dtHost` for the host. */
 function blockCompensationGraph() {
@@ -192,18 +226,30 @@ export class Kernels {
 
   /** sweepBlockGraph into `dt` (width × rows) and `wb` (rows × width), for the block of columns [start, start + width)
    *  of W (rows × cols); `r` = R[:i1, b] (i1 × width) and `ft` = Fᵀ[:i1] (i1 × rows), i1 ≥ 1. */
-  async sweepBlock(G: Mat, r: Mat, ft: Mat, W: Mat, start: number, live: Float32Array, dt: Mat, wb: Mat): Promise<void> {
-    const k = await this.engine.kernel(SWEEP_BLOCK, ARENA);
+  async sweepBlock(G: Mat, r: Mat, ft: Mat, W: Mat, start: number, live: Float32Array, dt: Mat, wb: Mat): Promise<void>;
+  /** The same, with the block's share of the reference (blockReference): returns Σ Y² in float64. */
+  async sweepBlock(G: Mat, r: Mat, ft: Mat, W: Mat, start: number, live: Float32Array, dt: Mat, wb: Mat, ref: Required<BlockReferenceOperands>): Promise<number>;
+  async sweepBlock(G: Mat, r: Mat, ft: Mat, W: Mat, start: number, live: Float32Array, dt: Mat, wb: Mat, ref?: Required<BlockReferenceOperands>): Promise<number | void> {
+    const k = await this.engine.kernel(ref ? SWEEP_BLOCK_REFERENCE : SWEEP_BLOCK, ARENA);
     const width = G.rows;
-    await k.run(
-      {
-        g: t(G), r: t(r), ft: t(ft), w: t(W),
-        start: new ort.Tensor('int64', BigInt64Array.of(BigInt(start)), [1]),
-        end: new ort.Tensor('int64', BigInt64Array.of(BigInt(start + width)), [1]),
-        live: f32(live, [1, width]),
-      },
-      { dt: t(dt), wb: t(wb) },
-    );
+    const feeds: Record<string, ort.Tensor> = {
+      g: t(G), r: t(r), ft: t(ft), w: t(W),
+      start: new ort.Tensor('int64', BigInt64Array.of(BigInt(start)), [1]),
+      end: new ort.Tensor('int64', BigInt64Array.of(BigInt(start + width)), [1]),
+      live: f32(live, [1, width]),
+    };
+    if (!ref) {
+      await k.run(feeds, { dt: t(dt), wb: t(wb) });
+      return;
+    }
+    const res = await k.run({ ...feeds, rbb: t(ref.rbb), wtBlock: t(ref.wtBlock), wtHead: t(ref.wtHead) }, { dt: t(dt), wb: t(wb), refSq: null });
+    return sum64(res.refSq.data as Float32Array);
+  }
+
+  /** The first block's share of the sweep's reference (blockReference, no head): Σ Y² in float64. */
+  async firstBlockReference(ref: BlockReferenceOperands): Promise<number> {
+    const k = await this.engine.kernel(FIRST_BLOCK_REFERENCE, ARENA);
+    return sum64((await k.run({ rbb: t(ref.rbb), wtBlock: t(ref.wtBlock) })).refSq.data as Float32Array);
   }
 
   /** 0.5·tr(X H Xᵀ); h may be a tensor left on the device (upload). */
@@ -216,10 +262,7 @@ export class Kernels {
   /** Σ_ij (P·A)_ij · C_ij for P (b × k), A (k × r) and C (b × r): float32 sums down each column, then float64. */
   async blockForm(p: Mat, a: Mat, c: Mat): Promise<number> {
     const k = await this.engine.kernel(BLOCK_FORM, ARENA);
-    const y = (await k.run({ p: t(p), a: t(a), c: t(c) })).y.data as Float32Array;
-    let sum = 0;
-    for (let j = 0; j < y.length; j++) sum += y[j];
-    return sum;
+    return sum64((await k.run({ p: t(p), a: t(a), c: t(c) })).y.data as Float32Array);
   }
 
   /** Whether this engine's kernels keep device outputs in the device's memory (the device resolved first). */

@@ -23,6 +23,7 @@ export function validate(problem: LayerProblem, options: PruneOptions, method: P
   };
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows <= 0 || cols <= 0) fail('shape', `invalid shape ${rows}x${cols}`);
   if (problem.W.length !== rows * cols) fail('W', `has ${problem.W.length} values, expected ${rows}x${cols}=${rows * cols}`);
+  if (problem.Wt && problem.Wt.length !== rows * cols) fail('Wt', `has ${problem.Wt.length} values, expected ${cols}x${rows}=${rows * cols}`);
   if (problem.H && problem.H.length !== cols * cols) fail('H', `has ${problem.H.length} values, expected ${cols}x${cols}`);
   if (problem.colNorm2 && problem.colNorm2.length !== cols) fail('colNorm2', `has ${problem.colNorm2.length} values, expected ${cols}`);
   if (method.needs === 'hessian' && !problem.H) fail('H', `${method.name} needs the layer's Hessian`);
@@ -163,7 +164,8 @@ export async function pruneLayer(methodName: MethodName, problem: LayerProblem, 
     const refine = methodName === 'apt' && options.refine && H ? options.refine : 0;
     out = await method.prune(problem, refine ? { ...options, transposedOutput: false } : options, engine); // the refinement reads W by rows
     if (refine && H) {
-      const lossOf = async (W: Float32Array) => (await reconstructionLoss(problem.W, W, problem.rows, problem.cols, H, engine)).loss;
+      // The refinement compares losses only: no reference measured with each of them (reference: 0 skips it).
+      const lossOf = async (W: Float32Array) => (await reconstructionLoss(problem.W, W, problem.rows, problem.cols, H, engine, { reference: 0 })).loss;
       out = await refineApt({ ...problem, H }, options.pattern, refine, out, engine, lossOf);
     }
   } catch (e) {
@@ -176,7 +178,7 @@ export async function pruneLayer(methodName: MethodName, problem: LayerProblem, 
   if (out.transposed && out.loss === undefined) throw new PruneError(problem.name, methodName, 'a transposed result comes with its loss'); // reconstructionLoss reads W by rows
   try {
     const { loss, relLoss } = problem.H
-      ? await reconstructionLoss(problem.W, out.W, problem.rows, problem.cols, problem.H, engine, { loss: out.loss, reference: problem.reference, hessian: deviceH })
+      ? await reconstructionLoss(problem.W, out.W, problem.rows, problem.cols, problem.H, engine, { loss: out.loss, reference: problem.reference ?? out.reference, hessian: deviceH })
       : { loss: NaN, relLoss: NaN };
     return { ...result, method: methodName, loss, relLoss, sparsity: zeros / out.W.length, seconds, device: engine.device ?? 'cpu' };
   } finally {

@@ -24,7 +24,8 @@
 import { DampedCholesky, dampedCholeskyFactor, invertUpper } from '../linalg/cholesky';
 import { dampedDeviceFactor, DeviceFactor, releaseDeviceFactor } from '../linalg/deviceFactor';
 import type * as ort from 'onnxruntime-node';
-import { Kernels, Mat, mat } from '../linalg/kernels';
+import { BlockReferenceOperands, Kernels, Mat, mat } from '../linalg/kernels';
+import { transpose } from '../models/emitter';
 import { sharedF64, sharedU8 } from '../parallel/rowPool';
 import { Engine } from '../onnx/session';
 import { kthSmallest, sampleBracket } from './masks';
@@ -90,12 +91,14 @@ interface SweepOperands {
   /** G = R[b, b]⁻¹ (upper, float64) into G. */
   inverse(i1: number, i2: number, G: Float64Array): void;
   /** The block's current weights W[:, b]·live + D into w, D = F[:, :i1]·R[:i1, b]·G the earlier blocks'
-   *  compensation, for i1 ≥ 1 (block 0's are W's own). */
+   *  compensation (none for block 0). */
   blockWeights(i1: number, i2: number, G: Mat, w: Float64Array): Promise<void>;
   /** Fᵀ[i1:i2] = Gᵀ·Eᵀ − Dᵀ. */
   addBlock(i1: number, G: Mat, E: Mat): Promise<void>;
   /** Fᵀ complete in the host's array. */
   finish(): Promise<void>;
+  /** The loss's reference ½·tr(W H Wᵀ) (undamped H), if the operands measured it (HostOperands given W0ᵀ). */
+  reference(): number | undefined;
   /** H in the device's memory, for the loss's reference (the caller disposes it), if the operands hold it. */
   takeHessian(): ort.Tensor | undefined;
   /** Frees what lives on the device. */
@@ -103,34 +106,66 @@ interface SweepOperands {
 }
 
 /** The host's operands: R's panels, W and Fᵀ in the host's arrays; each block's graph call sends W, R[:i1, b] and
- *  the finished Fᵀ[:i1] again (on the CPU provider nothing crosses). */
+ *  the finished Fᵀ[:i1] again (on the CPU provider nothing crosses).
+ *
+ *  Given W0ᵀ (`Wt`, cols × rows), the same graph calls measure the loss's reference: H_d = R·Rᵀ, so
+ *  tr(W0 H_d W0ᵀ) = ‖W0·R‖², and block b's columns of W0·R are R[:i2, b]ᵀ·W0ᵀ[:i2]ᵀ, one more GEMM beside the
+ *  compensation's (the same rows·cols² flops as a pass over H, with no pass over H). With W0's dead columns left out
+ *  (R's rows there are zero off the diagonal, and `rbb`'s are zeroed), ½·‖W0·R‖² − ½·λ·‖W0_live‖² is the reference
+ *  with the undamped H, as sweepLoss takes the loss. */
 class HostOperands implements SweepOperands {
   private readonly Rbb: Float64Array;
   private readonly Rcol: Float32Array;
   private readonly Dt: Float32Array;
   private readonly wb: Float32Array;
+  private readonly rbb: Float32Array;
+  private referenceSq = 0; // ‖W0·R‖², block by block
+  private liveSq = 0; // ‖W0_live‖²
 
-  constructor(private readonly kernels: Kernels, readonly factor: DampedCholesky, private readonly W: Mat, private readonly Ft: Float32Array, private readonly live: Float32Array, B: number) {
+  constructor(private readonly kernels: Kernels, readonly factor: DampedCholesky, private readonly W: Mat, private readonly Ft: Float32Array, private readonly live: Float32Array, B: number, private readonly Wt?: Float32Array) {
     this.Rbb = new Float64Array(B * B);
     this.Rcol = new Float32Array(W.cols * B);
     this.Dt = new Float32Array(W.rows * B);
     this.wb = new Float32Array(W.rows * B);
+    this.rbb = new Float32Array(Wt ? B * B : 0);
   }
 
   inverse(i1: number, i2: number, G: Float64Array): void {
     const width = i2 - i1;
     for (let k = 0; k < width; k++) this.factor.R.row(i1 + k, i1, i2, this.Rbb, k * width);
+    if (this.Wt) for (let i = 0; i < width * width; i++) this.rbb[i] = this.Rbb[i] * this.live[i1 + Math.floor(i / width)];
     invertUpper(this.Rbb, width, G);
   }
 
   async blockWeights(i1: number, i2: number, G: Mat, w: Float64Array): Promise<void> {
-    const { rows } = this.W;
+    const { rows, cols, data: W } = this.W;
     const width = i2 - i1;
+    const ref = this.Wt && this.referenceOperands(i1, i2);
+    if (i1 === 0) {
+      liveColumns(W, cols, i1, this.live, w, rows, width);
+      if (ref) this.referenceSq += await this.kernels.firstBlockReference(ref);
+      return;
+    }
     for (let p = 0; p < i1; p++) this.factor.R.row(p, i1, i2, this.Rcol, p * width);
     const wb = mat(rows, width, this.wb.subarray(0, rows * width));
     const r = mat(i1, width, this.Rcol.subarray(0, i1 * width));
-    await this.kernels.sweepBlock(G, r, mat(i1, rows, this.Ft.subarray(0, i1 * rows)), this.W, i1, this.live.subarray(i1, i2), this.dt(width), wb);
+    const args = [G, r, mat(i1, rows, this.Ft.subarray(0, i1 * rows)), this.W, i1, this.live.subarray(i1, i2), this.dt(width), wb] as const;
+    if (ref) this.referenceSq += await this.kernels.sweepBlock(...args, { ...ref, wtHead: mat(i1, rows, ref.wtHead.data) });
+    else await this.kernels.sweepBlock(...args);
     w.set(wb.data);
+  }
+
+  /** Block b's reference operands (see the class), and its live rows of W0ᵀ added to ‖W0_live‖². */
+  private referenceOperands(i1: number, i2: number): Required<BlockReferenceOperands> {
+    const { rows } = this.W;
+    const Wt = this.Wt as Float32Array;
+    const width = i2 - i1;
+    for (let j = i1; j < i2; j++) if (this.live[j]) this.liveSq += sumOfSquares(Wt.subarray(j * rows, (j + 1) * rows));
+    return { rbb: mat(width, width, this.rbb.subarray(0, width * width)), wtBlock: mat(width, rows, Wt.subarray(i1 * rows, i2 * rows)), wtHead: mat(i1, rows, Wt.subarray(0, i1 * rows)) };
+  }
+
+  reference(): number | undefined {
+    return this.Wt ? 0.5 * (this.referenceSq - this.factor.lambda * this.liveSq) : undefined;
   }
 
   async addBlock(i1: number, G: Mat, E: Mat): Promise<void> {
@@ -145,6 +180,7 @@ class HostOperands implements SweepOperands {
   }
 
   async finish(): Promise<void> {}
+
   takeHessian(): undefined {
     return undefined;
   }
@@ -171,6 +207,7 @@ class DeviceOperands implements SweepOperands {
   async blockWeights(i1: number, i2: number, G: Mat, w: Float64Array): Promise<void> {
     const { rows, cols, data: W } = this.W;
     const width = i2 - i1;
+    if (i1 === 0) return liveColumns(W, cols, i1, this.live, w, rows, width);
     const Dt = mat(width, rows, this.Dt.subarray(0, width * rows));
     this.dtDevice = await this.kernels.blockCompensationOnDevice(G, this.factor.columns[i1 / this.B] as ort.Tensor, this.ft as ort.Tensor, Dt);
     for (let r = 0; r < rows; r++) {
@@ -190,6 +227,10 @@ class DeviceOperands implements SweepOperands {
     if (this.ft) await this.kernels.download(this.ft, mat(this.W.cols, this.W.rows, this.Ft));
   }
 
+  reference(): undefined {
+    return undefined; // measured from H, which takeHessian leaves on the device
+  }
+
   takeHessian(): ort.Tensor | undefined {
     const h = this.factor.hessian ?? undefined;
     this.factor.hessian = null;
@@ -205,12 +246,16 @@ class DeviceOperands implements SweepOperands {
 
 /** The operands for this layer: on the device when the engine keeps outputs there and the layer has more than one
  *  block (one block has no left-looking product, and its factor is one host Cholesky). */
-async function sweepOperands(kernels: Kernels, H: Float32Array, W: Mat, Ft: Float32Array, live: Float32Array, B: number, dampening: number): Promise<SweepOperands> {
-  const cols = W.cols;
+async function sweepOperands(kernels: Kernels, problem: LayerProblem, Ft: Float32Array, live: Float32Array, B: number, dampening: number): Promise<SweepOperands> {
+  const { rows, cols } = problem;
+  const H = problem.H as Float32Array;
+  const W = mat(rows, cols, problem.W);
   if (cols > B && await kernels.keepsOnDevice()) {
     return new DeviceOperands(kernels, await dampedDeviceFactor(H, cols, B, dampening, kernels), W, Ft, live, B);
   }
-  return new HostOperands(kernels, await dampedCholeskyFactor(H, cols, dampening, kernels), W, Ft, live, B);
+  // The reference, unless the caller has it: from W0ᵀ as the caller holds it (a weight stored [in, out]), else a copy.
+  const Wt = problem.reference !== undefined ? undefined : problem.Wt ?? transpose(problem.W, rows, cols);
+  return new HostOperands(kernels, await dampedCholeskyFactor(H, cols, dampening, kernels), W, Ft, live, B, Wt);
 }
 
 /** Fills the block's mask (unless fixed) and E. The block's arrays live in shared memory, so a solver may
@@ -236,7 +281,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   const Ft = new Float32Array(cols * rows);
   const mask = new Uint8Array(rows * cols);
   const live = new Float32Array(cols).fill(1); // 0 for a dead input: its weights are zeroed
-  const operands = await sweepOperands(kernels, problem.H as Float32Array, mat(rows, cols, W), Ft, live, blockSize, options.dampening ?? 0.01);
+  const operands = await sweepOperands(kernels, problem, Ft, live, blockSize, options.dampening ?? 0.01);
   const { factor } = operands;
   for (const j of factor.dead) live[j] = 0;
   const notes = [...factor.notes];
@@ -252,6 +297,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   const E32 = new Float32Array(rows * blockSize); // onnxruntime's copy of the block's E
   let errors2 = 0; // ‖E‖², summed block by block in float64
   let deviceH: ort.Tensor | undefined;
+  let reference: number | undefined;
 
   try {
     for (let i1 = 0; i1 < cols; i1 += blockSize) {
@@ -266,8 +312,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
       // The block's current weights w = W[:, b] (dead inputs zeroed) + D, with D = F[:, :i1]·R[:i1, b]·G = −F^{<b}_b the
       // earlier blocks' compensation.
       const w = wBuf.subarray(0, rows * width);
-      if (i1 === 0) liveColumns(W, cols, i1, live, w, rows, width);
-      else await operands.blockWeights(i1, i2, g32, w);
+      await operands.blockWeights(i1, i2, g32, w);
 
       const blockMask = maskBuf.subarray(0, rows * width).fill(0);
       if (options.mask) for (let r = 0; r < rows; r++) blockMask.set(options.mask.subarray(r * cols + i1, r * cols + i2), r * width);
@@ -286,6 +331,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
       copyColumns(blockMask, mask, cols, i1, rows, width);
     }
     await operands.finish();
+    reference = operands.reference();
     deviceH = operands.takeHessian();
   } finally {
     operands.release();
@@ -293,7 +339,7 @@ export async function obsSweep(problem: LayerProblem, options: PruneOptions, eng
   }
 
   const loss = sweepLoss(errors2, factor.lambda, Ft, rows, factor.dead);
-  const out = { mask, dampening: factor.dampening, loss, notes, deviceH };
+  const out = { mask, dampening: factor.dampening, loss, reference, notes, deviceH };
   if (options.transposedOutput) return { ...out, ...transposedResult(W, Ft, mask, rows, cols, factor.dead) };
   // W_pruned = W − F, pruned weights and dead inputs exact zeros. For a square layer the result overwrites Fᵀ,
   // so no second rows×cols array exists at the end.

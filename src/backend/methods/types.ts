@@ -27,8 +27,11 @@ export interface LayerProblem {
   /** (cols) Σ x_j² per input feature (Wanda's ‖X_j‖₂²); derived from diag(H) when absent. */
   colNorm2?: Float32Array;
   /** 0.5·tr(W H Wᵀ), the relative loss's denominator, when the caller has it (the pipeline: (1/N)·Σ‖W x‖² from the
-   *  calibration forward); otherwise measured from H. */
+   *  calibration forward); otherwise measured: by the OBS sweep from its factor, by the others from H. */
   reference?: number;
+  /** (cols, rows) W transposed, when the caller holds W in that layout anyway (a weight stored [in, out]): the OBS
+   *  sweep reads it for the reference rather than transposing W. Not modified. */
+  Wt?: Float32Array;
 }
 
 export interface PruneOptions {
@@ -64,6 +67,9 @@ export interface MethodOutput {
   /** 0.5·tr(ΔW H ΔWᵀ) with the undamped H, when the method gets it from its own solve (the OBS sweep: see
    *  sweep.ts); otherwise the caller measures it. */
   loss?: number;
+  /** 0.5·tr(W H Wᵀ) of the dense W with the undamped H, when the method measured it (the OBS sweep on the host,
+   *  when LayerProblem.reference is absent); otherwise the caller measures it. */
+  reference?: number;
   notes: string[];
   /** How many values of W are exact zeros, when the method counted them as it wrote W (else the caller counts). */
   zeros?: number;

@@ -30,7 +30,7 @@ import { runMemoryProblem } from './budget';
 import { float32ToHalfBytes, roundedBytes } from '../formats/dtype';
 import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint';
 import { SpillFile } from '../formats/tensorSource';
-import { pruneLayer } from '../methods';
+import { type LayerProblem, pruneLayer } from '../methods';
 import { pruneDepthwise } from '../methods/depthwise';
 import { outlierRatio, owlOffsets } from '../methods/owl';
 import { causalLmFeeds, InputSpec, inputSpecs, positionLimit, vocabularySize } from '../models/inputs';
@@ -572,11 +572,14 @@ async function pruneSegmentLayers(config: ResolvedConfig, model: OpenModel, run:
     const s = stats.get(key);
     if (lastReader.get(key) === l.name) stats.delete(key);
     const method = methodFor(run, l, model.select(l.name) as LayerTarget, s);
+    // A weight stored [in, out] is Wᵀ: kept while the method runs when the calibration pass had no output to give the
+    // loss's reference (the block's last layer), as the sweep then reads it (LayerProblem.Wt) rather than transposing W.
+    const Wt = l.layout === 'in_out' && s && s.reference(l.name) === undefined ? weightOf(work, l.weight) : undefined;
     const { W, finite } = toRowMajor(weightOf(work, l.weight), l, spare);
     spare = undefined;
-    work.current.delete(l.weight); // W is the dense weight now: no second copy while the method runs
+    work.current.delete(l.weight); // W is the dense weight now: no second copy while the method runs (but Wt)
     const before = { ...model.engine.moved };
-    const res = await pruneOne(config, model, l, W, finite, s, method);
+    const res = await pruneOne(config, model, l, { W, Wt, finiteW: finite }, s, method);
     const transfer = transferSince(model.engine.moved, before);
     // fp16/bf16 weights: pruned in fp32 (widened above), rounded to the stored type once, here, so the
     // propagate pass, the zero count and the written checkpoint all see the same values and pattern. A layer stored
@@ -618,12 +621,13 @@ function methodFor(run: RunLog, l: PrunableLayer, target: LayerTarget, s: Calibr
   return 'magnitude';
 }
 
-function pruneOne(config: ResolvedConfig, model: OpenModel, l: PrunableLayer, W: Float32Array, finiteW: boolean | undefined, s: CalibrationSums | undefined, method: LayerTarget['method']): Promise<LayerResult> | LayerResult {
+function pruneOne(config: ResolvedConfig, model: OpenModel, l: PrunableLayer, weights: Pick<LayerProblem, 'W' | 'Wt' | 'finiteW'>, s: CalibrationSums | undefined, method: LayerTarget['method']): Promise<LayerResult> | LayerResult {
+  const { W } = weights;
   const target = model.select(l.name) as LayerTarget;
   const options = { pattern: target.pattern, blockSize: config.blockSize, dampening: config.dampening, nmMask: config.nmMask, magnitudeGroup: config.magnitudeGroup, refine: config.refine.iterations, transposedOutput: l.layout === 'in_out' };
   return l.kind === 'depthwiseConv'
     ? pruneDepthwise(target.method, { name: l.name, channels: l.rows, taps: l.cols, W, H: s?.hessian(), colNorm2: s?.colNorm2() }, options)
-    : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, W, finiteW, H: s?.hessian(), finiteH: s?.hessianFinite, colNorm2: s?.colNorm2(), reference: s?.reference(l.name) }, options, model.engine);
+    : pruneLayer(method, { name: l.name, rows: l.rows, cols: l.cols, ...weights, H: s?.hessian(), finiteH: s?.hessianFinite, colNorm2: s?.colNorm2(), reference: s?.reference(l.name) }, options, model.engine);
 }
 
 function reportLayer(run: RunLog, l: PrunableLayer, target: LayerTarget, res: LayerResult & { transfer: Transfer }, method: LayerTarget['method']): void {

@@ -44,7 +44,8 @@ export interface CalibrationStat {
    *  name of the number of tokens whose scale is positive (FLOAT scalar), e.g. those routed to an MoE expert. */
   routed?: string;
   /** Per layer name, the output of Σ_out y² per token (FLOAT [tokens]) of the layer's own output y = W·x, for the
-   *  layers whose output the calibration pass computes anyway (it feeds a later layer's X) as a plain fp32 MatMul:
+   *  layers whose output the calibration pass computes anyway (it feeds a later layer's X) as a plain fp32 MatMul
+   *  or Gemm without a bias:
    *  (1/N)·Σ_tokens ‖W x‖² = 0.5·tr(W H Wᵀ), the reference of the relative loss, without a pass over H. */
   outSq: Record<string, string>;
 }
@@ -291,7 +292,8 @@ export function calibrationModel(plan: SegmentPlan, s: Segment | number, options
       b.output(b.op('Add', [xtx, sum]), stat.xtx, DataType.FLOAT, sumShape);
       b.output(reduceSum(b.op('Mul', [xw, x2]), 0), stat.colSq, DataType.FLOAT, [cols]);
       layers.forEach((l, j) => {
-        if (l.op !== 'MatMul' || l.tokenWeight || elem !== DataType.FLOAT || !computed.has(l.output)) return;
+        const plain = l.op === 'MatMul' || !plan.model.graph.node[l.nodeIndex].input[2]; // y = x·W, no bias (a Gemm without C)
+        if (!plain || l.tokenWeight || elem !== DataType.FLOAT || !computed.has(l.output)) return;
         // Per token (a sum over the layer's rows only, in fp32); the tokens are summed in float64 (CalibrationSums).
         const y = b.op('Reshape', [{ name: l.output }, b.constant([-1n, BigInt(l.rows)], [2], DataType.INT64)]);
         stat.outSq[l.name] = `prunekit::outsq::${k}::${j}`;
