@@ -109,10 +109,10 @@ interface SweepOperands {
  *  the finished Fᵀ[:i1] again (on the CPU provider nothing crosses).
  *
  *  Given W0ᵀ (`Wt`, cols × rows), the same graph calls measure the loss's reference: H_d = R·Rᵀ, so
- *  tr(W0 H_d W0ᵀ) = ‖W0·R‖², and block b's columns of W0·R are R[:i2, b]ᵀ·W0ᵀ[:i2]ᵀ, one more GEMM beside the
- *  compensation's (the same rows·cols² flops as a pass over H, with no pass over H). With W0's dead columns left out
- *  (R's rows there are zero off the diagonal, and `rbb`'s are zeroed), ½·‖W0·R‖² − ½·λ·‖W0_live‖² is the reference
- *  with the undamped H, as sweepLoss takes the loss. */
+ *  tr(W0 H_d W0ᵀ) = ‖W0·R‖², and block b's columns of W0·R, transposed, are R[:i2, b]ᵀ·W0ᵀ[:i2]: one more
+ *  GEMM beside the compensation's (the same rows·cols² flops as a pass over H, with no pass over H). With W0's
+ *  dead columns left out (R's rows there are zero off the diagonal, and `rbb`'s are zeroed),
+ *  ½·‖W0·R‖² − ½·λ·‖W0_live‖² is the reference with the undamped H, as sweepLoss takes the loss. */
 class HostOperands implements SweepOperands {
   private readonly Rbb: Float64Array;
   private readonly Rcol: Float32Array;
