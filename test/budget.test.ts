@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DataType } from '../src/backend/onnx/proto';
-import { estimateRunMemory, memoryProblem, SCORE_MAPS_PER_HEAD } from '../src/backend/pipeline/budget';
+import { estimateRunMemory, fittingMicroBatch, memoryProblem, SCORE_MAPS_PER_HEAD } from '../src/backend/pipeline/budget';
 import type { PrunableLayer } from '../src/backend/pipeline/layers';
 
 /** A MatMul layer of block 0 reading `input`, [rows, cols] = [out, in]. */
@@ -57,3 +57,33 @@ describe('estimateRunMemory', () => {
     assert.match(memoryProblem(now, available) ?? '', /^the run needs about 8\.0 GiB \(.*one batch 1\.6 GiB\) but free memory is 7\.5 GiB; lower/);
   });
 });
+
+describe('fittingMicroBatch', () => {
+  // The papers' protocol on a 7B block with the run's default of 8 windows per onnxruntime run: their attention maps
+  // alone are 8 × 3 × 32 × 2048² floats (12.9 GB).
+  const sizes = { ...papers, microBatch: 8, heads: 32 };
+  const total = (microBatch: number) => estimateRunMemory(block, { ...sizes, microBatch }).total;
+  const free = (bytes: number) => ({ bytes, source: 'free memory' });
+
+  test('halves the windows per run until the estimate fits, down to one', () => {
+    assert.equal(fittingMicroBatch(block, sizes, free(total(8))), 8);
+    assert.equal(fittingMicroBatch(block, sizes, free(total(8) - 1)), 4);
+    assert.equal(fittingMicroBatch(block, sizes, free(total(2) + 2 ** 20)), 2);
+    assert.equal(fittingMicroBatch(block, sizes, free(total(1))), 1);
+    // Not even one window fits: one, which memoryProblem then refuses with its numbers.
+    assert.equal(fittingMicroBatch(block, sizes, free(total(1) - 1)), 1);
+    assert.match(memoryProblem(estimateRunMemory(block, { ...sizes, microBatch: 1 }), free(total(1) - 1)) ?? '', /^the run needs about/);
+    // Each window more is 1.70 GB of the estimate (its maps and MLP activation): 8 windows need 20.5 GB, 4 13.7 GB,
+    // 2 10.3 GB. 24 GB free keeps 8, 16 GB gives 4, 12 GB gives 2.
+    assert.deepEqual([8, 4, 2].map((m) => Math.round(total(m) / 1e8) / 10), [20.5, 13.7, 10.3]);
+    assert.equal(fittingMicroBatch(block, sizes, free(24e9)), 8);
+    assert.equal(fittingMicroBatch(block, sizes, free(16e9)), 4);
+    assert.equal(fittingMicroBatch(block, sizes, free(12e9)), 2);
+  });
+
+  test('a run without attention (one map per window) keeps more windows in the same memory', () => {
+    const mamba = { ...sizes, heads: null };
+    assert.equal(fittingMicroBatch(block, mamba, free(12e9)), 8);
+  });
+});
+

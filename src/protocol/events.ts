@@ -110,6 +110,7 @@ export const WARNING_CODES = [
   'leftovers-removed', // temporaries of a killed earlier run beside the output were removed
   'expert-few-tokens', // an MoE expert routed fewer calibration tokens than its inputs: pruned by magnitude
   'sweep-shared', // a sweep's shared file (shared/) not trusted (corrupt, made for other settings) or not written
+  'micro-batch-lowered', // fewer calibration windows per onnxruntime run than the default, to fit the free memory
   'other',
 ] as const;
 export type WarningCode = (typeof WARNING_CODES)[number];

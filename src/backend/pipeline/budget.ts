@@ -96,8 +96,22 @@ export function memoryProblem(e: MemoryEstimate, available = availableMemory()):
 
 /** memoryProblem for a config's run over `layers`; `autoSeqlen` fills a null seqlen as the run will; `heads` as RunSizes'. */
 export function runMemoryProblem(config: ResolvedConfig, layers: readonly PrunableLayer[], autoSeqlen: number, microBatch: number, heads: number | null = null): string | null {
+  return memoryProblem(estimateRunMemory(layers, runSizes(config, autoSeqlen, microBatch, heads)));
+}
+
+/** A config's RunSizes; `autoSeqlen` fills a null seqlen as the run will. */
+export function runSizes(config: ResolvedConfig, autoSeqlen: number, microBatch: number, heads: number | null = null): RunSizes {
   const c = config.calibration;
   const seqlen = c ? (c.seqlen ?? autoSeqlen) : 0;
   const evalSeqlen = config.evaluation ? (config.evaluation.seqlen ?? (seqlen || autoSeqlen)) : 0;
-  return memoryProblem(estimateRunMemory(layers, { nsamples: c?.nsamples ?? 0, seqlen, evalSeqlen, microBatch, heads }));
+  return { nsamples: c?.nsamples ?? 0, seqlen, evalSeqlen, microBatch, heads };
+}
+
+/** Windows per onnxruntime run: sizes.microBatch, halved until the run's estimate fits in `available`, down to 1
+ *  (which memoryProblem then judges). Fewer windows per run cost time, not results' quality: each run adds its XᵀX
+ *  to the running sums in one pass (docs/BENCHMARKS.md, bench:peer). */
+export function fittingMicroBatch(layers: readonly PrunableLayer[], sizes: RunSizes, available = availableMemory()): number {
+  let m = sizes.microBatch;
+  while (m > 1 && estimateRunMemory(layers, { ...sizes, microBatch: m }).total > available.bytes) m = Math.floor(m / 2);
+  return m;
 }

@@ -26,7 +26,7 @@ import { calibrationWindows, evaluationWindows, TextTokenizer } from '../data/to
 import { perplexity } from '../eval/perplexity';
 import { spillFileOf } from '../formats/atomicFolder';
 import { readJson } from '../formats/hfCheckpoint';
-import { runMemoryProblem } from './budget';
+import { fittingMicroBatch, runMemoryProblem, type RunSizes, runSizes } from './budget';
 import { float32ToHalfBytes, roundedBytes } from '../formats/dtype';
 import { Checkpoint, openCheckpoint, TensorSource } from '../formats/checkpoint';
 import { SpillFile } from '../formats/tensorSource';
@@ -52,7 +52,8 @@ export interface RunHooks {
   emit(event: Event): void;
   /** Aborted by SIGINT/SIGTERM: the run stops at the next layer or batch boundary. */
   signal?: AbortSignal;
-  /** Windows per onnxruntime run during calibration and evaluation (bounds activation memory). */
+  /** Windows per onnxruntime run during calibration and evaluation (bounds activation memory); by default 8, or
+   *  fewer where the free memory asks for it (fitMicroBatch). */
   microBatch?: number;
   /** Dense perplexities measured before, by what they depend on (a sweep's points share one: sweep/shared.ts). */
   denseStore?: DenseStore;
@@ -132,10 +133,11 @@ class RunLog {
   /** The last layer pruned (run.cancelled names it). */
   lastLayer: string | null = null;
 
-  constructor(readonly hooks: RunHooks) {}
+  /** Calibration windows per onnxruntime run: hooks.microBatch, else DEFAULT_MICRO_BATCH or fewer (fitMicroBatch). */
+  micro: number;
 
-  get micro(): number {
-    return this.hooks.microBatch ?? 8;
+  constructor(readonly hooks: RunHooks) {
+    this.micro = hooks.microBatch ?? DEFAULT_MICRO_BATCH;
   }
 
   emit<T extends EventType>(type: T, body: EventBody<T>): EventOf<T> {
@@ -223,6 +225,18 @@ function discoverBlocks(config: ResolvedConfig, ckpt: Checkpoint): Discovery {
 // ---------------------------------------------------------------------------------------------------------------
 // Data: calibration windows (in micro-batches) and evaluation windows
 
+/** Calibration windows per onnxruntime run unless the free memory asks for fewer (fitMicroBatch). */
+const DEFAULT_MICRO_BATCH = 8;
+
+/** Fewer windows per onnxruntime run where the default's would not fit the free memory: the papers' 128 × 2048 on a
+ *  7B model needs ~13.6 GB for eight windows' attention maps, ~9 GB in all with one (docs/BENCHMARKS.md). */
+function fitMicroBatch(run: RunLog, layers: readonly PrunableLayer[], sizes: RunSizes): void {
+  const m = fittingMicroBatch(layers, sizes);
+  if (m === run.micro) return;
+  run.warn('micro-batch-lowered', `${m} calibration window(s) per onnxruntime run instead of ${run.micro}, to fit the free memory: the forwards run slower`);
+  run.micro = m;
+}
+
 interface RunData {
   /** Calibration windows in groups of `micro` (one onnxruntime run each); empty without calibration data. */
   batches: Int32Array[][];
@@ -234,7 +248,9 @@ interface RunData {
 
 function prepareData(config: ResolvedConfig, model: OpenModel, run: RunLog): RunData {
   const autoSeqlen = Math.min(2048, maxPositions(model.ckpt) ?? 2048);
-  const tooBig = runMemoryProblem(config, model.discovery.layers, autoSeqlen, run.micro, attentionHeads(model.ckpt));
+  const heads = attentionHeads(model.ckpt);
+  if (run.hooks.microBatch === undefined) fitMicroBatch(run, model.discovery.layers, runSizes(config, autoSeqlen, run.micro, heads));
+  const tooBig = runMemoryProblem(config, model.discovery.layers, autoSeqlen, run.micro, heads);
   if (tooBig) throw new RunError('out-of-memory', tooBig);
   checkPositionLimit(config, model.ckpt);
   const tokensOf = tokenReader(config, model, run);
