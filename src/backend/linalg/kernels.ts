@@ -225,11 +225,9 @@ export class Kernels {
   aTbTMinusC(a: Mat, b: Mat, c: Mat, into?: Mat): Promise<Mat> { return this.run(GRAPHS.aTbTMinusC, [a, b, c], into); }
 
   /** sweepBlockGraph into `dt` (width × rows) and `wb` (rows × width), for the block of columns [start, start + width)
-   *  of W (rows × cols); `r` = R[:i1, b] (i1 × width) and `ft` = Fᵀ[:i1] (i1 × rows), i1 ≥ 1. */
-  async sweepBlock(G: Mat, r: Mat, ft: Mat, W: Mat, start: number, live: Float32Array, dt: Mat, wb: Mat): Promise<void>;
-  /** The same, with the block's share of the reference (blockReference): returns Σ Y² in float64. */
-  async sweepBlock(G: Mat, r: Mat, ft: Mat, W: Mat, start: number, live: Float32Array, dt: Mat, wb: Mat, ref: Required<BlockReferenceOperands>): Promise<number>;
-  async sweepBlock(G: Mat, r: Mat, ft: Mat, W: Mat, start: number, live: Float32Array, dt: Mat, wb: Mat, ref?: Required<BlockReferenceOperands>): Promise<number | void> {
+   *  of W (rows × cols); `r` = R[:i1, b] (i1 × width) and `ft` = Fᵀ[:i1] (i1 × rows), i1 ≥ 1. With `ref`, also the
+   *  block's share of the sweep's reference (blockReference): returns its Σ Y² in float64 (0 without). */
+  async sweepBlock(G: Mat, r: Mat, ft: Mat, W: Mat, start: number, live: Float32Array, dt: Mat, wb: Mat, ref?: Required<BlockReferenceOperands>): Promise<number> {
     const k = await this.engine.kernel(ref ? SWEEP_BLOCK_REFERENCE : SWEEP_BLOCK, ARENA);
     const width = G.rows;
     const feeds: Record<string, ort.Tensor> = {
@@ -240,7 +238,7 @@ export class Kernels {
     };
     if (!ref) {
       await k.run(feeds, { dt: t(dt), wb: t(wb) });
-      return;
+      return 0;
     }
     const res = await k.run({ ...feeds, rbb: t(ref.rbb), wtBlock: t(ref.wtBlock), wtHead: t(ref.wtHead) }, { dt: t(dt), wb: t(wb), refSq: null });
     return sum64(res.refSq.data as Float32Array);

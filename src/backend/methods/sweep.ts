@@ -140,7 +140,7 @@ class HostOperands implements SweepOperands {
   async blockWeights(i1: number, i2: number, G: Mat, w: Float64Array): Promise<void> {
     const { rows, cols, data: W } = this.W;
     const width = i2 - i1;
-    const ref = this.Wt && this.referenceOperands(i1, i2);
+    const ref = this.Wt ? this.referenceOperands(i1, i2) : undefined;
     if (i1 === 0) {
       liveColumns(W, cols, i1, this.live, w, rows, width);
       if (ref) this.referenceSq += await this.kernels.firstBlockReference(ref);
@@ -149,9 +149,7 @@ class HostOperands implements SweepOperands {
     for (let p = 0; p < i1; p++) this.factor.R.row(p, i1, i2, this.Rcol, p * width);
     const wb = mat(rows, width, this.wb.subarray(0, rows * width));
     const r = mat(i1, width, this.Rcol.subarray(0, i1 * width));
-    const args = [G, r, mat(i1, rows, this.Ft.subarray(0, i1 * rows)), this.W, i1, this.live.subarray(i1, i2), this.dt(width), wb] as const;
-    if (ref) this.referenceSq += await this.kernels.sweepBlock(...args, { ...ref, wtHead: mat(i1, rows, ref.wtHead.data) });
-    else await this.kernels.sweepBlock(...args);
+    this.referenceSq += await this.kernels.sweepBlock(G, r, mat(i1, rows, this.Ft.subarray(0, i1 * rows)), this.W, i1, this.live.subarray(i1, i2), this.dt(width), wb, ref);
     w.set(wb.data);
   }
 
